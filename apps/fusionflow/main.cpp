@@ -1,0 +1,78 @@
+// fusionflow: run, check and inspect fusion pipelines.
+// Exit codes: 0 success, 1 a run failed, 2 the command or pipeline is invalid.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include <fusionflow/version.hpp>
+
+#include "commands.hpp"
+
+using namespace fusionflow::cli;
+
+int main(int argc, char** argv) {
+  CLI::App app{"fusionflow: dataflow pipelines for multimodal medical image fusion (MRI, CT, PET).\n"
+               "Exit codes: 0 success, 1 a run failed, 2 the command or pipeline is invalid."};
+  app.set_version_flag("--version", fusionflow::version_string());
+  app.require_subcommand(1);
+  app.fallthrough();
+
+  GlobalOptions global;
+  app.add_option("--plugin-dir", global.plugin_dirs,
+                 "Directory to load plugins from (repeatable; searched before FUSIONFLOW_PLUGIN_PATH and the "
+                 "bundled plugins)");
+  app.add_option("--log-level", global.log_level, "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+  RunArguments run_arguments;
+  auto* run = app.add_subcommand("run", "Validate a pipeline, then run it");
+  run->add_option("pipeline", run_arguments.pipeline, "Pipeline JSON file")->required();
+  run->add_option("--set", run_arguments.set_options, "Set a pipeline variable: name=value (repeatable)");
+  run->add_option("--threads", run_arguments.threads, "Threads for the whole run, nodes and ITK filters (0: all cores)")
+      ->check(CLI::Range(0, 1024));
+  run->add_option("--record", run_arguments.record_path, "Write a JSON run record to this file");
+  run->add_flag("--no-progress", run_arguments.no_progress, "No live progress line, plain log lines only");
+
+  PipelineArguments validate_arguments;
+  auto* validate = app.add_subcommand("validate", "Check a pipeline without running it; lists every problem");
+  validate->add_option("pipeline", validate_arguments.pipeline, "Pipeline JSON file")->required();
+  validate->add_option("--set", validate_arguments.set_options, "Set a pipeline variable: name=value (repeatable)");
+
+  bool plugins_json = false;
+  auto* plugins = app.add_subcommand("plugins", "List loaded plugins and node types with ports and parameters");
+  plugins->add_flag("--json", plugins_json, "Machine-readable output");
+
+  PipelineArguments graph_arguments;
+  std::string graph_output;
+  auto* graph = app.add_subcommand("graph", "Write the pipeline as a Graphviz DOT graph (e.g. | dot -Tpng -o g.png)");
+  graph->add_option("pipeline", graph_arguments.pipeline, "Pipeline JSON file")->required();
+  graph->add_option("--set", graph_arguments.set_options, "Set a pipeline variable: name=value (repeatable)");
+  graph->add_option("-o,--output", graph_output, "Output file (default: standard output)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& help) {
+    return app.exit(help);
+  } catch (const CLI::CallForAllHelp& help) {
+    return app.exit(help);
+  } catch (const CLI::CallForVersion& version) {
+    return app.exit(version);
+  } catch (const CLI::ParseError& error) {
+    app.exit(error);
+    return kInvalid;
+  }
+
+  try {
+    configure_logging(global.log_level);
+    Session session(global);
+    if (*run) return run_command(session, run_arguments);
+    if (*validate) return validate_command(session, validate_arguments);
+    if (*plugins) return plugins_command(session, plugins_json);
+    if (*graph) return graph_command(session, graph_arguments, graph_output);
+  } catch (const std::exception& error) {
+    spdlog::error("{}", error.what());
+    return kRunFailed;
+  }
+  return kInvalid;
+}

@@ -1,0 +1,60 @@
+// Runs a loaded Pipeline on oneTBB: each node starts as soon as all its
+// inputs are ready, so independent branches overlap up to the thread limit.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "fusionflow/node.hpp"
+#include "fusionflow/pipeline.hpp"
+
+namespace fusionflow {
+
+enum class NodeStatus { NotRun, Running, Succeeded, Failed, Cancelled };
+const char* to_string(NodeStatus status);
+
+struct ProgressEvent {
+  enum class Kind { Started, Progress, Finished };
+  Kind kind;
+  std::size_t node;  // index into Pipeline::nodes
+  double fraction;   // 0..1
+  NodeStatus status; // for Finished
+};
+
+struct RunOptions {
+  int threads = 0;  // 0: one per core
+  std::function<void(const ProgressEvent&)> on_progress;  // called from worker threads, serialised
+  std::function<void(std::size_t node, LogLevel, const std::string&)> on_log;  // serialised too
+  const std::atomic<bool>* stop_requested = nullptr;  // e.g. set by SIGINT
+};
+
+struct NodeRunInfo {
+  NodeStatus status = NodeStatus::NotRun;
+  double start_seconds = 0;  // since the run started
+  double end_seconds = 0;
+  double wall_seconds = 0;
+  double cpu_seconds = 0;    // CPU time of the thread that ran the node
+  std::size_t peak_memory_bytes = 0;  // process peak RSS when the node ended
+  std::string error;
+};
+
+struct RunResult {
+  bool succeeded = false;
+  bool stopped_by_user = false;
+  std::string error;  // "node 'x' (type t) failed: message" for the first failure
+  std::vector<NodeRunInfo> nodes;  // parallel to Pipeline::nodes
+  int threads = 0;
+  double wall_seconds = 0;
+  std::size_t peak_memory_bytes = 0;
+  std::string started_at_utc;  // ISO 8601
+};
+
+RunResult run_pipeline(const Pipeline& pipeline, const NodeRegistry& registry, const RunOptions& options = {});
+
+// Process peak resident memory so far.
+std::size_t process_peak_memory_bytes();
+
+}  // namespace fusionflow

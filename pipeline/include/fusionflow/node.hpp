@@ -1,0 +1,205 @@
+// The node API: what a node type declares (NodeSpec) and what it sees while
+// it runs (NodeContext).
+//
+// A node type declares everything a user or the pipeline validator needs in
+// one place: its typed input and output ports and its parameters. Its run
+// function reads inputs and parameters from the context, writes outputs,
+// reports progress and checks for cancellation:
+//
+//   NodeSpec spec("core.volume_stats", "1.0.0", "Intensity statistics of a volume");
+//   spec.input<Volume>("volume", "the volume to summarise")
+//       .output<Table>("stats", "one row of statistics")
+//       .param("label", Param::String(""), "row label (default: the node id)");
+//   registrar.add_node(spec, [](NodeContext& ctx) { ... });
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "fusionflow/param.hpp"
+#include "fusionflow/payload.hpp"
+
+namespace fusionflow {
+
+struct PortSpec {
+  std::string name;
+  std::string type;  // stable payload type name, e.g. "Volume"
+  std::string description;
+  bool multi = false;     // input only: accepts a list of producers
+  bool optional = false;  // input: may be left unconnected; output: may stay unset
+};
+
+class NodeSpec {
+ public:
+  NodeSpec(std::string type, std::string version, std::string description);
+
+  template <class T>
+  NodeSpec& input(std::string name, std::string description) {
+    return add_input({std::move(name), payload_type_name<T>(), std::move(description), false, false});
+  }
+  template <class T>
+  NodeSpec& optional_input(std::string name, std::string description) {
+    return add_input({std::move(name), payload_type_name<T>(), std::move(description), false, true});
+  }
+  // A port fed by one or more producers, in the order the pipeline lists them.
+  template <class T>
+  NodeSpec& multi_input(std::string name, std::string description, bool optional = false) {
+    return add_input({std::move(name), payload_type_name<T>(), std::move(description), true, optional});
+  }
+  template <class T>
+  NodeSpec& output(std::string name, std::string description) {
+    return add_output({std::move(name), payload_type_name<T>(), std::move(description), false, false});
+  }
+  template <class T>
+  NodeSpec& optional_output(std::string name, std::string description) {
+    return add_output({std::move(name), payload_type_name<T>(), std::move(description), false, true});
+  }
+  NodeSpec& param(std::string name, const Param& param, std::string description);
+
+  NodeSpec& add_input(PortSpec port);
+  NodeSpec& add_output(PortSpec port);
+
+  const std::string& type() const { return type_; }
+  const std::string& version() const { return version_; }
+  const std::string& description() const { return description_; }
+  const std::vector<PortSpec>& inputs() const { return inputs_; }
+  const std::vector<PortSpec>& outputs() const { return outputs_; }
+  const std::vector<ParamSpec>& params() const { return params_; }
+
+  const PortSpec* find_input(std::string_view name) const;
+  const PortSpec* find_output(std::string_view name) const;
+  const ParamSpec* find_param(std::string_view name) const;
+
+  // The family is the part before the dot: "io" for "io.load_ct".
+  std::string family() const;
+
+ private:
+  std::string type_;
+  std::string version_;
+  std::string description_;
+  std::vector<PortSpec> inputs_;
+  std::vector<PortSpec> outputs_;
+  std::vector<ParamSpec> params_;
+};
+
+// Thrown by NodeContext::throw_if_cancelled(); the executor records the node
+// as cancelled, not failed.
+class Cancelled : public std::runtime_error {
+ public:
+  Cancelled() : std::runtime_error("cancelled") {}
+};
+
+enum class LogLevel { Trace, Debug, Info, Warn, Error };
+
+// Everything a node sees while it runs. Created by the executor (and by the
+// SDK's test helpers); a node never constructs one.
+class NodeContext {
+ public:
+  struct Callbacks {
+    std::function<void(double fraction)> progress;
+    std::function<void(LogLevel, const std::string& message)> log;
+  };
+
+  NodeContext(std::string node_id, const NodeSpec& spec, std::map<std::string, ParamValue> params,
+              std::map<std::string, std::vector<Payload>> inputs, const std::atomic<bool>* cancel_flag,
+              int thread_budget, Callbacks callbacks);
+
+  const std::string& node_id() const { return node_id_; }
+  const NodeSpec& spec() const { return spec_; }
+
+  // --- inputs ---------------------------------------------------------------
+  bool has_input(std::string_view port) const;
+  template <class T>
+  std::shared_ptr<const T> input_ptr(std::string_view port) const {
+    return single_input(port).get<T>();
+  }
+  template <class T>
+  const T& input(std::string_view port) const {
+    return *single_input(port).get<T>();
+  }
+  // All producers of a multi-input port, in pipeline order (empty if an
+  // optional multi-input is unconnected).
+  template <class T>
+  std::vector<std::shared_ptr<const T>> inputs(std::string_view port) const {
+    std::vector<std::shared_ptr<const T>> values;
+    for (const Payload& payload : input_list(port)) values.push_back(payload.get<T>());
+    return values;
+  }
+
+  // --- outputs --------------------------------------------------------------
+  template <class T>
+  void output(std::string_view port, std::shared_ptr<const T> value) {
+    set_output(port, Payload::of<T>(std::move(value)));
+  }
+  template <class T, class = std::enable_if_t<!std::is_pointer_v<std::decay_t<T>>>>
+  void output(std::string_view port, T&& value) {
+    using Value = std::decay_t<T>;
+    set_output(port, Payload::of<Value>(std::make_shared<const Value>(std::forward<T>(value))));
+  }
+  void set_output(std::string_view port, Payload payload);
+  const std::map<std::string, Payload>& outputs() const { return outputs_; }
+  std::map<std::string, Payload> take_outputs() { return std::move(outputs_); }
+
+  // --- parameters -----------------------------------------------------------
+  // T is one of: bool, int, std::int64_t, std::size_t, double, float,
+  // std::string, std::filesystem::path, std::vector<double>,
+  // std::vector<std::int64_t>. Throws std::logic_error if T does not fit the
+  // declared kind (a bug in the node).
+  template <class T>
+  T param(std::string_view name) const;
+  const ParamValue& param_value(std::string_view name) const;
+
+  // --- progress, cancellation, logging, threads ------------------------------
+  // fraction in [0, 1]; values outside are clamped.
+  void progress(double fraction);
+  bool cancelled() const { return cancel_flag_ != nullptr && cancel_flag_->load(std::memory_order_relaxed); }
+  void throw_if_cancelled() const {
+    if (cancelled()) throw Cancelled();
+  }
+  // How many threads this node may use for its own parallel work.
+  int thread_budget() const { return thread_budget_; }
+  void log(LogLevel level, const std::string& message);
+
+ private:
+  const Payload& single_input(std::string_view port) const;
+  const std::vector<Payload>& input_list(std::string_view port) const;
+
+  std::string node_id_;
+  const NodeSpec& spec_;
+  std::map<std::string, ParamValue> params_;
+  std::map<std::string, std::vector<Payload>> inputs_;
+  std::map<std::string, Payload> outputs_;
+  const std::atomic<bool>* cancel_flag_;
+  int thread_budget_;
+  Callbacks callbacks_;
+};
+
+extern template bool NodeContext::param<bool>(std::string_view) const;
+extern template int NodeContext::param<int>(std::string_view) const;
+extern template std::int64_t NodeContext::param<std::int64_t>(std::string_view) const;
+extern template std::size_t NodeContext::param<std::size_t>(std::string_view) const;
+extern template double NodeContext::param<double>(std::string_view) const;
+extern template float NodeContext::param<float>(std::string_view) const;
+extern template std::string NodeContext::param<std::string>(std::string_view) const;
+extern template std::filesystem::path NodeContext::param<std::filesystem::path>(std::string_view) const;
+extern template std::vector<double> NodeContext::param<std::vector<double>>(std::string_view) const;
+extern template std::vector<std::int64_t> NodeContext::param<std::vector<std::int64_t>>(std::string_view) const;
+
+using RunFunction = std::function<void(NodeContext&)>;
+
+// A node type: its declaration and its work.
+struct NodeDefinition {
+  NodeSpec spec;
+  RunFunction run;
+};
+
+}  // namespace fusionflow

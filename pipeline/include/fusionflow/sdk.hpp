@@ -1,0 +1,11 @@
+// Everything a plugin author includes.
+#pragma once
+
+#include "fusionflow/atomic_file.hpp"
+#include "fusionflow/node.hpp"
+#include "fusionflow/param.hpp"
+#include "fusionflow/payload.hpp"
+#include "fusionflow/payload_types.hpp"
+#include "fusionflow/plugin.hpp"
+#include "fusionflow/table.hpp"
+#include "fusionflow/volume.hpp"

@@ -1,0 +1,716 @@
+#include "fusionflow/pipeline.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "fusionflow/graph.hpp"
+#include "sha256.hpp"
+
+namespace fusionflow {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::string format_diagnostic(const std::string& source_name, const Diagnostic& diagnostic) {
+  std::string text = source_name;
+  if (!diagnostic.location.empty()) text += ": " + diagnostic.location;
+  text += ": error: " + diagnostic.message;
+  if (!diagnostic.hint.empty()) text += "\n    hint: " + diagnostic.hint;
+  return text;
+}
+
+std::optional<std::size_t> Pipeline::find_node(const std::string& id) const {
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].id == id) return i;
+  }
+  return std::nullopt;
+}
+
+std::vector<fs::path> Pipeline::input_paths() const {
+  std::vector<fs::path> paths;
+  for (const PipelineNode& node : nodes) {
+    for (const ParamSpec& spec : node.definition->spec().params()) {
+      if (spec.kind != ParamKind::InputPath) continue;
+      const std::string& value = std::get<std::string>(node.params.at(spec.name));
+      if (!value.empty()) paths.emplace_back(value);
+    }
+  }
+  return paths;
+}
+
+std::string param_value_to_json(const ParamValue& value) {
+  return std::visit([](const auto& v) { return json(v).dump(); }, value);
+}
+
+namespace {
+
+const char* const kBuiltinPipelineDir = "pipeline_dir";
+
+std::string pointer_token(const std::string& key) {
+  std::string escaped;
+  for (char c : key) {
+    if (c == '~') escaped += "~0";
+    else if (c == '/') escaped += "~1";
+    else escaped += c;
+  }
+  return escaped;
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& separator) {
+  std::string text;
+  for (std::size_t i = 0; i < items.size(); ++i) text += (i ? separator : "") + items[i];
+  return text;
+}
+
+template <class Items, class NameOf>
+std::string did_you_mean(const std::string& wrong, const Items& items, NameOf name_of, const std::string& what) {
+  std::vector<std::string> names;
+  for (const auto& item : items) names.push_back(name_of(item));
+  if (names.empty()) return "this node type has no " + what + "s";
+  std::string best;
+  std::size_t best_distance = std::numeric_limits<std::size_t>::max();
+  for (const std::string& name : names) {
+    const std::size_t distance = edit_distance(wrong, name);
+    if (distance < best_distance) {
+      best_distance = distance;
+      best = name;
+    }
+  }
+  std::string hint;
+  if (best_distance <= std::max<std::size_t>(2, wrong.size() / 2)) hint = "did you mean '" + best + "'? ";
+  return hint + "valid " + what + "s: " + join(names, ", ");
+}
+
+std::string json_kind(const json& value) {
+  switch (value.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "an integer";
+    case json::value_t::number_float: return "a number";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "a list";
+    case json::value_t::object: return "an object";
+    default: return "an unsupported value";
+  }
+}
+
+std::string describe_range(const ParamSpec& spec) {
+  auto number = [](double v) {
+    std::ostringstream text;
+    text << v;
+    return text.str();
+  };
+  if (spec.min && spec.max) return "allowed range: [" + number(*spec.min) + ", " + number(*spec.max) + "]";
+  if (spec.min) return "allowed: at least " + number(*spec.min);
+  if (spec.max) return "allowed: at most " + number(*spec.max);
+  return {};
+}
+
+// Loads one pipeline document, collecting every problem.
+class PipelineLoader {
+ public:
+  PipelineLoader(const NodeRegistry& registry, const LoadOptions& options) : registry_(registry), options_(options) {}
+
+  LoadResult load(const json& document, Pipeline pipeline) {
+    pipeline_ = std::move(pipeline);
+    if (!document.is_object()) {
+      error("", "a pipeline must be a JSON object, not " + json_kind(document),
+            "start from an example in examples/pipelines/");
+      return finish();
+    }
+    check_top_level_keys(document);
+    read_format_version(document);
+    if (document.contains("description")) {
+      if (document["description"].is_string()) pipeline_.description = document["description"];
+      else error("/description", "must be a string, not " + json_kind(document["description"]), "");
+    }
+    read_variables(document);
+    read_nodes(document);
+    return finish();
+  }
+
+ private:
+  void error(std::string location, std::string message, std::string hint) {
+    diagnostics_.push_back({std::move(location), std::move(message), std::move(hint)});
+  }
+
+  LoadResult finish() {
+    LoadResult result;
+    result.diagnostics = std::move(diagnostics_);
+    if (result.diagnostics.empty()) result.pipeline = std::move(pipeline_);
+    return result;
+  }
+
+  void check_top_level_keys(const json& document) {
+    static const std::vector<std::string> kKeys{"format_version", "description", "variables", "nodes"};
+    for (const auto& [key, value] : document.items()) {
+      if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
+        error("/" + pointer_token(key), "unknown top-level key '" + key + "'",
+              did_you_mean(key, kKeys, [](const std::string& k) { return k; }, "key"));
+      }
+    }
+  }
+
+  void read_format_version(const json& document) {
+    if (!document.contains("format_version")) {
+      error("", "missing 'format_version'",
+            "add \"format_version\": " + std::to_string(kPipelineFormatVersion) + " at the top level");
+      return;
+    }
+    const json& version = document["format_version"];
+    if (!version.is_number_integer()) {
+      error("/format_version", "must be an integer, not " + json_kind(version),
+            "use \"format_version\": " + std::to_string(kPipelineFormatVersion));
+    } else if (version.get<int>() != kPipelineFormatVersion) {
+      error("/format_version", "format version " + std::to_string(version.get<int>()) + " is not supported",
+            "this fusionflow reads format version " + std::to_string(kPipelineFormatVersion));
+    }
+  }
+
+  void read_variables(const json& document) {
+    pipeline_.variables[kBuiltinPipelineDir] = pipeline_.directory.string();
+    std::set<std::string> declared;
+    if (document.contains("variables")) {
+      const json& variables = document["variables"];
+      if (!variables.is_object()) {
+        error("/variables", "must be an object mapping names to default values, not " + json_kind(variables),
+              "e.g. \"variables\": {\"out\": \"results\"}");
+      } else {
+        static const std::regex name_pattern("[A-Za-z_][A-Za-z0-9_]*");
+        for (const auto& [name, entry] : variables.items()) {
+          const std::string location = "/variables/" + pointer_token(name);
+          if (!std::regex_match(name, name_pattern)) {
+            error(location, "variable name '" + name + "' is not valid", "use letters, digits and '_'");
+            continue;
+          }
+          if (name == kBuiltinPipelineDir) {
+            error(location, "'" + name + "' is a built-in variable (the pipeline file's directory)",
+                  "choose another name");
+            continue;
+          }
+          declared.insert(name);
+          const json* default_value = &entry;
+          if (entry.is_object()) {
+            for (const auto& [key, ignored] : entry.items()) {
+              if (key != "default" && key != "description") {
+                error(location + "/" + pointer_token(key), "unknown key '" + key + "' in variable '" + name + "'",
+                      "a variable object has 'default' and 'description'");
+              }
+            }
+            static const json kNull;
+            default_value = entry.contains("default") ? &entry["default"] : &kNull;
+          }
+          if (default_value->is_string()) {
+            pipeline_.variables[name] = default_value->get<std::string>();
+          } else if (default_value->is_number() || default_value->is_boolean()) {
+            pipeline_.variables[name] = default_value->dump();
+          } else if (!default_value->is_null()) {
+            error(location, "default of variable '" + name + "' must be a string, number or boolean, not " +
+                                json_kind(*default_value), "");
+          }
+        }
+      }
+    }
+    for (const auto& [name, value] : options_.variable_overrides) {
+      if (declared.count(name) == 0) {
+        std::vector<std::string> names(declared.begin(), declared.end());
+        error("--set " + name, "the pipeline declares no variable '" + name + "'",
+              names.empty() ? "this pipeline has no variables"
+                            : did_you_mean(name, names, [](const std::string& n) { return n; }, "variable"));
+        continue;
+      }
+      pipeline_.variables[name] = value;
+    }
+    for (const std::string& name : declared) {
+      if (pipeline_.variables.count(name) == 0) {
+        error("/variables/" + pointer_token(name), "variable '" + name + "' has no default and was not set",
+              "run with --set " + name + "=VALUE");
+      }
+    }
+  }
+
+  // Replaces ${name} with the variable's value; "$$" is a literal '$'.
+  std::optional<std::string> substitute(const std::string& text, const std::string& location) {
+    std::string result;
+    bool ok = true;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      if (text[i] != '$') {
+        result += text[i];
+        continue;
+      }
+      if (i + 1 < text.size() && text[i + 1] == '$') {
+        result += '$';
+        ++i;
+        continue;
+      }
+      if (i + 1 < text.size() && text[i + 1] == '{') {
+        const std::size_t close = text.find('}', i + 2);
+        if (close == std::string::npos) {
+          error(location, "unterminated '${' in \"" + text + "\"", "write ${name}, or $$ for a literal '$'");
+          return std::nullopt;
+        }
+        const std::string name = text.substr(i + 2, close - i - 2);
+        auto it = pipeline_.variables.find(name);
+        if (it == pipeline_.variables.end()) {
+          std::vector<std::string> names;
+          for (const auto& [known, value] : pipeline_.variables) names.push_back(known);
+          error(location, "unknown variable '${" + name + "}'",
+                did_you_mean(name, names, [](const std::string& n) { return n; }, "variable") +
+                    " (declare it under \"variables\")");
+          ok = false;
+        } else {
+          result += it->second;
+        }
+        i = close;
+        continue;
+      }
+      result += '$';
+    }
+    if (!ok) return std::nullopt;
+    return result;
+  }
+
+  // A JSON value or a string that (after substitution) spells a number.
+  std::optional<double> read_number(const json& value, const std::string& location, const ParamSpec& spec,
+                                    bool integer) {
+    const char* expected = integer ? "an integer" : "a number";
+    double number = 0;
+    if (value.is_number()) {
+      number = value.get<double>();
+    } else if (value.is_string()) {
+      std::optional<std::string> text = substitute(value.get<std::string>(), location);
+      if (!text) return std::nullopt;
+      char* end = nullptr;
+      errno = 0;
+      number = std::strtod(text->c_str(), &end);
+      if (text->empty() || end != text->c_str() + text->size() || errno == ERANGE) {
+        error(location, "parameter '" + spec.name + "' expects " + expected + ", got \"" + *text + "\"",
+              spec.description);
+        return std::nullopt;
+      }
+    } else {
+      error(location, "parameter '" + spec.name + "' expects " + expected + ", got " + json_kind(value),
+            spec.description);
+      return std::nullopt;
+    }
+    if (!std::isfinite(number)) {
+      error(location, "parameter '" + spec.name + "' must be finite", spec.description);
+      return std::nullopt;
+    }
+    if (integer && (number != std::floor(number) || std::abs(number) > 9.0e15)) {
+      error(location, "parameter '" + spec.name + "' expects an integer, got " + value.dump(), spec.description);
+      return std::nullopt;
+    }
+    if ((spec.min && number < *spec.min) || (spec.max && number > *spec.max)) {
+      std::ostringstream text;
+      text << number;
+      error(location, "value " + text.str() + " of parameter '" + spec.name + "' is out of range",
+            describe_range(spec));
+      return std::nullopt;
+    }
+    return number;
+  }
+
+  std::optional<ParamValue> read_param(const json& value, const std::string& location, const ParamSpec& spec) {
+    switch (spec.kind) {
+      case ParamKind::Bool: {
+        if (value.is_boolean()) return ParamValue(value.get<bool>());
+        if (value.is_string()) {
+          std::optional<std::string> text = substitute(value.get<std::string>(), location);
+          if (!text) return std::nullopt;
+          if (*text == "true") return ParamValue(true);
+          if (*text == "false") return ParamValue(false);
+        }
+        error(location, "parameter '" + spec.name + "' expects true or false, got " + value.dump(), spec.description);
+        return std::nullopt;
+      }
+      case ParamKind::Int: {
+        auto number = read_number(value, location, spec, true);
+        if (!number) return std::nullopt;
+        return ParamValue(static_cast<std::int64_t>(*number));
+      }
+      case ParamKind::Float: {
+        auto number = read_number(value, location, spec, false);
+        if (!number) return std::nullopt;
+        return ParamValue(*number);
+      }
+      case ParamKind::String:
+      case ParamKind::Choice:
+      case ParamKind::InputPath:
+      case ParamKind::OutputPath: {
+        if (!value.is_string()) {
+          error(location, "parameter '" + spec.name + "' expects a string, got " + json_kind(value), spec.description);
+          return std::nullopt;
+        }
+        std::optional<std::string> text = substitute(value.get<std::string>(), location);
+        if (!text) return std::nullopt;
+        if (spec.kind == ParamKind::Choice &&
+            std::find(spec.choices.begin(), spec.choices.end(), *text) == spec.choices.end()) {
+          error(location, "\"" + *text + "\" is not a valid choice for parameter '" + spec.name + "'",
+                did_you_mean(*text, spec.choices, [](const std::string& c) { return c; }, "choice"));
+          return std::nullopt;
+        }
+        if ((spec.kind == ParamKind::InputPath || spec.kind == ParamKind::OutputPath) && text->empty()) {
+          error(location, "parameter '" + spec.name + "' is an empty path", spec.description);
+          return std::nullopt;
+        }
+        return ParamValue(*text);
+      }
+      case ParamKind::IntList:
+      case ParamKind::FloatList: {
+        const bool integer = spec.kind == ParamKind::IntList;
+        if (!value.is_array()) {
+          error(location, "parameter '" + spec.name + "' expects a list of " + (integer ? "integers" : "numbers") +
+                              ", got " + json_kind(value), spec.description);
+          return std::nullopt;
+        }
+        if (spec.list_length && value.size() != *spec.list_length) {
+          error(location, "parameter '" + spec.name + "' needs exactly " + std::to_string(*spec.list_length) +
+                              " values, got " + std::to_string(value.size()), spec.description);
+          return std::nullopt;
+        }
+        std::vector<double> numbers;
+        bool ok = true;
+        for (std::size_t i = 0; i < value.size(); ++i) {
+          auto number = read_number(value[i], location + "/" + std::to_string(i), spec, integer);
+          if (number) numbers.push_back(*number);
+          else ok = false;
+        }
+        if (!ok) return std::nullopt;
+        if (integer) {
+          std::vector<std::int64_t> ints;
+          for (double n : numbers) ints.push_back(static_cast<std::int64_t>(n));
+          return ParamValue(std::move(ints));
+        }
+        return ParamValue(std::move(numbers));
+      }
+    }
+    return std::nullopt;
+  }
+
+  struct Connection {
+    std::size_t consumer;
+    std::string input_port;
+    std::size_t producer;
+    std::string output_port;
+    std::string location;
+  };
+
+  void read_nodes(const json& document) {
+    if (!document.contains("nodes")) {
+      error("", "missing 'nodes'", "add \"nodes\": [ {\"id\": ..., \"type\": ...}, ... ]");
+      return;
+    }
+    const json& nodes = document["nodes"];
+    if (!nodes.is_array()) {
+      error("/nodes", "must be a list of nodes, not " + json_kind(nodes), "");
+      return;
+    }
+    if (nodes.empty()) error("/nodes", "the pipeline has no nodes", "add at least one node");
+
+    // Pass 1: ids and types, so connections can refer to any node.
+    static const std::regex id_pattern("[A-Za-z_][A-Za-z0-9_-]*");
+    std::map<std::string, std::size_t> first_index;
+    std::vector<bool> usable(nodes.size(), false);
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      const std::string location = "/nodes/" + std::to_string(i);
+      PipelineNode node;
+      const json& entry = nodes[i];
+      pipeline_.nodes.push_back(node);
+      if (!entry.is_object()) {
+        error(location, "a node must be an object, not " + json_kind(entry),
+              "e.g. {\"id\": \"ct\", \"type\": \"io.load_ct\", \"params\": {...}}");
+        continue;
+      }
+      static const std::vector<std::string> kNodeKeys{"id", "type", "params", "inputs", "description"};
+      for (const auto& [key, ignored] : entry.items()) {
+        if (std::find(kNodeKeys.begin(), kNodeKeys.end(), key) == kNodeKeys.end()) {
+          error(location + "/" + pointer_token(key), "unknown key '" + key + "' in node",
+                did_you_mean(key, kNodeKeys, [](const std::string& k) { return k; }, "key"));
+        }
+      }
+      if (!entry.contains("id") || !entry["id"].is_string()) {
+        error(location + (entry.contains("id") ? "/id" : ""), "node has no string 'id'", "give every node a unique id");
+      } else {
+        const std::string id = entry["id"];
+        if (!std::regex_match(id, id_pattern)) {
+          error(location + "/id", "node id '" + id + "' is not valid",
+                "use letters, digits, '_' and '-' (no dots: inputs refer to \"id.port\")");
+        } else if (auto [it, inserted] = first_index.emplace(id, i); !inserted) {
+          error(location + "/id", "duplicate node id '" + id + "'",
+                "already used by /nodes/" + std::to_string(it->second) + "; ids must be unique");
+        } else {
+          pipeline_.nodes[i].id = id;
+        }
+      }
+      if (!entry.contains("type") || !entry["type"].is_string()) {
+        error(location + (entry.contains("type") ? "/type" : ""), "node has no string 'type'",
+              "run 'fusionflow plugins' to list node types");
+        continue;
+      }
+      const std::string type = entry["type"];
+      pipeline_.nodes[i].type = type;
+      pipeline_.nodes[i].definition = registry_.find_node(type);
+      if (pipeline_.nodes[i].definition == nullptr) {
+        std::string hint;
+        auto nearest = registry_.nearest_node_types(type, 1);
+        if (!nearest.empty()) hint = "did you mean '" + nearest.front() + "'? ";
+        hint += "run 'fusionflow plugins' to list the loaded node types";
+        if (!options_.plugin_failures.empty()) {
+          hint += "; plugins that failed to load: " + join(options_.plugin_failures, "; ");
+        }
+        error(location + "/type",
+              "unknown node type '" + type + "' (node '" + pipeline_.nodes[i].id + "')", hint);
+        continue;
+      }
+      usable[i] = !pipeline_.nodes[i].id.empty();
+    }
+
+    // Pass 2: parameters and connections.
+    std::vector<Connection> connections;
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      if (!usable[i]) continue;
+      read_params(nodes[i], i);
+      read_inputs(nodes[i], i, first_index, connections);
+    }
+    check_outputs_do_not_overwrite_inputs();
+
+    // Graph: cycles and order.
+    std::vector<std::pair<std::size_t, std::size_t>> edges;
+    for (const Connection& c : connections) edges.emplace_back(c.producer, c.consumer);
+    DagAnalysis analysis = analyse_dag(pipeline_.nodes.size(), edges);
+    for (const auto& cycle : analysis.cycles) {
+      std::vector<std::string> names;
+      for (std::size_t index : cycle) names.push_back("'" + pipeline_.nodes[index].id + "'");
+      names.push_back(names.front());
+      error("/nodes/" + std::to_string(cycle.front()) + "/inputs", "cycle: " + join(names, " -> "),
+            "a pipeline must be acyclic; remove one of the connections on this cycle");
+    }
+    if (analysis.topological_order) pipeline_.topological_order = *analysis.topological_order;
+  }
+
+  void read_params(const json& entry, std::size_t index) {
+    PipelineNode& node = pipeline_.nodes[index];
+    const NodeSpec& spec = node.definition->spec();
+    const std::string location = "/nodes/" + std::to_string(index) + "/params";
+    if (entry.contains("params") && !entry["params"].is_object()) {
+      error(location, "'params' must be an object, not " + json_kind(entry["params"]), "");
+      return;
+    }
+    const json params = entry.contains("params") ? entry["params"] : json::object();
+    for (const auto& [name, value] : params.items()) {
+      const ParamSpec* param = spec.find_param(name);
+      if (param == nullptr) {
+        error(location + "/" + pointer_token(name), "unknown parameter '" + name + "' for node type '" + spec.type() + "'",
+              did_you_mean(name, spec.params(), [](const ParamSpec& p) { return p.name; }, "parameter"));
+        continue;
+      }
+      if (auto converted = read_param(value, location + "/" + pointer_token(name), *param)) {
+        node.params[name] = std::move(*converted);
+      }
+    }
+    for (const ParamSpec& param : spec.params()) {
+      if (params.contains(param.name)) continue;
+      if (param.default_value) {
+        node.params[param.name] = *param.default_value;
+      } else {
+        error(location, "missing required parameter '" + param.name + "' of node type '" + spec.type() + "'",
+              param.name + " (" + to_string(param.kind) + "): " + param.description);
+      }
+    }
+  }
+
+  void read_inputs(const json& entry, std::size_t index, const std::map<std::string, std::size_t>& ids,
+                   std::vector<Connection>& connections) {
+    PipelineNode& node = pipeline_.nodes[index];
+    const NodeSpec& spec = node.definition->spec();
+    const std::string location = "/nodes/" + std::to_string(index) + "/inputs";
+    if (entry.contains("inputs") && !entry["inputs"].is_object()) {
+      error(location, "'inputs' must be an object mapping input ports to \"node.port\", not " +
+                          json_kind(entry["inputs"]), "");
+      return;
+    }
+    const json inputs = entry.contains("inputs") ? entry["inputs"] : json::object();
+    for (const auto& [port_name, value] : inputs.items()) {
+      const std::string port_location = location + "/" + pointer_token(port_name);
+      const PortSpec* port = spec.find_input(port_name);
+      if (port == nullptr) {
+        error(port_location, "unknown input port '" + port_name + "' for node type '" + spec.type() + "'",
+              did_you_mean(port_name, spec.inputs(), [](const PortSpec& p) { return p.name; }, "input port"));
+        continue;
+      }
+      std::vector<std::pair<json, std::string>> sources;
+      if (value.is_array()) {
+        if (!port->multi) {
+          error(port_location, "input port '" + port_name + "' takes one connection, not a list",
+                "write \"" + port_name + "\": \"node.port\"");
+          continue;
+        }
+        for (std::size_t k = 0; k < value.size(); ++k) sources.emplace_back(value[k], port_location + "/" + std::to_string(k));
+      } else {
+        sources.emplace_back(value, port_location);
+      }
+      std::vector<OutputRef>& refs = node.inputs[port_name];
+      for (const auto& [source, source_location] : sources) {
+        if (auto ref = resolve_source(source, source_location, *port, node, ids)) {
+          refs.push_back(*ref);
+          connections.push_back({index, port_name, ref->node, ref->port, source_location});
+        }
+      }
+    }
+    for (const PortSpec& port : spec.inputs()) {
+      if (port.optional || inputs.contains(port.name)) continue;
+      error(location, "required input '" + port.name + "' (" + port.type + ") of node '" + node.id +
+                          "' is not connected",
+            "add \"" + port.name + "\": \"<node id>.<output port>\" under \"inputs\", from a node with a " +
+                port.type + " output");
+    }
+  }
+
+  std::optional<OutputRef> resolve_source(const json& source, const std::string& location, const PortSpec& port,
+                                          const PipelineNode& consumer, const std::map<std::string, std::size_t>& ids) {
+    if (!source.is_string()) {
+      error(location, "a connection must be a string \"node.port\", not " + json_kind(source), "");
+      return std::nullopt;
+    }
+    const std::string text = source;
+    const std::size_t dot = text.rfind('.');
+    if (dot == std::string::npos || dot == 0 || dot + 1 == text.size()) {
+      error(location, "connection \"" + text + "\" is not of the form \"node.port\"",
+            "name the producing node's id and its output port, e.g. \"ct.volume\"");
+      return std::nullopt;
+    }
+    const std::string producer_id = text.substr(0, dot);
+    const std::string output_port = text.substr(dot + 1);
+    auto producer = ids.find(producer_id);
+    if (producer == ids.end()) {
+      error(location, "no node with id '" + producer_id + "'",
+            did_you_mean(producer_id, ids, [](const auto& entry) { return entry.first; }, "node id"));
+      return std::nullopt;
+    }
+    const PipelineNode& producer_node = pipeline_.nodes[producer->second];
+    if (producer_node.definition == nullptr) return std::nullopt;  // reported at its type
+    const PortSpec* output = producer_node.definition->spec().find_output(output_port);
+    if (output == nullptr) {
+      error(location, "node '" + producer_id + "' (" + producer_node.type + ") has no output port '" + output_port + "'",
+            did_you_mean(output_port, producer_node.definition->spec().outputs(),
+                         [](const PortSpec& p) { return p.name; }, "output port"));
+      return std::nullopt;
+    }
+    if (output->type != port.type) {
+      error(location, "type mismatch: '" + text + "' is " + output->type + " but input '" + port.name + "' of node '" +
+                          consumer.id + "' (" + consumer.type + ") takes " + port.type,
+            "connect an output of type " + port.type + ", or convert with a node in between");
+      return std::nullopt;
+    }
+    return OutputRef{producer->second, output_port};
+  }
+
+  // A node must never write over a file the pipeline reads.
+  void check_outputs_do_not_overwrite_inputs() {
+    std::map<std::string, std::string> inputs;  // normalised path -> location
+    auto normalise = [](const std::string& path) { return fs::absolute(fs::path(path)).lexically_normal().string(); };
+    for (std::size_t i = 0; i < pipeline_.nodes.size(); ++i) {
+      const PipelineNode& node = pipeline_.nodes[i];
+      if (node.definition == nullptr) continue;
+      for (const ParamSpec& spec : node.definition->spec().params()) {
+        auto value = node.params.find(spec.name);
+        if (spec.kind == ParamKind::InputPath && value != node.params.end()) {
+          inputs.emplace(normalise(std::get<std::string>(value->second)),
+                         "/nodes/" + std::to_string(i) + "/params/" + spec.name);
+        }
+      }
+    }
+    for (std::size_t i = 0; i < pipeline_.nodes.size(); ++i) {
+      const PipelineNode& node = pipeline_.nodes[i];
+      if (node.definition == nullptr) continue;
+      for (const ParamSpec& spec : node.definition->spec().params()) {
+        auto value = node.params.find(spec.name);
+        if (spec.kind != ParamKind::OutputPath || value == node.params.end()) continue;
+        auto input = inputs.find(normalise(std::get<std::string>(value->second)));
+        if (input != inputs.end()) {
+          error("/nodes/" + std::to_string(i) + "/params/" + pointer_token(spec.name),
+                "output '" + std::get<std::string>(value->second) + "' would overwrite an input of this pipeline (" +
+                    input->second + ")",
+                "write the result somewhere else");
+        }
+      }
+    }
+  }
+
+  const NodeRegistry& registry_;
+  const LoadOptions& options_;
+  Pipeline pipeline_;
+  std::vector<Diagnostic> diagnostics_;
+};
+
+std::string line_and_column(const std::string& text, std::size_t byte_offset) {
+  std::size_t line = 1, column = 1;
+  for (std::size_t i = 0; i < byte_offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return "line " + std::to_string(line) + ", column " + std::to_string(column);
+}
+
+LoadResult load_text(const std::string& text, Pipeline pipeline, const NodeRegistry& registry,
+                     const LoadOptions& options) {
+  json document;
+  try {
+    document = json::parse(text);
+  } catch (const json::parse_error& error) {
+    // nlohmann reports the byte after the offending token; point at it.
+    std::string message = error.what();
+    const std::size_t prefix = message.find("syntax error");
+    if (prefix != std::string::npos) message = message.substr(prefix);
+    LoadResult result;
+    result.diagnostics.push_back({line_and_column(text, error.byte > 0 ? error.byte - 1 : 0),
+                                  "invalid JSON: " + message,
+                                  "check for a missing comma, quote or bracket just before this point"});
+    return result;
+  }
+  return PipelineLoader(registry, options).load(document, std::move(pipeline));
+}
+
+}  // namespace
+
+LoadResult load_pipeline_text(const std::string& text, const std::string& source_name, const fs::path& directory,
+                              const NodeRegistry& registry, const LoadOptions& options) {
+  Pipeline pipeline;
+  pipeline.source_name = source_name;
+  pipeline.directory = directory;
+  pipeline.source_sha256 = detail::sha256_hex(text);
+  return load_text(text, std::move(pipeline), registry, options);
+}
+
+LoadResult load_pipeline_file(const fs::path& file, const NodeRegistry& registry, const LoadOptions& options) {
+  std::ifstream stream(file, std::ios::binary);
+  if (!stream) {
+    LoadResult result;
+    std::error_code ec;
+    const bool exists = fs::exists(file, ec);
+    result.diagnostics.push_back({"", exists ? "cannot read the pipeline file" : "the pipeline file does not exist",
+                                  exists ? "check its permissions" : "check the path"});
+    return result;
+  }
+  std::ostringstream buffer;
+  buffer << stream.rdbuf();
+  std::error_code ec;
+  fs::path directory = fs::absolute(file, ec).parent_path();
+  return load_pipeline_text(buffer.str(), file.string(), directory, registry, options);
+}
+
+}  // namespace fusionflow

@@ -1,0 +1,209 @@
+#include "fusionflow/registry.hpp"
+
+#include <algorithm>
+#include <regex>
+#include <set>
+#include <stdexcept>
+
+#include "fusionflow/payload_types.hpp"
+
+namespace fusionflow {
+
+namespace {
+
+const Origin kSdkOrigin{"fusionflow-sdk", "", ""};
+
+std::string describe(const Origin& origin) {
+  std::string text = "plugin '" + origin.plugin_name + "'";
+  if (!origin.library_path.empty()) text += " (" + origin.library_path + ")";
+  return text;
+}
+
+bool is_snake_name(const std::string& name) {
+  static const std::regex pattern("[a-z][a-z0-9_]*");
+  return std::regex_match(name, pattern);
+}
+
+void check_default_fits(const NodeSpec& spec, const ParamSpec& param) {
+  if (!param.default_value) return;
+  const ParamValue& value = *param.default_value;
+  const std::string where = "parameter '" + param.name + "' of '" + spec.type() + "'";
+  auto check_number = [&](double number) {
+    if ((param.min && number < *param.min) || (param.max && number > *param.max)) {
+      throw std::invalid_argument(where + ": default " + std::to_string(number) + " is outside its range");
+    }
+  };
+  switch (param.kind) {
+    case ParamKind::Bool:
+      if (!std::holds_alternative<bool>(value)) throw std::invalid_argument(where + ": default is not a bool");
+      break;
+    case ParamKind::Int:
+      if (!std::holds_alternative<std::int64_t>(value)) throw std::invalid_argument(where + ": default is not an int");
+      check_number(static_cast<double>(std::get<std::int64_t>(value)));
+      break;
+    case ParamKind::Float:
+      if (!std::holds_alternative<double>(value)) throw std::invalid_argument(where + ": default is not a float");
+      check_number(std::get<double>(value));
+      break;
+    case ParamKind::Choice:
+      if (param.choices.empty()) throw std::invalid_argument(where + ": a choice needs at least one option");
+      if (!std::holds_alternative<std::string>(value) ||
+          std::find(param.choices.begin(), param.choices.end(), std::get<std::string>(value)) == param.choices.end()) {
+        throw std::invalid_argument(where + ": default is not one of its choices");
+      }
+      break;
+    case ParamKind::String:
+    case ParamKind::InputPath:
+    case ParamKind::OutputPath:
+      if (!std::holds_alternative<std::string>(value)) throw std::invalid_argument(where + ": default is not a string");
+      break;
+    case ParamKind::IntList: {
+      const auto* list = std::get_if<std::vector<std::int64_t>>(&value);
+      if (list == nullptr) throw std::invalid_argument(where + ": default is not a list of ints");
+      if (param.list_length && list->size() != *param.list_length) {
+        throw std::invalid_argument(where + ": default has the wrong length");
+      }
+      for (std::int64_t item : *list) check_number(static_cast<double>(item));
+      break;
+    }
+    case ParamKind::FloatList: {
+      const auto* list = std::get_if<std::vector<double>>(&value);
+      if (list == nullptr) throw std::invalid_argument(where + ": default is not a list of floats");
+      if (param.list_length && list->size() != *param.list_length) {
+        throw std::invalid_argument(where + ": default has the wrong length");
+      }
+      for (double item : *list) check_number(item);
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+NodeRegistry::NodeRegistry() {
+  add_payload_type(payload_type_name<Volume>(),
+                   "3D float image with physical geometry (origin, spacing, direction) and modality metadata",
+                   kSdkOrigin);
+  add_payload_type(payload_type_name<Table>(), "table of named numeric or text columns (CSV/JSON)", kSdkOrigin);
+}
+
+void NodeRegistry::add_payload_type(std::string name, std::string description, Origin origin) {
+  auto existing = payload_types_.find(name);
+  if (existing != payload_types_.end()) {
+    throw std::invalid_argument("payload type '" + name + "' is already registered by " +
+                                describe(existing->second.origin));
+  }
+  RegisteredPayloadType entry{name, std::move(description), std::move(origin)};
+  payload_types_.emplace(std::move(name), std::move(entry));
+}
+
+void NodeRegistry::add_node(NodeDefinition definition, Origin origin) {
+  const NodeSpec& spec = definition.spec;
+  static const std::regex type_pattern("[a-z][a-z0-9_]*\\.[a-z][a-z0-9_]*");
+  if (!std::regex_match(spec.type(), type_pattern)) {
+    throw std::invalid_argument("node type name '" + spec.type() +
+                                "' is not of the form family.name in lower snake case (e.g. io.load_ct)");
+  }
+  if (spec.version().empty()) throw std::invalid_argument("node type '" + spec.type() + "' has no version");
+  if (!definition.run) throw std::invalid_argument("node type '" + spec.type() + "' has no run function");
+
+  std::set<std::string> names;
+  auto check_port = [&](const PortSpec& port, const char* direction) {
+    if (!is_snake_name(port.name)) {
+      throw std::invalid_argument(std::string(direction) + " port '" + port.name + "' of '" + spec.type() +
+                                  "' is not a lower snake case name");
+    }
+    if (!names.insert(std::string(direction) + ":" + port.name).second) {
+      throw std::invalid_argument("node type '" + spec.type() + "' declares " + direction + " port '" + port.name +
+                                  "' twice");
+    }
+    if (find_payload_type(port.type) == nullptr) {
+      throw std::invalid_argument(std::string(direction) + " port '" + port.name + "' of '" + spec.type() +
+                                  "' has unknown payload type '" + port.type + "'");
+    }
+  };
+  for (const PortSpec& port : spec.inputs()) check_port(port, "input");
+  for (const PortSpec& port : spec.outputs()) check_port(port, "output");
+  for (const ParamSpec& param : spec.params()) {
+    if (!is_snake_name(param.name)) {
+      throw std::invalid_argument("parameter '" + param.name + "' of '" + spec.type() +
+                                  "' is not a lower snake case name");
+    }
+    if (!names.insert("param:" + param.name).second) {
+      throw std::invalid_argument("node type '" + spec.type() + "' declares parameter '" + param.name + "' twice");
+    }
+    check_default_fits(spec, param);
+  }
+
+  auto existing = nodes_.find(spec.type());
+  if (existing != nodes_.end()) {
+    throw std::invalid_argument("node type '" + spec.type() + "' is already registered by " +
+                                describe(existing->second->origin));
+  }
+  std::string key = spec.type();
+  nodes_.emplace(std::move(key), std::make_unique<RegisteredNode>(RegisteredNode{std::move(definition), std::move(origin)}));
+}
+
+const RegisteredNode* NodeRegistry::find_node(std::string_view type) const {
+  auto it = nodes_.find(type);
+  return it == nodes_.end() ? nullptr : it->second.get();
+}
+
+const RegisteredPayloadType* NodeRegistry::find_payload_type(std::string_view name) const {
+  auto it = payload_types_.find(name);
+  return it == payload_types_.end() ? nullptr : &it->second;
+}
+
+std::vector<const RegisteredNode*> NodeRegistry::nodes() const {
+  std::vector<const RegisteredNode*> list;
+  for (const auto& [name, node] : nodes_) list.push_back(node.get());
+  return list;
+}
+
+std::vector<const RegisteredPayloadType*> NodeRegistry::payload_types() const {
+  std::vector<const RegisteredPayloadType*> list;
+  for (const auto& [name, type] : payload_types_) list.push_back(&type);
+  return list;
+}
+
+std::vector<std::string> NodeRegistry::nearest_node_types(std::string_view type, std::size_t count) const {
+  std::vector<std::pair<std::size_t, std::string>> scored;
+  for (const auto& [name, node] : nodes_) scored.emplace_back(edit_distance(type, name), name);
+  std::stable_sort(scored.begin(), scored.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::string> nearest;
+  // A suggestion further away than half the name's length is noise.
+  const std::size_t limit = std::max<std::size_t>(2, type.size() / 2);
+  for (const auto& [distance, name] : scored) {
+    if (nearest.size() == count || distance > limit) break;
+    nearest.push_back(name);
+  }
+  return nearest;
+}
+
+void NodeRegistry::add_thread_budget_hook(std::function<void(int)> hook) {
+  thread_budget_hooks_.push_back(std::move(hook));
+}
+
+void NodeRegistry::apply_thread_budget(int threads) const {
+  for (const auto& hook : thread_budget_hooks_) hook(threads);
+}
+
+// Levenshtein distance with one row of memory; no library in our stack
+// provides it.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace fusionflow
