@@ -1,0 +1,127 @@
+// End-to-end tests of the `fusionflow` program with its bundled plugins.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace {
+namespace fs = std::filesystem;
+
+struct Output {
+  int exit_code = -1;
+  std::string text;  // stdout and stderr
+};
+
+Output run(const std::string& arguments) {
+  const std::string command = std::string(FUSIONFLOW_EXE) + " " + arguments + " 2>&1";
+  Output output;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return output;
+  std::array<char, 4096> buffer{};
+  std::size_t n = 0;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.text.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  output.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return output;
+}
+
+fs::path temp_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("fusionflow-cli-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+const std::string kExamples = std::string(FUSIONFLOW_SOURCE_DIR) + "/examples/pipelines/";
+
+TEST(Cli, ValidateReportsAllFivePlantedErrorsWithLocationsAndExits2) {
+  Output out = run("validate " + std::string(FUSIONFLOW_SOURCE_DIR) + "/tests/data/pipelines/five_errors.json");
+  EXPECT_EQ(out.exit_code, 2) << out.text;
+  for (const char* expected :
+       {"/nodes/0/type: error: unknown node type 'core.synthetic_volum'", "did you mean 'core.synthetic_volume'?",
+        "/nodes/1/params/size/2: error: value 99999 of parameter 'size' is out of range",
+        "/nodes/2/inputs/mask: error: unknown input port 'mask'",
+        "/nodes/3/inputs/table: error: type mismatch: 'sphere.volume' is Volume",
+        "error: cycle: 'merge_a' -> 'merge_b' -> 'merge_a'", "5 problems found; nothing was run"}) {
+    EXPECT_NE(out.text.find(expected), std::string::npos) << "missing: " << expected << "\n" << out.text;
+  }
+}
+
+TEST(Cli, RunWritesOutputsAndARecordShowingOverlappingBranches) {
+  const fs::path dir = temp_dir("run");
+  Output out = run("run " + kExamples + "core_two_branches.json --threads 2 --set out=" + dir.string() +
+                   " --record " + (dir / "run.json").string());
+  ASSERT_EQ(out.exit_code, 0) << out.text;
+  EXPECT_TRUE(fs::exists(dir / "volume_stats.csv"));
+  EXPECT_NE(out.text.find("total:"), std::string::npos);
+  std::ifstream record_file(dir / "run.json");
+  const auto record = nlohmann::json::parse(record_file);
+  EXPECT_EQ(record["exit_status"], "succeeded");
+  ASSERT_EQ(record["nodes"].size(), 6u);
+  auto node = [&](const std::string& id) {
+    for (const auto& n : record["nodes"]) if (n["id"] == id) return n;
+    return nlohmann::json();
+  };
+  // The two synthetic volumes are independent: their intervals overlap.
+  const auto noise = node("noise"), sphere = node("sphere");
+  EXPECT_LT(noise["start_seconds"].get<double>(), sphere["end_seconds"].get<double>());
+  EXPECT_LT(sphere["start_seconds"].get<double>(), noise["end_seconds"].get<double>());
+  fs::remove_all(dir);
+}
+
+TEST(Cli, FailedRunExits1AndNamesTheNode) {
+  const fs::path dir = temp_dir("fail");
+  // An output directory that cannot be created: a file stands in its way.
+  std::ofstream(dir / "blocker") << "x";
+  Output out = run("run " + kExamples + "core_two_branches.json --set size=8 --set out=" + (dir / "blocker").string() +
+                   " --record " + (dir / "run.json").string());
+  EXPECT_EQ(out.exit_code, 1) << out.text;
+  EXPECT_NE(out.text.find("node 'write' (type core.write_table) failed: cannot create output directory"),
+            std::string::npos) << out.text;
+  std::ifstream record_file(dir / "run.json");
+  EXPECT_EQ(nlohmann::json::parse(record_file)["exit_code"], 1);
+  fs::remove_all(dir);
+}
+
+TEST(Cli, PluginsListsBundledNodeTypesWithTheirLibrary) {
+  Output text = run("plugins");
+  ASSERT_EQ(text.exit_code, 0) << text.text;
+  EXPECT_NE(text.text.find("core.synthetic_volume 1.0.0  [core 1.0.0: "), std::string::npos) << text.text;
+  EXPECT_NE(text.text.find("libfusionflow-core.so"), std::string::npos);
+
+  Output json = run("plugins --json");
+  ASSERT_EQ(json.exit_code, 0);
+  const auto document = nlohmann::json::parse(json.text);
+  bool found = false;
+  for (const auto& node : document["node_types"]) {
+    if (node["type"] == "core.volume_stats") {
+      found = true;
+      EXPECT_NE(node["library"].get<std::string>().find("libfusionflow-core.so"), std::string::npos);
+      EXPECT_EQ(node["inputs"][0]["type"], "Volume");
+      EXPECT_EQ(node["outputs"][0]["type"], "Table");
+    }
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST(Cli, GraphWritesDot) {
+  Output out = run("graph " + kExamples + "core_two_branches.json");
+  ASSERT_EQ(out.exit_code, 0) << out.text;
+  EXPECT_EQ(out.text.rfind("digraph G {", 0), 0u) << out.text;
+  EXPECT_NE(out.text.find("stats -> tables"), std::string::npos) << out.text;
+}
+
+TEST(Cli, BadCommandLineExits2) {
+  EXPECT_EQ(run("run").exit_code, 2);
+  EXPECT_EQ(run("frobnicate").exit_code, 2);
+  EXPECT_EQ(run("run " + kExamples + "core_two_branches.json --set novalue").exit_code, 2);
+  EXPECT_EQ(run("validate /nonexistent.json").exit_code, 2);
+}
+
+}  // namespace
