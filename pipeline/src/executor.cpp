@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <ctime>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -57,6 +58,17 @@ struct OutputSlot {
   std::atomic<int> remaining_consumers{0};
 };
 
+// One arena per thread count, kept for the process: creating an arena and
+// waking its workers costs more than running a small pipeline.
+tbb::task_arena& arena_for(int threads) {
+  static std::mutex mutex;
+  static std::map<int, std::unique_ptr<tbb::task_arena>> arenas;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& arena = arenas[threads];
+  if (!arena) arena = std::make_unique<tbb::task_arena>(threads);
+  return *arena;
+}
+
 class PipelineRun {
  public:
   PipelineRun(const Pipeline& pipeline, const RunOptions& options, int threads)
@@ -81,8 +93,7 @@ class PipelineRun {
     std::thread stop_watcher;
     if (options_.stop_requested != nullptr) stop_watcher = std::thread([this] { watch_for_stop(); });
 
-    tbb::task_arena arena(threads_);
-    arena.execute([this] {
+    arena_for(threads_).execute([this] {
       tbb::flow::graph graph;
       {
         std::lock_guard<std::mutex> lock(mutex_);
