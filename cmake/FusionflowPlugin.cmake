@@ -1,4 +1,5 @@
-# fusionflow_add_plugin(NAME SOURCES src... [LINK libs...] [ITK] [VTK])
+# fusionflow_add_plugin(NAME SOURCES src... [LINK libs...] [ITK] [VTK]
+#                       [OUTPUT_DIRECTORY dir] [NO_INSTALL])
 #
 # Builds a node family as a fusionflow plugin: a MODULE library named
 # fusionflow-<NAME>.so with hidden visibility (only the descriptor entry point
@@ -10,7 +11,7 @@
 # This file is installed with the SDK, so out-of-tree plugins use the same
 # function after find_package(fusionflow).
 function(fusionflow_add_plugin name)
-  cmake_parse_arguments(PLUGIN "ITK;VTK" "" "SOURCES;LINK" ${ARGN})
+  cmake_parse_arguments(PLUGIN "ITK;VTK;NO_INSTALL" "OUTPUT_DIRECTORY" "SOURCES;LINK" ${ARGN})
   if(NOT PLUGIN_SOURCES)
     message(FATAL_ERROR "fusionflow_add_plugin(${name}): SOURCES is required")
   endif()
@@ -36,12 +37,18 @@ function(fusionflow_add_plugin name)
   endif()
   # Unresolved symbols are errors at link time, not at dlopen time.
   target_link_options(${target} PRIVATE -Wl,--no-undefined)
-  if(DEFINED FUSIONFLOW_PLUGIN_OUTPUT_DIR)
+  if(PLUGIN_OUTPUT_DIRECTORY)
+    set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY "${PLUGIN_OUTPUT_DIRECTORY}")
+  elseif(DEFINED FUSIONFLOW_PLUGIN_OUTPUT_DIR)
     # Inside the fusionflow tree: next to the bundled plugins.
     set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY "${FUSIONFLOW_PLUGIN_OUTPUT_DIR}")
+  endif()
+  if(NOT PLUGIN_NO_INSTALL)
+    if(NOT DEFINED FUSIONFLOW_PLUGIN_INSTALL_DIR)
+      include(GNUInstallDirs)
+      set(FUSIONFLOW_PLUGIN_INSTALL_DIR "${CMAKE_INSTALL_LIBDIR}/fusionflow/plugins")
+    endif()
     install(TARGETS ${target} LIBRARY DESTINATION "${FUSIONFLOW_PLUGIN_INSTALL_DIR}")
-  else()
-    install(TARGETS ${target} LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}/fusionflow/plugins")
   endif()
   set(FUSIONFLOW_LAST_PLUGIN_TARGET ${target} PARENT_SCOPE)
 endfunction()
