@@ -10,6 +10,8 @@ packages=(
   libboost-graph-dev libtbb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # imaging: ITK 5.2 (IO, filters, registration)
+  libinsighttoolkit5-dev
   # `fusionflow graph ... | dot -Tpng`
   graphviz
 )
