@@ -5,6 +5,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "fusionflow/latent.hpp"
 #include "fusionflow/payload_types.hpp"
 
 namespace fusionflow {
@@ -85,6 +86,10 @@ NodeRegistry::NodeRegistry() {
                    "3D float image with physical geometry (origin, spacing, direction) and modality metadata",
                    kSdkOrigin);
   add_payload_type(payload_type_name<Table>(), "table of named numeric or text columns (CSV/JSON)", kSdkOrigin);
+  add_payload_type(payload_type_name<Latent>(),
+                   "an image encoded into a shared latent space: levels of multi-channel volumes plus the encoder "
+                   "that made them",
+                   kSdkOrigin);
 }
 
 void NodeRegistry::add_payload_type(std::string name, std::string description, Origin origin) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "fusionflow/atomic_file.hpp"
+#include "fusionflow/latent.hpp"
 #include "fusionflow/node.hpp"
 #include "fusionflow/param.hpp"
 #include "fusionflow/payload.hpp"
