@@ -7,6 +7,7 @@
 
 #include "fusionflow/latent.hpp"
 #include "fusionflow/payload_types.hpp"
+#include "fusionflow/transform.hpp"
 
 namespace fusionflow {
 
@@ -89,6 +90,9 @@ NodeRegistry::NodeRegistry() {
   add_payload_type(payload_type_name<Latent>(),
                    "an image encoded into a shared latent space: levels of multi-channel volumes plus the encoder "
                    "that made them",
+                   kSdkOrigin);
+  add_payload_type(payload_type_name<Transform>(),
+                   "spatial transform from a fixed image's physical space to a moving image's (ITK convention)",
                    kSdkOrigin);
 }
 

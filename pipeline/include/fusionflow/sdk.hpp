@@ -9,4 +9,5 @@
 #include "fusionflow/payload_types.hpp"
 #include "fusionflow/plugin.hpp"
 #include "fusionflow/table.hpp"
+#include "fusionflow/transform.hpp"
 #include "fusionflow/volume.hpp"

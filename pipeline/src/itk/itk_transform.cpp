@@ -1,0 +1,200 @@
+#include "fusionflow/itk_transform.hpp"
+
+#include <itkAffineTransform.h>
+#include <itkBSplineInterpolateImageFunction.h>
+#include <itkEuler3DTransform.h>
+#include <itkHDF5TransformIOFactory.h>
+#include <itkIdentityTransform.h>
+#include <itkLinearInterpolateImageFunction.h>
+#include <itkMatlabTransformIOFactory.h>
+#include <itkNearestNeighborInterpolateImageFunction.h>
+#include <itkResampleImageFilter.h>
+#include <itkTransformFactory.h>
+#include <itkTransformFileReader.h>
+#include <itkTransformFileWriter.h>
+#include <itkTxtTransformIOFactory.h>
+
+#include <cmath>
+#include <mutex>
+#include <stdexcept>
+
+#include "fusionflow/atomic_file.hpp"
+#include "fusionflow/itk_bridge.hpp"
+
+namespace fusionflow {
+
+Interpolation interpolation_from_name(const std::string& name) {
+  if (name == "nearest") return Interpolation::Nearest;
+  if (name == "linear") return Interpolation::Linear;
+  if (name == "bspline") return Interpolation::BSpline;
+  throw std::invalid_argument("unknown interpolation '" + name + "' (nearest, linear or bspline)");
+}
+
+namespace {
+
+using AffineTransform = itk::AffineTransform<double, 3>;
+using EulerTransform = itk::Euler3DTransform<double>;
+
+AffineTransform::Pointer to_itk_affine(const Transform& transform) {
+  auto affine = AffineTransform::New();
+  AffineTransform::MatrixType matrix;
+  AffineTransform::OutputVectorType translation;
+  AffineTransform::InputPointType center;
+  for (int row = 0; row < 3; ++row) {
+    for (int col = 0; col < 3; ++col) matrix(row, col) = transform.matrix[row * 3 + col];
+    translation[row] = transform.translation[row];
+    center[row] = transform.center[row];
+  }
+  affine->SetCenter(center);
+  affine->SetMatrix(matrix);
+  affine->SetTranslation(translation);
+  return affine;
+}
+
+void register_transform_io() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    itk::TransformFactoryBase::RegisterDefaultTransforms();
+    itk::TxtTransformIOFactory::RegisterOneFactory();
+    itk::HDF5TransformIOFactory::RegisterOneFactory();
+    itk::MatlabTransformIOFactory::RegisterOneFactory();
+  });
+}
+
+bool is_rotation(const std::array<double, 9>& m) {
+  for (int a = 0; a < 3; ++a) {
+    for (int b = 0; b < 3; ++b) {
+      double dot = 0;
+      for (int k = 0; k < 3; ++k) dot += m[k * 3 + a] * m[k * 3 + b];
+      if (std::abs(dot - (a == b ? 1.0 : 0.0)) > 1e-9) return false;
+    }
+  }
+  const double det = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) +
+                     m[2] * (m[3] * m[7] - m[4] * m[6]);
+  return det > 0;
+}
+
+}  // namespace
+
+Volume resample_volume(const Volume& moving, const Geometry& grid, const Transform* transform,
+                       Interpolation interpolation, float default_value) {
+  const auto input = to_itk(moving);
+  using Filter = itk::ResampleImageFilter<ItkFloatImage, ItkFloatImage, double>;
+  auto filter = Filter::New();
+  filter->SetInput(input);
+  if (transform != nullptr) {
+    filter->SetTransform(to_itk_affine(*transform));
+  } else {
+    filter->SetTransform(itk::IdentityTransform<double, 3>::New());
+  }
+  switch (interpolation) {
+    case Interpolation::Nearest:
+      filter->SetInterpolator(itk::NearestNeighborInterpolateImageFunction<ItkFloatImage, double>::New());
+      break;
+    case Interpolation::Linear:
+      filter->SetInterpolator(itk::LinearInterpolateImageFunction<ItkFloatImage, double>::New());
+      break;
+    case Interpolation::BSpline: {
+      auto bspline = itk::BSplineInterpolateImageFunction<ItkFloatImage, double, double>::New();
+      bspline->SetSplineOrder(3);
+      filter->SetInterpolator(bspline);
+      break;
+    }
+  }
+  filter->SetDefaultPixelValue(default_value);
+  ItkFloatImage::SizeType size;
+  ItkFloatImage::SpacingType spacing;
+  ItkFloatImage::PointType origin;
+  ItkFloatImage::DirectionType direction;
+  for (int axis = 0; axis < 3; ++axis) {
+    size[axis] = grid.size[axis];
+    spacing[axis] = grid.spacing[axis];
+    origin[axis] = grid.origin[axis];
+    for (int col = 0; col < 3; ++col) direction(axis, col) = grid.direction[axis * 3 + col];
+  }
+  filter->SetSize(size);
+  filter->SetOutputSpacing(spacing);
+  filter->SetOutputOrigin(origin);
+  filter->SetOutputDirection(direction);
+  try {
+    filter->Update();
+  } catch (const itk::ExceptionObject& error) {
+    throw std::runtime_error(std::string("resampling failed: ") + error.GetDescription());
+  }
+  return from_itk(*filter->GetOutput(), moving.metadata);
+}
+
+Geometry grid_with_spacing(const Geometry& geometry, const std::array<double, 3>& spacing) {
+  Geometry grid = geometry;
+  for (int axis = 0; axis < 3; ++axis) {
+    if (!(spacing[axis] > 0)) throw std::invalid_argument("spacing must be positive");
+    const double extent = geometry.spacing[axis] * static_cast<double>(geometry.size[axis]);
+    grid.size[axis] = std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(extent / spacing[axis])));
+    grid.spacing[axis] = spacing[axis];
+  }
+  // Keep the same physical extent: the first voxel's corner stays in place.
+  std::array<double, 3> shift{};
+  for (int axis = 0; axis < 3; ++axis) shift[axis] = 0.5 * (spacing[axis] - geometry.spacing[axis]);
+  for (int row = 0; row < 3; ++row) {
+    for (int col = 0; col < 3; ++col) grid.origin[row] += geometry.direction[row * 3 + col] * shift[col];
+  }
+  return grid;
+}
+
+void write_transform_file(const Transform& transform, const std::filesystem::path& path) {
+  register_transform_io();
+  AtomicFileWriter output(path);
+  auto writer = itk::TransformFileWriterTemplate<double>::New();
+  writer->SetFileName(output.temp_path().string());
+  if (transform.kind == "rigid" && is_rotation(transform.matrix)) {
+    auto euler = EulerTransform::New();
+    euler->SetCenter(to_itk_affine(transform)->GetCenter());
+    euler->SetMatrix(to_itk_affine(transform)->GetMatrix(), 1e-6);
+    euler->SetTranslation(to_itk_affine(transform)->GetTranslation());
+    writer->SetInput(euler);
+  } else {
+    writer->SetInput(to_itk_affine(transform));
+  }
+  try {
+    writer->Update();
+  } catch (const itk::ExceptionObject& error) {
+    throw std::runtime_error("cannot write transform '" + path.string() + "': " + error.GetDescription());
+  }
+  output.commit();
+}
+
+Transform read_transform_file(const std::filesystem::path& path) {
+  register_transform_io();
+  if (!std::filesystem::exists(path)) {
+    throw std::runtime_error("transform file '" + path.string() + "' does not exist");
+  }
+  auto reader = itk::TransformFileReaderTemplate<double>::New();
+  reader->SetFileName(path.string());
+  try {
+    reader->Update();
+  } catch (const itk::ExceptionObject& error) {
+    throw std::runtime_error("cannot read transform '" + path.string() + "': " + error.GetDescription());
+  }
+  const auto* list = reader->GetTransformList();
+  if (list->size() != 1) {
+    throw std::runtime_error("transform file '" + path.string() + "' holds " + std::to_string(list->size()) +
+                             " transforms; fusionflow reads files with exactly one");
+  }
+  using Matrix = itk::MatrixOffsetTransformBase<double, 3, 3>;
+  const auto* linear = dynamic_cast<const Matrix*>(list->front().GetPointer());
+  if (linear == nullptr) {
+    throw std::runtime_error("transform file '" + path.string() + "' holds a " + list->front()->GetNameOfClass() +
+                             "; only linear (rigid/affine) transforms are supported");
+  }
+  Transform transform;
+  for (int row = 0; row < 3; ++row) {
+    for (int col = 0; col < 3; ++col) transform.matrix[row * 3 + col] = linear->GetMatrix()(row, col);
+    transform.center[row] = linear->GetCenter()[row];
+    transform.translation[row] = linear->GetTranslation()[row];
+  }
+  transform.kind = is_rotation(transform.matrix) ? "rigid" : "affine";
+  transform.description = "read from " + path.string();
+  return transform;
+}
+
+}  // namespace fusionflow
