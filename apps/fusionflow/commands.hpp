@@ -19,6 +19,19 @@ struct RunArguments : PipelineArguments {
   bool no_progress = false;
 };
 
+struct PhantomArguments {
+  std::vector<int> size{64};
+  double spacing_mm = 0;  // 0: a 240 mm field of view
+  int seed = 1;
+  int anatomy_seed = 1;
+  int lesions = 1;
+  double pet_spacing_mm = 3.0;
+  double pet_fwhm_mm = 6.0;
+  std::string out;
+  int threads = 0;
+};
+
+int phantom_command(Session& session, const PhantomArguments& arguments);
 int run_command(Session& session, const RunArguments& arguments);
 int validate_command(Session& session, const PipelineArguments& arguments);
 int plugins_command(Session& session, bool as_json);

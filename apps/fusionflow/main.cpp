@@ -50,6 +50,21 @@ int main(int argc, char** argv) {
   graph->add_option("--set", graph_arguments.set_options, "Set a pipeline variable: name=value (repeatable)");
   graph->add_option("-o,--output", graph_output, "Output file (default: standard output)");
 
+  PhantomArguments phantom_arguments;
+  auto* phantom = app.add_subcommand("phantom", "Write the digital head phantom (CT, T1, T2, PET, labels, truth.json)");
+  phantom->add_option("--size", phantom_arguments.size, "Grid size: N for N^3, or three values")
+      ->expected(1, 3)
+      ->check(CLI::Range(8, 1024));
+  phantom->add_option("--spacing", phantom_arguments.spacing_mm, "CT/MRI voxel spacing in mm (default: 240 mm / size)")
+      ->check(CLI::Range(0.05, 20.0));
+  phantom->add_option("--seed", phantom_arguments.seed, "Noise seed")->check(CLI::NonNegativeNumber);
+  phantom->add_option("--anatomy-seed", phantom_arguments.anatomy_seed, "Anatomy seed")->check(CLI::NonNegativeNumber);
+  phantom->add_option("--lesions", phantom_arguments.lesions, "Number of lesions")->check(CLI::Range(0, 20));
+  phantom->add_option("--pet-spacing", phantom_arguments.pet_spacing_mm, "PET voxel spacing in mm");
+  phantom->add_option("--pet-fwhm", phantom_arguments.pet_fwhm_mm, "PET resolution (FWHM) in mm");
+  phantom->add_option("--out", phantom_arguments.out, "Output directory")->required();
+  phantom->add_option("--threads", phantom_arguments.threads, "Threads (0: all cores)")->check(CLI::Range(0, 1024));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& help) {
@@ -70,6 +85,7 @@ int main(int argc, char** argv) {
     if (*validate) return validate_command(session, validate_arguments);
     if (*plugins) return plugins_command(session, plugins_json);
     if (*graph) return graph_command(session, graph_arguments, graph_output);
+    if (*phantom) return phantom_command(session, phantom_arguments);
   } catch (const std::exception& error) {
     spdlog::error("{}", error.what());
     return kRunFailed;

@@ -117,6 +117,41 @@ TEST(Cli, GraphWritesDot) {
   EXPECT_NE(out.text.find("stats -> tables"), std::string::npos) << out.text;
 }
 
+TEST(Cli, PhantomWritesEveryFileWithTheRequestedGrid) {
+  const fs::path dir = temp_dir("phantom");
+  Output out = run("phantom --size 32 40 36 --spacing 6 --seed 7 --out " + dir.string());
+  ASSERT_EQ(out.exit_code, 0) << out.text;
+  for (const char* file : {"ct.nii.gz", "t1.nii.gz", "t2.nii.gz", "pet.nii.gz", "labels.nii.gz", "truth.json"}) {
+    EXPECT_TRUE(fs::exists(dir / file)) << file;
+  }
+  std::ifstream truth_file(dir / "truth.json");
+  const auto truth = nlohmann::json::parse(truth_file);
+  EXPECT_EQ(truth["grids"]["ct"]["size"], (nlohmann::json{32, 40, 36}));
+  EXPECT_EQ(truth["grids"]["ct"]["spacing_mm"], (nlohmann::json{6.0, 6.0, 6.0}));
+  EXPECT_EQ(truth["options"]["seed"], 7);
+  EXPECT_GE(truth["landmarks"].size(), 20u);
+  EXPECT_EQ(run("phantom --size 32 --out").exit_code, 2);
+  fs::remove_all(dir);
+}
+
+TEST(Cli, CommittedFixturesMatchTheGenerator) {
+  // Same command as scripts/make-fixtures.sh; the phantom is deterministic, so
+  // the committed files must come out byte for byte.
+  const fs::path dir = temp_dir("fixtures");
+  Output out = run("phantom --size 32 --seed 1 --pet-spacing 7.5 --threads 1 --out " + dir.string());
+  ASSERT_EQ(out.exit_code, 0) << out.text;
+  const fs::path committed = fs::path(FUSIONFLOW_SOURCE_DIR) / "testdata/phantom-32";
+  for (const char* file : {"ct.nii.gz", "t1.nii.gz", "t2.nii.gz", "pet.nii.gz", "labels.nii.gz", "truth.json"}) {
+    std::ifstream fresh(dir / file, std::ios::binary), kept(committed / file, std::ios::binary);
+    ASSERT_TRUE(kept.good()) << "missing fixture " << file << ": run scripts/make-fixtures.sh";
+    std::stringstream fresh_bytes, kept_bytes;
+    fresh_bytes << fresh.rdbuf();
+    kept_bytes << kept.rdbuf();
+    EXPECT_TRUE(fresh_bytes.str() == kept_bytes.str()) << file << " differs: run scripts/make-fixtures.sh";
+  }
+  fs::remove_all(dir);
+}
+
 TEST(Cli, BadCommandLineExits2) {
   EXPECT_EQ(run("run").exit_code, 2);
   EXPECT_EQ(run("frobnicate").exit_code, 2);
