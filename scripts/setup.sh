@@ -12,6 +12,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # imaging: ITK 5.2 (IO, filters, registration)
   libinsighttoolkit5-dev
+  # visualizers: VTK 9.1 (its CMake config needs MPI), a virtual X display for headless rendering
+  libvtk9-dev libopenmpi-dev xvfb xauth
   # `fusionflow graph ... | dot -Tpng`
   graphviz
 )
