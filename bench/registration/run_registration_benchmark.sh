@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Registration benchmark on a 160x160x120 phantom (CT at 1.5 mm): fusionflow's
+# register.rigid against elastix (standard rigid parameter file) on the same
+# MRI->CT and PET->CT pairs. Prints mean target registration error and time.
+# Needs a built tree (scripts/build.sh) and Debian's elastix package.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+fusionflow="$root/build/bin/fusionflow"
+command -v elastix >/dev/null || { echo "elastix is not installed: apt-get install elastix" >&2; exit 1; }
+work=${1:-$(mktemp -d /tmp/fusionflow-registration-bench.XXXXXX)}
+mkdir -p "$work"
+seed=7
+
+"$fusionflow" phantom --size 160 160 120 --spacing 1.5 --seed "$seed" --out "$work/phantom" >/dev/null
+
+for mode in deterministic fast; do
+  deterministic=true; [ "$mode" = fast ] && deterministic=false
+  "$fusionflow" run "$here/fusionflow_rigid.json" --threads 2 --no-progress --log-level warn \
+    --set seed="$seed" --set deterministic="$deterministic" --set out="$work/fusionflow-$mode" \
+    --record "$work/fusionflow-$mode/run.json" >/dev/null
+done
+
+for moving in t1 pet; do
+  rm -rf "$work/elastix-$moving" && mkdir -p "$work/elastix-$moving"
+  start=$(date +%s%N)
+  elastix -f "$work/phantom/ct.nii.gz" -m "$work/phantom/$moving.nii.gz" -p "$here/elastix_rigid.txt" \
+    -out "$work/elastix-$moving" -threads 2 >/dev/null
+  end=$(date +%s%N)
+  awk -v ns=$((end - start)) 'BEGIN {printf "%.3f\n", ns / 1e9}' > "$work/elastix-$moving.seconds"
+done
+
+echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(lscpu | sed -n 's/^Model name: *//p')"
+python3 "$here/compare.py" "$work"
