@@ -1,0 +1,93 @@
+// Fusion-quality metrics of the image-fusion literature, computed as papers
+// do: on 2D (axial) slices of 8-bit grey-level images, per slice and averaged,
+// or optionally on the whole volume.
+//
+// Intensities: the fused image and every source are mapped with ONE linear
+// map onto 0..255 and rounded to integer grey levels (as the 8-bit images
+// papers evaluate): g = round(clamp(255 (x - low) / (high - low), 0, 255)),
+// with [low, high] given, or the joint minimum and maximum of the fused
+// volume and the sources. Non-finite voxels count as low. All metrics use
+// these grey levels. Histograms have `bins` bins (grey level q goes to bin
+// q * bins / 256).
+//
+//  EN    entropy of the fused image's histogram.
+//  SD    population standard deviation of F.
+//  SF    spatial frequency sqrt(RF^2 + CF^2) (+ DF^2 along z in 3D), each the
+//        sum of squared neighbour differences along one axis divided by the
+//        number of voxels (Eskicioglu & Fisher 1995).
+//  MI    sum over sources of MI(F, S) from the joint histogram.
+//  SCD   sum of correlation of differences (Aslantas & Bendes 2015):
+//        corr(F - S2, S1) + corr(F - S1, S2), Pearson; two sources only.
+//  VIF   sum over sources of vifp_mscale(S, F): Sheikh & Bovik's pixel-domain
+//        multi-scale VIF (4 scales, Gaussian windows N = 17, 9, 5, 3 with
+//        sigma N/5, 'valid' filtering, sigma_n^2 = 2), as in the VIFB toolbox.
+//  Qabf  Xydeas & Petrovic (2000): Sobel gradients (zero padding), strength
+//        preservation G = min(gS, gF) / max(gS, gF) (1 when equal), orientation
+//        preservation A = 1 - |aS - aF| / (pi/2) with a = atan(sy/sx) (pi/2 where
+//        sx = 0), Q = Gamma_g / (1 + exp(k_g (G - s_g))) * Gamma_a / (1 +
+//        exp(k_a (A - s_a))) with 0.9994, -15, 0.5, 0.9879, -22, 0.8, and
+//        Qabf = sum_v sum_S Q^{SF} w_S / sum_v sum_S w_S, w_S = gS^L, L = 1.
+//  SSIM  sum over sources of the mean SSIM (Wang et al. 2004, ssim_index.m):
+//        11x11 Gaussian window sigma 1.5, 'valid' region, K1 0.01, K2 0.03,
+//        data range L = 255.
+//
+// In 3D (volume mode) EN, SD, SF, MI, SCD use every voxel and SSIM a 11^3
+// Gaussian window; Qabf and VIF, defined on 2D gradients and 2D scales, pool
+// their numerators and denominators over all axial slices.
+// A metric that is undefined (constant images, too small for the window,
+// SCD with other than two sources) is NaN.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <fusionflow/table.hpp>
+#include <fusionflow/volume.hpp>
+
+#include "latent_transforms/control.hpp"
+
+namespace fusionflow::latent {
+
+struct MetricsOptions {
+  std::size_t bins = 256;  // 2..256
+  bool nats = false;       // EN and MI in nats instead of bits
+  double range_low = 0.0;  // mapped to grey level 0; range_low >= range_high: joint min/max
+  double range_high = 0.0;
+};
+
+struct FusionMetrics {
+  double en, sd, sf, mi, scd, vif, qabf, ssim;
+};
+
+enum class MetricsMode { SlicesAxial, Volume3d };
+
+struct MetricsTableOptions {
+  MetricsMode mode = MetricsMode::SlicesAxial;
+  std::vector<std::int64_t> slices;  // axial (k) slices; empty = all
+  bool skip_empty_slices = true;     // with `slices` empty: skip slices where every image is constant
+  bool per_slice_rows = true;        // slices mode: a row per slice before the mean row
+  std::string label;
+  MetricsOptions metrics;
+};
+
+// The intensity range used for the grey-level mapping.
+std::pair<double, double> metrics_range(const Volume& fused, const std::vector<const Volume*>& sources,
+                                        const MetricsOptions& options);
+
+// Metrics of the whole volume (3D definitions, see above).
+FusionMetrics volume_metrics(const Volume& fused, const std::vector<const Volume*>& sources,
+                             const MetricsOptions& options, const Control& control = {});
+
+// The metrics.fusion table. Columns: label, scope ("slice", "mean" or
+// "volume"), slice (index; empty on other rows), slices (how many slices the
+// row covers), en_<unit>, sd, sf, mi_<unit>, scd, vif, qabf, ssim, where
+// <unit> is bits or nats. The mean row averages each metric over the slices
+// where it is defined; undefined values are empty cells. Throws
+// std::invalid_argument when a source's grid differs from the fused volume's
+// or a slice index is out of range.
+Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>& sources,
+                           const MetricsTableOptions& options, const Control& control = {});
+
+}  // namespace fusionflow::latent

@@ -1,0 +1,300 @@
+// fuse.latent: rule properties on hand-made latents, fusing an image with
+// itself, GFF weight maps, metadata, determinism and mismatch errors.
+#include "fusion_test_support.hpp"
+
+namespace fusionflow::fusion_test {
+namespace {
+
+LatentLevel level_of(const std::string& name, const std::string& role, std::array<std::size_t, 3> size,
+                     std::vector<float> data) {
+  LatentLevel level;
+  level.name = name;
+  level.role = role;
+  level.geometry.size = size;
+  level.data = std::move(data);
+  return level;
+}
+
+// A two-level latent (one detail level, one base level) on a 2x2x1 grid.
+Latent hand_latent(const std::string& modality, std::vector<float> detail, std::vector<float> base) {
+  Latent latent;
+  latent.kind = "laplacian_pyramid";
+  latent.encoder_params = {{"levels", "1"}};
+  latent.source_geometry.size = {2, 2, 1};
+  latent.source_metadata.modality = modality;
+  latent.source_metadata.units = "normalized";
+  latent.levels.push_back(level_of("detail_0", "detail", {2, 2, 1}, std::move(detail)));
+  latent.levels.push_back(level_of("base", "base", {1, 1, 1}, std::move(base)));
+  return latent;
+}
+
+Latent fuse(const std::vector<Latent>& latents, const std::vector<std::pair<std::string, ParamValue>>& params = {},
+            int threads = 1) {
+  NodeHarness node(registry(), "fuse.latent");
+  for (const Latent& latent : latents) node.add_input("latents", latent);
+  for (const auto& [name, value] : params) node.set_param(name, value);
+  node.set_threads(threads);
+  node.run();
+  return node.output<Latent>("latent");
+}
+
+std::string fuse_error(const std::vector<Latent>& latents, const std::vector<std::pair<std::string, ParamValue>>& params = {}) {
+  try {
+    fuse(latents, params);
+  } catch (const std::invalid_argument& error) {
+    return error.what();
+  }
+  return "(no error)";
+}
+
+TEST(FuseLatent, MaxAbsPicksTheLargerMagnitudeKeepingItsSign) {
+  const Latent a = hand_latent("CT", {0.5f, -0.9f, 0.1f, -0.3f}, {0.2f});
+  const Latent b = hand_latent("MR", {-0.7f, 0.4f, 0.1f, 0.3f}, {0.6f});
+  const Latent fused = fuse({a, b}, {{"detail_rule", std::string("max_abs")}, {"base_rule", std::string("max_abs")}});
+  EXPECT_EQ(fused.levels[0].data, (std::vector<float>{-0.7f, -0.9f, 0.1f, -0.3f}));  // ties: the first source
+  EXPECT_EQ(fused.levels[1].data, (std::vector<float>{0.6f}));
+}
+
+TEST(FuseLatent, WeightedAverageNormalisesTheWeightsToSumOne) {
+  const Latent a = hand_latent("CT", {1.0f, 1.0f, 0.0f, 2.0f}, {1.0f});
+  const Latent b = hand_latent("MR", {1.0f, 0.0f, 1.0f, 6.0f}, {1.0f});
+  const Latent fused = fuse({a, b}, {{"detail_rule", std::string("average")}, {"weights", std::vector<double>{3.0, 1.0}}});
+  EXPECT_EQ(fused.levels[0].data, (std::vector<float>{1.0f, 0.75f, 0.25f, 3.0f}));
+  EXPECT_EQ(fused.levels[1].data, (std::vector<float>{1.0f}));  // constant 1 stays 1: weights sum to one
+  EXPECT_EQ(fused.source_metadata.extra.at("fusion_weights"), "0.75,0.25");
+  // Default: equal weights.
+  EXPECT_EQ(fuse({a, b}, {{"detail_rule", std::string("average")}}).levels[0].data,
+            (std::vector<float>{1.0f, 0.5f, 0.5f, 4.0f}));
+}
+
+TEST(FuseLatent, LocalEnergyChoosesTheMoreActiveSourceAndTheConsistencyCheckOverrulesIsolatedChoices) {
+  // 5x5x1 detail level: A is more active everywhere except one isolated voxel.
+  auto make = [](const std::string& modality, float everywhere, float centre) {
+    std::vector<float> data(25, everywhere);
+    data[12] = centre;
+    Latent latent = hand_latent(modality, {}, {0.0f});
+    latent.source_geometry.size = {5, 5, 1};
+    latent.levels[0].geometry.size = {5, 5, 1};
+    latent.levels[0].data = data;
+    return latent;
+  };
+  const Latent a = make("CT", 0.8f, 0.1f);
+  const Latent b = make("MR", 0.2f, -0.9f);
+  const Latent voxelwise = fuse({a, b}, {{"detail_rule", std::string("local_energy")}, {"window_radius", 0},
+                                         {"consistency_radius", 0}});
+  EXPECT_EQ(voxelwise.levels[0].data[12], -0.9f);
+  EXPECT_EQ(voxelwise.levels[0].data[0], 0.8f);
+  const Latent consistent = fuse({a, b}, {{"detail_rule", std::string("local_energy")}, {"window_radius", 0},
+                                          {"consistency_radius", 1}});
+  EXPECT_EQ(consistent.levels[0].data[12], 0.1f);  // 8 of its 9 neighbours chose A
+  EXPECT_EQ(consistent.levels[0].data, a.levels[0].data);
+  // With a 3x3 energy window the isolated voxel's energy is dominated by A's neighbours.
+  const Latent windowed = fuse({a, b}, {{"detail_rule", std::string("local_energy")}, {"window_radius", 1},
+                                        {"consistency_radius", 0}});
+  EXPECT_EQ(windowed.levels[0].data[12], 0.1f);
+
+  // A tied vote keeps the voxel's own choice: on a 3x1x1 line the choices are
+  // B A A; voxel 0 sees {B, A} (clipped window), a tie, and keeps B.
+  auto line = [](const std::string& modality, std::vector<float> values) {
+    Latent latent = hand_latent(modality, {}, {0.0f});
+    latent.source_geometry.size = {3, 1, 1};
+    latent.levels[0].geometry.size = {3, 1, 1};
+    latent.levels[0].data = std::move(values);
+    return latent;
+  };
+  const Latent tie = fuse({line("CT", {0.1f, 0.9f, 0.9f}), line("MR", {0.8f, 0.2f, 0.2f})},
+                          {{"detail_rule", std::string("local_energy")}, {"window_radius", 0},
+                           {"consistency_radius", 1}});
+  EXPECT_EQ(tie.levels[0].data, (std::vector<float>{0.8f, 0.9f, 0.9f}));
+}
+
+TEST(FuseLatent, MultiChannelFeatureLevelsAreChosenPerVoxelAcrossAllChannels) {
+  // Learned encoders' levels: role "features", 2 channels on a 2x1x1 grid.
+  auto make = [](const std::string& modality, std::vector<float> features) {
+    Latent latent;
+    latent.kind = "learned_test";
+    latent.source_geometry.size = {2, 1, 1};
+    latent.source_metadata.modality = modality;
+    LatentLevel level = level_of("features", "features", {2, 1, 1}, std::move(features));
+    level.channels = 2;
+    latent.levels.push_back(level);
+    return latent;
+  };
+  // Channel-major: (c0 v0, c0 v1, c1 v0, c1 v1). Voxel 0: A's energy 0.25 + 0.25 > B's 0.36;
+  // voxel 1: B's 0.01 + 0.64 > A's 0.16 + 0.
+  const Latent a = make("CT", {0.5f, 0.4f, 0.5f, 0.0f});
+  const Latent b = make("MR", {0.6f, 0.1f, 0.0f, 0.8f});
+  const Latent energy = fuse({a, b}, {{"detail_rule", std::string("local_energy")}, {"window_radius", 0},
+                                      {"consistency_radius", 0}});
+  EXPECT_EQ(energy.levels[0].channels, 2u);
+  EXPECT_EQ(energy.levels[0].data, (std::vector<float>{0.5f, 0.1f, 0.5f, 0.8f}));
+  // max_abs decides per value.
+  EXPECT_EQ(fuse({a, b}).levels[0].data, (std::vector<float>{0.6f, 0.4f, 0.5f, 0.8f}));
+}
+
+TEST(FuseLatent, SalienceMatchSelectsWhenSourcesDisagreeAndAveragesWhenTheyMatch) {
+  const Latent a = hand_latent("CT", {1.0f, 1.0f, 0.0f, 0.0f}, {0.0f});
+  const Latent b = hand_latent("MR", {0.1f, 0.9f, 0.0f, -0.5f}, {0.0f});
+  const double alpha = 0.75;
+  const Latent fused = fuse({a, b}, {{"detail_rule", std::string("salience_match")}, {"window_radius", 0},
+                                     {"match_threshold", alpha}});
+  // Voxel 0: M = 2 * 0.1 / (1 + 0.01) < alpha: the more salient A.
+  EXPECT_EQ(fused.levels[0].data[0], 1.0f);
+  // Voxel 1: M = 2 * 0.9 / (1 + 0.81) > alpha: w_min = 1/2 - 1/2 (1 - M) / (1 - alpha) on the less salient B.
+  const double match = 1.8 / 1.81;
+  const double w_min = 0.5 - 0.5 * (1.0 - match) / (1.0 - alpha);
+  EXPECT_NEAR(fused.levels[0].data[1], (1.0 - w_min) * 1.0 + w_min * 0.9, 1e-6);
+  EXPECT_EQ(fused.levels[0].data[2], 0.0f);   // both zero: match, average of zeros
+  EXPECT_EQ(fused.levels[0].data[3], -0.5f);  // only B is salient (M = 0)
+}
+
+TEST(FuseLatent, FusingAnImageWithItselfReturnsItForEveryRule) {
+  const Volume image = textured_volume({21, 17, 9}, 11);
+  const Latent pyramid = encode("encode.laplacian_pyramid", image, 1, "levels", 3);
+  for (const char* rule : {"average", "max_abs", "local_energy", "salience_match"}) {
+    const Latent fused = fuse({pyramid, pyramid}, {{"detail_rule", std::string(rule)}, {"base_rule", std::string(rule)}});
+    for (std::size_t l = 0; l < pyramid.levels.size(); ++l) {
+      EXPECT_EQ(fused.levels[l].data, pyramid.levels[l].data) << rule << " level " << l;
+    }
+    EXPECT_EQ(decode(fused).voxels, decode(pyramid).voxels) << rule;
+  }
+  const Latent gff = encode("encode.guided_filter", image, 1, "base_radius", 3);
+  const Latent fused = fuse({gff, gff}, {{"detail_rule", std::string("guided_filter")},
+                                         {"base_rule", std::string("guided_filter")}, {"gff_base_radius", 5}});
+  EXPECT_EQ(fused.levels[0].data, gff.levels[0].data);
+  EXPECT_EQ(fused.levels[1].data, gff.levels[1].data);
+  EXPECT_LE(max_abs_difference(decode(fused).voxels, image.voxels), 1e-6);
+}
+
+TEST(FuseLatent, GuidedFilterRuleKeepsTheOnlySalientSource) {
+  // B is flat (zero Laplacian, zero saliency); A has structure everywhere, so
+  // P_A = 1 everywhere and the refined weights of A are exactly 1.
+  const Volume textured = textured_volume({15, 14, 13}, 5, "MR");
+  const Volume flat = make_volume({15, 14, 13}, [](std::size_t, std::size_t, std::size_t) { return 0.5f; }, "CT");
+  const Latent a = encode("encode.guided_filter", textured, 1, "base_radius", 2);
+  const Latent b = encode("encode.guided_filter", flat, 1, "base_radius", 2);
+  const Latent fused = fuse({b, a}, {{"detail_rule", std::string("guided_filter")},
+                                     {"base_rule", std::string("guided_filter")}, {"gff_base_radius", 4},
+                                     {"gff_detail_radius", 2}, {"gff_saliency_sigma", 1.0}});
+  EXPECT_LE(max_abs_difference(fused.levels[0].data, a.levels[0].data), 1e-6);
+  EXPECT_LE(max_abs_difference(fused.levels[1].data, a.levels[1].data), 1e-6);
+}
+
+TEST(FuseLatent, GuidedFilterRuleTakesEachRegionFromTheSourceThatIsSalientThere) {
+  // A has structure on the left (i < 12), B on the right; each is flat elsewhere.
+  const Volume textured = textured_volume({24, 10, 10}, 9);
+  auto half = [&](bool left, const std::string& modality) {
+    return make_volume({24, 10, 10}, [&](std::size_t i, std::size_t j, std::size_t k) {
+      return (i < 12) == left ? textured.voxels[textured.geometry.linear_index(i, j, k)] : 0.5f;
+    }, modality);
+  };
+  const Latent a = encode("encode.guided_filter", half(true, "CT"), 1, "base_radius", 1);
+  const Latent b = encode("encode.guided_filter", half(false, "MR"), 1, "base_radius", 1);
+  const Latent fused = fuse({a, b}, {{"detail_rule", std::string("guided_filter")},
+                                     {"base_rule", std::string("guided_filter")}, {"gff_base_radius", 2},
+                                     {"gff_detail_radius", 2}, {"gff_saliency_sigma", 1.0}});
+  // Away from the boundary (saliency radius 1 + two guided-filter boxes of
+  // radius 2), the weights are exactly 0 or 1.
+  const Geometry& g = textured.geometry;
+  for (std::size_t k = 0; k < 10; ++k)
+    for (std::size_t j = 0; j < 10; ++j)
+      for (std::size_t i : {0, 1, 2, 3, 4, 5, 19, 20, 21, 22, 23}) {
+        const std::size_t v = g.linear_index(i, j, k);
+        const Latent& expected = i < 12 ? a : b;
+        ASSERT_FLOAT_EQ(fused.levels[0].data[v], expected.levels[0].data[v]) << i << " " << j << " " << k;
+        ASSERT_FLOAT_EQ(fused.levels[1].data[v], expected.levels[1].data[v]) << i << " " << j << " " << k;
+      }
+}
+
+TEST(FuseLatent, OutputRecordsTheSourcesAndDecodesOntoTheSourceGrid) {
+  const Volume ct = textured_volume({12, 11, 10}, 1, "CT");
+  const Volume mr = textured_volume({12, 11, 10}, 2, "MR");
+  const Latent fused = fuse({encode("encode.laplacian_pyramid", ct), encode("encode.laplacian_pyramid", mr)});
+  EXPECT_EQ(fused.kind, "laplacian_pyramid");
+  EXPECT_EQ(fused.source_metadata.modality, "FUSED");
+  EXPECT_EQ(fused.source_metadata.extra.at("fusion_sources"), "CT,MR");
+  EXPECT_EQ(fused.source_metadata.extra.at("fusion_detail_rule"), "max_abs");
+  EXPECT_EQ(fused.source_metadata.extra.at("fusion_base_rule"), "average");
+  EXPECT_EQ(fused.source_metadata.source, "test_node");
+  const Volume volume = decode(fused);
+  EXPECT_EQ(volume.metadata.modality, "FUSED");
+  EXPECT_TRUE(volume.geometry.same_grid(ct.geometry, 0.0));
+}
+
+TEST(FuseLatent, EveryRuleIsBitIdenticalForAnyThreadCount) {
+  const Volume ct = textured_volume({23, 19, 17}, 1, "CT");
+  const Volume mr = textured_volume({23, 19, 17}, 2, "MR");
+  const std::vector<Latent> pyramids{encode("encode.laplacian_pyramid", ct), encode("encode.laplacian_pyramid", mr)};
+  const std::vector<Latent> gff{encode("encode.guided_filter", ct, 1, "base_radius", 3),
+                                encode("encode.guided_filter", mr, 1, "base_radius", 3)};
+  for (const char* rule : {"average", "max_abs", "local_energy", "salience_match", "guided_filter"}) {
+    const auto& inputs = std::string(rule) == "guided_filter" ? gff : pyramids;
+    const std::vector<std::pair<std::string, ParamValue>> params{{"detail_rule", std::string(rule)},
+                                                                 {"base_rule", std::string(rule)},
+                                                                 {"gff_base_radius", 6}};
+    const Latent one = fuse(inputs, params, 1);
+    const Latent two = fuse(inputs, params, 2);
+    const Latent five = fuse(inputs, params, 5);
+    for (std::size_t l = 0; l < one.levels.size(); ++l) {
+      EXPECT_EQ(two.levels[l].data, one.levels[l].data) << rule << " level " << l;
+      EXPECT_EQ(five.levels[l].data, one.levels[l].data) << rule << " level " << l;
+    }
+  }
+}
+
+TEST(FusionNodes, StopWhenCancelled) {
+  const Volume ct = textured_volume({12, 12, 12}, 1, "CT");
+  const Latent latent = encode("encode.laplacian_pyramid", ct);
+  NodeHarness fuse_node(registry(), "fuse.latent");
+  fuse_node.add_input("latents", latent).add_input("latents", latent).cancel();
+  EXPECT_THROW(fuse_node.run(), Cancelled);
+  NodeHarness decode_node(registry(), "decode.latent");
+  decode_node.set_input("latent", latent).cancel();
+  EXPECT_THROW(decode_node.run(), Cancelled);
+  NodeHarness metrics_node(registry(), "metrics.fusion");
+  metrics_node.set_input("fused", ct).add_input("sources", ct).cancel();
+  EXPECT_THROW(metrics_node.run(), Cancelled);
+  NodeHarness normalize_node(registry(), "normalize.intensity");
+  normalize_node.set_input("volume", ct).cancel();
+  EXPECT_THROW(normalize_node.run(), Cancelled);
+}
+
+TEST(FuseLatent, MismatchedInputsAreRefusedNamingTheInputAndLevel) {
+  const Latent a = encode("encode.laplacian_pyramid", textured_volume({16, 16, 8}, 1, "CT"), 1, "levels", 3);
+  const Latent b = encode("encode.laplacian_pyramid", textured_volume({16, 16, 8}, 2, "MR"), 1, "levels", 3);
+
+  std::string message = fuse_error({a});
+  EXPECT_NE(message.find("at least two"), std::string::npos) << message;
+
+  const Latent wavelet = encode("encode.atrous_wavelet", textured_volume({16, 16, 8}, 2, "MR"), 1, "levels", 3);
+  message = fuse_error({a, wavelet});
+  EXPECT_NE(message.find("latents[1] (MR"), std::string::npos) << message;
+  EXPECT_NE(message.find("'atrous_wavelet'"), std::string::npos) << message;
+
+  const Latent fewer = encode("encode.laplacian_pyramid", textured_volume({16, 16, 8}, 2, "MR"), 1, "levels", 2);
+  message = fuse_error({a, fewer});
+  EXPECT_NE(message.find("levels = 2 vs 3"), std::string::npos) << message;
+
+  Latent shifted = b;
+  shifted.levels[2].geometry.origin[0] += 5.0;
+  message = fuse_error({a, b, shifted});
+  EXPECT_NE(message.find("latents[2] (MR"), std::string::npos) << message;
+  EXPECT_NE(message.find("level 2 'detail_2'"), std::string::npos) << message;
+
+  Latent other_grid = b;
+  other_grid.source_geometry.spacing[2] = 3.0;
+  message = fuse_error({a, other_grid});
+  EXPECT_NE(message.find("resample"), std::string::npos) << message;
+
+  message = fuse_error({a, b}, {{"weights", std::vector<double>{1.0, 2.0, 3.0}}});
+  EXPECT_NE(message.find("3 values for 2 latents"), std::string::npos) << message;
+  message = fuse_error({a, b}, {{"weights", std::vector<double>{0.0, 0.0}}});
+  EXPECT_NE(message.find("all be zero"), std::string::npos) << message;
+  message = fuse_error({a, b, b}, {{"detail_rule", std::string("salience_match")}});
+  EXPECT_NE(message.find("two sources"), std::string::npos) << message;
+  message = fuse_error({a, b}, {{"base_rule", std::string("guided_filter")}});
+  EXPECT_NE(message.find("encode.guided_filter"), std::string::npos) << message;
+}
+
+}  // namespace
+}  // namespace fusionflow::fusion_test
