@@ -1,0 +1,631 @@
+// NIfTI, NRRD, MetaImage and PNG files through ITK, with the checks ITK does
+// not make:
+// - the ImageIO is chosen from the file name, so a damaged file is never
+//   handed to another format's reader (GDCM, built with assertions on Debian,
+//   aborts the process on some non-DICOM input);
+// - dimensions, pixel type, voxel count and geometry are checked from the
+//   header (ImageIOBase::ReadImageInformation) before any voxel buffer exists;
+// - the file must be able to hold the voxel data its header announces. ITK's
+//   NIfTI and MetaImage readers zero-fill missing data without an error, so
+//   uncompressed files are checked against their size and compressed ones
+//   (.nii.gz, compressed MetaImage) are inflated once with zlib to check that
+//   the stream is complete and long enough.
+#include "io_internal.hpp"
+
+#include <fusionflow/itk_bridge.hpp>
+
+#include <itkImageFileReader.h>
+#include <itkImageIOBase.h>
+#include <itkMetaImageIO.h>
+#include <itkNiftiImageIO.h>
+#include <itkNrrdImageIO.h>
+#include <itkPNGImageIO.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace fusionflow::io {
+namespace {
+namespace fs = std::filesystem;
+
+enum class FileFormat { Nifti, Nrrd, MetaImage, Png };
+
+const char* format_name(FileFormat format) {
+  switch (format) {
+    case FileFormat::Nifti:
+      return "NIfTI";
+    case FileFormat::Nrrd:
+      return "NRRD";
+    case FileFormat::MetaImage:
+      return "MetaImage";
+    case FileFormat::Png:
+      return "PNG";
+  }
+  return "image";
+}
+
+const char* format_key(FileFormat format) {
+  switch (format) {
+    case FileFormat::Nifti:
+      return "nifti";
+    case FileFormat::Nrrd:
+      return "nrrd";
+    case FileFormat::MetaImage:
+      return "metaimage";
+    case FileFormat::Png:
+      return "png";
+  }
+  return "image";
+}
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return text;
+}
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
+
+std::string number_text(double value) {
+  std::ostringstream text;
+  text << value;
+  return text.str();
+}
+
+FileFormat format_from_name(const fs::path& path) {
+  const std::string name = lower(path.filename().string());
+  for (const char* suffix : {".nii", ".nii.gz", ".hdr", ".img", ".img.gz"}) {
+    if (ends_with(name, suffix)) return FileFormat::Nifti;
+  }
+  if (ends_with(name, ".nrrd") || ends_with(name, ".nhdr")) return FileFormat::Nrrd;
+  if (ends_with(name, ".mha") || ends_with(name, ".mhd")) return FileFormat::MetaImage;
+  if (ends_with(name, ".png")) return FileFormat::Png;
+  throw std::runtime_error("cannot read " + quoted(path) + ": unrecognised file type '" + path.extension().string() +
+                           "'; supported: .nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd, .png, DICOM files (.dcm, or "
+                           "with a DICM preamble) and directories holding a DICOM series");
+}
+
+itk::ImageIOBase::Pointer make_io(FileFormat format) {
+  switch (format) {
+    case FileFormat::Nifti:
+      return itk::NiftiImageIO::New().GetPointer();
+    case FileFormat::Nrrd:
+      return itk::NrrdImageIO::New().GetPointer();
+    case FileFormat::MetaImage:
+      return itk::MetaImageIO::New().GetPointer();
+    case FileFormat::Png:
+      return itk::PNGImageIO::New().GetPointer();
+  }
+  return nullptr;
+}
+
+std::uint64_t size_of_file(const fs::path& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec) throw std::runtime_error("cannot read " + quoted(path) + ": " + ec.message());
+  return size;
+}
+
+std::string read_prefix(const fs::path& path, std::size_t count) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes(count, '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(count));
+  bytes.resize(static_cast<std::size_t>(std::max<std::streamsize>(0, in.gcount())));
+  return bytes;
+}
+
+bool is_gzip(const fs::path& path) {
+  const std::string magic = read_prefix(path, 2);
+  return magic.size() == 2 && static_cast<unsigned char>(magic[0]) == 0x1f &&
+         static_cast<unsigned char>(magic[1]) == 0x8b;
+}
+
+// Result of inflating a zlib or gzip stream to its end.
+struct InflateResult {
+  std::uint64_t bytes = 0;  // decompressed bytes produced
+  bool complete = false;    // the (last) stream ended with a valid trailer
+  std::string error;        // zlib's message for corrupt data
+  std::string head;         // first bytes of the decompressed data
+};
+
+// Inflates the file from `offset` to its end without keeping the output
+// (zlib with automatic zlib/gzip header detection; concatenated gzip members
+// are followed). Reads everything so that the trailer's checksum is verified.
+InflateResult inflate_file(const fs::path& path, std::uint64_t offset, std::size_t head_bytes) {
+  InflateResult result;
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(offset));
+  z_stream stream{};
+  if (inflateInit2(&stream, 15 + 32) != Z_OK) {
+    result.error = "zlib initialisation failed";
+    return result;
+  }
+  std::vector<unsigned char> input(1 << 16);
+  std::vector<unsigned char> output(1 << 18);
+  bool stream_ended = false;
+  int status = Z_OK;
+  while (true) {
+    if (stream.avail_in == 0) {
+      in.read(reinterpret_cast<char*>(input.data()), static_cast<std::streamsize>(input.size()));
+      const auto got = in.gcount();
+      if (got <= 0) break;
+      stream.next_in = input.data();
+      stream.avail_in = static_cast<uInt>(got);
+    }
+    if (stream_ended) {
+      // Another gzip member may follow (as written by bgzip); anything else
+      // is trailing padding and ignored, as gzip does.
+      if (stream.avail_in >= 2 && stream.next_in[0] == 0x1f && stream.next_in[1] == 0x8b) {
+        inflateReset(&stream);
+        stream_ended = false;
+      } else {
+        break;
+      }
+    }
+    stream.next_out = output.data();
+    stream.avail_out = static_cast<uInt>(output.size());
+    status = inflate(&stream, Z_NO_FLUSH);
+    const std::size_t produced = output.size() - stream.avail_out;
+    if (result.head.size() < head_bytes) {
+      const std::size_t take = std::min(produced, head_bytes - result.head.size());
+      result.head.append(reinterpret_cast<const char*>(output.data()), take);
+    }
+    result.bytes += produced;
+    if (status == Z_STREAM_END) {
+      stream_ended = true;
+      continue;
+    }
+    if (status == Z_BUF_ERROR && stream.avail_in == 0) continue;  // needs more input
+    if (status != Z_OK) {
+      result.error = stream.msg != nullptr ? stream.msg : ("zlib error " + std::to_string(status));
+      break;
+    }
+  }
+  result.complete = stream_ended && result.error.empty();
+  inflateEnd(&stream);
+  return result;
+}
+
+// The zlib compression ratio cannot exceed about 1032:1; a header announcing
+// more voxel data than that is corrupt whatever the encoding.
+void check_plausible_size(const fs::path& path, std::uint64_t data_file_size, std::uint64_t voxel_bytes,
+                          const std::string& grid) {
+  const long double bound = static_cast<long double>(data_file_size) * 1100.0L + 65536.0L;
+  if (static_cast<long double>(voxel_bytes) > bound) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": the header announces " + grid + " voxels (" +
+                             std::to_string(voxel_bytes) + " bytes) but the file holds only " +
+                             std::to_string(data_file_size) +
+                             " bytes, more than any compression could explain: the header is corrupt or the file "
+                             "truncated");
+  }
+}
+
+// `where` completes "... but <where> <available> bytes".
+[[noreturn]] void throw_truncated(const fs::path& path, const std::string& grid, std::uint64_t needed,
+                                  std::uint64_t available, const std::string& where) {
+  throw std::runtime_error("cannot read " + quoted(path) + ": the file is truncated: its header announces " + grid +
+                           " voxels (" + std::to_string(needed) + " bytes of voxel data) but " + where + " " +
+                           std::to_string(available) + " bytes; re-export or re-copy the file");
+}
+
+std::uint32_t read_u32(const std::string& bytes, std::size_t offset, bool swap) {
+  std::uint32_t value = 0;
+  std::memcpy(&value, bytes.data() + offset, sizeof value);
+  return swap ? __builtin_bswap32(value) : value;
+}
+
+// NIfTI-1 / NIfTI-2 header: size and voxel offset (hand-read: ITK's NIfTI IO
+// does not expose the voxel offset). Returns the offset of the voxel data.
+std::uint64_t nifti_data_offset(const fs::path& path, const std::string& head) {
+  if (head.size() < 348) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": the NIfTI header is truncated (" +
+                             std::to_string(head.size()) + " of at least 348 bytes)");
+  }
+  const bool nifti1 = read_u32(head, 0, false) == 348 || read_u32(head, 0, true) == 348;
+  const bool swap = read_u32(head, 0, false) != 348 && read_u32(head, 0, false) != 540;
+  if (nifti1) {
+    std::uint32_t raw = read_u32(head, 108, swap);
+    float vox_offset = 0.0f;
+    std::memcpy(&vox_offset, &raw, sizeof vox_offset);
+    const double offset = std::isfinite(vox_offset) && vox_offset > 0 ? double(vox_offset) : 0.0;
+    return std::max<std::uint64_t>(348, static_cast<std::uint64_t>(offset));
+  }
+  if (head.size() >= 176) {
+    std::uint64_t value = 0;
+    std::memcpy(&value, head.data() + 168, sizeof value);
+    if (swap) value = __builtin_bswap64(value);
+    return std::max<std::uint64_t>(540, value);
+  }
+  return 540;
+}
+
+// niftilib (inside ITK's NIfTI reader) replaces NaN and Inf voxels of
+// float files by 0 without a word, which would hide them from the loaders'
+// non-finite check. This puts them back from the file (hand-read header
+// fields; zlib's gzread reads plain and gzip files alike).
+void restore_nifti_nonfinite(const fs::path& path, Volume& volume) {
+  const std::string name = lower(path.filename().string());
+  if (!ends_with(name, ".nii") && !ends_with(name, ".nii.gz")) return;
+  gzFile file = gzopen(path.c_str(), "rb");
+  if (file == nullptr) return;
+  std::string head(540, '\0');
+  const int got = gzread(file, head.data(), static_cast<unsigned>(head.size()));
+  head.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+  if (head.size() < 348) {
+    gzclose(file);
+    return;
+  }
+  const bool nifti1 = read_u32(head, 0, false) == 348 || read_u32(head, 0, true) == 348;
+  const bool swap = read_u32(head, 0, false) != 348 && read_u32(head, 0, false) != 540;
+  auto u16 = [&](std::size_t offset) {
+    std::uint16_t value = 0;
+    std::memcpy(&value, head.data() + offset, sizeof value);
+    return swap ? __builtin_bswap16(value) : value;
+  };
+  auto f32 = [&](std::size_t offset) {
+    const std::uint32_t raw = read_u32(head, offset, swap);
+    float value = 0;
+    std::memcpy(&value, &raw, sizeof value);
+    return double(value);
+  };
+  auto f64 = [&](std::size_t offset) {
+    std::uint64_t raw = 0;
+    std::memcpy(&raw, head.data() + offset, sizeof raw);
+    if (swap) raw = __builtin_bswap64(raw);
+    double value = 0;
+    std::memcpy(&value, &raw, sizeof value);
+    return value;
+  };
+  if (!nifti1 && head.size() < 540) {
+    gzclose(file);
+    return;
+  }
+  const unsigned datatype = nifti1 ? u16(70) : u16(12);
+  const std::uint64_t offset = nifti_data_offset(path, head);
+  double slope = nifti1 ? f32(112) : f64(176);
+  const double intercept_raw = nifti1 ? f32(116) : f64(184);
+  if (slope == 0.0 || !std::isfinite(slope)) slope = 1.0;
+  const double intercept = std::isfinite(intercept_raw) ? intercept_raw : 0.0;
+  const std::size_t bytes = datatype == 16 ? 4 : datatype == 64 ? 8 : 0;  // FLOAT32, FLOAT64
+  if (bytes == 0 || gzseek(file, static_cast<z_off_t>(offset), SEEK_SET) < 0) {
+    gzclose(file);
+    return;
+  }
+  std::vector<unsigned char> chunk(bytes * 65536);
+  std::size_t index = 0;
+  const std::size_t count = volume.voxels.size();
+  while (index < count) {
+    const std::size_t want = std::min(count - index, std::size_t{65536}) * bytes;
+    const int read = gzread(file, chunk.data(), static_cast<unsigned>(want));
+    if (read <= 0) break;
+    const std::size_t values = static_cast<std::size_t>(read) / bytes;
+    for (std::size_t n = 0; n < values; ++n, ++index) {
+      double value = 0;
+      if (bytes == 4) {
+        std::uint32_t raw = 0;
+        std::memcpy(&raw, chunk.data() + n * 4, 4);
+        if (swap) raw = __builtin_bswap32(raw);
+        float single = 0;
+        std::memcpy(&single, &raw, 4);
+        value = single;
+      } else {
+        std::uint64_t raw = 0;
+        std::memcpy(&raw, chunk.data() + n * 8, 8);
+        if (swap) raw = __builtin_bswap64(raw);
+        std::memcpy(&value, &raw, 8);
+      }
+      if (!std::isfinite(value)) volume.voxels[index] = static_cast<float>(value * slope + intercept);
+    }
+    if (static_cast<std::size_t>(read) < want) break;
+  }
+  gzclose(file);
+}
+
+void check_nifti_container(const fs::path& path, std::uint64_t voxel_bytes, const std::string& grid) {
+  const std::string name = lower(path.filename().string());
+  if (ends_with(name, ".hdr")) {
+    // Analyze/NIfTI pair: the voxels live in the .img next to it.
+    fs::path image = path;
+    image.replace_extension(".img");
+    std::error_code ec;
+    if (fs::is_regular_file(image, ec) && !is_gzip(image)) {
+      const auto size = size_of_file(image);
+      if (size < voxel_bytes) throw_truncated(path, grid, voxel_bytes, size, quoted(image) + " holds only");
+    }
+    return;
+  }
+  if (ends_with(name, ".img") || ends_with(name, ".img.gz")) return;  // ITK reads the header next to it
+  const std::uint64_t size = size_of_file(path);
+  if (!is_gzip(path)) {
+    const std::uint64_t offset = nifti_data_offset(path, read_prefix(path, 540));
+    if (size < offset + voxel_bytes) {
+      throw_truncated(path, grid, voxel_bytes, size > offset ? size - offset : 0,
+                      "the data after its header (offset " + std::to_string(offset) + ") is only");
+    }
+    return;
+  }
+  check_plausible_size(path, size, voxel_bytes, grid);
+  const InflateResult inflated = inflate_file(path, 0, 540);
+  if (!inflated.error.empty()) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": the gzip data is corrupt (" + inflated.error +
+                             "); re-export or re-copy the file");
+  }
+  const std::uint64_t offset = nifti_data_offset(path, inflated.head);
+  if (!inflated.complete || inflated.bytes < offset + voxel_bytes) {
+    const std::uint64_t available = inflated.bytes > offset ? inflated.bytes - offset : 0;
+    throw_truncated(
+        path, grid, voxel_bytes, available,
+        inflated.complete ? "the decompressed data after the header is only" : "the gzip stream ends after");
+  }
+}
+
+// MetaImage header fields up to ElementDataFile, and where the header ends
+// (hand-parsed "Key = Value" lines: ITK's MetaImageIO does not expose the
+// data offset, and MetaIO only prints a warning for missing data).
+struct MetaHeader {
+  bool compressed = false;
+  std::string data_file;
+  std::uint64_t data_offset = 0;
+};
+
+MetaHeader parse_meta_header(const fs::path& path) {
+  const std::string head = read_prefix(path, 1 << 20);
+  MetaHeader header;
+  std::size_t position = 0;
+  while (position < head.size()) {
+    std::size_t end = head.find('\n', position);
+    const bool last = end == std::string::npos;
+    if (last) end = head.size();
+    const std::string line = head.substr(position, end - position);
+    position = last ? end : end + 1;
+    const auto equals = line.find('=');
+    if (equals == std::string::npos) continue;
+    auto trim = [](std::string text) {
+      const auto first = text.find_first_not_of(" \t\r");
+      const auto final = text.find_last_not_of(" \t\r");
+      return first == std::string::npos ? std::string() : text.substr(first, final - first + 1);
+    };
+    const std::string key = trim(line.substr(0, equals));
+    const std::string value = trim(line.substr(equals + 1));
+    if (key == "CompressedData") header.compressed = lower(value) == "true";
+    if (key == "ElementDataFile") {
+      header.data_file = value;
+      header.data_offset = position;
+      break;
+    }
+  }
+  return header;
+}
+
+void check_meta_container(const fs::path& path, std::uint64_t voxel_bytes, const std::string& grid) {
+  const MetaHeader header = parse_meta_header(path);
+  fs::path data_path;
+  std::uint64_t offset = 0;
+  if (header.data_file == "LOCAL") {
+    data_path = path;
+    offset = header.data_offset;
+  } else if (header.data_file.empty() || header.data_file.find("LIST") == 0 ||
+             header.data_file.find('%') != std::string::npos || header.data_file.find(' ') != std::string::npos) {
+    return;  // lists and file patterns: ITK reads the slices itself
+  } else {
+    data_path = path.parent_path() / header.data_file;
+    std::error_code ec;
+    if (!fs::is_regular_file(data_path, ec)) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": its data file " + quoted(data_path) +
+                               " (ElementDataFile) does not exist");
+    }
+  }
+  const std::uint64_t size = size_of_file(data_path);
+  const std::uint64_t available = size > offset ? size - offset : 0;
+  if (!header.compressed) {
+    if (available < voxel_bytes) {
+      throw_truncated(path, grid, voxel_bytes, available,
+                      data_path == path ? "the data after its header is only" : quoted(data_path) + " holds only");
+    }
+    return;
+  }
+  check_plausible_size(path, available, voxel_bytes, grid);
+  const InflateResult inflated = inflate_file(data_path, offset, 0);
+  if (!inflated.error.empty()) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": the compressed voxel data is corrupt (" +
+                             inflated.error + "); re-export or re-copy the file");
+  }
+  if (!inflated.complete || inflated.bytes < voxel_bytes) {
+    throw_truncated(path, grid, voxel_bytes, inflated.bytes,
+                    inflated.complete ? "its decompressed data is only" : "its compressed stream ends after");
+  }
+}
+
+void check_geometry(const fs::path& path, const itk::ImageIOBase& io) {
+  const unsigned dims = std::min(3u, io.GetNumberOfDimensions());
+  for (unsigned axis = 0; axis < dims; ++axis) {
+    const double spacing = io.GetSpacing(axis);
+    if (!std::isfinite(spacing) || spacing <= 0.0) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": the header gives voxel spacing " +
+                               number_text(spacing) + " along axis " + std::to_string(axis) +
+                               "; spacings must be positive: the header is corrupt");
+    }
+    if (!std::isfinite(io.GetOrigin(axis))) {
+      throw std::runtime_error("cannot read " + quoted(path) +
+                               ": the header gives a non-finite origin: the header is "
+                               "corrupt");
+    }
+  }
+  // Direction cosines must form an orthonormal basis (Volume and every
+  // resampler assume it).
+  for (unsigned a = 0; a < dims; ++a) {
+    const auto column_a = io.GetDirection(a);
+    for (unsigned b = a; b < dims; ++b) {
+      const auto column_b = io.GetDirection(b);
+      double dot = 0.0;
+      for (unsigned r = 0; r < std::min<std::size_t>(column_a.size(), column_b.size()); ++r) {
+        dot += column_a[r] * column_b[r];
+      }
+      const double expected = a == b ? 1.0 : 0.0;
+      if (!std::isfinite(dot) || std::abs(dot - expected) > 1e-3) {
+        throw std::runtime_error("cannot read " + quoted(path) +
+                                 ": the header's direction matrix is not orthonormal (sheared or corrupt "
+                                 "orientation); resample the image to an orthonormal grid first");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::string itk_reason(const std::string& description) {
+  // Drop "itk::ERROR: NrrdImageIO(0x55d0c0de): " style prefixes, join lines.
+  std::string text;
+  std::istringstream lines(description);
+  std::string line;
+  while (std::getline(lines, line)) {
+    for (const char* prefix : {"itk::ERROR: ", "ITK ERROR: "}) {
+      if (line.rfind(prefix, 0) == 0) line = line.substr(std::strlen(prefix));
+    }
+    const auto object = line.find("(0x");
+    const auto colon = line.find("): ");
+    if (object != std::string::npos && colon != std::string::npos && object < colon && line.find(' ') > object) {
+      line = line.substr(colon + 3);
+    }
+    const auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos) continue;
+    line = line.substr(first);
+    while (!line.empty() && (line.back() == ' ' || line.back() == ':' || line.back() == '\r')) line.pop_back();
+    if (!line.empty()) text += (text.empty() ? "" : "; ") + line;
+  }
+  return text.empty() ? "no reason given" : text;
+}
+
+bool looks_like_dicom_file(const fs::path& path) {
+  const std::string name = lower(path.filename().string());
+  if (ends_with(name, ".dcm") || ends_with(name, ".ima") || ends_with(name, ".dicom")) return true;
+  const std::string head = read_prefix(path, 132);
+  return head.size() == 132 && head.compare(128, 4, "DICM") == 0;
+}
+
+LoadedImage read_image_file(const fs::path& path, NodeContext& ctx) {
+  register_itk_image_io();
+  const FileFormat format = format_from_name(path);
+  {
+    std::ifstream probe(path, std::ios::binary);
+    if (!probe) {
+      throw std::runtime_error("cannot open " + quoted(path) + ": " + std::strerror(errno) +
+                               "; check the file's permissions");
+    }
+  }
+  if (size_of_file(path) == 0) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": the file is empty");
+  }
+  itk::ImageIOBase::Pointer io = make_io(format);
+  const std::string kind = format_name(format);
+  if (!io->CanReadFile(path.c_str())) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": not a valid " + kind +
+                             " file (unreadable, truncated or corrupt header)");
+  }
+  io->SetFileName(path.string());
+  try {
+    io->ReadImageInformation();
+  } catch (const itk::ExceptionObject& error) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": corrupt " + kind +
+                             " header: " + itk_reason(error.GetDescription()));
+  }
+
+  // Dimensions: at most 3 that are larger than 1.
+  const unsigned dims = io->GetNumberOfDimensions();
+  std::vector<std::uint64_t> size(dims);
+  for (unsigned axis = 0; axis < dims; ++axis) size[axis] = io->GetDimensions(axis);
+  std::string grid;
+  for (unsigned axis = 0; axis < dims; ++axis) grid += (axis ? "x" : "") + std::to_string(size[axis]);
+  if (dims < 2) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": a " + std::to_string(dims) +
+                             "D image; the io loaders read 2D and 3D images");
+  }
+  for (unsigned axis = 3; axis < dims; ++axis) {
+    if (size[axis] > 1) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": a " + std::to_string(dims) + "D image (" + grid +
+                               "), but a 3D volume is expected; extract one volume first (e.g. one time point)");
+    }
+  }
+  for (unsigned axis = 0; axis < dims; ++axis) {
+    if (size[axis] == 0) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": the header gives size 0 along axis " +
+                               std::to_string(axis) + " (" + grid + "): the header is corrupt");
+    }
+  }
+  // Pixel type: one scalar component of a plain numeric type.
+  const auto pixel = io->GetPixelType();
+  const auto component = io->GetComponentType();
+  if (pixel != itk::IOPixelEnum::SCALAR || io->GetNumberOfComponents() != 1 ||
+      component == itk::IOComponentEnum::UNKNOWNCOMPONENTTYPE) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": unsupported pixel type '" +
+                             itk::ImageIOBase::GetPixelTypeAsString(pixel) + "' of " +
+                             itk::ImageIOBase::GetComponentTypeAsString(component) + " with " +
+                             std::to_string(io->GetNumberOfComponents()) +
+                             " component(s); the io loaders read single-component (grey-level) images: convert "
+                             "colour or complex images first");
+  }
+  // Voxel count without overflow.
+  std::uint64_t voxels = 1;
+  for (unsigned axis = 0; axis < dims; ++axis) {
+    if (__builtin_mul_overflow(voxels, size[axis], &voxels) || voxels > kMaxVoxels) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": the header announces " + grid +
+                               " voxels, more than the limit of 2^31 voxels: the header is corrupt or the image "
+                               "too large for fusionflow");
+    }
+  }
+  const std::uint64_t voxel_bytes = voxels * io->GetComponentSize();
+  check_geometry(path, *io);
+
+  switch (format) {
+    case FileFormat::Nifti:
+      check_nifti_container(path, voxel_bytes, grid);
+      break;
+    case FileFormat::MetaImage:
+      check_meta_container(path, voxel_bytes, grid);
+      break;
+    case FileFormat::Nrrd:
+      // teem reports truncated raw and compressed data itself; only refuse
+      // headers no file of this size could satisfy (detached .nhdr data
+      // files are checked by teem).
+      if (!ends_with(lower(path.filename().string()), ".nhdr")) {
+        check_plausible_size(path, size_of_file(path), voxel_bytes, grid);
+      }
+      break;
+    case FileFormat::Png:
+      check_plausible_size(path, size_of_file(path), voxel_bytes, grid);
+      break;
+  }
+  ctx.throw_if_cancelled();
+
+  auto reader = itk::ImageFileReader<ItkFloatImage>::New();
+  reader->SetImageIO(io);
+  reader->SetFileName(path.string());
+  try {
+    reader->Update();
+  } catch (const itk::ExceptionObject& error) {
+    throw std::runtime_error("cannot read the voxels of " + quoted(path) + ": the file is truncated or corrupt (" +
+                             itk_reason(error.GetDescription()) + ")");
+  }
+  LoadedImage loaded;
+  VolumeMetadata metadata;
+  metadata.source = path.string();
+  loaded.volume = from_itk(*reader->GetOutput(), std::move(metadata));
+  if (format == FileFormat::Nifti) restore_nifti_nonfinite(path, loaded.volume);
+  loaded.format = format_key(format);
+  return loaded;
+}
+
+}  // namespace fusionflow::io

@@ -1,0 +1,146 @@
+// Internal interfaces of the io plugin. No ITK, GDCM or DCMTK types here:
+// those stay in the translation units that need them.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fusionflow/sdk.hpp>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fusionflow::io {
+
+// Refuse grids above 2^31 voxels (8 GiB of float) before allocating anything,
+// like core.synthetic_volume.
+inline constexpr std::size_t kMaxVoxels = std::size_t{1} << 31;
+
+// What the loaders need to know about a DICOM series beyond its voxels. Read
+// from the first slice of the series (after sorting) unless stated otherwise.
+// Patient identifiers are only read when the user asks for them.
+struct DicomAttributes {
+  std::string modality;                     // (0008,0060)
+  std::string series_description;           // (0008,103E)
+  std::string series_number;                // (0020,0011)
+  std::string units;                        // (0054,1001), PET: "BQML", "CNTS", "GML", ...
+  std::string decay_correction;             // (0054,1102): "START", "ADMIN", "NONE"
+  std::string corrected_image;              // (0028,0051), e.g. "ATTN\DECY"
+  std::optional<double> rescale_slope;      // (0028,1053) of the first slice
+  std::optional<double> rescale_intercept;  // (0028,1052) of the first slice
+  std::optional<double> patient_weight_kg;  // (0010,1030)
+  // Radiopharmaceutical Information Sequence (0054,0016), first item.
+  std::optional<double> total_dose_bq;   // (0018,1074)
+  std::optional<double> half_life_s;     // (0018,1075)
+  std::string injection_time;            // (0018,1072) TM
+  std::string injection_datetime;        // (0018,1078) DT
+  std::string radiopharmaceutical;       // (0018,0031)
+  std::string radionuclide;              // (0054,0300) code meaning
+  std::string series_date, series_time;  // (0008,0021), (0008,0031)
+  // Earliest (0008,0022)/(0008,0032) over all slices of the series.
+  std::string acquisition_date, acquisition_time;
+  std::size_t slice_count = 0;
+  // Only filled when keep_identifiers is set: metadata `extra` key -> value,
+  // keys "dicom.patient_name", ... (listed in loaders.cpp).
+  std::map<std::string, std::string> identifiers;
+};
+
+struct LoadRequest {
+  std::filesystem::path path;      // file, or directory holding a DICOM series
+  std::string series_uid;          // DICOM directory: select by SeriesInstanceUID
+  std::string series_description;  // ... or by SeriesDescription
+  std::string expected_modality;   // "CT", "MR", "PT"; empty: any
+  bool keep_identifiers = false;
+};
+
+struct LoadedImage {
+  Volume volume;       // float voxels, geometry, metadata.source
+  std::string format;  // "nifti", "nrrd", "metaimage", "png", "dicom", "dicom-series"
+  std::optional<DicomAttributes> dicom;
+};
+
+// True if `path` names a file that looks like DICOM (extension .dcm/.ima/.dicom
+// or a "DICM" preamble).
+bool looks_like_dicom_file(const std::filesystem::path& path);
+
+// ITK exception text without its "itk::ERROR: Class(0x...): " prefixes, one line.
+std::string itk_reason(const std::string& description);
+
+// Reads a NIfTI, NRRD, MetaImage or PNG file (image_files.cpp). The header is
+// checked (dimensions, pixel type, voxel count, geometry, file size against
+// the voxel data it announces) before any voxel buffer is allocated.
+LoadedImage read_image_file(const std::filesystem::path& path, NodeContext& ctx);
+
+// Reads a DICOM file or a DICOM series directory (dicom.cpp).
+LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx);
+
+// Dispatches on the path: directory -> DICOM series; DICOM file -> one DICOM
+// file; otherwise read_image_file. Throws std::runtime_error naming the path.
+LoadedImage load_any(const LoadRequest& request, NodeContext& ctx);
+
+// --- PET (pet_suv.cpp) -------------------------------------------------------
+
+// Everything SUVbw needs; each piece from the DICOM or from a parameter.
+struct SuvInputs {
+  std::string units;             // DICOM (0054,1001) or "BQML" for non-DICOM files
+  std::string decay_correction;  // "START", "ADMIN", "NONE" or empty (unknown)
+  std::optional<double> weight_kg;
+  std::optional<double> dose_bq;
+  std::optional<double> half_life_s;
+  // Seconds from injection to the decay-correction reference time (series
+  // start). Needed when decay_correction is START.
+  std::optional<double> uptake_s;
+  // What was missing for uptake_s, when it is absent (e.g. "injection time").
+  std::vector<std::string> uptake_missing;
+};
+
+struct SuvFactor {
+  double factor = 0.0;  // SUVbw = value [Bq/mL] * factor
+  double decayed_dose_bq = 0.0;
+};
+
+// Missing or unusable pieces, one human-readable entry each (empty: SUV can
+// be computed).
+std::vector<std::string> suv_missing_pieces(const SuvInputs& inputs);
+// Requires suv_missing_pieces(inputs) to be empty.
+SuvFactor suv_factor(const SuvInputs& inputs);
+
+// Seconds from injection to the PET decay reference time, from DICOM
+// attributes (hand-written DICOM DA/TM/DT arithmetic). `injection_override`
+// (DICOM TM "HHMMSS[.ffffff]" or DT "YYYYMMDDHHMMSS[.ffffff]") replaces the
+// DICOM injection time when not empty. Fills `missing` when it cannot.
+std::optional<double> dicom_uptake_seconds(const DicomAttributes& dicom, const std::string& injection_override,
+                                           std::vector<std::string>& missing);
+
+// Parses a DICOM TM value into seconds since midnight; nullopt if malformed.
+std::optional<double> parse_dicom_time(const std::string& tm);
+
+// --- MRI (mri.cpp) -------------------------------------------------------------
+
+struct N4Options {
+  int shrink = 4;
+  std::vector<std::int64_t> iterations{50, 50, 30, 20};  // one entry per fitting level
+  int threads = 1;
+};
+// Caps ITK's global thread pool (the run's --threads).
+void set_itk_threads(int threads);
+
+// N4 bias-field correction (ITK). Voxels <= 0 are background: they do not
+// drive the fit (N4 works on log intensities). Returns the corrected volume.
+void n4_correct(Volume& volume, const N4Options& options, NodeContext& ctx);
+
+// --- node types (loaders.cpp, writer.cpp) ---------------------------------------
+NodeSpec load_ct_spec();
+NodeSpec load_mri_spec();
+NodeSpec load_pet_spec();
+NodeSpec load_image_spec();
+NodeSpec write_spec();
+void run_load_ct(NodeContext& ctx);
+void run_load_mri(NodeContext& ctx);
+void run_load_pet(NodeContext& ctx);
+void run_load_image(NodeContext& ctx);
+void run_write(NodeContext& ctx);
+
+}  // namespace fusionflow::io

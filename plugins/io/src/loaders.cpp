@@ -1,0 +1,477 @@
+// io.load_ct, io.load_mri, io.load_pet, io.load_image: read a file or DICOM
+// series (load_any), check non-finite voxels, then apply the modality's
+// semantics and fill VolumeMetadata.
+//
+// VolumeMetadata::extra keys written by the loaders (values are text):
+//   io.format                 nifti | nrrd | metaimage | png | dicom | dicom-series
+//   io.nonfinite_replaced     number of NaN/Inf voxels replaced (nonfinite=replace)
+//   io.nonfinite_value        the replacement value
+//   dicom.series_number       (0020,0011)
+//   dicom.files               number of DICOM files in the series
+//   dicom.rescale_slope       (0028,1053) of the first slice
+//   dicom.rescale_intercept   (0028,1052) of the first slice
+//   ct.clamp_min, ct.clamp_max, ct.clamped_voxels      when clamp=true
+//   pet.input_units           units of the values read: "BQML" (Bq/mL), "GML" (SUVbw), DICOM Units otherwise
+//   pet.suv_unavailable       why SUV was not computed (suv=auto only), "; "-separated
+//   pet.weight_kg, pet.injected_dose_bq, pet.half_life_s, pet.uptake_s,
+//   pet.decay_correction, pet.decayed_dose_bq,
+//   pet.suv_factor            SUVbw = Bq/mL x suv_factor (g/Bq, tissue 1 g/mL)
+//   pet.parameters_used       which of weight_kg, injected_dose_bq, half_life_s, injection_time, uptake_s,
+//                             decay_correction overrode or completed the DICOM values
+//   pet.radiopharmaceutical, pet.radionuclide
+//   mr.n4                     "shrink S, iterations A,B,C" when n4=true
+//   mr.normalise              percentile | zscore
+//   mr.normalise_region       nonzero | all
+//   mr.normalise_low, mr.normalise_high    percentile values mapped to 0 and 1
+//   mr.normalise_mean, mr.normalise_std    z-score statistics
+// Only with keep_identifiers=true (never otherwise, and never logged):
+//   dicom.patient_name, dicom.patient_id, dicom.patient_birth_date,
+//   dicom.patient_sex, dicom.accession_number, dicom.study_instance_uid,
+//   dicom.series_instance_uid, dicom.study_date, dicom.institution_name,
+//   dicom.referring_physician_name
+#include "io_internal.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace fusionflow::io {
+namespace {
+
+std::string number(double value) {
+  std::ostringstream text;
+  text.precision(10);
+  text << value;
+  return text.str();
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& separator) {
+  std::string text;
+  for (std::size_t n = 0; n < items.size(); ++n) text += (n ? separator : "") + items[n];
+  return text;
+}
+
+const char* kPathHelp =
+    "file or directory to read: NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd), PNG (one "
+    "slice), a DICOM file, or a directory holding DICOM series (slices sorted by position)";
+
+void add_common_params(NodeSpec& spec) {
+  spec.param("path", Param::InputPath(), kPathHelp)
+      .param("series_uid", Param::String(""),
+             "DICOM directory: the SeriesInstanceUID to load (when it holds several series)")
+      .param("series_description", Param::String(""),
+             "DICOM directory: load the series with this SeriesDescription (exact match)")
+      .param("nonfinite", Param::Choice({"error", "replace"}, "error"),
+             "NaN or infinite voxels: error (fail, naming the file and count) or replace them with nonfinite_value")
+      .param("nonfinite_value", Param::Float(0.0), "replacement for NaN/Inf voxels when nonfinite=replace")
+      .param("keep_identifiers", Param::Bool(false),
+             "copy DICOM patient identifiers (name, ID, birth date, accession number, UIDs...) into the volume's "
+             "metadata; off by default so they reach no output file, log or run record");
+}
+
+LoadRequest request_from(NodeContext& ctx, const std::string& modality) {
+  LoadRequest request;
+  request.path = ctx.param<std::filesystem::path>("path");
+  request.series_uid = ctx.param<std::string>("series_uid");
+  request.series_description = ctx.param<std::string>("series_description");
+  request.expected_modality = modality;
+  request.keep_identifiers = ctx.param<bool>("keep_identifiers");
+  return request;
+}
+
+void handle_nonfinite(Volume& volume, NodeContext& ctx) {
+  std::size_t nan = 0, positive = 0, negative = 0, first = volume.voxels.size();
+  for (std::size_t n = 0; n < volume.voxels.size(); ++n) {
+    const float value = volume.voxels[n];
+    if (std::isfinite(value)) continue;
+    if (first == volume.voxels.size()) first = n;
+    if (std::isnan(value)) {
+      ++nan;
+    } else if (value > 0) {
+      ++positive;
+    } else {
+      ++negative;
+    }
+  }
+  const std::size_t total = nan + positive + negative;
+  if (total == 0) return;
+  const Geometry& g = volume.geometry;
+  const std::size_t i = first % g.size[0], j = (first / g.size[0]) % g.size[1], k = first / (g.size[0] * g.size[1]);
+  const std::string what = std::to_string(total) + " non-finite voxel" + (total == 1 ? "" : "s") + " (" +
+                           std::to_string(nan) + " NaN, " + std::to_string(positive) + " +Inf, " +
+                           std::to_string(negative) + " -Inf; the first at voxel (" + std::to_string(i) + ", " +
+                           std::to_string(j) + ", " + std::to_string(k) + "))";
+  if (ctx.param<std::string>("nonfinite") == "error") {
+    throw std::runtime_error("'" + volume.metadata.source + "' has " + what +
+                             "; set nonfinite=replace to replace them with nonfinite_value");
+  }
+  const auto replacement = static_cast<float>(ctx.param<double>("nonfinite_value"));
+  for (float& value : volume.voxels) {
+    if (!std::isfinite(value)) value = replacement;
+  }
+  volume.metadata.extra["io.nonfinite_replaced"] = std::to_string(total);
+  volume.metadata.extra["io.nonfinite_value"] = number(replacement);
+  ctx.log(LogLevel::Warn, "'" + volume.metadata.source + "' has " + what + "; replaced with " + number(replacement));
+}
+
+// Shared by every loader: read, fill common metadata, handle non-finite voxels.
+LoadedImage load(NodeContext& ctx, const std::string& modality) {
+  ctx.throw_if_cancelled();
+  LoadedImage loaded = load_any(request_from(ctx, modality), ctx);
+  Volume& volume = loaded.volume;
+  auto& extra = volume.metadata.extra;
+  extra["io.format"] = loaded.format;
+  if (loaded.dicom) {
+    const DicomAttributes& dicom = *loaded.dicom;
+    volume.metadata.series_description = dicom.series_description;
+    if (!dicom.series_number.empty()) extra["dicom.series_number"] = dicom.series_number;
+    extra["dicom.files"] = std::to_string(dicom.slice_count);
+    if (dicom.rescale_slope) extra["dicom.rescale_slope"] = number(*dicom.rescale_slope);
+    if (dicom.rescale_intercept) extra["dicom.rescale_intercept"] = number(*dicom.rescale_intercept);
+    for (const auto& [key, value] : dicom.identifiers) extra[key] = value;  // only with keep_identifiers
+  }
+  handle_nonfinite(volume, ctx);
+  ctx.progress(0.9);
+  return loaded;
+}
+
+void finish(NodeContext& ctx, Volume&& volume) {
+  const Geometry& g = volume.geometry;
+  ctx.log(LogLevel::Info, "loaded '" + volume.metadata.source + "' (" + volume.metadata.extra["io.format"] +
+                              "): " + std::to_string(g.size[0]) + "x" + std::to_string(g.size[1]) + "x" +
+                              std::to_string(g.size[2]) + " voxels of " + number(g.spacing[0]) + "x" +
+                              number(g.spacing[1]) + "x" + number(g.spacing[2]) + " mm, " + volume.metadata.modality +
+                              " in " + volume.metadata.units);
+  ctx.progress(1.0);
+  ctx.output("volume", std::move(volume));
+}
+
+// Nearest-rank percentile (as core.volume_stats) of `values`, which it reorders.
+double percentile(std::vector<float>& values, double p) {
+  const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * double(values.size())));
+  const std::size_t index = rank == 0 ? 0 : rank - 1;
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(index), values.end());
+  return values[index];
+}
+
+void normalise_mri(Volume& volume, NodeContext& ctx) {
+  const std::string mode = ctx.param<std::string>("normalise");
+  if (mode == "none") return;
+  const std::string region = ctx.param<std::string>("normalise_region");
+  std::vector<float> values;
+  values.reserve(volume.voxels.size());
+  for (float value : volume.voxels) {
+    if (region == "all" || value != 0.0f) values.push_back(value);
+  }
+  if (values.empty()) {
+    throw std::runtime_error("cannot normalise '" + volume.metadata.source +
+                             "': it has no non-zero voxels (set normalise_region=all or normalise=none)");
+  }
+  double offset = 0.0, scale = 1.0;
+  auto& extra = volume.metadata.extra;
+  if (mode == "percentile") {
+    const auto bounds = ctx.param<std::vector<double>>("percentiles");
+    if (!(bounds[0] < bounds[1])) {
+      throw std::invalid_argument("parameter percentiles must be increasing, got [" + number(bounds[0]) + ", " +
+                                  number(bounds[1]) + "]");
+    }
+    const double low = percentile(values, bounds[0]);
+    const double high = percentile(values, bounds[1]);
+    if (!(high > low)) {
+      throw std::runtime_error("cannot normalise '" + volume.metadata.source + "': its " + number(bounds[0]) +
+                               "th and " + number(bounds[1]) + "th percentiles are equal (" + number(low) +
+                               "); the image is (nearly) constant");
+    }
+    offset = low;
+    scale = high - low;
+    extra["mr.normalise_low"] = number(low);
+    extra["mr.normalise_high"] = number(high);
+  } else {
+    double sum = 0.0;
+    for (float value : values) sum += value;
+    const double mean = sum / double(values.size());
+    double squares = 0.0;
+    for (float value : values) squares += (value - mean) * (value - mean);
+    const double deviation = std::sqrt(squares / double(values.size()));
+    if (!(deviation > 0)) {
+      throw std::runtime_error("cannot z-score normalise '" + volume.metadata.source +
+                               "': its intensities have zero standard deviation");
+    }
+    offset = mean;
+    scale = deviation;
+    extra["mr.normalise_mean"] = number(mean);
+    extra["mr.normalise_std"] = number(deviation);
+  }
+  for (float& value : volume.voxels) value = static_cast<float>((value - offset) / scale);
+  extra["mr.normalise"] = mode;
+  extra["mr.normalise_region"] = region;
+}
+
+// Optional positive number from a parameter where 0 means "not given".
+std::optional<double> given(NodeContext& ctx, const char* name) {
+  const double value = ctx.param<double>(name);
+  return value > 0 ? std::optional<double>(value) : std::nullopt;
+}
+
+}  // namespace
+
+// --- io.load_ct --------------------------------------------------------------
+
+NodeSpec load_ct_spec() {
+  NodeSpec spec("io.load_ct", "1.0.0",
+                "Loads a CT volume in Hounsfield units (DICOM rescale slope/intercept applied per slice; other "
+                "formats are taken to hold HU already), optionally clamped");
+  spec.output<Volume>("volume", "CT volume: modality CT, units HU");
+  add_common_params(spec);
+  spec.param("clamp", Param::Bool(false), "clamp values to [clamp_min, clamp_max]")
+      .param("clamp_min", Param::Float(-1024.0), "lower clamp bound in HU (when clamp=true)")
+      .param("clamp_max", Param::Float(3071.0), "upper clamp bound in HU (when clamp=true)");
+  return spec;
+}
+
+void run_load_ct(NodeContext& ctx) {
+  LoadedImage loaded = load(ctx, "CT");
+  Volume& volume = loaded.volume;
+  volume.metadata.modality = "CT";
+  volume.metadata.units = "HU";
+  volume.metadata.quantity = "X-ray attenuation (Hounsfield units)";
+  if (ctx.param<bool>("clamp")) {
+    const double low = ctx.param<double>("clamp_min"), high = ctx.param<double>("clamp_max");
+    if (!(low < high)) {
+      throw std::invalid_argument("clamp_min (" + number(low) + ") must be below clamp_max (" + number(high) + ")");
+    }
+    std::size_t clamped = 0;
+    for (float& value : volume.voxels) {
+      const float bounded = std::clamp(value, static_cast<float>(low), static_cast<float>(high));
+      clamped += bounded != value ? 1 : 0;
+      value = bounded;
+    }
+    volume.metadata.extra["ct.clamp_min"] = number(low);
+    volume.metadata.extra["ct.clamp_max"] = number(high);
+    volume.metadata.extra["ct.clamped_voxels"] = std::to_string(clamped);
+  }
+  finish(ctx, std::move(volume));
+}
+
+// --- io.load_mri -------------------------------------------------------------
+
+NodeSpec load_mri_spec() {
+  NodeSpec spec("io.load_mri", "1.0.0",
+                "Loads an MRI volume (arbitrary units), optionally N4 bias-field corrected (ITK) and normalised "
+                "(percentile or z-score)");
+  spec.output<Volume>("volume", "MR volume: modality MR, units a.u.");
+  add_common_params(spec);
+  spec.param("contrast", Param::String(""), "what the intensities are, e.g. 'T1-weighted' (metadata quantity)")
+      .param("n4", Param::Bool(false), "N4 bias-field correction (voxels <= 0 are background)")
+      .param("n4_shrink", Param::Int(4).range(1, 16), "N4 fits on a grid shrunk by this factor")
+      .param("n4_iterations", Param::IntList({50, 50, 30, 20}).range(1, 1000),
+             "N4 iterations per fitting level (the list length is the number of levels)")
+      .param("normalise", Param::Choice({"none", "percentile", "zscore"}, "none"),
+             "percentile: linear map of the percentiles to 0 and 1 (not clipped); zscore: (v - mean) / std; applied "
+             "after N4")
+      .param("percentiles", Param::FloatList({1.0, 99.0}).length(2).range(0.0, 100.0),
+             "low and high percentile for normalise=percentile (nearest rank)")
+      .param("normalise_region", Param::Choice({"nonzero", "all"}, "nonzero"),
+             "voxels the statistics are computed on: non-zero (foreground) voxels or all");
+  return spec;
+}
+
+void run_load_mri(NodeContext& ctx) {
+  LoadedImage loaded = load(ctx, "MR");
+  Volume& volume = loaded.volume;
+  volume.metadata.modality = "MR";
+  volume.metadata.units = "a.u.";
+  const std::string contrast = ctx.param<std::string>("contrast");
+  volume.metadata.quantity = contrast.empty() ? "MR signal intensity" : contrast;
+  if (ctx.param<bool>("n4")) {
+    N4Options options;
+    options.shrink = ctx.param<int>("n4_shrink");
+    options.iterations = ctx.param<std::vector<std::int64_t>>("n4_iterations");
+    options.threads = ctx.thread_budget();
+    if (options.iterations.empty()) throw std::invalid_argument("n4_iterations needs at least one level");
+    n4_correct(volume, options, ctx);
+    std::string levels;
+    for (std::size_t n = 0; n < options.iterations.size(); ++n) {
+      levels += (n ? "," : "") + std::to_string(options.iterations[n]);
+    }
+    volume.metadata.extra["mr.n4"] = "shrink " + std::to_string(options.shrink) + ", iterations " + levels;
+    volume.metadata.quantity += ", N4 bias-field corrected";
+  }
+  normalise_mri(volume, ctx);
+  if (volume.metadata.extra.count("mr.normalise")) {
+    volume.metadata.quantity += ", " + volume.metadata.extra["mr.normalise"] + " normalised";
+  }
+  finish(ctx, std::move(volume));
+}
+
+// --- io.load_pet -------------------------------------------------------------
+
+NodeSpec load_pet_spec() {
+  NodeSpec spec("io.load_pet", "1.0.0",
+                "Loads a PET volume as activity concentration (Bq/mL) or SUVbw, from DICOM attributes (weight, "
+                "dose, half-life, injection and scan times, decay correction, units) completed or overridden by "
+                "parameters");
+  spec.output<Volume>("volume", "PET volume: modality PT, units Bq/mL or SUVbw");
+  add_common_params(spec);
+  spec.param("suv", Param::Choice({"auto", "bq_ml", "suvbw"}, "auto"),
+             "auto: SUVbw when everything it needs is known, else Bq/mL (logged); bq_ml: keep Bq/mL; suvbw: SUVbw "
+             "or fail naming every missing piece")
+      .param("input_units", Param::Choice({"auto", "bq_ml", "suvbw"}, "auto"),
+             "units of the stored values: auto = DICOM Units (0054,1001), Bq/mL for other formats")
+      .param("weight_kg", Param::Float(0.0).range(0.0, 1000.0), "patient weight in kg (0: from DICOM)")
+      .param("injected_dose_bq", Param::Float(0.0).at_least(0.0), "injected activity in Bq (0: from DICOM)")
+      .param("half_life_s", Param::Float(0.0).at_least(0.0), "radionuclide half-life in s (0: from DICOM)")
+      .param("injection_time", Param::String(""),
+             "injection time, DICOM TM (HHMMSS[.ffffff], same day as the scan) or DT (YYYYMMDDHHMMSS[.ffffff]); "
+             "empty: from DICOM")
+      .param("uptake_s", Param::Float(-1.0).at_least(-1.0),
+             "seconds from injection to the decay reference time (series start); -1: computed from the injection "
+             "and scan times")
+      .param("decay_correction", Param::Choice({"dicom", "start", "admin"}, "dicom"),
+             "what the images are decay-corrected to: dicom = DecayCorrection (0054,1102); start = series start; "
+             "admin = injection time");
+  return spec;
+}
+
+void run_load_pet(NodeContext& ctx) {
+  LoadedImage loaded = load(ctx, "PT");
+  Volume& volume = loaded.volume;
+  auto& extra = volume.metadata.extra;
+  volume.metadata.modality = "PT";
+  const DicomAttributes dicom = loaded.dicom.value_or(DicomAttributes{});
+  std::vector<std::string> from_parameters;
+
+  SuvInputs in;
+  const std::string input_units = ctx.param<std::string>("input_units");
+  if (input_units == "bq_ml") {
+    in.units = "BQML";
+  } else if (input_units == "suvbw") {
+    in.units = "GML";
+  } else {
+    in.units = loaded.dicom ? dicom.units : "BQML";
+  }
+  const std::string decay = ctx.param<std::string>("decay_correction");
+  in.decay_correction = decay == "dicom" ? dicom.decay_correction : decay == "start" ? "START" : "ADMIN";
+  if (decay != "dicom") from_parameters.push_back("decay_correction");
+  // QIBA: images count as decay corrected only if CorrectedImage lists DECY.
+  if (decay == "dicom" && !dicom.corrected_image.empty() && dicom.corrected_image.find("DECY") == std::string::npos) {
+    in.decay_correction = "NONE";
+  }
+  auto pick = [&](const char* name, std::optional<double> from_dicom) {
+    const auto parameter = given(ctx, name);
+    if (parameter) from_parameters.push_back(name);
+    return parameter ? parameter : from_dicom;
+  };
+  in.weight_kg = pick("weight_kg", dicom.patient_weight_kg);
+  in.dose_bq = pick("injected_dose_bq", dicom.total_dose_bq);
+  in.half_life_s = pick("half_life_s", dicom.half_life_s);
+  const double uptake_parameter = ctx.param<double>("uptake_s");
+  const std::string injection_time = ctx.param<std::string>("injection_time");
+  if (uptake_parameter >= 0) {
+    in.uptake_s = uptake_parameter;
+    from_parameters.push_back("uptake_s");
+  } else if (loaded.dicom || !injection_time.empty()) {
+    if (!injection_time.empty()) from_parameters.push_back("injection_time");
+    in.uptake_s = dicom_uptake_seconds(dicom, injection_time, in.uptake_missing);
+  } else {
+    in.uptake_missing.push_back("the time from injection to scan start (parameter uptake_s; '" +
+                                volume.metadata.source + "' is not DICOM)");
+  }
+
+  extra["pet.input_units"] = in.units;
+  if (!dicom.radiopharmaceutical.empty()) extra["pet.radiopharmaceutical"] = dicom.radiopharmaceutical;
+  if (!dicom.radionuclide.empty()) extra["pet.radionuclide"] = dicom.radionuclide;
+  if (!from_parameters.empty()) extra["pet.parameters_used"] = join(from_parameters, ",");
+
+  const std::string mode = ctx.param<std::string>("suv");
+  std::string units_upper = in.units;
+  std::transform(units_upper.begin(), units_upper.end(), units_upper.begin(),
+                 [](unsigned char c) { return char(std::toupper(c)); });
+  if (units_upper == "GML") {
+    // Already SUVbw (g/mL).
+    if (mode == "bq_ml") {
+      throw std::runtime_error("'" + volume.metadata.source +
+                               "' already holds SUVbw (units GML); it cannot be converted back to Bq/mL: use suv=auto "
+                               "or suvbw");
+    }
+    volume.metadata.units = "SUVbw";
+    volume.metadata.quantity = "standardised uptake value (body weight)";
+    finish(ctx, std::move(volume));
+    return;
+  }
+  if (mode != "bq_ml") {
+    const std::vector<std::string> missing = suv_missing_pieces(in);
+    if (missing.empty()) {
+      const SuvFactor suv = suv_factor(in);
+      for (float& value : volume.voxels) value = static_cast<float>(double(value) * suv.factor);
+      volume.metadata.units = "SUVbw";
+      volume.metadata.quantity = "standardised uptake value (body weight)";
+      extra["pet.weight_kg"] = number(*in.weight_kg);
+      extra["pet.injected_dose_bq"] = number(*in.dose_bq);
+      extra["pet.decay_correction"] = in.decay_correction;
+      if (in.decay_correction == "START") {
+        extra["pet.half_life_s"] = number(*in.half_life_s);
+        extra["pet.uptake_s"] = number(*in.uptake_s);
+      }
+      extra["pet.decayed_dose_bq"] = number(suv.decayed_dose_bq);
+      extra["pet.suv_factor"] = number(suv.factor);
+      finish(ctx, std::move(volume));
+      return;
+    }
+    if (mode == "suvbw") {
+      std::string list;
+      for (const std::string& piece : missing) list += "\n  - " + piece;
+      throw std::runtime_error("cannot compute SUVbw for '" + volume.metadata.source + "': missing " +
+                               std::to_string(missing.size()) + " piece" + (missing.size() == 1 ? "" : "s") + ":" +
+                               list);
+    }
+    extra["pet.suv_unavailable"] = join(missing, "; ");
+    ctx.log(LogLevel::Warn,
+            "'" + volume.metadata.source + "' kept in Bq/mL (suv=auto); SUVbw would need: " + join(missing, "; "));
+  }
+  if (units_upper.empty()) {
+    throw std::runtime_error("'" + volume.metadata.source +
+                             "' does not say what its PET values are (no DICOM Units (0054,1001)); set "
+                             "input_units=bq_ml if they are Bq/mL");
+  }
+  if (units_upper != "BQML") {
+    throw std::runtime_error("'" + volume.metadata.source + "' holds PET values in '" + in.units +
+                             "' (DICOM Units (0054,1001)), not Bq/mL; set input_units if the file is mislabelled");
+  }
+  volume.metadata.units = "Bq/mL";
+  volume.metadata.quantity = "activity concentration";
+  finish(ctx, std::move(volume));
+}
+
+// --- io.load_image -----------------------------------------------------------
+
+NodeSpec load_image_spec() {
+  NodeSpec spec("io.load_image", "1.0.0",
+                "Loads any supported image or DICOM series as a volume without modality processing (DICOM rescale "
+                "slope/intercept applied)");
+  spec.output<Volume>("volume", "the volume");
+  add_common_params(spec);
+  spec.param("modality", Param::String(""), "modality recorded in the metadata (default: DICOM Modality)")
+      .param("units", Param::String(""), "units recorded in the metadata (default: HU for DICOM CT, else a.u.)");
+  return spec;
+}
+
+void run_load_image(NodeContext& ctx) {
+  LoadedImage loaded = load(ctx, "");
+  Volume& volume = loaded.volume;
+  const std::string dicom_modality = loaded.dicom ? loaded.dicom->modality : "";
+  const std::string modality = ctx.param<std::string>("modality");
+  const std::string units = ctx.param<std::string>("units");
+  volume.metadata.modality = modality.empty() ? dicom_modality : modality;
+  std::string default_units = "a.u.";
+  if (dicom_modality == "CT") default_units = "HU";
+  if (dicom_modality == "PT" && loaded.dicom->units == "BQML") default_units = "Bq/mL";
+  volume.metadata.units = units.empty() ? default_units : units;
+  volume.metadata.quantity = "image intensity";
+  finish(ctx, std::move(volume));
+}
+
+}  // namespace fusionflow::io

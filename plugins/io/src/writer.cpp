@@ -1,0 +1,134 @@
+// io.write: a Volume to NIfTI, NRRD or MetaImage through the ITK bridge
+// (geometry preserved, written to a temporary file and renamed, missing
+// directories created). Only voxels and geometry are written: no metadata, so
+// no DICOM identifier can reach the file.
+#include "io_internal.hpp"
+
+#include <fusionflow/itk_bridge.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+namespace fusionflow::io {
+namespace {
+namespace fs = std::filesystem;
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return text;
+}
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void check_extension(const fs::path& path) {
+  const std::string name = lower(path.filename().string());
+  for (const char* suffix : {".nii", ".nii.gz", ".nrrd", ".mha"}) {
+    if (ends_with(name, suffix)) return;
+  }
+  if (ends_with(name, ".mhd") || ends_with(name, ".nhdr")) {
+    throw std::invalid_argument("cannot write '" + path.string() +
+                                "': a header with a separate data file cannot be written atomically; use .mha "
+                                "(MetaImage) or .nrrd (NRRD) for a single file");
+  }
+  throw std::invalid_argument("cannot write '" + path.string() + "': unsupported extension '" +
+                              path.extension().string() + "'; use .nii, .nii.gz, .nrrd or .mha");
+}
+
+// The same file: equal canonical paths, or the same inode when both exist.
+bool same_file(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  if (fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec)) return true;
+  const fs::path ca = fs::weakly_canonical(fs::absolute(a, ec), ec);
+  const fs::path cb = fs::weakly_canonical(fs::absolute(b, ec), ec);
+  return !ca.empty() && ca == cb;
+}
+
+struct Range {
+  bool finite = true;
+  bool integral = true;
+  double min = 0.0, max = 0.0;
+};
+
+Range range_of(const std::vector<float>& voxels) {
+  Range range;
+  bool first = true;
+  for (float value : voxels) {
+    if (!std::isfinite(value)) {
+      range.finite = false;
+      continue;
+    }
+    if (value != std::nearbyint(value)) range.integral = false;
+    if (first || value < range.min) range.min = value;
+    if (first || value > range.max) range.max = value;
+    first = false;
+  }
+  return range;
+}
+
+}  // namespace
+
+NodeSpec write_spec() {
+  NodeSpec spec("io.write", "1.0.0",
+                "Writes a volume to NIfTI (.nii, .nii.gz), NRRD (.nrrd) or MetaImage (.mha) with its geometry, "
+                "atomically (temporary file, then rename); refuses to overwrite the volume's own source file");
+  spec.input<Volume>("volume", "the volume to write")
+      .param("path", Param::OutputPath(),
+             "output file; the format follows the extension; missing directories are "
+             "created")
+      .param("storage", Param::Choice({"float32", "int16", "uint8", "auto"}, "float32"),
+             "voxel type on disk: float32; int16 or uint8 (rounded to nearest, clamped to the type's range, NaN "
+             "written as 0); auto: the smallest of uint8, int16, float32 that holds every voxel exactly");
+  return spec;
+}
+
+void run_write(NodeContext& ctx) {
+  const Volume& volume = ctx.input<Volume>("volume");
+  const fs::path path = ctx.param<fs::path>("path");
+  check_extension(path);
+  if (!volume.metadata.source.empty() && same_file(path, volume.metadata.source)) {
+    throw std::invalid_argument("refusing to write '" + path.string() +
+                                "': it is the file this volume was read from (metadata.source); choose another "
+                                "output path");
+  }
+  if (volume.voxels.size() != volume.geometry.voxel_count()) {
+    throw std::invalid_argument("cannot write '" + path.string() + "': the volume has " +
+                                std::to_string(volume.voxels.size()) + " voxels but its geometry needs " +
+                                std::to_string(volume.geometry.voxel_count()));
+  }
+  std::string storage = ctx.param<std::string>("storage");
+  const Range range = range_of(volume.voxels);
+  if (storage == "auto") {
+    storage = "float32";
+    if (range.finite && range.integral) {
+      if (range.min >= 0 && range.max <= 255) {
+        storage = "uint8";
+      } else if (range.min >= -32768 && range.max <= 32767) {
+        storage = "int16";
+      }
+    }
+  } else if (storage != "float32") {
+    const double low = storage == "uint8" ? 0.0 : -32768.0;
+    const double high = storage == "uint8" ? 255.0 : 32767.0;
+    if (!range.finite || !range.integral || range.min < low || range.max > high) {
+      ctx.log(LogLevel::Warn, "writing '" + path.string() + "' as " + storage + " changes voxel values (range [" +
+                                  std::to_string(range.min) + ", " + std::to_string(range.max) + "]" +
+                                  (range.integral ? "" : ", non-integral") + (range.finite ? "" : ", non-finite") +
+                                  "); use storage=float32 to keep them");
+    }
+  }
+  const VoxelStorage type = storage == "uint8"   ? VoxelStorage::UInt8
+                            : storage == "int16" ? VoxelStorage::Int16
+                                                 : VoxelStorage::Float32;
+  ctx.throw_if_cancelled();
+  write_volume(volume, path, type);
+  ctx.progress(1.0);
+  ctx.log(LogLevel::Info, "wrote '" + path.string() + "' (" + storage + ")");
+}
+
+}  // namespace fusionflow::io
