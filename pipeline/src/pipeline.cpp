@@ -236,6 +236,30 @@ class PipelineLoader {
               "run with --set " + name + "=VALUE");
       }
     }
+    // Values may refer to other variables, e.g. "${pipeline_dir}/data/ct.nii".
+    // Each pass resolves one level; a chain deeper than this is a cycle.
+    constexpr int kMaxDepth = 8;
+    for (int pass = 0; pass < kMaxDepth; ++pass) {
+      bool changed = false;
+      for (auto& [name, value] : pipeline_.variables) {
+        if (value.find("${") == std::string::npos) continue;
+        const std::size_t before = diagnostics_.size();
+        std::optional<std::string> resolved = substitute(value, "/variables/" + pointer_token(name));
+        if (!resolved) return;  // unknown variable: reported by substitute
+        diagnostics_.resize(before);
+        if (*resolved != value) {
+          value = *resolved;
+          changed = true;
+        }
+      }
+      if (!changed) break;
+    }
+    for (const auto& [name, value] : pipeline_.variables) {
+      if (value.find("${") != std::string::npos) {
+        error("/variables/" + pointer_token(name), "variable '" + name + "' refers to itself through other variables",
+              "variables may use each other, but not in a cycle");
+      }
+    }
   }
 
   // Replaces ${name} with the variable's value; "$$" is a literal '$'.
@@ -618,13 +642,17 @@ class PipelineLoader {
   // A node must never write over a file the pipeline reads.
   void check_outputs_do_not_overwrite_inputs() {
     std::map<std::string, std::string> inputs;  // normalised path -> location
-    auto normalise = [](const std::string& path) { return fs::absolute(fs::path(path)).lexically_normal().string(); };
+    // An optional path parameter may be left empty (its default): no file.
+    auto normalise = [](const std::string& path) {
+      return path.empty() ? std::string() : fs::absolute(fs::path(path)).lexically_normal().string();
+    };
     for (std::size_t i = 0; i < pipeline_.nodes.size(); ++i) {
       const PipelineNode& node = pipeline_.nodes[i];
       if (node.definition == nullptr) continue;
       for (const ParamSpec& spec : node.definition->spec().params()) {
         auto value = node.params.find(spec.name);
-        if (spec.kind == ParamKind::InputPath && value != node.params.end()) {
+        if (spec.kind == ParamKind::InputPath && value != node.params.end() &&
+            !std::get<std::string>(value->second).empty()) {
           inputs.emplace(normalise(std::get<std::string>(value->second)),
                          "/nodes/" + std::to_string(i) + "/params/" + spec.name);
         }
@@ -635,7 +663,10 @@ class PipelineLoader {
       if (node.definition == nullptr) continue;
       for (const ParamSpec& spec : node.definition->spec().params()) {
         auto value = node.params.find(spec.name);
-        if (spec.kind != ParamKind::OutputPath || value == node.params.end()) continue;
+        if (spec.kind != ParamKind::OutputPath || value == node.params.end() ||
+            std::get<std::string>(value->second).empty()) {
+          continue;
+        }
         auto input = inputs.find(normalise(std::get<std::string>(value->second)));
         if (input != inputs.end()) {
           error("/nodes/" + std::to_string(i) + "/params/" + pointer_token(spec.name),

@@ -175,6 +175,15 @@ TEST_F(Validation, OutputPathMayNotOverwriteAnInput) {
                "/nodes/0/params/output", "would overwrite an input of this pipeline (/nodes/0/params/input)");
 }
 
+TEST_F(Validation, AnOptionalOutputPathMayStayEmpty) {
+  NodeRegistry registry = testing::make_test_registry();
+  NodeSpec spec("test.optional_output", "1.0.0", "writes a side file only when asked");
+  spec.param("csv_path", Param::OutputPath(""), "optional file");
+  registry.add_node({spec, [](NodeContext&) {}});
+  LoadResult result = testing::load_test_pipeline(with_nodes(R"({"id": "n", "type": "test.optional_output"})"), registry);
+  EXPECT_TRUE(result.ok()) << dump(result);
+}
+
 TEST_F(Validation, TopLevelShapeErrors) {
   expect_error(R"({"nodes": [{"id": "a", "type": "test.source"}]})", "", "missing 'format_version'");
   expect_error(R"({"format_version": 2, "nodes": [{"id": "a", "type": "test.source"}]})", "/format_version",
@@ -226,6 +235,25 @@ TEST_F(Validation, VariablesAreSubstitutedAndOverridden) {
   LoadResult out_of_range = load(text, options);
   ASSERT_FALSE(out_of_range.ok());
   EXPECT_EQ(out_of_range.diagnostics[0].location, "/nodes/0/params/count");
+}
+
+TEST_F(Validation, VariablesMayUseOtherVariables) {
+  const std::string text = with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "${ct}"}})",
+                                      R"({"data": "${pipeline_dir}/data", "ct": "${data}/ct.nii.gz"})");
+  LoadResult result = load(text);
+  ASSERT_TRUE(result.ok()) << dump(result);
+  EXPECT_EQ(std::get<std::string>(result.pipeline->nodes[0].params.at("input")),
+            std::filesystem::current_path().string() + "/data/ct.nii.gz");
+  LoadOptions options;
+  options.variable_overrides = {{"data", "/scans"}};
+  LoadResult overridden = load(text, options);
+  ASSERT_TRUE(overridden.ok()) << dump(overridden);
+  EXPECT_EQ(std::get<std::string>(overridden.pipeline->nodes[0].params.at("input")), "/scans/ct.nii.gz");
+  LoadResult cycle = load(with_nodes(kSource, R"({"a": "${b}", "b": "${a}"})"));
+  ASSERT_EQ(cycle.diagnostics.size(), 2u) << dump(cycle);
+  EXPECT_EQ(cycle.diagnostics[0].location, "/variables/a");
+  EXPECT_EQ(cycle.diagnostics[0].message, "variable 'a' refers to itself through other variables");
+  expect_error(with_nodes(kSource, R"({"a": "${nope}"})"), "/variables/a", "unknown variable '${nope}'");
 }
 
 TEST_F(Validation, MissingFileIsReportedNotThrown) {
