@@ -36,5 +36,7 @@ int run_command(Session& session, const RunArguments& arguments);
 int validate_command(Session& session, const PipelineArguments& arguments);
 int plugins_command(Session& session, bool as_json);
 int graph_command(Session& session, const PipelineArguments& arguments, const std::string& output_path);
+// Replaces the process with fusionflow-view (next to this program); returns only on failure.
+int view_command(const std::vector<std::string>& arguments);
 
 }  // namespace fusionflow::cli

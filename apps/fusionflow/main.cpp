@@ -65,6 +65,16 @@ int main(int argc, char** argv) {
   phantom->add_option("--out", phantom_arguments.out, "Output directory")->required();
   phantom->add_option("--threads", phantom_arguments.threads, "Threads (0: all cores)")->check(CLI::Range(0, 1024));
 
+  // `view` hands everything after it to the fusionflow-view program (whose
+  // --help lists its options and keys), before any parsing here.
+  app.add_subcommand("view", "Interactive 3D viewer: view VOLUME [--overlay VOLUME] (runs fusionflow-view)");
+  for (int i = 1; i < argc; ++i) {
+    const std::string argument = argv[i];
+    if (argument == "view") return view_command(std::vector<std::string>(argv + i + 1, argv + argc));
+    if (argument.empty() || argument[0] != '-') break;        // another subcommand
+    if (argument == "--plugin-dir" || argument == "--log-level") ++i;  // skip the option's value
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& help) {
