@@ -152,6 +152,27 @@ TEST(Cli, CommittedFixturesMatchTheGenerator) {
   fs::remove_all(dir);
 }
 
+TEST(Cli, EveryExamplePipelineValidates) {
+  std::size_t checked = 0;
+  for (const auto& entry : fs::directory_iterator(kExamples)) {
+    if (entry.path().extension() != ".json") continue;
+    std::ifstream file(entry.path());
+    const auto pipeline = nlohmann::json::parse(file);
+    // Variables without a default must be set; any path will do for validation.
+    std::string sets;
+    const nlohmann::json variables = pipeline.contains("variables") ? pipeline["variables"] : nlohmann::json::object();
+    for (const auto& [name, variable] : variables.items()) {
+      const bool has_default = !variable.is_null() && !(variable.is_object() && !variable.contains("default")) &&
+                               !(variable.is_object() && variable["default"].is_null());
+      if (!has_default) sets += " --set " + name + "=/data/" + name + ".nii.gz";
+    }
+    Output out = run("validate " + entry.path().string() + sets);
+    EXPECT_EQ(out.exit_code, 0) << entry.path() << "\n" << out.text;
+    ++checked;
+  }
+  EXPECT_GE(checked, 8u);
+}
+
 TEST(Cli, BadCommandLineExits2) {
   EXPECT_EQ(run("run").exit_code, 2);
   EXPECT_EQ(run("frobnicate").exit_code, 2);

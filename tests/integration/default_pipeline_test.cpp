@@ -1,0 +1,155 @@
+// The main job end to end: the default MRI + CT + PET fusion pipeline
+// (examples/pipelines/pet_ct_mri_fusion.json) on a small phantom, through the
+// real `fusionflow` program.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include <fusionflow/itk_bridge.hpp>
+
+namespace {
+namespace fs = std::filesystem;
+
+struct Output {
+  int exit_code = -1;
+  std::string text;
+};
+
+Output run(const std::string& arguments) {
+  Output output;
+  FILE* pipe = popen((std::string(FUSIONFLOW_EXE) + " " + arguments + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return output;
+  std::array<char, 4096> buffer{};
+  std::size_t n = 0;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.text.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  output.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return output;
+}
+
+std::vector<std::string> split(const std::string& line) {
+  std::vector<std::string> cells;
+  std::stringstream stream(line);
+  std::string cell;
+  while (std::getline(stream, cell, ',')) cells.push_back(cell);
+  if (!line.empty() && line.back() == ',') cells.emplace_back();
+  return cells;
+}
+
+class DefaultPipeline : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    work_ = fs::temp_directory_path() / ("fusionflow-default-" + std::to_string(::getpid()));
+    fs::remove_all(work_);
+    phantom_ = run("phantom --size 64 --seed 3 --out " + (work_ / "phantom").string());
+    pipeline_ = run("run " + std::string(FUSIONFLOW_SOURCE_DIR) + "/examples/pipelines/pet_ct_mri_fusion.json" +
+                    " --threads 2 --set ct=" + (work_ / "phantom/ct.nii.gz").string() +
+                    " --set mri=" + (work_ / "phantom/t1.nii.gz").string() +
+                    " --set pet=" + (work_ / "phantom/pet.nii.gz").string() + " --set out=" + (work_ / "out").string() +
+                    " --record " + (work_ / "out/run.json").string());
+  }
+  static void TearDownTestSuite() { fs::remove_all(work_); }
+
+  static fs::path work_;
+  static Output phantom_, pipeline_;
+};
+fs::path DefaultPipeline::work_;
+Output DefaultPipeline::phantom_, DefaultPipeline::pipeline_;
+
+TEST_F(DefaultPipeline, RunsAndWritesEveryOutput) {
+  ASSERT_EQ(phantom_.exit_code, 0) << phantom_.text;
+  ASSERT_EQ(pipeline_.exit_code, 0) << pipeline_.text;
+  for (const char* file : {"fused.nii.gz", "mri_on_ct.nii.gz", "pet_on_ct.nii.gz", "mri_to_ct.tfm", "pet_to_ct.tfm",
+                           "fused_3d.png", "pet_ct_3d.png", "pet_ct_overlay.png", "histogram.png", "histogram.csv", "metrics.csv",
+                           "metrics.json", "run.json"}) {
+    EXPECT_TRUE(fs::exists(work_ / "out" / file)) << file;
+    EXPECT_GT(fs::file_size(work_ / "out" / file), 100u) << file;
+  }
+}
+
+TEST_F(DefaultPipeline, FusedVolumeHasTheCtGeometry) {
+  ASSERT_EQ(pipeline_.exit_code, 0) << pipeline_.text;
+  const fusionflow::Volume ct = fusionflow::read_volume(work_ / "phantom/ct.nii.gz");
+  const fusionflow::Volume fused = fusionflow::read_volume(work_ / "out/fused.nii.gz");
+  EXPECT_TRUE(fused.geometry.same_grid(ct.geometry, 1e-5));
+  const auto [low, high] = std::minmax_element(fused.voxels.begin(), fused.voxels.end());
+  EXPECT_GT(*high - *low, 0.5f);  // not a constant image
+}
+
+TEST_F(DefaultPipeline, MetricsAreInPlausibleRanges) {
+  ASSERT_EQ(pipeline_.exit_code, 0) << pipeline_.text;
+  std::ifstream csv(work_ / "out/metrics.csv");
+  std::string header_line, row_line;
+  std::getline(csv, header_line);
+  std::getline(csv, row_line);
+  const auto header = split(header_line), row = split(row_line);
+  auto value = [&](const std::string& name) {
+    for (std::size_t i = 0; i < header.size(); ++i) {
+      if (header[i] == name) return std::stod(row.at(i));
+    }
+    throw std::runtime_error("no column " + name + " in " + header_line);
+  };
+  EXPECT_GT(value("en_bits"), 1.0);
+  EXPECT_LE(value("en_bits"), 8.0);  // 256 grey levels
+  EXPECT_GT(value("mi_bits"), 0.5);  // summed over three sources
+  EXPECT_GT(value("qabf"), 0.2);
+  EXPECT_LE(value("qabf"), 1.0);
+  EXPECT_GT(value("ssim"), 0.5);
+  EXPECT_LE(value("ssim"), 3.0);  // summed over three sources
+  EXPECT_GT(value("sd"), 5.0);
+}
+
+TEST_F(DefaultPipeline, RunRecordListsEveryNodeWithItsTime) {
+  ASSERT_EQ(pipeline_.exit_code, 0) << pipeline_.text;
+  std::ifstream record_file(work_ / "out/run.json");
+  const auto record = nlohmann::json::parse(record_file);
+  std::ifstream pipeline_file(std::string(FUSIONFLOW_SOURCE_DIR) + "/examples/pipelines/pet_ct_mri_fusion.json");
+  const auto pipeline = nlohmann::json::parse(pipeline_file);
+  ASSERT_EQ(record["nodes"].size(), pipeline["nodes"].size());
+  for (const auto& node : record["nodes"]) {
+    EXPECT_EQ(node["status"], "succeeded") << node["id"];
+    EXPECT_GE(node["wall_seconds"].get<double>(), 0.0) << node["id"];
+    EXPECT_GE(node["cpu_seconds"].get<double>(), 0.0) << node["id"];
+  }
+  EXPECT_EQ(record["exit_status"], "succeeded");
+  EXPECT_EQ(record["threads"], 2);
+}
+
+TEST_F(DefaultPipeline, RegistrationMovedTheMriOntoTheCtAnatomy) {
+  ASSERT_EQ(pipeline_.exit_code, 0) << pipeline_.text;
+  // The phantom's T1 is written on the CT grid but displaced (about 6 degrees
+  // and 8 mm). Predict each voxel's T1 from the CT's own tissue labels (the
+  // tissue values recorded in truth.json): the registered MRI must follow
+  // that prediction much more closely than the raw one.
+  const fusionflow::Volume labels = fusionflow::read_volume(work_ / "phantom/labels.nii.gz");
+  std::ifstream truth_file(work_ / "phantom/truth.json");
+  const auto truth = nlohmann::json::parse(truth_file);
+  std::map<int, double> t1_of_label;
+  for (const auto& tissue : truth["tissues"]) t1_of_label[tissue["label"].get<int>()] = tissue["t1"].get<double>();
+  auto correlation = [&](const fusionflow::Volume& t1) {
+    double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
+    const double n = double(labels.voxels.size());
+    for (std::size_t v = 0; v < labels.voxels.size(); ++v) {
+      const int label = static_cast<int>(labels.voxels[v]);
+      const double x = t1_of_label.count(label) ? t1_of_label[label] : t1_of_label[6];
+      const double y = t1.voxels[v];
+      sx += x, sy += y, sxx += x * x, syy += y * y, sxy += x * y;
+    }
+    return (sxy - sx * sy / n) / std::sqrt((sxx - sx * sx / n) * (syy - sy * sy / n));
+  };
+  const double raw = correlation(fusionflow::read_volume(work_ / "phantom/t1.nii.gz"));
+  const double registered = correlation(fusionflow::read_volume(work_ / "out/mri_on_ct.nii.gz"));
+  EXPECT_GT(registered, raw + 0.05) << "raw " << raw << ", registered " << registered;
+  EXPECT_GT(registered, 0.85);
+}
+
+}  // namespace
