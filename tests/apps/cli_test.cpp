@@ -1,6 +1,8 @@
 // End-to-end tests of the `fusionflow` program with its bundled plugins.
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <sys/wait.h>
 
 #include <array>
@@ -13,22 +15,10 @@
 namespace {
 namespace fs = std::filesystem;
 
-struct Output {
-  int exit_code = -1;
-  std::string text;  // stdout and stderr
-};
+using Output = fusionflow::testing::CommandOutput;
 
 Output run(const std::string& arguments) {
-  const std::string command = std::string(FUSIONFLOW_EXE) + " " + arguments + " 2>&1";
-  Output output;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return output;
-  std::array<char, 4096> buffer{};
-  std::size_t n = 0;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.text.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  output.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return output;
+  return fusionflow::testing::run_command(std::string(FUSIONFLOW_EXE) + " " + arguments);
 }
 
 fs::path temp_dir(const std::string& name) {

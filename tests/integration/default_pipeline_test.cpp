@@ -3,6 +3,8 @@
 // real `fusionflow` program.
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <sys/wait.h>
 
 #include <array>
@@ -19,21 +21,10 @@
 namespace {
 namespace fs = std::filesystem;
 
-struct Output {
-  int exit_code = -1;
-  std::string text;
-};
+using Output = fusionflow::testing::CommandOutput;
 
 Output run(const std::string& arguments) {
-  Output output;
-  FILE* pipe = popen((std::string(FUSIONFLOW_EXE) + " " + arguments + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return output;
-  std::array<char, 4096> buffer{};
-  std::size_t n = 0;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.text.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  output.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return output;
+  return fusionflow::testing::run_command(std::string(FUSIONFLOW_EXE) + " " + arguments);
 }
 
 std::vector<std::string> split(const std::string& line) {

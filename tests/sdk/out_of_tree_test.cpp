@@ -4,6 +4,8 @@
 // program.
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <sys/wait.h>
 
 #include <array>
@@ -15,22 +17,9 @@
 namespace {
 namespace fs = std::filesystem;
 
-struct Output {
-  int exit_code = -1;
-  std::string text;
-};
+using Output = fusionflow::testing::CommandOutput;
 
-Output shell(const std::string& command) {
-  Output output;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return output;
-  std::array<char, 4096> buffer{};
-  std::size_t n = 0;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.text.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  output.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return output;
-}
+Output shell(const std::string& command) { return fusionflow::testing::run_command(command); }
 
 std::vector<std::string> split_csv_line(const std::string& line) {
   std::vector<std::string> cells;

@@ -2,6 +2,8 @@
 // SDK's NodeHarness.
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <fusionflow/payload_types.hpp>
 #include <fusionflow/plugin_loader.hpp>
 #include <fusionflow/testing.hpp>
@@ -15,14 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::NodeHarness;
 
-const NodeRegistry& bundled() {
-  static NodeRegistry registry = [] {
-    NodeRegistry r;
-    load_plugins({default_plugin_dir()}, r);
-    return r;
-  }();
-  return registry;
-}
+const NodeRegistry& bundled() { return testing::bundled_plugins(); }
 
 Volume small_volume(std::vector<float> voxels) {
   Volume volume;

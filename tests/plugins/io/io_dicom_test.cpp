@@ -5,6 +5,8 @@
 // computation from the values written, and the privacy of identifiers.
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <fusionflow/payload_types.hpp>
 #include <fusionflow/plugin_loader.hpp>
 #include <fusionflow/testing.hpp>
@@ -38,23 +40,11 @@ using testing::NodeHarness;
 
 const fs::path kPydicomFiles = PYDICOM_TEST_FILES;
 
-const NodeRegistry& bundled() {
-  static NodeRegistry registry = [] {
-    NodeRegistry r;
-    load_plugins({default_plugin_dir()}, r);
-    return r;
-  }();
-  return registry;
-}
+const NodeRegistry& bundled() { return testing::bundled_plugins(); }
 
 class IoDicom : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("fusionflow-io-dicom-" + std::to_string(::getpid()) + "-" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = testing::fresh_temp_directory("io-dicom"); }
   void TearDown() override { fs::remove_all(dir_); }
   fs::path dir_;
 };
@@ -230,18 +220,10 @@ PydicomSlice read_with_pydicom(const std::string& name) {
       "print(*[float(x) for x in d.ImageOrientationPatient])\n"
       "print(float(d.get('SpacingBetweenSlices', d.get('SliceThickness', 1))))\n"
       "print(*a.ravel().tolist())\n";
-  const std::string command = std::string(PYDICOM_PYTHON) + " -c \"" + script + "\" " + file.string() + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    ADD_FAILURE() << "cannot run " << PYDICOM_PYTHON;
-    return slice;
-  }
-  std::string output;
-  char buffer[4096];
-  std::size_t n = 0;
-  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-  const int status = pclose(pipe);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  const testing::CommandOutput result =
+      testing::run_command(std::string(PYDICOM_PYTHON) + " -c \"" + script + "\" " + file.string());
+  const std::string& output = result.text;
+  if (result.exit_code != 0) {
     ADD_FAILURE() << "pydicom could not read " << file << " (needs python3-pydicom and python3-numpy):\n" << output;
     return slice;
   }

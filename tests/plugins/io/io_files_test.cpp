@@ -3,6 +3,8 @@
 // bad files generated here, each with the message it must produce.
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <fusionflow/itk_bridge.hpp>
 #include <fusionflow/payload_types.hpp>
 #include <fusionflow/plugin_loader.hpp>
@@ -34,23 +36,11 @@ namespace {
 namespace fs = std::filesystem;
 using testing::NodeHarness;
 
-const NodeRegistry& bundled() {
-  static NodeRegistry registry = [] {
-    NodeRegistry r;
-    load_plugins({default_plugin_dir()}, r);
-    return r;
-  }();
-  return registry;
-}
+const NodeRegistry& bundled() { return testing::bundled_plugins(); }
 
 class IoFiles : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("fusionflow-io-files-" + std::to_string(::getpid()) + "-" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = testing::fresh_temp_directory("io-files"); }
   void TearDown() override { fs::remove_all(dir_); }
   fs::path dir_;
 };

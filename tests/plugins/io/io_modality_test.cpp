@@ -2,6 +2,8 @@
 // normalisation and N4 bias-field correction, PET SUVbw from parameters.
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <fusionflow/payload_types.hpp>
 #include <fusionflow/plugin_loader.hpp>
 #include <fusionflow/testing.hpp>
@@ -17,23 +19,11 @@ namespace {
 namespace fs = std::filesystem;
 using testing::NodeHarness;
 
-const NodeRegistry& bundled() {
-  static NodeRegistry registry = [] {
-    NodeRegistry r;
-    load_plugins({default_plugin_dir()}, r);
-    return r;
-  }();
-  return registry;
-}
+const NodeRegistry& bundled() { return testing::bundled_plugins(); }
 
 class IoModality : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("fusionflow-io-modality-" + std::to_string(::getpid()) + "-" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = testing::fresh_temp_directory("io-modality"); }
   void TearDown() override { fs::remove_all(dir_); }
 
   fs::path write(const Volume& volume, const std::string& name) {

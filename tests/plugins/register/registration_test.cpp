@@ -2,6 +2,8 @@
 // displacements are known.
 #include <gtest/gtest.h>
 
+#include "test_support.hpp"
+
 #include <fusionflow/itk_transform.hpp>
 #include <fusionflow/plugin_loader.hpp>
 #include <fusionflow/sdk.hpp>
@@ -17,14 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::NodeHarness;
 
-const NodeRegistry& bundled() {
-  static NodeRegistry registry = [] {
-    NodeRegistry r;
-    load_plugins({default_plugin_dir()}, r);
-    return r;
-  }();
-  return registry;
-}
+const NodeRegistry& bundled() { return testing::bundled_plugins(); }
 
 struct PhantomCase {
   testdata::Phantom phantom;

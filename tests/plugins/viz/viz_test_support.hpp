@@ -28,17 +28,12 @@
 
 extern char** environ;
 
+#include "test_support.hpp"
+
 namespace fusionflow::viz_test {
 namespace fs = std::filesystem;
 
-inline const NodeRegistry& bundled() {
-  static NodeRegistry registry = [] {
-    NodeRegistry r;
-    load_plugins({default_plugin_dir()}, r);
-    return r;
-  }();
-  return registry;
-}
+inline const NodeRegistry& bundled() { return testing::bundled_plugins(); }
 
 // 64^3 head phantom (3.75 mm CT voxels), PET (3 mm grid) aligned with CT.
 inline const testdata::Phantom& phantom() {

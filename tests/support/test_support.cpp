@@ -1,0 +1,45 @@
+#include "test_support.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+
+#include <fusionflow/plugin_loader.hpp>
+
+namespace fusionflow::testing {
+
+const NodeRegistry& bundled_plugins() {
+  static const NodeRegistry registry = [] {
+    NodeRegistry loaded;
+    load_plugins({default_plugin_dir()}, loaded);
+    return loaded;
+  }();
+  return registry;
+}
+
+CommandOutput run_command(const std::string& command_line) {
+  CommandOutput output;
+  FILE* pipe = popen((command_line + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return output;
+  std::array<char, 4096> buffer{};
+  std::size_t count = 0;
+  while ((count = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.text.append(buffer.data(), count);
+  const int status = pclose(pipe);
+  output.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return output;
+}
+
+std::filesystem::path fresh_temp_directory(const std::string& label) {
+  const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::string test_name = test != nullptr ? std::string("-") + test->name() : std::string();
+  const auto directory = std::filesystem::temp_directory_path() /
+                         ("fusionflow-" + label + "-" + std::to_string(::getpid()) + test_name);
+  std::filesystem::remove_all(directory);
+  std::filesystem::create_directories(directory);
+  return directory;
+}
+
+}  // namespace fusionflow::testing

@@ -1,0 +1,26 @@
+// Helpers shared by the test suites.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include <fusionflow/registry.hpp>
+
+namespace fusionflow::testing {
+
+// The node types of the bundled plugins (build tree), loaded once.
+const NodeRegistry& bundled_plugins();
+
+struct CommandOutput {
+  int exit_code = -1;  // -1 if the command did not exit normally
+  std::string text;    // standard output and standard error, interleaved
+};
+
+// Runs a shell command line and collects what it prints.
+CommandOutput run_command(const std::string& command_line);
+
+// A fresh, empty directory under the system's temporary directory, named
+// after `label`, the process and the running GoogleTest test.
+std::filesystem::path fresh_temp_directory(const std::string& label);
+
+}  // namespace fusionflow::testing
