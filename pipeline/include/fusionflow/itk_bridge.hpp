@@ -25,6 +25,15 @@ void register_itk_image_io();
 // geometry.
 ItkFloatImage::Pointer to_itk(const Volume& volume);
 
+// A read-only ITK image that uses the volume's voxels without copying them.
+// The volume must outlive the image and every filter that reads it; use it
+// as a filter input, never as an output or for in-place filters.
+ItkFloatImage::ConstPointer to_itk_view(const Volume& volume);
+
+// A writable ITK image over the volume's voxels (sized to its geometry), for
+// a filter to write its output into (GraftOutput) without a copy afterwards.
+ItkFloatImage::Pointer to_itk_output_view(Volume& volume);
+
 // Deep copy of the largest possible region of `image`; geometry taken from the
 // image, metadata from the caller (ITK images carry no modality semantics).
 Volume from_itk(const ItkFloatImage& image, VolumeMetadata metadata);

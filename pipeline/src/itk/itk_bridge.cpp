@@ -35,7 +35,7 @@ void check_voxel_count(const Volume& volume) {
 }
 
 template <typename Pixel>
-typename ItkImage3<Pixel>::Pointer allocate_like(const Geometry& geometry) {
+typename ItkImage3<Pixel>::Pointer describe_like(const Geometry& geometry) {
   using ImageType = ItkImage3<Pixel>;
   typename ImageType::RegionType region;
   typename ImageType::SizeType size;
@@ -54,6 +54,12 @@ typename ItkImage3<Pixel>::Pointer allocate_like(const Geometry& geometry) {
   image->SetSpacing(spacing);
   image->SetOrigin(origin);
   image->SetDirection(direction);
+  return image;
+}
+
+template <typename Pixel>
+typename ItkImage3<Pixel>::Pointer allocate_like(const Geometry& geometry) {
+  auto image = describe_like<Pixel>(geometry);
   image->Allocate();
   return image;
 }
@@ -77,11 +83,21 @@ bool ends_with(const std::string& text, const std::string& suffix) {
 }
 
 template <typename Pixel>
+typename ItkImage3<Pixel>::ConstPointer storage_image(const Volume& volume) {
+  if constexpr (std::is_same_v<Pixel, float>) {
+    return to_itk_view(volume);  // float voxels are written as they are: no copy
+  } else {
+    auto image = allocate_like<Pixel>(volume.geometry);
+    Pixel* buffer = image->GetBufferPointer();
+    const std::size_t count = volume.voxels.size();
+    for (std::size_t n = 0; n < count; ++n) buffer[n] = to_storage<Pixel>(volume.voxels[n]);
+    return image;
+  }
+}
+
+template <typename Pixel>
 void write_as(const Volume& volume, const std::filesystem::path& path) {
-  auto image = allocate_like<Pixel>(volume.geometry);
-  Pixel* buffer = image->GetBufferPointer();
-  const std::size_t count = volume.voxels.size();
-  for (std::size_t n = 0; n < count; ++n) buffer[n] = to_storage<Pixel>(volume.voxels[n]);
+  const auto image = storage_image<Pixel>(volume);
 
   AtomicFileWriter atomic(path);
   using WriterType = itk::ImageFileWriter<ItkImage3<Pixel>>;
@@ -114,6 +130,24 @@ ItkFloatImage::Pointer to_itk(const Volume& volume) {
   check_voxel_count(volume);
   auto image = allocate_like<float>(volume.geometry);
   std::copy(volume.voxels.begin(), volume.voxels.end(), image->GetBufferPointer());
+  return image;
+}
+
+ItkFloatImage::ConstPointer to_itk_view(const Volume& volume) {
+  check_voxel_count(volume);
+  auto image = describe_like<float>(volume.geometry);
+  // Not owned: the volume's buffer stays the volume's. ITK only reads it
+  // through the const image.
+  image->GetPixelContainer()->SetImportPointer(const_cast<float*>(volume.voxels.data()), volume.voxels.size(),
+                                               /*LetContainerManageMemory=*/false);
+  return image;
+}
+
+ItkFloatImage::Pointer to_itk_output_view(Volume& volume) {
+  check_voxel_count(volume);
+  auto image = describe_like<float>(volume.geometry);
+  image->GetPixelContainer()->SetImportPointer(volume.voxels.data(), volume.voxels.size(),
+                                               /*LetContainerManageMemory=*/false);
   return image;
 }
 

@@ -78,7 +78,7 @@ bool is_rotation(const std::array<double, 9>& m) {
 
 Volume resample_volume(const Volume& moving, const Geometry& grid, const Transform* transform,
                        Interpolation interpolation, float default_value) {
-  const auto input = to_itk(moving);
+  const auto input = to_itk_view(moving);
   using Filter = itk::ResampleImageFilter<ItkFloatImage, ItkFloatImage, double>;
   auto filter = Filter::New();
   filter->SetInput(input);
@@ -116,12 +116,23 @@ Volume resample_volume(const Volume& moving, const Geometry& grid, const Transfo
   filter->SetOutputSpacing(spacing);
   filter->SetOutputOrigin(origin);
   filter->SetOutputDirection(direction);
+  // The filter writes straight into the result's buffer (no copy after).
+  Volume result;
+  result.geometry = grid;
+  result.metadata = moving.metadata;
+  result.voxels.resize(grid.voxel_count());
+  const auto output = to_itk_output_view(result);
+  filter->GraftOutput(output);
   try {
     filter->Update();
   } catch (const itk::ExceptionObject& error) {
     throw std::runtime_error(std::string("resampling failed: ") + error.GetDescription());
   }
-  return from_itk(*filter->GetOutput(), moving.metadata);
+  if (filter->GetOutput()->GetBufferPointer() != result.voxels.data()) {
+    // ITK reallocated after all: fall back to copying its buffer.
+    return from_itk(*filter->GetOutput(), moving.metadata);
+  }
+  return result;
 }
 
 Geometry grid_with_spacing(const Geometry& geometry, const std::array<double, 3>& spacing) {

@@ -218,8 +218,9 @@ template <class ItkTransform>
 Result run(const Volume& fixed, const Volume& moving, const Settings& settings, const Callbacks& callbacks,
            const std::string& kind) {
   const std::size_t levels = settings.shrink_factors.size();
-  const auto fixed_image = to_itk(fixed);
-  const auto moving_image = to_itk(moving);
+  // Views, not copies: registration only reads the images.
+  const auto fixed_image = to_itk_view(fixed);
+  const auto moving_image = to_itk_view(moving);
 
   auto transform = ItkTransform::New();
   if (settings.initialization != "none") {
