@@ -20,7 +20,7 @@ echo "== running examples/pipelines/pet_ct_mri_fusion.json"
 echo
 echo "Outputs are in $(cd "$out" && pwd):"
 echo "  fused volume:      fused.nii.gz (on the CT grid; open it with the CT in 3D Slicer or ITK-SNAP)"
-echo "  pictures:          fused_3d.png, pet_ct_overlay.png, histogram.png"
+echo "  pictures:          fused_3d.png, pet_ct_3d.png, pet_ct_overlay.png, histogram.png"
 echo "  aligned inputs:    mri_on_ct.nii.gz, pet_on_ct.nii.gz (transforms: mri_to_ct.tfm, pet_to_ct.tfm)"
 echo "  measurements:      metrics.csv / metrics.json (fusion quality), histogram.csv"
 echo "  run record:        run.json"
