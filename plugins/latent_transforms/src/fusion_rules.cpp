@@ -261,17 +261,21 @@ void rule_local_energy(const LevelInputs& in, const FusionOptions& options, floa
   const std::size_t v_count = in.voxels();
   const Dims d = in.dims;
   std::vector<std::uint8_t> choice(v_count, 0);
-  std::vector<float> best = local_product(in, 0, 0, options.window_radius, control);
-  for (std::size_t n = 1; n < in.data.size(); ++n) {
-    const std::vector<float> energy = local_product(in, n, n, options.window_radius, control);
-    parallel_index(d.nz, [&](std::size_t k) {
-      for (std::size_t v = k * d.slice(); v < (k + 1) * d.slice(); ++v) {
-        if (energy[v] > best[v]) {
-          best[v] = energy[v];
-          choice[v] = static_cast<std::uint8_t>(n);
+  {
+    // Scoped: the energy maps are gone before the consistency check needs
+    // its own buffers (this rule's peak memory on the finest level).
+    std::vector<float> best = local_product(in, 0, 0, options.window_radius, control);
+    for (std::size_t n = 1; n < in.data.size(); ++n) {
+      const std::vector<float> energy = local_product(in, n, n, options.window_radius, control);
+      parallel_index(d.nz, [&](std::size_t k) {
+        for (std::size_t v = k * d.slice(); v < (k + 1) * d.slice(); ++v) {
+          if (energy[v] > best[v]) {
+            best[v] = energy[v];
+            choice[v] = static_cast<std::uint8_t>(n);
+          }
         }
-      }
-    });
+      });
+    }
   }
   if (options.consistency_radius > 0) {
     // Majority of the neighbourhood's choices; ties keep the voxel's own.
