@@ -144,8 +144,10 @@ void validate(const std::vector<const Latent*>& latents, const FusionOptions& op
   }
 }
 
-// Integer box sums (exact) of a label indicator, for majority votes.
-void box_count(std::vector<std::int32_t>& data, Dims d, std::size_t r, const Control& control) {
+// Integer box sums (exact) of a label indicator, for majority votes. T must
+// hold (2r + 1)^3 (see vote_bits); the prefix sums are 32-bit.
+template <class T>
+void box_count(std::vector<T>& data, Dims d, std::size_t r, const Control& control) {
   auto window = [r](std::size_t i, std::size_t n) {
     return std::pair<std::size_t, std::size_t>(i >= r ? i - r : 0, std::min(n - 1, i + r));
   };
@@ -155,14 +157,14 @@ void box_count(std::vector<std::int32_t>& data, Dims d, std::size_t r, const Con
     control.cancel_point();
     std::vector<std::int32_t> prefix(std::max(d.nx, d.ny) + 1);
     std::vector<std::int32_t> column(d.ny);
-    std::int32_t* plane = data.data() + k * slice;
+    T* plane = data.data() + k * slice;
     for (std::size_t j = 0; j < d.ny; ++j) {
-      std::int32_t* row = plane + j * d.nx;
+      T* row = plane + j * d.nx;
       prefix[0] = 0;
       for (std::size_t x = 0; x < d.nx; ++x) prefix[x + 1] = prefix[x] + row[x];
       for (std::size_t x = 0; x < d.nx; ++x) {
         const auto [lo, hi] = window(x, d.nx);
-        row[x] = prefix[hi + 1] - prefix[lo];
+        row[x] = static_cast<T>(prefix[hi + 1] - prefix[lo]);
       }
     }
     for (std::size_t x = 0; x < d.nx; ++x) {
@@ -170,7 +172,7 @@ void box_count(std::vector<std::int32_t>& data, Dims d, std::size_t r, const Con
       for (std::size_t j = 0; j < d.ny; ++j) prefix[j + 1] = prefix[j] + plane[j * d.nx + x];
       for (std::size_t j = 0; j < d.ny; ++j) {
         const auto [lo, hi] = window(j, d.ny);
-        plane[j * d.nx + x] = prefix[hi + 1] - prefix[lo];
+        plane[j * d.nx + x] = static_cast<T>(prefix[hi + 1] - prefix[lo]);
       }
     }
   });
@@ -182,7 +184,7 @@ void box_count(std::vector<std::int32_t>& data, Dims d, std::size_t r, const Con
       for (std::size_t k = 0; k < d.nz; ++k) prefix[k + 1] = prefix[k] + data[k * slice + j * d.nx + x];
       for (std::size_t k = 0; k < d.nz; ++k) {
         const auto [lo, hi] = window(k, d.nz);
-        data[k * slice + j * d.nx + x] = prefix[hi + 1] - prefix[lo];
+        data[k * slice + j * d.nx + x] = static_cast<T>(prefix[hi + 1] - prefix[lo]);
       }
     }
   });
@@ -195,11 +197,11 @@ struct LevelInputs {
   std::size_t voxels() const { return dims.count(); }
 };
 
-// Sum over channels of the product of two sources' coefficients, box-averaged.
-std::vector<float> local_product(const LevelInputs& in, std::size_t a, std::size_t b, std::size_t radius,
-                                 const Control& control) {
+// Sum over channels of the product of two sources' coefficients, box-averaged,
+// into `energy` (in.voxels() values).
+void local_product_into(const LevelInputs& in, std::size_t a, std::size_t b, std::size_t radius, float* energy,
+                        const Control& control) {
   const std::size_t v_count = in.voxels();
-  std::vector<float> energy = make_float_buffer(v_count);
   parallel_index(in.dims.nz, [&](std::size_t k) {
     for (std::size_t v = k * in.dims.slice(); v < (k + 1) * in.dims.slice(); ++v) {
       float sum = 0.0f;
@@ -207,7 +209,13 @@ std::vector<float> local_product(const LevelInputs& in, std::size_t a, std::size
       energy[v] = sum;
     }
   });
-  detail::box_mean_inplace(energy.data(), in.dims, radius, control);
+  detail::box_mean_inplace(energy, in.dims, radius, control);
+}
+
+std::vector<float> local_product(const LevelInputs& in, std::size_t a, std::size_t b, std::size_t radius,
+                                 const Control& control) {
+  std::vector<float> energy = make_float_buffer(in.voxels());
+  local_product_into(in, a, b, radius, energy.data(), control);
   return energy;
 }
 
@@ -257,16 +265,46 @@ void rule_max_abs(const LevelInputs& in, float* out) {
   });
 }
 
+// Majority votes of the consistency check in the narrowest counter that holds
+// a full window, (2r + 1)^3 votes: 1 byte per voxel for the usual radius 1.
+template <class Count>
+std::vector<std::uint8_t> consistent_choice(const LevelInputs& in, const std::vector<std::uint8_t>& choice,
+                                            std::size_t radius, const Control& control) {
+  const std::size_t v_count = in.voxels();
+  const Dims d = in.dims;
+  // Majority of the neighbourhood's choices; ties keep the voxel's own.
+  std::vector<Count> best_votes(v_count), votes(v_count);
+  std::vector<std::uint8_t> consistent(v_count, 0);
+  for (std::size_t n = 0; n < in.data.size(); ++n) {
+    parallel_index(d.nz, [&](std::size_t k) {
+      for (std::size_t v = k * d.slice(); v < (k + 1) * d.slice(); ++v) votes[v] = choice[v] == n ? 1 : 0;
+    });
+    box_count(votes, d, radius, control);
+    parallel_index(d.nz, [&](std::size_t k) {
+      for (std::size_t v = k * d.slice(); v < (k + 1) * d.slice(); ++v) {
+        if (n == 0 || votes[v] > best_votes[v] || (votes[v] == best_votes[v] && choice[v] == n)) {
+          best_votes[v] = votes[v];
+          consistent[v] = static_cast<std::uint8_t>(n);
+        }
+      }
+    });
+  }
+  return consistent;
+}
+
+// Peak memory on the finest level: one energy map plus the output level,
+// which serves as the second energy map until the choice is taken.
 void rule_local_energy(const LevelInputs& in, const FusionOptions& options, float* out, const Control& control) {
   const std::size_t v_count = in.voxels();
   const Dims d = in.dims;
   std::vector<std::uint8_t> choice(v_count, 0);
   {
-    // Scoped: the energy maps are gone before the consistency check needs
-    // its own buffers (this rule's peak memory on the finest level).
+    // Scoped: the best energy map is gone before the consistency check needs
+    // its own buffers.
     std::vector<float> best = local_product(in, 0, 0, options.window_radius, control);
+    float* energy = out;  // out holds channels * v_count >= v_count values, written last by take_choice
     for (std::size_t n = 1; n < in.data.size(); ++n) {
-      const std::vector<float> energy = local_product(in, n, n, options.window_radius, control);
+      local_product_into(in, n, n, options.window_radius, energy, control);
       parallel_index(d.nz, [&](std::size_t k) {
         for (std::size_t v = k * d.slice(); v < (k + 1) * d.slice(); ++v) {
           if (energy[v] > best[v]) {
@@ -277,25 +315,17 @@ void rule_local_energy(const LevelInputs& in, const FusionOptions& options, floa
       });
     }
   }
-  if (options.consistency_radius > 0) {
-    // Majority of the neighbourhood's choices; ties keep the voxel's own.
-    std::vector<std::int32_t> best_votes(v_count, -1), votes(v_count);
-    std::vector<std::uint8_t> consistent(v_count, 0);
-    for (std::size_t n = 0; n < in.data.size(); ++n) {
-      parallel_index(d.nz, [&](std::size_t k) {
-        for (std::size_t v = k * d.slice(); v < (k + 1) * d.slice(); ++v) votes[v] = choice[v] == n ? 1 : 0;
-      });
-      box_count(votes, d, options.consistency_radius, control);
-      parallel_index(d.nz, [&](std::size_t k) {
-        for (std::size_t v = k * d.slice(); v < (k + 1) * d.slice(); ++v) {
-          if (votes[v] > best_votes[v] || (votes[v] == best_votes[v] && choice[v] == n)) {
-            best_votes[v] = votes[v];
-            consistent[v] = static_cast<std::uint8_t>(n);
-          }
-        }
-      });
+  const std::size_t r = options.consistency_radius;
+  if (r > 0) {
+    const std::size_t side = 2 * r + 1;
+    const std::size_t window = side * side * side;
+    if (window <= 0xFF) {
+      choice = consistent_choice<std::uint8_t>(in, choice, r, control);
+    } else if (window <= 0xFFFF) {
+      choice = consistent_choice<std::uint16_t>(in, choice, r, control);
+    } else {
+      choice = consistent_choice<std::int32_t>(in, choice, r, control);
     }
-    choice = std::move(consistent);
   }
   take_choice(in, choice, out);
 }
