@@ -108,6 +108,66 @@ TEST(FuseLatent, LocalEnergyChoosesTheMoreActiveSourceAndTheConsistencyCheckOver
   EXPECT_EQ(tie.levels[0].data, (std::vector<float>{0.8f, 0.9f, 0.9f}));
 }
 
+TEST(FuseLatent, LocalEnergyConsistencyMatchesABruteForceMajorityForEveryVoteCounterWidth) {
+  // The votes are counted in 8, 16 or 32 bits depending on the window size
+  // (radius 1: 27 votes, 3: 343, 20: 68921); each must give the majority a
+  // direct count gives. Three sources, random coefficients, voxelwise energy.
+  const std::array<std::size_t, 3> size{9, 8, 7};
+  const std::size_t count = size[0] * size[1] * size[2];
+  std::mt19937 random(5);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<Latent> latents;
+  for (const char* modality : {"CT", "MR", "PT"}) {
+    std::vector<float> data(count);
+    for (float& value : data) value = uniform(random);
+    Latent latent = hand_latent(modality, {}, {0.0f});
+    latent.source_geometry.size = size;
+    latent.levels[0].geometry.size = size;
+    latent.levels[0].data = std::move(data);
+    latents.push_back(std::move(latent));
+  }
+  std::vector<std::size_t> choice(count, 0);
+  for (std::size_t v = 0; v < count; ++v) {
+    float best = latents[0].levels[0].data[v] * latents[0].levels[0].data[v];
+    for (std::size_t n = 1; n < latents.size(); ++n) {
+      const float energy = latents[n].levels[0].data[v] * latents[n].levels[0].data[v];
+      if (energy > best) {
+        best = energy;
+        choice[v] = n;
+      }
+    }
+  }
+  for (const int radius : {1, 3, 20}) {
+    std::vector<float> expected(count);
+    const auto r = static_cast<std::ptrdiff_t>(radius);
+    for (std::size_t k = 0; k < size[2]; ++k)
+      for (std::size_t j = 0; j < size[1]; ++j)
+        for (std::size_t i = 0; i < size[0]; ++i) {
+          std::array<int, 3> votes{0, 0, 0};
+          for (std::ptrdiff_t dk = -r; dk <= r; ++dk)
+            for (std::ptrdiff_t dj = -r; dj <= r; ++dj)
+              for (std::ptrdiff_t di = -r; di <= r; ++di) {
+                const std::ptrdiff_t x = std::ptrdiff_t(i) + di, y = std::ptrdiff_t(j) + dj, z = std::ptrdiff_t(k) + dk;
+                if (x < 0 || y < 0 || z < 0 || x >= std::ptrdiff_t(size[0]) || y >= std::ptrdiff_t(size[1]) ||
+                    z >= std::ptrdiff_t(size[2])) {
+                  continue;
+                }
+                ++votes[choice[std::size_t(x) + size[0] * (std::size_t(y) + size[1] * std::size_t(z))]];
+              }
+          const std::size_t v = i + size[0] * (j + size[1] * k);
+          // The most votes; a tie keeps the voxel's own choice, else the first source.
+          std::size_t winner = 0;
+          for (std::size_t n = 1; n < 3; ++n) {
+            if (votes[n] > votes[winner] || (votes[n] == votes[winner] && choice[v] == n)) winner = n;
+          }
+          expected[v] = latents[winner].levels[0].data[v];
+        }
+    const Latent fused = fuse(latents, {{"detail_rule", std::string("local_energy")}, {"window_radius", 0},
+                                        {"consistency_radius", radius}});
+    EXPECT_EQ(fused.levels[0].data, expected) << "consistency_radius " << radius;
+  }
+}
+
 TEST(FuseLatent, MultiChannelFeatureLevelsAreChosenPerVoxelAcrossAllChannels) {
   // Learned encoders' levels: role "features", 2 channels on a 2x1x1 grid.
   auto make = [](const std::string& modality, std::vector<float> features) {
