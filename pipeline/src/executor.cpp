@@ -2,10 +2,13 @@
 
 #include <sys/resource.h>
 #include <time.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
-#include <oneapi/tbb/flow_graph.h>
 #include <oneapi/tbb/info.h>
 #include <oneapi/tbb/task_arena.h>
+#include <oneapi/tbb/task_group.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -15,6 +18,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 
 namespace fusionflow {
 
@@ -85,6 +89,21 @@ class PipelineRun {
         for (const OutputRef& ref : refs) ++slots_[ref.node].at(ref.port)->remaining_consumers;
       }
     }
+    const std::size_t count = pipeline.nodes.size();
+    successors_.resize(count);
+    unfinished_producers_.assign(count, 0);
+    produces_for_others_.assign(count, false);
+    for (std::size_t consumer = 0; consumer < count; ++consumer) {
+      std::set<std::size_t> producers;
+      for (const auto& [port, refs] : pipeline.nodes[consumer].inputs) {
+        for (const OutputRef& ref : refs) producers.insert(ref.node);
+      }
+      for (std::size_t producer : producers) {
+        successors_[producer].push_back(consumer);
+        produces_for_others_[producer] = true;
+      }
+      unfinished_producers_[consumer] = producers.size();
+    }
   }
 
   RunResult run() {
@@ -94,36 +113,18 @@ class PipelineRun {
     if (options_.stop_requested != nullptr) stop_watcher = std::thread([this] { watch_for_stop(); });
 
     arena_for(threads_).execute([this] {
-      tbb::flow::graph graph;
+      tbb::task_group group;
       {
-        std::lock_guard<std::mutex> lock(mutex_);
-        graph_ = &graph;
-      }
-      using FlowNode = tbb::flow::continue_node<tbb::flow::continue_msg>;
-      std::vector<std::unique_ptr<FlowNode>> flow_nodes;
-      for (std::size_t i = 0; i < pipeline_.nodes.size(); ++i) {
-        flow_nodes.push_back(std::make_unique<FlowNode>(graph, [this, i](const tbb::flow::continue_msg&) {
-          execute_node(i);
-          return tbb::flow::continue_msg();
-        }));
-      }
-      std::set<std::pair<std::size_t, std::size_t>> edges;
-      for (std::size_t consumer = 0; consumer < pipeline_.nodes.size(); ++consumer) {
-        for (const auto& [port, refs] : pipeline_.nodes[consumer].inputs) {
-          for (const OutputRef& ref : refs) edges.emplace(ref.node, consumer);
+        std::lock_guard<std::mutex> lock(schedule_mutex_);
+        group_ = &group;
+        for (std::size_t i = 0; i < pipeline_.nodes.size(); ++i) {
+          if (unfinished_producers_[i] == 0) ready_.push_back(i);
         }
+        dispatch_ready_nodes();
       }
-      std::vector<bool> has_predecessor(pipeline_.nodes.size(), false);
-      for (const auto& [producer, consumer] : edges) {
-        tbb::flow::make_edge(*flow_nodes[producer], *flow_nodes[consumer]);
-        has_predecessor[consumer] = true;
-      }
-      for (std::size_t i = 0; i < pipeline_.nodes.size(); ++i) {
-        if (!has_predecessor[i]) flow_nodes[i]->try_put(tbb::flow::continue_msg());
-      }
-      graph.wait_for_all();
-      std::lock_guard<std::mutex> lock(mutex_);
-      graph_ = nullptr;
+      group.wait();
+      std::lock_guard<std::mutex> lock(schedule_mutex_);
+      group_ = nullptr;
     });
 
     {
@@ -155,8 +156,8 @@ class PipelineRun {
     std::unique_lock<std::mutex> lock(mutex_);
     while (!finished_) {
       if (options_.stop_requested->load()) {
+        // Running nodes see cancelled(); no further node starts.
         cancel_.store(true);
-        if (graph_ != nullptr) graph_->cancel();
         return;
       }
       stop_changed_.wait_for(lock, std::chrono::milliseconds(50));
@@ -175,9 +176,8 @@ class PipelineRun {
     if (result_.error.empty()) {
       result_.error = "node '" + node.id + "' (type " + node.type + ") failed: " + message;
     }
-    cancel_.store(true);
     // Nodes not yet started will not start; running ones see cancelled().
-    if (graph_ != nullptr) graph_->cancel();
+    cancel_.store(true);
   }
 
   std::map<std::string, std::vector<Payload>> gather_inputs(const PipelineNode& node) const {
@@ -197,6 +197,84 @@ class PipelineRun {
         if (slot.remaining_consumers.fetch_sub(1) == 1) slot.payload = Payload();
       }
     }
+  }
+
+  // --- scheduling -------------------------------------------------------------
+  // A node is ready when all its producers have finished. At most `threads_`
+  // nodes run at once. With a memory limit (max_memory_intensive_nodes > 0) a
+  // memory-intensive node waits while that many of them run, and while a
+  // running sink (a node whose outputs nobody consumes, e.g. a writer) holds
+  // the last claim on an input: that memory is gone when it ends. Of the
+  // ready nodes that may start, the first to start is, in this order:
+  //  1. the one that frees the most inputs (it holds their last claims),
+  //  2. a sink before a node that makes values for others, so that shared
+  //     inputs lose their claims before new values are made,
+  //  3. the one listed first in the pipeline.
+  // Nodes are pure, so the order changes when memory is used, never a result.
+
+  bool memory_intensive(std::size_t index) const {
+    return pipeline_.nodes[index].definition->spec().is_memory_intensive();
+  }
+
+  bool admissible(std::size_t index) const {
+    const int limit = options_.max_memory_intensive_nodes;
+    if (limit <= 0 || !memory_intensive(index)) return true;
+    if (running_memory_intensive_ >= limit) return false;
+    for (std::size_t other : running_nodes_) {
+      if (!produces_for_others_[other] && inputs_freed_by(other) > 0) return false;
+    }
+    return true;
+  }
+
+  // How many of the node's inputs are freed when it finishes.
+  int inputs_freed_by(std::size_t index) const {
+    std::map<const OutputSlot*, int> claims;
+    for (const auto& [port, refs] : pipeline_.nodes[index].inputs) {
+      for (const OutputRef& ref : refs) ++claims[slots_[ref.node].at(ref.port).get()];
+    }
+    int freed = 0;
+    for (const auto& [slot, count] : claims) freed += slot->remaining_consumers.load() == count ? 1 : 0;
+    return freed;
+  }
+
+  // Caller holds schedule_mutex_.
+  void dispatch_ready_nodes() {
+    if (cancel_.load()) ready_.clear();
+    while (running_ < threads_ && !ready_.empty()) {
+      auto best = ready_.end();
+      std::tuple<int, int, std::size_t> best_key{};
+      for (auto it = ready_.begin(); it != ready_.end(); ++it) {
+        if (!admissible(*it)) continue;
+        // Larger is better: more inputs freed, a sink, listed earlier.
+        const std::tuple<int, int, std::size_t> key{inputs_freed_by(*it), produces_for_others_[*it] ? 0 : 1,
+                                                   pipeline_.nodes.size() - *it};
+        if (best == ready_.end() || key > best_key) {
+          best = it;
+          best_key = key;
+        }
+      }
+      if (best == ready_.end()) return;  // only memory-intensive nodes wait
+      const std::size_t index = *best;
+      ready_.erase(best);
+      ++running_;
+      running_nodes_.insert(index);
+      if (memory_intensive(index)) ++running_memory_intensive_;
+      group_->run([this, index] {
+        execute_node(index);
+        node_finished(index);
+      });
+    }
+  }
+
+  void node_finished(std::size_t index) {
+    std::lock_guard<std::mutex> lock(schedule_mutex_);
+    --running_;
+    running_nodes_.erase(index);
+    if (memory_intensive(index)) --running_memory_intensive_;
+    for (std::size_t successor : successors_[index]) {
+      if (--unfinished_producers_[successor] == 0) ready_.push_back(successor);
+    }
+    dispatch_ready_nodes();
   }
 
   void execute_node(std::size_t index) {
@@ -252,6 +330,12 @@ class PipelineRun {
       if (slot.remaining_consumers.load() > 0) slot.payload = std::move(payload);
     }
     outputs.clear();
+#if defined(__GLIBC__)
+    // Hand the pages of freed volumes back to the system. glibc keeps freed
+    // blocks below its (adaptive, up to 32 MiB) mmap threshold in its heaps,
+    // where they would count towards the process's peak memory.
+    malloc_trim(0);
+#endif
 
     info.cpu_seconds = thread_cpu_seconds() - cpu_start;
     info.end_seconds = seconds_since_start();
@@ -266,9 +350,18 @@ class PipelineRun {
   std::vector<std::map<std::string, std::unique_ptr<OutputSlot>>> slots_;
   RunResult result_;
   std::atomic<bool> cancel_{false};
-  tbb::flow::graph* graph_ = nullptr;
   std::chrono::steady_clock::time_point start_;
-  std::mutex mutex_;           // error, graph_, finished_
+  std::mutex mutex_;           // error, finished_
+  // Scheduling state, guarded by schedule_mutex_.
+  std::mutex schedule_mutex_;
+  std::vector<std::vector<std::size_t>> successors_;  // distinct consumers of each node
+  std::vector<std::size_t> unfinished_producers_;
+  std::vector<bool> produces_for_others_;
+  std::vector<std::size_t> ready_;
+  std::set<std::size_t> running_nodes_;
+  int running_ = 0;
+  int running_memory_intensive_ = 0;
+  tbb::task_group* group_ = nullptr;
   std::mutex callback_mutex_;  // serialises user callbacks
   std::condition_variable stop_changed_;
   bool finished_ = false;

@@ -73,6 +73,74 @@ TEST_F(Executor, IndependentBranchesOverlap) {
   EXPECT_GT(overlap, 0.2);
 }
 
+TEST_F(Executor, MemoryIntensiveNodesRunOneAtATimeBesideOtherNodes) {
+  Pipeline pipeline = load(R"(
+    {"id": "heavy_a", "type": "test.heavy_sleep", "params": {"milliseconds": 200}},
+    {"id": "heavy_b", "type": "test.heavy_sleep", "params": {"milliseconds": 200}},
+    {"id": "light", "type": "test.sleep", "params": {"milliseconds": 300}})");
+  RunOptions options;
+  options.threads = 2;
+  RunResult result = run_pipeline(pipeline, registry_, options);
+  ASSERT_TRUE(result.succeeded) << result.error;
+  const NodeRunInfo& a = result.nodes[index_of(pipeline, "heavy_a")];
+  const NodeRunInfo& b = result.nodes[index_of(pipeline, "heavy_b")];
+  const NodeRunInfo& light = result.nodes[index_of(pipeline, "light")];
+  // The two memory-intensive nodes one after the other (listed order)...
+  EXPECT_GE(b.start_seconds, a.end_seconds);
+  // ... while the other node runs beside the first.
+  EXPECT_GT(std::min(a.end_seconds, light.end_seconds) - std::max(a.start_seconds, light.start_seconds), 0.1);
+
+  // Without the limit all three overlap.
+  testing::observations().reset();
+  options.max_memory_intensive_nodes = 0;
+  result = run_pipeline(pipeline, registry_, options);
+  ASSERT_TRUE(result.succeeded) << result.error;
+  const NodeRunInfo& a2 = result.nodes[index_of(pipeline, "heavy_a")];
+  const NodeRunInfo& b2 = result.nodes[index_of(pipeline, "heavy_b")];
+  EXPECT_GT(std::min(a2.end_seconds, b2.end_seconds) - std::max(a2.start_seconds, b2.start_seconds), 0.1);
+}
+
+TEST_F(Executor, AMemoryIntensiveNodeWaitsForARunningSinkThatFreesAnInput) {
+  // After `src`, `writer` (a sink, slow) and `prepare` start together; once
+  // `prepare` is done, `writer` holds the last claim on src.value, and the
+  // memory-intensive `heavy` starts only when that value is gone.
+  Pipeline pipeline = load(R"(
+    {"id": "src", "type": "test.source"},
+    {"id": "writer", "type": "test.sleep", "params": {"milliseconds": 300}, "inputs": {"values": ["src.value"]}},
+    {"id": "prepare", "type": "test.add", "inputs": {"values": ["src.value"]}},
+    {"id": "heavy", "type": "test.heavy_sleep", "params": {"milliseconds": 10}, "inputs": {"values": ["prepare.sum"]}})");
+  RunOptions options;
+  options.threads = 2;
+  RunResult result = run_pipeline(pipeline, registry_, options);
+  ASSERT_TRUE(result.succeeded) << result.error;
+  EXPECT_GE(result.nodes[index_of(pipeline, "heavy")].start_seconds,
+            result.nodes[index_of(pipeline, "writer")].end_seconds);
+}
+
+TEST_F(Executor, ReadyNodesThatFreeMemoryOrConsumeWithoutProducingStartFirst) {
+  // One thread, so the choice among ready nodes is visible in the order.
+  // After both sources: `keep` and `free` are ready; `free` holds the last
+  // claim on single.value and starts first although listed later. Then
+  // `probe` (nobody consumes its output) starts before `grow`, so it sees
+  // only the values that must exist: shared.value, keep.sum and free.sum.
+  Pipeline pipeline = load(R"(
+    {"id": "shared", "type": "test.source"},
+    {"id": "single", "type": "test.source"},
+    {"id": "keep", "type": "test.add", "inputs": {"values": ["shared.value"]}},
+    {"id": "free", "type": "test.add", "inputs": {"values": ["single.value"]}},
+    {"id": "grow", "type": "test.add", "inputs": {"values": ["keep.sum", "free.sum", "shared.value"]}},
+    {"id": "probe", "type": "test.probe", "inputs": {"values": ["keep.sum", "free.sum", "shared.value"]}},
+    {"id": "end", "type": "test.add", "inputs": {"values": ["grow.sum"]}})");
+  RunOptions options;
+  options.threads = 1;
+  RunResult result = run_pipeline(pipeline, registry_, options);
+  ASSERT_TRUE(result.succeeded) << result.error;
+  EXPECT_EQ(testing::observations().execution_order,
+            (std::vector<std::string>{"shared", "single", "free", "keep", "probe", "grow", "end"}));
+  ASSERT_EQ(testing::observations().live_at_probe.size(), 1u);
+  EXPECT_EQ(testing::observations().live_at_probe[0].second, 3);
+}
+
 TEST_F(Executor, OneThreadRunsBranchesOneAfterTheOther) {
   Pipeline pipeline = load(R"(
     {"id": "branch_a", "type": "test.sleep", "params": {"milliseconds": 50}},

@@ -29,7 +29,7 @@ TEST(Registry, ListsNodeTypesSortedByName) {
   std::vector<std::string> names;
   for (const RegisteredNode* node : registry.nodes()) names.push_back(node->spec().type());
   EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
-  EXPECT_EQ(names.size(), 8u);
+  EXPECT_EQ(names.size(), 9u);
 }
 
 TEST(Registry, KnowsTheSdkPayloadTypes) {

@@ -4,6 +4,7 @@
 
 #include <fusionflow/executor.hpp>
 #include <fusionflow/pipeline.hpp>
+#include <fusionflow/plugin.hpp>
 #include <fusionflow/plugin_loader.hpp>
 
 #include <cstdlib>
@@ -66,8 +67,9 @@ TEST_F(PluginLoading, EachBrokenPluginIsReportedAndTheOthersStillWork) {
   const auto& wrong_abi = report_for(reports, "test-wrong-abi");
   EXPECT_FALSE(wrong_abi.loaded);
   EXPECT_EQ(wrong_abi.error,
-            "built for plugin ABI version 999 but this fusionflow expects ABI version 1; rebuild the plugin against "
-            "the installed fusionflow SDK");
+            "built for plugin ABI version 999 but this fusionflow expects ABI version " +
+                std::to_string(FUSIONFLOW_PLUGIN_ABI_VERSION) +
+                "; rebuild the plugin against the installed fusionflow SDK");
 
   const auto& no_entry = report_for(reports, "test-no-entry");
   EXPECT_FALSE(no_entry.loaded);

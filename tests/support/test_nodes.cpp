@@ -72,6 +72,14 @@ NodeRegistry make_test_registry() {
                        ctx.output("value", TestValue(sum_inputs(ctx) + 1));
                      }});
 
+  // The same, declared memory-intensive (the executor limits how many run at once).
+  NodeSpec heavy_sleep("test.heavy_sleep", "1.0.0", "a memory-intensive test.sleep");
+  heavy_sleep.multi_input<TestValue>("values", "inputs", true)
+      .output<TestValue>("value", "sum of inputs plus one")
+      .param("milliseconds", Param::Int(100).range(0, 60000), "how long to wait")
+      .memory_intensive();
+  registry.add_node({heavy_sleep, registry.find_node("test.sleep")->definition.run});
+
   NodeSpec fail("test.fail", "1.0.0", "throws after an optional delay");
   fail.multi_input<TestValue>("values", "inputs", true)
       .output<TestValue>("value", "never produced")

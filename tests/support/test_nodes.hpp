@@ -32,7 +32,8 @@ struct Observations {
 };
 Observations& observations();
 
-// A registry with: test.source, test.add, test.sleep, test.fail,
+// A registry with: test.source, test.add, test.sleep, test.heavy_sleep
+// (memory-intensive), test.fail,
 // test.wait_for_cancel, test.probe, test.all_params, test.volume_sink.
 NodeRegistry make_test_registry();
 

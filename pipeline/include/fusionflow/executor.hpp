@@ -1,5 +1,7 @@
-// Runs a loaded Pipeline on oneTBB: each node starts as soon as all its
-// inputs are ready, so independent branches overlap up to the thread limit.
+// Runs a loaded Pipeline on oneTBB: a node is ready as soon as all its inputs
+// are, and independent branches overlap up to the thread limit. Which ready
+// node starts first is chosen to keep memory low (see RunOptions and
+// docs/pipeline-format.md, "Running"); results never depend on it.
 #pragma once
 
 #include <atomic>
@@ -29,6 +31,9 @@ struct RunOptions {
   std::function<void(const ProgressEvent&)> on_progress;  // called from worker threads, serialised
   std::function<void(std::size_t node, LogLevel, const std::string&)> on_log;  // serialised too
   const std::atomic<bool>* stop_requested = nullptr;  // e.g. set by SIGINT
+  // At most this many nodes whose type is declared memory-intensive
+  // (NodeSpec::memory_intensive) run at the same time; 0: no limit.
+  int max_memory_intensive_nodes = 1;
 };
 
 struct NodeRunInfo {

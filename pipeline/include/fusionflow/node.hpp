@@ -64,6 +64,11 @@ class NodeSpec {
     return add_output({std::move(name), payload_type_name<T>(), std::move(description), false, true});
   }
   NodeSpec& param(std::string name, const Param& param, std::string description);
+  // Declares that the node needs working memory of a few times its inputs
+  // while it runs (multiscale transforms, fusion rules, volume rendering).
+  // The executor runs at most RunOptions::max_memory_intensive_nodes such
+  // nodes at once (default one); other nodes keep running beside them.
+  NodeSpec& memory_intensive(bool value = true);
 
   NodeSpec& add_input(PortSpec port);
   NodeSpec& add_output(PortSpec port);
@@ -74,6 +79,7 @@ class NodeSpec {
   const std::vector<PortSpec>& inputs() const { return inputs_; }
   const std::vector<PortSpec>& outputs() const { return outputs_; }
   const std::vector<ParamSpec>& params() const { return params_; }
+  bool is_memory_intensive() const { return memory_intensive_; }
 
   const PortSpec* find_input(std::string_view name) const;
   const PortSpec* find_output(std::string_view name) const;
@@ -89,6 +95,7 @@ class NodeSpec {
   std::vector<PortSpec> inputs_;
   std::vector<PortSpec> outputs_;
   std::vector<ParamSpec> params_;
+  bool memory_intensive_ = false;
 };
 
 // Thrown by NodeContext::throw_if_cancelled(); the executor records the node
