@@ -17,6 +17,7 @@ NodeSpec laplacian_pyramid_spec() {
                 "halves the grid (rounded up; coarse voxel j centred on fine voxel 2j: spacing doubles, origin and "
                 "direction stay). Any grid size, odd included; decode.latent reconstructs to float precision.");
   spec.input<Volume>("volume", "the (normalised) volume to encode")
+      .memory_intensive()
       .output<Latent>("latent", "kind 'laplacian_pyramid'")
       .param("levels", Param::Int(4).range(1, 16), "number of band-pass levels");
   return spec;
@@ -28,6 +29,7 @@ NodeSpec atrous_wavelet_spec() {
                 "c_{j+1} = c_j filtered with 2^j - 1 holes, then the 'base' c_levels. Every level on the source "
                 "grid (memory: levels + 1 volumes). Decoding is the sum of the levels.");
   spec.input<Volume>("volume", "the (normalised) volume to encode")
+      .memory_intensive()
       .output<Latent>("latent", "kind 'atrous_wavelet'")
       .param("levels", Param::Int(4).range(1, 10), "number of detail scales");
   return spec;
@@ -39,6 +41,7 @@ NodeSpec guided_filter_spec() {
                 "over a (2 base_radius + 1)^3 box, detail = volume - base. The guided-filter weight maps are built "
                 "by fuse.latent with rule 'guided_filter', which needs every source.");
   spec.input<Volume>("volume", "the (normalised, [0, 1]) volume to encode")
+      .memory_intensive()
       .output<Latent>("latent", "kind 'guided_filter': levels 'detail' and 'base' on the source grid")
       .param("base_radius", Param::Int(15).range(1, 512), "box radius in voxels (15: the paper's 31 x 31 average)");
   return spec;

@@ -18,6 +18,7 @@ NodeSpec latent_spec() {
                 "output's metadata says modality FUSED and lists the sources.");
   spec.multi_input<Latent>("latents", "two or more latents, one per modality, same encoder and grid")
       .output<Latent>("latent", "the fused latent")
+      .memory_intensive()
       .param("detail_rule", Param::Choice({"max_abs", "average", "local_energy", "salience_match", "guided_filter"},
                                           "max_abs"),
              "rule for detail (band-pass) and feature levels")

@@ -96,7 +96,8 @@ NodeSpec render3d_spec() {
       .param("height", Param::Int(800).range(16, 4096), "image height in pixels")
       .param("background", Param::String("black"), "background colour: name, #rrggbb or r,g,b in [0,1]")
       .param("annotate", Param::Bool(true), "orientation letters at the image edges and a caption")
-      .param("path", Param::OutputPath(), "PNG file to write");
+      .param("path", Param::OutputPath(), "PNG file to write")
+      .memory_intensive();  // cropped, smoothed and GPU copies of the volumes
   return spec;
 }
 
