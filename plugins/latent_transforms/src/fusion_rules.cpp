@@ -147,7 +147,7 @@ void validate(const std::vector<const Latent*>& latents, const FusionOptions& op
 // Integer box sums (exact) of a label indicator, for majority votes. T must
 // hold (2r + 1)^3 (see vote_bits); the prefix sums are 32-bit.
 template <class T>
-void box_count(std::vector<T>& data, Dims d, std::size_t r, const Control& control) {
+void box_count(T* data, Dims d, std::size_t r, const Control& control) {
   auto window = [r](std::size_t i, std::size_t n) {
     return std::pair<std::size_t, std::size_t>(i >= r ? i - r : 0, std::min(n - 1, i + r));
   };
@@ -157,7 +157,7 @@ void box_count(std::vector<T>& data, Dims d, std::size_t r, const Control& contr
     control.cancel_point();
     std::vector<std::int32_t> prefix(std::max(d.nx, d.ny) + 1);
     std::vector<std::int32_t> column(d.ny);
-    T* plane = data.data() + k * slice;
+    T* plane = data + k * slice;
     for (std::size_t j = 0; j < d.ny; ++j) {
       T* row = plane + j * d.nx;
       prefix[0] = 0;
@@ -265,16 +265,16 @@ void rule_max_abs(const LevelInputs& in, float* out) {
   });
 }
 
-// Majority votes of the consistency check in the narrowest counter that holds
-// a full window, (2r + 1)^3 votes: 1 byte per voxel for the usual radius 1.
+// The consistency check: each voxel takes the majority of its neighbourhood's
+// choices (ties keep its own). Votes are counted in `votes` and
+// `best_votes` (voxel-count buffers of the narrowest counter that holds a
+// full window, (2r + 1)^3 votes).
 template <class Count>
 std::vector<std::uint8_t> consistent_choice(const LevelInputs& in, const std::vector<std::uint8_t>& choice,
-                                            std::size_t radius, const Control& control) {
-  const std::size_t v_count = in.voxels();
+                                            std::size_t radius, Count* votes, Count* best_votes,
+                                            const Control& control) {
   const Dims d = in.dims;
-  // Majority of the neighbourhood's choices; ties keep the voxel's own.
-  std::vector<Count> best_votes(v_count), votes(v_count);
-  std::vector<std::uint8_t> consistent(v_count, 0);
+  std::vector<std::uint8_t> consistent(in.voxels(), 0);
   for (std::size_t n = 0; n < in.data.size(); ++n) {
     parallel_index(d.nz, [&](std::size_t k) {
       for (std::size_t v = k * d.slice(); v < (k + 1) * d.slice(); ++v) votes[v] = choice[v] == n ? 1 : 0;
@@ -292,35 +292,157 @@ std::vector<std::uint8_t> consistent_choice(const LevelInputs& in, const std::ve
   return consistent;
 }
 
-// Peak memory on the finest level: one energy map plus the output level,
-// which serves as the second energy map until the choice is taken.
-void rule_local_energy(const LevelInputs& in, const FusionOptions& options, float* out, const Control& control) {
-  const std::size_t v_count = in.voxels();
+// With counters wider than a byte the vote maps get their own buffers.
+template <class Count>
+std::vector<std::uint8_t> consistent_choice(const LevelInputs& in, const std::vector<std::uint8_t>& choice,
+                                            std::size_t radius, const Control& control) {
+  std::vector<Count> votes(in.voxels()), best_votes(in.voxels());
+  return consistent_choice(in, choice, radius, votes.data(), best_votes.data(), control);
+}
+
+// Choose-max on local energy with whole-volume energy maps: one map plus the
+// output level, which serves as the second map until the choice is taken.
+void energy_choice_whole(const LevelInputs& in, std::size_t radius, float* out, std::vector<std::uint8_t>& choice,
+                         const Control& control) {
   const Dims d = in.dims;
-  std::vector<std::uint8_t> choice(v_count, 0);
-  {
-    // Scoped: the best energy map is gone before the consistency check needs
-    // its own buffers.
-    std::vector<float> best = local_product(in, 0, 0, options.window_radius, control);
-    float* energy = out;  // out holds channels * v_count >= v_count values, written last by take_choice
-    for (std::size_t n = 1; n < in.data.size(); ++n) {
-      local_product_into(in, n, n, options.window_radius, energy, control);
-      parallel_index(d.nz, [&](std::size_t k) {
-        for (std::size_t v = k * d.slice(); v < (k + 1) * d.slice(); ++v) {
-          if (energy[v] > best[v]) {
-            best[v] = energy[v];
-            choice[v] = static_cast<std::uint8_t>(n);
+  std::vector<float> best = local_product(in, 0, 0, radius, control);
+  float* energy = out;  // out holds channels * voxels >= voxels values, written last by take_choice
+  for (std::size_t n = 1; n < in.data.size(); ++n) {
+    local_product_into(in, n, n, radius, energy, control);
+    parallel_index(d.nz, [&](std::size_t k) {
+      for (std::size_t v = k * d.slice(); v < (k + 1) * d.slice(); ++v) {
+        if (energy[v] > best[v]) {
+          best[v] = energy[v];
+          choice[v] = static_cast<std::uint8_t>(n);
+        }
+      }
+    });
+  }
+}
+
+// Bytes of energy_choice_stream's buffers.
+std::size_t energy_stream_bytes(const LevelInputs& in, std::size_t radius) {
+  return in.data.size() * in.dims.slice() * ((2 * radius + 2) * sizeof(double) + 2 * sizeof(float));
+}
+
+// The same choice, bit for bit, one z slice at a time: local_product's box
+// mean (detail::box_mean_inplace) is a pass along x, then y, then z, each a
+// prefix sum in double along the line rounded to float. The x and y passes
+// need only the slice; the z pass keeps, per source, a ring of the last
+// 2r + 2 planes of its running prefix sum, which is all a window needs.
+// Output slice k is complete once slice min(k + r, nz - 1) is in.
+void energy_choice_stream(const LevelInputs& in, std::size_t r, std::vector<std::uint8_t>& choice,
+                          const Control& control) {
+  const Dims d = in.dims;
+  const std::size_t plane = d.slice();
+  const std::size_t sources = in.data.size();
+  const std::size_t v_count = in.voxels();
+  const std::size_t ring = 2 * r + 2;
+  std::vector<double> prefix(sources * ring * plane);
+  std::vector<float> slice(sources * plane), energy(sources * plane);
+  // Prefix plane `index` (the sum of slices 0 .. index - 1) of source n.
+  auto prefix_plane = [&](std::size_t n, std::size_t index) { return prefix.data() + (n * ring + index % ring) * plane; };
+  auto window = [r](std::size_t i, std::size_t n) {
+    return std::pair<std::size_t, std::size_t>(i >= r ? i - r : 0, std::min(n - 1, i + r));
+  };
+  for (std::size_t n = 0; n < sources; ++n) std::fill_n(prefix_plane(n, 0), plane, 0.0);
+  constexpr std::size_t kColumns = 64;  // y pass: blocks of columns per task
+  std::size_t next_out = 0;
+  for (std::size_t z = 0; z < d.nz; ++z) {
+    control.cancel_point();
+    for (std::size_t n = 0; n < sources; ++n) {
+      float* values = slice.data() + n * plane;
+      // Energy (sum over channels of the squared coefficient), then x, per row.
+      parallel_index(d.ny, [&](std::size_t j) {
+        float* row = values + j * d.nx;
+        for (std::size_t x = 0; x < d.nx; ++x) {
+          const std::size_t v = z * plane + j * d.nx + x;
+          float sum = 0.0f;
+          for (std::size_t c = 0; c < in.channels; ++c) sum += in.data[n][c * v_count + v] * in.data[n][c * v_count + v];
+          row[x] = sum;
+        }
+        std::vector<double> line(d.nx + 1);
+        line[0] = 0.0;
+        for (std::size_t x = 0; x < d.nx; ++x) line[x + 1] = line[x] + static_cast<double>(row[x]);
+        for (std::size_t x = 0; x < d.nx; ++x) {
+          const auto [lo, hi] = window(x, d.nx);
+          row[x] = static_cast<float>((line[hi + 1] - line[lo]) / static_cast<double>(hi - lo + 1));
+        }
+      });
+      // y, per column.
+      parallel_index((d.nx + kColumns - 1) / kColumns, [&](std::size_t block) {
+        const std::size_t x0 = block * kColumns, x1 = std::min(d.nx, x0 + kColumns);
+        std::vector<double> column((d.ny + 1) * (x1 - x0), 0.0);
+        const std::size_t w = x1 - x0;
+        for (std::size_t j = 0; j < d.ny; ++j) {
+          for (std::size_t x = x0; x < x1; ++x) {
+            column[(j + 1) * w + (x - x0)] = column[j * w + (x - x0)] + static_cast<double>(values[j * d.nx + x]);
+          }
+        }
+        for (std::size_t j = 0; j < d.ny; ++j) {
+          const auto [lo, hi] = window(j, d.ny);
+          const double count = static_cast<double>(hi - lo + 1);
+          for (std::size_t x = x0; x < x1; ++x) {
+            values[j * d.nx + x] = static_cast<float>((column[(hi + 1) * w + (x - x0)] - column[lo * w + (x - x0)]) / count);
           }
         }
       });
+      // z: the running prefix sum.
+      const double* previous = prefix_plane(n, z);
+      double* current = prefix_plane(n, z + 1);
+      parallel_index(d.ny, [&](std::size_t j) {
+        for (std::size_t v = j * d.nx; v < (j + 1) * d.nx; ++v) current[v] = previous[v] + static_cast<double>(values[v]);
+      });
     }
+    // Every output slice whose window ends here.
+    const std::size_t last = z + 1 == d.nz ? d.nz : (z >= r ? z - r + 1 : 0);
+    for (; next_out < last; ++next_out) {
+      const std::size_t k = next_out;
+      const auto [lo, hi] = window(k, d.nz);
+      const double count = static_cast<double>(hi - lo + 1);
+      parallel_index(d.ny, [&](std::size_t j) {
+        for (std::size_t n = 0; n < sources; ++n) {
+          const double* top = prefix_plane(n, hi + 1);
+          const double* bottom = prefix_plane(n, lo);
+          float* e = energy.data() + n * plane;
+          for (std::size_t v = j * d.nx; v < (j + 1) * d.nx; ++v) e[v] = static_cast<float>((top[v] - bottom[v]) / count);
+        }
+        for (std::size_t v = j * d.nx; v < (j + 1) * d.nx; ++v) {
+          float best = energy[v];
+          std::uint8_t chosen = 0;
+          for (std::size_t n = 1; n < sources; ++n) {
+            if (energy[n * plane + v] > best) {
+              best = energy[n * plane + v];
+              chosen = static_cast<std::uint8_t>(n);
+            }
+          }
+          choice[k * plane + v] = chosen;
+        }
+      });
+    }
+  }
+}
+
+void rule_local_energy(const LevelInputs& in, const FusionOptions& options, float* out, const Control& control) {
+  const std::size_t v_count = in.voxels();
+  std::vector<std::uint8_t> choice(v_count, 0);
+  // Whichever needs less memory: slice by slice (usual: a few MiB instead
+  // of a volume-sized energy map on the finest level) or whole maps (large
+  // windows on thin grids).
+  if (energy_stream_bytes(in, options.window_radius) < v_count * sizeof(float)) {
+    energy_choice_stream(in, options.window_radius, choice, control);
+  } else {
+    energy_choice_whole(in, options.window_radius, out, choice, control);
   }
   const std::size_t r = options.consistency_radius;
   if (r > 0) {
     const std::size_t side = 2 * r + 1;
     const std::size_t window = side * side * side;
     if (window <= 0xFF) {
-      choice = consistent_choice<std::uint8_t>(in, choice, r, control);
+      // The output level is unused until take_choice: its bytes (at least
+      // 4 per voxel) hold the two 1-byte vote maps.
+      auto* scratch = reinterpret_cast<std::uint8_t*>(out);
+      choice = consistent_choice(in, choice, r, scratch, scratch + v_count, control);
     } else if (window <= 0xFFFF) {
       choice = consistent_choice<std::uint16_t>(in, choice, r, control);
     } else {

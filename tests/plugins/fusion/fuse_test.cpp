@@ -168,6 +168,79 @@ TEST(FuseLatent, LocalEnergyConsistencyMatchesABruteForceMajorityForEveryVoteCou
   }
 }
 
+// The local energy as the rule defines it, bit for bit: the squared
+// coefficient, then a box mean along x, y and z in turn, each pass a prefix
+// sum in double along the line (window clipped at the edges) rounded to float.
+std::vector<float> reference_local_energy(const std::vector<float>& coefficients, std::array<std::size_t, 3> size,
+                                          std::size_t r) {
+  std::vector<float> data(coefficients.size());
+  for (std::size_t v = 0; v < data.size(); ++v) data[v] = 0.0f + coefficients[v] * coefficients[v];
+  const std::array<std::size_t, 3> stride{1, size[0], size[0] * size[1]};
+  for (int axis = 0; axis < 3; ++axis) {
+    const std::size_t n = size[axis];
+    std::vector<double> prefix(n + 1);
+    for (std::size_t start = 0; start < data.size(); ++start) {
+      if ((start / stride[axis]) % n != 0) continue;  // one line per start voxel with index 0 along `axis`
+      prefix[0] = 0.0;
+      for (std::size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + static_cast<double>(data[start + i * stride[axis]]);
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t lo = i >= r ? i - r : 0, hi = std::min(n - 1, i + r);
+        data[start + i * stride[axis]] =
+            static_cast<float>((prefix[hi + 1] - prefix[lo]) / static_cast<double>(hi - lo + 1));
+      }
+    }
+  }
+  return data;
+}
+
+TEST(FuseLatent, LocalEnergyWindowsMatchTheirDefinitionBitForBit) {
+  // Random coefficients of three sources; window radii from 0 to larger than
+  // the grid. The rule computes the energies slice by slice when that takes
+  // less memory (thick grids, small windows: here 6x5x50 with radius <= 2)
+  // and as whole maps otherwise: both must give these bits.
+  std::mt19937 random(9);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (const std::array<std::size_t, 3> size : {std::array<std::size_t, 3>{11, 9, 13}, std::array<std::size_t, 3>{6, 5, 50}}) {
+    const std::size_t count = size[0] * size[1] * size[2];
+    std::vector<Latent> latents;
+    for (const char* modality : {"CT", "MR", "PT"}) {
+      std::vector<float> data(count);
+      for (float& value : data) value = uniform(random);
+      Latent latent = hand_latent(modality, {}, {0.0f});
+      latent.source_geometry.size = size;
+      latent.levels[0].geometry.size = size;
+      latent.levels[0].data = std::move(data);
+      latents.push_back(std::move(latent));
+    }
+    for (const std::size_t radius : {std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{5}, std::size_t{30}}) {
+      std::vector<std::vector<float>> energy;
+      for (const Latent& latent : latents) energy.push_back(reference_local_energy(latent.levels[0].data, size, radius));
+      std::vector<float> expected(count);
+      for (std::size_t v = 0; v < count; ++v) {
+        std::size_t choice = 0;
+        float best = energy[0][v];
+        for (std::size_t n = 1; n < latents.size(); ++n) {
+          if (energy[n][v] > best) {
+            best = energy[n][v];
+            choice = n;
+          }
+        }
+        expected[v] = latents[choice].levels[0].data[v];
+      }
+      for (const int threads : {1, 2}) {
+        const Latent fused =
+            fuse(latents,
+                 {{"detail_rule", std::string("local_energy")}, {"window_radius", static_cast<int>(radius)},
+                  {"consistency_radius", 0}},
+                 threads);
+        EXPECT_EQ(fused.levels[0].data, expected)
+            << size[0] << "x" << size[1] << "x" << size[2] << ", window_radius " << radius << ", " << threads
+            << " threads";
+      }
+    }
+  }
+}
+
 TEST(FuseLatent, MultiChannelFeatureLevelsAreChosenPerVoxelAcrossAllChannels) {
   // Learned encoders' levels: role "features", 2 channels on a 2x1x1 grid.
   auto make = [](const std::string& modality, std::vector<float> features) {
