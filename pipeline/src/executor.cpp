@@ -90,6 +90,14 @@ class PipelineRun {
       }
     }
     const std::size_t count = pipeline.nodes.size();
+    claims_.resize(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      std::map<OutputSlot*, int> claims;
+      for (const auto& [port, refs] : pipeline.nodes[i].inputs) {
+        for (const OutputRef& ref : refs) ++claims[slots_[ref.node].at(ref.port).get()];
+      }
+      claims_[i].assign(claims.begin(), claims.end());
+    }
     successors_.resize(count);
     unfinished_producers_.assign(count, 0);
     produces_for_others_.assign(count, false);
@@ -190,13 +198,19 @@ class PipelineRun {
   }
 
   // Drops this consumer's claims; the last consumer frees the payload.
-  void release_inputs(const PipelineNode& node) {
+  // Returns whether it freed one.
+  bool release_inputs(const PipelineNode& node) {
+    bool freed = false;
     for (const auto& [port, refs] : node.inputs) {
       for (const OutputRef& ref : refs) {
         OutputSlot& slot = *slots_[ref.node].at(ref.port);
-        if (slot.remaining_consumers.fetch_sub(1) == 1) slot.payload = Payload();
+        if (slot.remaining_consumers.fetch_sub(1) == 1) {
+          slot.payload = Payload();
+          freed = true;
+        }
       }
     }
+    return freed;
   }
 
   // --- scheduling -------------------------------------------------------------
@@ -228,12 +242,8 @@ class PipelineRun {
 
   // How many of the node's inputs are freed when it finishes.
   int inputs_freed_by(std::size_t index) const {
-    std::map<const OutputSlot*, int> claims;
-    for (const auto& [port, refs] : pipeline_.nodes[index].inputs) {
-      for (const OutputRef& ref : refs) ++claims[slots_[ref.node].at(ref.port).get()];
-    }
     int freed = 0;
-    for (const auto& [slot, count] : claims) freed += slot->remaining_consumers.load() == count ? 1 : 0;
+    for (const auto& [slot, count] : claims_[index]) freed += slot->remaining_consumers.load() == count ? 1 : 0;
     return freed;
   }
 
@@ -323,18 +333,26 @@ class PipelineRun {
       info.error = "unknown exception";
       fail(index, info.error);
     }
-    release_inputs(node);
+    bool freed = release_inputs(node);
     for (auto& [port, payload] : outputs) {
       OutputSlot& slot = *slots_[index].at(port);
       // Outputs nobody consumes are dropped now rather than at the end.
-      if (slot.remaining_consumers.load() > 0) slot.payload = std::move(payload);
+      if (slot.remaining_consumers.load() > 0) {
+        slot.payload = std::move(payload);
+      } else {
+        freed = true;
+      }
     }
     outputs.clear();
 #if defined(__GLIBC__)
-    // Hand the pages of freed volumes back to the system. glibc keeps freed
+    // Hand the pages of freed values back to the system. glibc keeps freed
     // blocks below its (adaptive, up to 32 MiB) mmap threshold in its heaps,
-    // where they would count towards the process's peak memory.
-    malloc_trim(0);
+    // where they would count towards the process's peak memory. Done when a
+    // value was freed or a memory-intensive node's temporaries are gone
+    // (each call takes a few microseconds).
+    if (freed || memory_intensive(index)) malloc_trim(0);
+#else
+    (void)freed;
 #endif
 
     info.cpu_seconds = thread_cpu_seconds() - cpu_start;
@@ -354,6 +372,7 @@ class PipelineRun {
   std::mutex mutex_;           // error, finished_
   // Scheduling state, guarded by schedule_mutex_.
   std::mutex schedule_mutex_;
+  std::vector<std::vector<std::pair<OutputSlot*, int>>> claims_;  // per node: input slots and its references to each
   std::vector<std::vector<std::size_t>> successors_;  // distinct consumers of each node
   std::vector<std::size_t> unfinished_producers_;
   std::vector<bool> produces_for_others_;
