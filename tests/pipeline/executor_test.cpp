@@ -2,13 +2,47 @@
 
 #include <fusionflow/executor.hpp>
 
+#include <fusionflow/sdk.hpp>
+
 #include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "test_nodes.hpp"
 
+namespace fusionflow::executor_test {
+// Heap blocks of 1 MiB, for the memory-return test.
+struct HeapBlocks {
+  std::vector<std::unique_ptr<char[]>> blocks;
+};
+struct HeapCount {
+  std::size_t count = 0;
+};
+}  // namespace fusionflow::executor_test
+FUSIONFLOW_PAYLOAD_TYPE(fusionflow::executor_test::HeapBlocks, "HeapBlocks");
+FUSIONFLOW_PAYLOAD_TYPE(fusionflow::executor_test::HeapCount, "HeapCount");
+
 namespace fusionflow {
 namespace {
+
+// Resident anonymous memory of this process, in bytes (0 if unknown).
+std::size_t resident_anonymous_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  while (status >> key) {
+    if (key == "RssAnon:") {
+      std::size_t kib = 0;
+      status >> kib;
+      return kib * 1024;
+    }
+    status.ignore(1 << 12, '\n');
+  }
+  return 0;
+}
 
 class Executor : public ::testing::Test {
  protected:
@@ -139,6 +173,53 @@ TEST_F(Executor, ReadyNodesThatFreeMemoryOrConsumeWithoutProducingStartFirst) {
             (std::vector<std::string>{"shared", "single", "free", "keep", "probe", "grow", "end"}));
   ASSERT_EQ(testing::observations().live_at_probe.size(), 1u);
   EXPECT_EQ(testing::observations().live_at_probe[0].second, 3);
+}
+
+TEST_F(Executor, FreedValuesAreReturnedToTheSystem) {
+  // glibc keeps freed blocks below its mmap threshold in its heap, where they
+  // stay resident unless trimmed. `blocks` makes 32 MiB of such blocks (after
+  // raising the threshold as a freed 16 MiB buffer does) below a block that
+  // stays allocated, so free() alone cannot shrink the heap; `use` frees
+  // them; `after` measures what is resident then.
+  using executor_test::HeapBlocks;
+  using executor_test::HeapCount;
+  static std::vector<std::unique_ptr<char[]>> pins;
+  static std::size_t resident_with_blocks = 0, resident_after = 0;
+  registry_.add_payload_type("HeapBlocks", "heap blocks");
+  registry_.add_payload_type("HeapCount", "how many blocks there were");
+  NodeSpec blocks_spec("test.heap_blocks", "1.0.0", "32 blocks of 1 MiB on the heap");
+  blocks_spec.output<HeapBlocks>("blocks", "the blocks");
+  registry_.add_node({blocks_spec, [](NodeContext& ctx) {
+                        { std::unique_ptr<char[]> large(new char[16u << 20]); std::memset(large.get(), 1, 16u << 20); }
+                        HeapBlocks value;
+                        for (int n = 0; n < 32; ++n) {
+                          value.blocks.emplace_back(new char[1u << 20]);
+                          std::memset(value.blocks.back().get(), 1, 1u << 20);
+                        }
+                        pins.emplace_back(new char[4096]);
+                        std::memset(pins.back().get(), 1, 4096);
+                        ctx.output("blocks", std::move(value));
+                      }});
+  NodeSpec use_spec("test.heap_use", "1.0.0", "consumes the blocks");
+  use_spec.input<HeapBlocks>("blocks", "the blocks").output<HeapCount>("count", "how many");
+  registry_.add_node({use_spec, [](NodeContext& ctx) {
+                        resident_with_blocks = resident_anonymous_bytes();
+                        ctx.output("count", HeapCount{ctx.input<HeapBlocks>("blocks").blocks.size()});
+                      }});
+  NodeSpec after_spec("test.heap_after", "1.0.0", "measures");
+  after_spec.input<HeapCount>("count", "how many");
+  registry_.add_node({after_spec, [](NodeContext&) { resident_after = resident_anonymous_bytes(); }});
+  Pipeline pipeline = load(R"(
+    {"id": "blocks", "type": "test.heap_blocks"},
+    {"id": "use", "type": "test.heap_use", "inputs": {"blocks": "blocks.blocks"}},
+    {"id": "after", "type": "test.heap_after", "inputs": {"count": "use.count"}})");
+  RunOptions options;
+  options.threads = 1;
+  RunResult result = run_pipeline(pipeline, registry_, options);
+  ASSERT_TRUE(result.succeeded) << result.error;
+  ASSERT_GT(resident_with_blocks, 0u) << "no RssAnon in /proc/self/status";
+  EXPECT_GE(resident_with_blocks, resident_after + (24u << 20))
+      << "resident with the blocks " << resident_with_blocks << ", after they were freed " << resident_after;
 }
 
 TEST_F(Executor, OneThreadRunsBranchesOneAfterTheOther) {
