@@ -1,5 +1,6 @@
 // register.* nodes: rigid and affine registration of a moving volume to a
-// fixed one (Mattes mutual information, ITK v4), and transform files.
+// fixed one (Mattes mutual information, adaptive stochastic gradient
+// descent), and transform files.
 #include <fusionflow/itk_transform.hpp>
 #include <fusionflow/sdk.hpp>
 
@@ -15,7 +16,7 @@ namespace {
 
 NodeSpec registration_spec(const std::string& kind) {
   const bool rigid = kind == "rigid";
-  NodeSpec spec("register." + kind, "1.0.0",
+  NodeSpec spec("register." + kind, "2.0.0",
                 rigid ? "Rigid (rotation + translation) registration, Mattes mutual information, multi-resolution"
                       : "Affine registration, Mattes mutual information, multi-resolution");
   spec.input<Volume>("fixed", "the reference volume (e.g. CT)")
@@ -26,23 +27,24 @@ NodeSpec registration_spec(const std::string& kind) {
       .param("initialization", Param::Choice({"geometry", "moments", "none"}, "geometry"),
              "initial alignment: grid centres (geometry), intensity centres of mass (moments; not for CT, whose "
              "air is negative), or none")
-      .param("shrink_factors", Param::IntList({4, 2, 1}).range(1, 64), "per level, coarse to fine")
+      .param("shrink_factors", Param::IntList({4, 2, 1}).range(1, 64),
+             "per level, coarse to fine: samples are drawn from every n-th fixed voxel per axis")
       .param("smoothing_sigmas_mm", Param::FloatList({2.0, 1.0, 0.0}).range(0.0, 50.0),
-             "Gaussian smoothing per level, in mm")
-      .param("iterations", Param::IntList({300, 200, 100}).range(1, 100000), "maximum iterations per level")
+             "Gaussian smoothing of both volumes per level, in mm")
+      .param("iterations", Param::IntList({300, 300, 300}).range(1, 100000), "maximum iterations per level")
       .param("histogram_bins", Param::Int(32).range(8, 256), "Mattes mutual information histogram bins")
-      .param("sampling_percentage", Param::Float(0.2).range(0.0001, 1.0),
-             "fraction of each level's voxels sampled at random for the metric...")
-      .param("max_samples", Param::Int(50000).range(1000, 100000000), "...but at most this many per level")
+      .param("samples_per_iteration", Param::Int(2048).range(64, 10000000),
+             "fixed voxels drawn at random, afresh at every iteration, for the metric and its gradient")
       .param("seed", Param::Int(1).range(0, 2147483646), "seed of the random sampling")
-      .param("max_step_mm", Param::Float(2.0).range(1e-4, 100.0), "first step length (about mm of voxel motion)")
-      .param("min_step_mm", Param::Float(0.005).range(1e-7, 10.0), "converged when the step falls below this")
-      .param("relaxation", Param::Float(0.8).range(0.01, 0.99), "step shrink factor when the gradient turns")
+      .param("max_step_mm", Param::Float(2.0).range(1e-4, 100.0),
+             "largest voxel motion of a step at the coarsest level (finer levels: scaled by their shrink factor)")
+      .param("convergence_mm", Param::Float(0.5).range(1e-7, 10.0),
+             "a level has converged when the mean positions of its last two windows of iterations differ by less "
+             "than this (RMS voxel motion)")
+      .param("convergence_window", Param::Int(50).range(2, 10000),
+             "iterations per window; the last two windows are averaged for the level's answer")
       .param("require_convergence", Param::Bool(true),
              "fail if the finest level stops at its iteration limit instead of converging")
-      .param("deterministic", Param::Bool(true),
-             "same transform for any thread count (the metric runs on one thread; other registrations and "
-             "nodes use the rest); false: faster on many cores, last-bit differences between thread counts")
       .param("interpolation", Param::Choice({"linear", "bspline", "nearest"}, "linear"),
              "interpolation of the registered output")
       .param("default_value", Param::Float(0.0), "value of registered voxels outside the moving volume");
@@ -65,14 +67,12 @@ void run_registration(NodeContext& ctx, const std::string& kind) {
     settings.iterations.push_back(static_cast<int>(count));
   }
   settings.histogram_bins = ctx.param<int>("histogram_bins");
-  settings.sampling_percentage = ctx.param<double>("sampling_percentage");
-  settings.max_samples = ctx.param<long>("max_samples");
+  settings.samples_per_iteration = ctx.param<long>("samples_per_iteration");
   settings.seed = static_cast<std::uint64_t>(ctx.param<std::int64_t>("seed"));
   settings.max_step_mm = ctx.param<double>("max_step_mm");
-  settings.min_step_mm = ctx.param<double>("min_step_mm");
-  settings.relaxation = ctx.param<double>("relaxation");
+  settings.convergence_mm = ctx.param<double>("convergence_mm");
+  settings.convergence_window = ctx.param<int>("convergence_window");
   settings.require_convergence = ctx.param<bool>("require_convergence");
-  settings.deterministic = ctx.param<bool>("deterministic");
   settings.threads = ctx.thread_budget();
 
   registration::Callbacks callbacks;
@@ -172,7 +172,7 @@ void run_target_error(NodeContext& ctx) {
 }  // namespace
 }  // namespace fusionflow::register_nodes
 
-FUSIONFLOW_PLUGIN("register", "1.0.0", "Rigid and affine registration (ITK v4, Mattes MI) and transform files") {
+FUSIONFLOW_PLUGIN("register", "2.0.0", "Rigid and affine registration (Mattes MI, stochastic gradient descent) and transform files") {
   using namespace fusionflow;
   using namespace fusionflow::register_nodes;
   registrar.add_node(registration_spec("rigid"), [](NodeContext& ctx) { run_registration(ctx, "rigid"); });

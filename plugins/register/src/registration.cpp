@@ -2,51 +2,25 @@
 
 #include <itkAffineTransform.h>
 #include <itkCenteredTransformInitializer.h>
-#include <itkCommand.h>
 #include <itkEuler3DTransform.h>
-#include <itkImageRegistrationMethodv4.h>
-#include <itkMattesMutualInformationImageToImageMetricv4.h>
-#include <itkRegistrationParameterScalesFromPhysicalShift.h>
-#include <itkRegularStepGradientDescentOptimizerv4.h>
+#include <itkSmoothingRecursiveGaussianImageFilter.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
 
 #include "fusionflow/itk_bridge.hpp"
 #include "fusionflow/node.hpp"
+#include "mattes_mi.hpp"
 
 namespace fusionflow::registration {
 
 namespace {
 
 using Image = ItkFloatImage;
-using Optimizer = itk::RegularStepGradientDescentOptimizerv4<double>;
-using MattesMetric = itk::MattesMutualInformationImageToImageMetricv4<Image, Image, Image, double>;
-
-// Mattes MI whose threading can be made deterministic. ITK splits the sample
-// set into work units and adds each unit's histogram-derivative buffer into a
-// shared array in whatever order the threads finish, so results differ in the
-// last bits with the thread count. ITK's pool runs work units concurrently
-// whatever the maximum thread count says, so deterministic mode uses a single
-// work unit. Fast mode uses one work unit per thread.
-class Metric : public MattesMetric {
- public:
-  using Self = Metric;
-  using Superclass = MattesMetric;
-  using Pointer = itk::SmartPointer<Self>;
-  itkNewMacro(Self)
-
-  void set_threading(bool deterministic, int threads) {
-    const auto work_units = static_cast<itk::ThreadIdType>(deterministic ? 1 : std::max(1, threads));
-    this->m_SparseGetValueAndDerivativeThreader->SetNumberOfWorkUnits(work_units);
-    this->m_SparseGetValueAndDerivativeThreader->SetMaximumNumberOfThreads(work_units);
-    this->m_DenseGetValueAndDerivativeThreader->SetNumberOfWorkUnits(work_units);
-    this->m_DenseGetValueAndDerivativeThreader->SetMaximumNumberOfThreads(work_units);
-  }
-};
 
 void check_not_constant(const Volume& volume, const char* role) {
   const auto [low, high] = std::minmax_element(volume.voxels.begin(), volume.voxels.end());
@@ -117,101 +91,131 @@ Transform to_transform(const ItkTransform& itk_transform, const std::string& kin
   return transform;
 }
 
-// Reports per-iteration progress and stops the optimiser on cancellation.
-class IterationObserver : public itk::Command {
- public:
-  using Self = IterationObserver;
-  using Superclass = itk::Command;
-  using Pointer = itk::SmartPointer<Self>;
-  itkNewMacro(Self)
-  void configure(Optimizer* optimizer, const Callbacks* callbacks, std::size_t levels, double min_step_ratio) {
-    optimizer_ = optimizer;
-    callbacks_ = callbacks;
-    levels_ = levels;
-    min_step_ratio_ = min_step_ratio;
-  }
-  void set_level(std::size_t level, int max_iterations) {
-    level_ = level;
-    max_iterations_ = std::max(1, max_iterations);
-  }
-  bool cancelled() const { return cancelled_; }
-  void Execute(itk::Object* caller, const itk::EventObject& event) override {
-    Execute(static_cast<const itk::Object*>(caller), event);
-  }
-  void Execute(const itk::Object*, const itk::EventObject& event) override {
-    if (!itk::IterationEvent().CheckEvent(&event)) return;
-    if (optimizer_->GetCurrentIteration() == 0) {
-      // The learning rate was just estimated for this level: the convergence
-      // threshold is the same fraction of it as min_step_mm of max_step_mm.
-      optimizer_->SetMinimumStepLength(optimizer_->GetLearningRate() * min_step_ratio_);
-    }
-    if (callbacks_->cancelled && callbacks_->cancelled()) {
-      cancelled_ = true;
-      optimizer_->StopOptimization();
-      return;
-    }
-    if (callbacks_->progress) {
-      const double within = std::min(1.0, double(optimizer_->GetCurrentIteration() + 1) / max_iterations_);
-      callbacks_->progress((double(level_) + within) / double(levels_));
-    }
-  }
 
- private:
-  Optimizer* optimizer_ = nullptr;
-  const Callbacks* callbacks_ = nullptr;
-  std::size_t levels_ = 1, level_ = 0;
-  int max_iterations_ = 1;
-  double min_step_ratio_ = 0.0;
-  bool cancelled_ = false;
-};
-
-bool converged(const Optimizer& optimizer) {
-  using Stop = itk::StopConditionObjectToObjectOptimizerEnum;
-  const auto stop = optimizer.GetStopCondition();
-  // (sic: ITK 5.2 spells the enumerator "TOLEARANCE")
-  return stop == Stop::STEP_TOO_SMALL || stop == Stop::GRADIENT_MAGNITUDE_TOLEARANCE ||
-         stop == Stop::CONVERGENCE_CHECKER_PASSED;
+// The transform at parameters `mu`, linearised for the metric: matrix,
+// offset and the parameter Jacobian, read off ITK's transform (its Jacobian
+// is affine in the point, so J(center) and J(center + e_k) - J(center)
+// describe it everywhere).
+template <class ItkTransform>
+LinearTransformState linearize(ItkTransform& transform, const std::vector<double>& mu) {
+  typename ItkTransform::ParametersType parameters(static_cast<unsigned>(mu.size()));
+  for (std::size_t p = 0; p < mu.size(); ++p) parameters[static_cast<unsigned>(p)] = mu[p];
+  transform.SetParameters(parameters);
+  LinearTransformState state;
+  state.parameters = mu.size();
+  for (int row = 0; row < 3; ++row) {
+    for (int col = 0; col < 3; ++col) state.matrix[row * 3 + col] = transform.GetMatrix()(row, col);
+    state.offset[row] = transform.GetOffset()[row];
+    state.center[row] = transform.GetCenter()[row];
+  }
+  typename ItkTransform::JacobianType jacobian;
+  auto read = [&](std::vector<double>& out) {
+    out.resize(3 * mu.size());
+    for (unsigned row = 0; row < 3; ++row) {
+      for (unsigned p = 0; p < mu.size(); ++p) out[row * mu.size() + p] = jacobian(row, p);
+    }
+  };
+  const auto center = transform.GetCenter();
+  transform.ComputeJacobianWithRespectToParameters(center, jacobian);
+  read(state.jacobian_at_center);
+  for (unsigned axis = 0; axis < 3; ++axis) {
+    auto point = center;
+    point[axis] += 1.0;
+    transform.ComputeJacobianWithRespectToParameters(point, jacobian);
+    read(state.jacobian_slope[axis]);
+    for (std::size_t at = 0; at < state.jacobian_slope[axis].size(); ++at) {
+      state.jacobian_slope[axis][at] -= state.jacobian_at_center[at];
+    }
+  }
+  return state;
 }
 
-LevelReport report_level(const Optimizer& optimizer, std::size_t level, int shrink_factor) {
-  return {static_cast<int>(level), shrink_factor, static_cast<int>(optimizer.GetCurrentIteration()),
-          optimizer.GetValue(), optimizer.GetStopConditionDescription(), converged(optimizer)};
+// d point / d mu at x (3 x P, row-major).
+std::vector<double> jacobian_at(const LinearTransformState& t, const std::array<double, 3>& x) {
+  std::vector<double> j = t.jacobian_at_center;
+  for (int axis = 0; axis < 3; ++axis) {
+    for (std::size_t at = 0; at < j.size(); ++at) j[at] += (x[axis] - t.center[axis]) * t.jacobian_slope[axis][at];
+  }
+  return j;
 }
 
-// At the start of each resolution level: record the previous level, set this
-// level's iteration budget.
-template <class Method>
-class LevelObserver : public itk::Command {
- public:
-  using Self = LevelObserver;
-  using Superclass = itk::Command;
-  using Pointer = itk::SmartPointer<Self>;
-  itkNewMacro(Self)
-  void configure(Method* method, Optimizer* optimizer, IterationObserver* iterations, const Settings* settings,
-                 std::vector<LevelReport>* reports) {
-    method_ = method;
-    optimizer_ = optimizer;
-    iterations_ = iterations;
-    settings_ = settings;
-    reports_ = reports;
+std::array<double, 3> map_point(const LinearTransformState& t, const std::array<double, 3>& x) {
+  std::array<double, 3> y{};
+  for (int row = 0; row < 3; ++row) {
+    y[row] = t.offset[row] + t.matrix[row * 3] * x[0] + t.matrix[row * 3 + 1] * x[1] + t.matrix[row * 3 + 2] * x[2];
   }
-  void Execute(itk::Object* caller, const itk::EventObject& event) override {
-    Execute(static_cast<const itk::Object*>(caller), event);
-  }
-  void Execute(const itk::Object*, const itk::EventObject& event) override {
-    if (!itk::MultiResolutionIterationEvent().CheckEvent(&event)) return;
-    const std::size_t level = method_->GetCurrentLevel();
-    if (level > 0) reports_->push_back(report_level(*optimizer_, level - 1, settings_->shrink_factors[level - 1]));
-    optimizer_->SetNumberOfIterations(static_cast<itk::SizeValueType>(settings_->iterations[level]));
-    iterations_->set_level(level, settings_->iterations[level]);
-  }
+  return y;
+}
 
- private:
-  Method* method_ = nullptr;
-  Optimizer* optimizer_ = nullptr;
-  IterationObserver* iterations_ = nullptr;
-  const Settings* settings_ = nullptr;
-  std::vector<LevelReport>* reports_ = nullptr;
+// Points spread over the sampled region: a 5 x 5 x 5 grid between the
+// lattice corners (corner index bits: x, y, z).
+std::vector<std::array<double, 3>> spread_points(const std::array<std::array<double, 3>, 8>& corners) {
+  std::vector<std::array<double, 3>> points;
+  for (int k = 0; k < 5; ++k) {
+    for (int j = 0; j < 5; ++j) {
+      for (int i = 0; i < 5; ++i) {
+        const double w[3] = {i / 4.0, j / 4.0, k / 4.0};
+        std::array<double, 3> p{0, 0, 0};
+        for (int corner = 0; corner < 8; ++corner) {
+          double weight = 1;
+          for (int axis = 0; axis < 3; ++axis) weight *= (corner >> axis & 1) ? w[axis] : 1 - w[axis];
+          for (int axis = 0; axis < 3; ++axis) p[axis] += weight * corners[corner][axis];
+        }
+        points.push_back(p);
+      }
+    }
+  }
+  return points;
+}
+
+// Largest motion (mm) of the corner points caused by a parameter change
+// `delta`, to first order.
+double largest_motion(const LinearTransformState& t, const std::array<std::array<double, 3>, 8>& corners,
+                      const std::vector<double>& delta) {
+  double largest = 0;
+  for (const auto& x : corners) {
+    const std::vector<double> j = jacobian_at(t, x);
+    double squared = 0;
+    for (std::size_t row = 0; row < 3; ++row) {
+      double motion = 0;
+      for (std::size_t p = 0; p < delta.size(); ++p) motion += j[row * delta.size() + p] * delta[p];
+      squared += motion * motion;
+    }
+    largest = std::max(largest, std::sqrt(squared));
+  }
+  return largest;
+}
+
+std::uint64_t stream_key(std::uint64_t seed, std::size_t level, std::size_t iteration) {
+  // Distinct (seed, level, iteration) give distinct keys; the metric mixes them.
+  return seed * 0x100000001b3ull ^ (std::uint64_t(level) << 48) ^ std::uint64_t(iteration);
+}
+
+ItkFloatImage::ConstPointer smoothed(const ItkFloatImage::ConstPointer& image, double sigma_mm) {
+  if (sigma_mm <= 0) return image;
+  using Filter = itk::SmoothingRecursiveGaussianImageFilter<Image, Image>;
+  auto filter = Filter::New();
+  filter->SetInput(image);
+  filter->SetSigma(sigma_mm);  // physical units
+  filter->Update();
+  return filter->GetOutput();
+}
+
+ImageRef image_ref(const ItkFloatImage& image) {
+  return {image.GetBufferPointer(), geometry_of(image)};
+}
+
+// The adaptive stochastic gradient descent of Klein, Pluim, Staring and
+// Viergever (IJCV 81(3), 2009), as elastix's optimiser: gain
+// a0 * (A / (A + t))^alpha, where the "time" t grows when consecutive
+// gradients point against each other (the optimum is near, noise dominates)
+// and shrinks when they agree. A, alpha and the sigmoid's bounds are Klein's;
+// omega applies to the cosine of the two gradients (our normalisation).
+struct GainSchedule {
+  double A = 20;
+  double alpha = 1.0;
+  double f_max = 1.0, f_min = -0.8, omega = 0.1;
+  double sigmoid(double x) const { return f_min + (f_max - f_min) / (1.0 - (f_max / f_min) * std::exp(-x / omega)); }
 };
 
 template <class ItkTransform>
@@ -244,89 +248,126 @@ Result run(const Volume& fixed, const Volume& moving, const Settings& settings, 
                              "; check origins and directions, or use initialization 'geometry' or 'moments'");
   }
 
-  auto metric = Metric::New();
-  metric->SetNumberOfHistogramBins(static_cast<itk::SizeValueType>(settings.histogram_bins));
-  metric->SetUseMovingImageGradientFilter(false);
-  metric->SetUseFixedImageGradientFilter(false);
-  metric->set_threading(settings.deterministic, settings.threads);
-
-  // Scales make one unit of every parameter move voxels by about the same
-  // physical distance; the learning rate is then estimated once per level so
-  // that the first step moves voxels by at most max_step_mm.
-  using Scales = itk::RegistrationParameterScalesFromPhysicalShift<Metric>;
-  auto scales = Scales::New();
-  scales->SetMetric(metric);
-
-  auto optimizer = Optimizer::New();
-  optimizer->SetScalesEstimator(scales);
-  optimizer->SetDoEstimateLearningRateOnce(true);
-  optimizer->SetDoEstimateLearningRateAtEachIteration(false);
-  optimizer->SetMaximumStepSizeInPhysicalUnits(settings.max_step_mm);
-  optimizer->SetLearningRate(1.0);
-  // Replaced at each level's first iteration by the same ratio of the
-  // estimated learning rate (see IterationObserver).
-  optimizer->SetMinimumStepLength(0.0);
-  optimizer->SetRelaxationFactor(settings.relaxation);
-  optimizer->SetGradientMagnitudeTolerance(settings.gradient_tolerance);
-  optimizer->SetNumberOfIterations(static_cast<itk::SizeValueType>(settings.iterations.front()));
-  optimizer->SetReturnBestParametersAndValue(false);
-
-  using Method = itk::ImageRegistrationMethodv4<Image, Image, ItkTransform>;
-  auto method = Method::New();
-  method->SetFixedImage(fixed_image);
-  method->SetMovingImage(moving_image);
-  method->SetMetric(metric);
-  method->SetOptimizer(optimizer);
-  method->SetInitialTransform(transform);
-  method->InPlaceOn();
-  method->SetNumberOfLevels(levels);
-  typename Method::ShrinkFactorsArrayType shrink(levels);
-  typename Method::SmoothingSigmasArrayType sigmas(levels);
-  for (std::size_t level = 0; level < levels; ++level) {
-    shrink[level] = static_cast<unsigned>(settings.shrink_factors[level]);
-    sigmas[level] = settings.smoothing_sigmas_mm[level];
-  }
-  method->SetShrinkFactorsPerLevel(shrink);
-  method->SetSmoothingSigmasPerLevel(sigmas);
-  method->SetSmoothingSigmasAreSpecifiedInPhysicalUnits(true);
-  method->SetMetricSamplingStrategy(Method::MetricSamplingStrategyEnum::RANDOM);
-  // A fixed budget of samples per level (capped by the percentage): coarse
-  // levels use many of their voxels, fine levels a sparse random subset.
-  typename Method::MetricSamplingPercentageArrayType percentages(levels);
-  for (std::size_t level = 0; level < levels; ++level) {
-    double voxels = 1;
-    for (int axis = 0; axis < 3; ++axis) {
-      voxels *= std::ceil(double(fixed.geometry.size[axis]) / settings.shrink_factors[level]);
-    }
-    percentages[level] = std::min(settings.sampling_percentage, double(settings.max_samples) / voxels);
-  }
-  method->SetMetricSamplingPercentagePerLevel(percentages);
-  method->MetricSamplingReinitializeSeed(static_cast<int>(settings.seed % 2147483647u));
-  method->SetNumberOfWorkUnits(static_cast<itk::ThreadIdType>(std::max(1, settings.threads)));
+  std::vector<double> mu(transform->GetNumberOfParameters());
+  for (std::size_t p = 0; p < mu.size(); ++p) mu[p] = transform->GetParameters()[static_cast<unsigned>(p)];
+  const std::size_t P = mu.size();
+  const std::size_t samples = static_cast<std::size_t>(std::max(1L, settings.samples_per_iteration));
+  const std::size_t window = static_cast<std::size_t>(std::max(1, settings.convergence_window));
+  const GainSchedule gain_schedule;
 
   Result result;
-  auto iteration_observer = IterationObserver::New();
-  iteration_observer->configure(optimizer, &callbacks, levels, settings.min_step_mm / settings.max_step_mm);
-  optimizer->AddObserver(itk::IterationEvent(), iteration_observer);
-  auto level_observer = LevelObserver<Method>::New();
-  level_observer->configure(method, optimizer, iteration_observer, &settings, &result.levels);
-  method->AddObserver(itk::MultiResolutionIterationEvent(), level_observer);
+  for (std::size_t level = 0; level < levels; ++level) {
+    const int shrink = settings.shrink_factors[level];
+    const auto fixed_level = smoothed(fixed_image, settings.smoothing_sigmas_mm[level]);
+    const auto moving_level = smoothed(moving_image, settings.smoothing_sigmas_mm[level]);
+    const MattesMutualInformation metric(image_ref(*fixed_level), image_ref(*moving_level), settings.histogram_bins,
+                                         shrink);
+    const auto corners = metric.lattice_corners();
+    const auto spread = spread_points(corners);
 
-  try {
-    method->Update();
-  } catch (const itk::ExceptionObject& error) {
-    if (iteration_observer->cancelled()) throw Cancelled();
-    const std::string reason = error.GetDescription();
-    if (reason.find("samples") != std::string::npos || reason.find("overlap") != std::string::npos) {
-      throw std::runtime_error("the volumes barely overlap during optimisation (ITK: " + reason +
-                               "); check the initial alignment");
+    // Parameter scales (as elastix's AutomaticScalesEstimation): the mean
+    // squared voxel motion per unit of each parameter, so that a step
+    // moves voxels about equally through every parameter.
+    std::vector<double> scales(P, 0.0);
+    {
+      const LinearTransformState state = linearize(*transform, mu);
+      for (const auto& x : spread) {
+        const std::vector<double> j = jacobian_at(state, x);
+        for (std::size_t p = 0; p < P; ++p) {
+          for (std::size_t row = 0; row < 3; ++row) scales[p] += j[row * P + p] * j[row * P + p];
+        }
+      }
+      for (double& scale : scales) scale = std::max(scale / double(spread.size()), 1e-12);
     }
-    throw std::runtime_error("registration failed: " + reason);
-  }
-  if (iteration_observer->cancelled()) throw Cancelled();
-  result.levels.push_back(report_level(*optimizer, levels - 1, settings.shrink_factors.back()));
 
-  result.transform = to_transform(*method->GetModifiableTransform(), kind);
+    const double step_mm = settings.max_step_mm * double(shrink) / double(settings.shrink_factors.front());
+    const int max_iterations = std::max(1, settings.iterations[level]);
+    double a0 = 0, time = 0, value = 0;
+    std::vector<double> previous_gradient, direction(P);
+    std::vector<std::vector<double>> history;
+    auto mean_of = [&](std::size_t begin, std::size_t end) {
+      std::vector<double> mean(P, 0.0);
+      for (std::size_t k = begin; k < end; ++k) {
+        for (std::size_t p = 0; p < P; ++p) mean[p] += history[k][p];
+      }
+      for (double& m : mean) m /= double(end - begin);
+      return mean;
+    };
+    for (int iteration = 0; iteration < max_iterations; ++iteration) {
+      if (callbacks.cancelled && callbacks.cancelled()) throw Cancelled();
+      const LinearTransformState state = linearize(*transform, mu);
+      const MetricValue metric_value =
+          metric.evaluate(state, stream_key(settings.seed, level, std::size_t(iteration)), samples, settings.threads);
+      if (metric_value.valid_samples * 20 < samples) {
+        throw std::runtime_error("the volumes barely overlap during optimisation: only " +
+                                 std::to_string(metric_value.valid_samples) + " of " + std::to_string(samples) +
+                                 " samples of the fixed volume map inside the moving volume at level " +
+                                 std::to_string(level) + "; check the initial alignment");
+      }
+      value = metric_value.value;
+      const std::vector<double>& gradient = metric_value.derivative;
+      for (std::size_t p = 0; p < P; ++p) direction[p] = gradient[p] / scales[p];
+      if (iteration == 0) {
+        // The first step moves voxels by at most step_mm.
+        const double motion = largest_motion(state, corners, direction);
+        a0 = motion > 0 ? step_mm / motion : 0.0;
+      } else {
+        // Adaptive time from the angle between this and the previous gradient
+        // (in the scaled metric): Klein et al.'s sigmoid of their inner
+        // product, normalised here so that it needs no noise estimate.
+        double dot = 0, norm_now = 0, norm_before = 0;
+        for (std::size_t p = 0; p < P; ++p) {
+          dot += gradient[p] * previous_gradient[p] / scales[p];
+          norm_now += gradient[p] * gradient[p] / scales[p];
+          norm_before += previous_gradient[p] * previous_gradient[p] / scales[p];
+        }
+        const double cosine = norm_now > 0 && norm_before > 0 ? dot / std::sqrt(norm_now * norm_before) : 0.0;
+        time = std::max(0.0, time + gain_schedule.sigmoid(-cosine));
+      }
+      previous_gradient = gradient;
+      double gain = a0 * std::pow(gain_schedule.A / (gain_schedule.A + time), gain_schedule.alpha);
+      // Never a step larger than step_mm (a gradient spike from an unlucky sample set).
+      const double motion = gain * largest_motion(state, corners, direction);
+      if (motion > step_mm) gain *= step_mm / motion;
+      for (std::size_t p = 0; p < P; ++p) mu[p] -= gain * direction[p];
+      history.push_back(mu);
+      if (callbacks.progress) {
+        callbacks.progress((double(level) + double(iteration + 1) / max_iterations) / double(levels));
+      }
+    }
+
+    // Like elastix's ASGD, every level runs its iterations. Its answer is the
+    // mean of the last two windows of iterates (Polyak-Ruppert averaging:
+    // most of the sampling noise of single iterates cancels), and it has
+    // converged when the means of those two windows are closer than
+    // convergence_mm (RMS voxel motion over the sampled region).
+    LevelReport report{static_cast<int>(level), shrink, static_cast<int>(history.size()), value, "", false};
+    const std::size_t n = history.size();
+    char text[200];
+    if (n >= 2 * window) {
+      const auto a = linearize(*transform, mean_of(n - 2 * window, n - window));
+      const auto b = linearize(*transform, mean_of(n - window, n));
+      double squared = 0;
+      for (const auto& x : spread) {
+        const auto ya = map_point(a, x), yb = map_point(b, x);
+        squared += (ya[0] - yb[0]) * (ya[0] - yb[0]) + (ya[1] - yb[1]) * (ya[1] - yb[1]) + (ya[2] - yb[2]) * (ya[2] - yb[2]);
+      }
+      const double moved = std::sqrt(squared / double(spread.size()));
+      report.converged = moved < settings.convergence_mm;
+      std::snprintf(text, sizeof text, "%s: the mean position moved %.3f mm between the last two windows of %zu iterations (%s %g mm)",
+                    report.converged ? "converged" : "still moving", moved, window,
+                    report.converged ? "<" : ">=", settings.convergence_mm);
+    } else {
+      std::snprintf(text, sizeof text, "too few iterations to judge convergence (2 windows of %zu needed)", window);
+    }
+    report.stop_condition = text;
+    mu = mean_of(n - std::min(n, 2 * window), n);
+    result.levels.push_back(report);
+  }
+  linearize(*transform, mu);
+  linearize(*transform, mu);
+
+  result.transform = to_transform(*transform, kind);
   result.transform.description = moving.metadata.source + " -> " + fixed.metadata.source;
   result.final_metric = result.levels.back().final_metric;
   for (const LevelReport& level : result.levels) result.total_iterations += level.iterations;

@@ -1,5 +1,6 @@
-// Intensity-based linear registration (ITK v4 framework, Mattes mutual
-// information), free of ITK in its interface.
+// Intensity-based linear registration: Mattes mutual information on fresh
+// random samples at every iteration, adaptive stochastic gradient descent,
+// multi-resolution. Free of ITK in its interface.
 #pragma once
 
 #include <cstdint>
@@ -15,22 +16,17 @@ namespace fusionflow::registration {
 struct Settings {
   std::string transform_kind = "rigid";   // rigid | affine
   std::string initialization = "geometry";  // geometry | moments | none
-  std::vector<int> shrink_factors{4, 2, 1};
+  std::vector<int> shrink_factors{4, 2, 1};  // samples on every n-th fixed voxel per axis
   std::vector<double> smoothing_sigmas_mm{2.0, 1.0, 0.0};
   int histogram_bins = 32;
-  double sampling_percentage = 0.2;  // of each level's voxels, random with `seed`...
-  long max_samples = 50000;          // ...but at most this many per level
+  long samples_per_iteration = 2048;  // fresh random fixed voxels at every iteration
   std::uint64_t seed = 1;
-  std::vector<int> iterations{300, 200, 100};
-  double max_step_mm = 2.0;  // first step, as the largest physical shift of a voxel
-  double min_step_mm = 0.005;
-  double relaxation = 0.8;
-  double gradient_tolerance = 1e-6;
+  std::vector<int> iterations{300, 300, 300};  // at most, per level
+  double max_step_mm = 2.0;       // largest voxel motion of a step at the coarsest level (halved with the shrink factor)
+  double convergence_mm = 0.5;    // converged when the means of the last two windows differ by less (RMS voxel motion)
+  int convergence_window = 50;    // iterations per window
   bool require_convergence = true;
-  // Same transform for any thread count (the metric runs on one thread);
-  // false lets the metric use `threads` at the cost of last-bit differences.
-  bool deterministic = true;
-  int threads = 1;
+  int threads = 1;  // the result is the same for any value
 };
 
 struct LevelReport {
@@ -44,7 +40,7 @@ struct LevelReport {
 
 struct Result {
   Transform transform;
-  double final_metric = 0;  // Mattes MI (negative: lower is better)
+  double final_metric = 0;  // -Mattes MI in nats (lower is better)
   int total_iterations = 0;
   std::vector<LevelReport> levels;
 };
@@ -58,8 +54,8 @@ struct Callbacks {
 // points to moving physical points. Throws std::runtime_error with a clear
 // reason for constant images, volumes that do not overlap, and (when
 // require_convergence) an optimisation that did not converge; fusionflow::
-// Cancelled when callbacks.cancelled() turns true. Deterministic for a given
-// seed, whatever `threads` is.
+// Cancelled when callbacks.cancelled() turns true. Deterministic: the
+// same seed gives the same transform, bit for bit, whatever `threads` is.
 Result register_volumes(const Volume& fixed, const Volume& moving, const Settings& settings,
                         const Callbacks& callbacks);
 
