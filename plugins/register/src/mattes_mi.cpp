@@ -134,6 +134,10 @@ MattesMutualInformation::MattesMutualInformation(ImageRef fixed, ImageRef moving
   moving_norm_min_ = double(moving_low) / moving_bin_size_ - padding;
 }
 
+std::uint64_t MattesMutualInformation::stream_key(std::uint64_t seed, std::size_t level, std::size_t iteration) {
+  return mix(mix(mix(seed) ^ std::uint64_t(level)) ^ std::uint64_t(iteration));
+}
+
 std::array<std::array<double, 3>, 8> MattesMutualInformation::lattice_corners() const {
   std::array<std::array<double, 3>, 8> corners{};
   for (int corner = 0; corner < 8; ++corner) {

@@ -77,6 +77,9 @@ class MattesMutualInformation {
   MetricValue evaluate(const LinearTransformState& transform, std::uint64_t key, std::size_t samples,
                        int threads) const;
 
+  // The key of the sample stream of (seed, resolution level, iteration).
+  static std::uint64_t stream_key(std::uint64_t seed, std::size_t level, std::size_t iteration);
+
   // Samples per chunk: part of the definition of the result (changing it
   // changes the summation order), independent of the thread count.
   static constexpr std::size_t chunk_size = 256;
