@@ -11,6 +11,8 @@ command -v elastix >/dev/null || { echo "elastix is not installed: apt-get insta
 work=${1:-$(mktemp -d /tmp/fusionflow-registration-bench.XXXXXX)}
 mkdir -p "$work"
 seed=7
+# Times are wall clock: other work on the machine slows both tools.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 "$fusionflow" phantom --size 160 160 120 --spacing 1.5 --seed "$seed" --out "$work/phantom" >/dev/null
 
@@ -28,5 +30,6 @@ for moving in t1 pet; do
   awk -v ns=$((end - start)) 'BEGIN {printf "%.3f\n", ns / 1e9}' > "$work/elastix-$moving.seconds"
 done
 
+echo "Load average (1, 5, 15 min): $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after"
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(lscpu | sed -n 's/^Model name: *//p')"
 python3 "$here/compare.py" "$work"

@@ -37,7 +37,8 @@ NodeSpec registration_spec(const std::string& kind) {
              "fixed voxels drawn at random, afresh at every iteration, for the metric and its gradient")
       .param("seed", Param::Int(1).range(0, 2147483646), "seed of the random sampling")
       .param("max_step_mm", Param::Float(2.0).range(1e-4, 100.0),
-             "largest voxel motion of a step at the coarsest level (finer levels: scaled by their shrink factor)")
+             "largest voxel motion of a step at the coarsest level (finer levels: times the square of their shrink "
+             "factor over the coarsest one's)")
       .param("convergence_mm", Param::Float(0.5).range(1e-7, 10.0),
              "a level has converged when the mean positions of its last two windows of iterations differ by less "
              "than this (RMS voxel motion)")
