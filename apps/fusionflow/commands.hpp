@@ -31,7 +31,16 @@ struct PhantomArguments {
   int threads = 0;
 };
 
+struct TrainArguments {
+  std::string config;
+  bool resume = false;
+  long long iterations = -1;  // >= 0 overrides the config
+  std::string output;         // overrides the config's output model path
+  bool quiet = false;
+};
+
 int phantom_command(Session& session, const PhantomArguments& arguments);
+int train_command(Session& session, const TrainArguments& arguments);
 int run_command(Session& session, const RunArguments& arguments);
 int validate_command(Session& session, const PipelineArguments& arguments);
 int plugins_command(Session& session, bool as_json);

@@ -65,6 +65,17 @@ int main(int argc, char** argv) {
   phantom->add_option("--out", phantom_arguments.out, "Output directory")->required();
   phantom->add_option("--threads", phantom_arguments.threads, "Threads (0: all cores)")->check(CLI::Range(0, 1024));
 
+  TrainArguments train_arguments;
+  auto* train = app.add_subcommand(
+      "train", "Train a learned shared-latent model (learned plugin, LibTorch) from a JSON configuration");
+  train->add_option("config", train_arguments.config, "Training configuration JSON (see docs/learned.md)")->required();
+  train->add_flag("--resume", train_arguments.resume, "Continue from the configuration's checkpoint if it exists");
+  train->add_option("--iterations", train_arguments.iterations, "Override training.iterations")
+      ->check(CLI::Range(0LL, 100000000LL));
+  train->add_option("--output", train_arguments.output,
+                    "Override the output model path (checkpoint and log go next to it)");
+  train->add_flag("--quiet", train_arguments.quiet, "No progress output");
+
   // `view` hands everything after it to the fusionflow-view program (whose
   // --help lists its options and keys), before any parsing here.
   app.add_subcommand("view", "Interactive 3D viewer: view VOLUME [--overlay VOLUME] (runs fusionflow-view)");
@@ -96,6 +107,7 @@ int main(int argc, char** argv) {
     if (*plugins) return plugins_command(session, plugins_json);
     if (*graph) return graph_command(session, graph_arguments, graph_output);
     if (*phantom) return phantom_command(session, phantom_arguments);
+    if (*train) return train_command(session, train_arguments);
   } catch (const std::exception& error) {
     spdlog::error("{}", error.what());
     return kRunFailed;

@@ -1,0 +1,140 @@
+// LibTorch networks of the learned engine. Included only by the engine's
+// torch translation units (inference.cpp, train.cpp).
+//
+// Every network is 2D, fully convolutional and works on axial slices of any
+// in-plane size that is a multiple of 2^downsampling (callers pad and crop).
+// No batch normalisation: training and inference compute the same function.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "model_file.hpp"
+
+namespace fusionflow::learned {
+
+inline torch::nn::Conv2d conv(int in, int out, int kernel, int stride = 1, int dilation = 1) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel)
+                               .stride(stride)
+                               .padding(dilation * (kernel / 2))
+                               .dilation(dilation)
+                               .padding_mode(torch::kReplicate));
+}
+
+inline torch::Tensor lrelu(const torch::Tensor& x) { return torch::leaky_relu(x, 0.2); }
+
+// x + conv(lrelu(conv(lrelu(x)))), the second convolution dilated to widen
+// the receptive field cheaply.
+struct ResBlockImpl : torch::nn::Module {
+  ResBlockImpl(int width, int dilation) : c1(conv(width, width, 3)), c2(conv(width, width, 3, 1, dilation)) {
+    register_module("c1", c1);
+    register_module("c2", c2);
+  }
+  torch::Tensor forward(const torch::Tensor& x) { return x + c2(lrelu(c1(lrelu(x)))); }
+  torch::nn::Conv2d c1, c2;
+};
+TORCH_MODULE(ResBlock);
+
+// Slice (with 2 * context neighbours as channels) -> C latent channels on a
+// grid 2^downsampling coarser in-plane.
+struct EncoderImpl : torch::nn::Module {
+  explicit EncoderImpl(const Architecture& a) {
+    head = register_module("head", conv(1 + 2 * a.context_slices, a.width, 3));
+    for (int d = 0; d < a.downsampling; ++d) down.push_back(register_module("down" + std::to_string(d), conv(a.width, a.width, 3, 2)));
+    for (int b = 0; b < a.residual_blocks; ++b) blocks.push_back(register_module("block" + std::to_string(b), ResBlock(a.width, 1 << (b % 3 + 1))));
+    tail = register_module("tail", conv(a.width, a.latent_channels, 1));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    x = lrelu(head(x));
+    for (auto& d : down) x = lrelu(d(x));
+    for (auto& b : blocks) x = b(x);
+    return tail(lrelu(x));
+  }
+  torch::nn::Conv2d head{nullptr}, tail{nullptr};
+  std::vector<torch::nn::Conv2d> down;
+  std::vector<ResBlock> blocks;
+};
+TORCH_MODULE(Encoder);
+
+// C latent channels -> one slice of normalised intensities.
+struct DecoderImpl : torch::nn::Module {
+  explicit DecoderImpl(const Architecture& a) {
+    head = register_module("head", conv(a.latent_channels, a.width, 3));
+    for (int b = 0; b < a.residual_blocks; ++b) blocks.push_back(register_module("block" + std::to_string(b), ResBlock(a.width, 1 << (b % 3 + 1))));
+    for (int d = 0; d < a.downsampling; ++d) up.push_back(register_module("up" + std::to_string(d), conv(a.width, a.width, 3)));
+    tail = register_module("tail", conv(a.width, 1, 3));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    x = lrelu(head(x));
+    for (auto& b : blocks) x = b(x);
+    for (auto& u : up) {
+      x = torch::nn::functional::interpolate(
+          x, torch::nn::functional::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
+      x = lrelu(u(x));
+    }
+    return tail(x);
+  }
+  torch::nn::Conv2d head{nullptr}, tail{nullptr};
+  std::vector<ResBlock> blocks;
+  std::vector<torch::nn::Conv2d> up;
+};
+TORCH_MODULE(Decoder);
+
+// One encoder and one decoder per modality, sharing the latent space.
+struct LatentModelImpl : torch::nn::Module {
+  LatentModelImpl(const Architecture& a, const std::vector<std::string>& modalities) {
+    for (const auto& m : modalities) {
+      encoders.emplace(m, register_module("encoder_" + m, Encoder(a)));
+      decoders.emplace(m, register_module("decoder_" + m, Decoder(a)));
+    }
+  }
+  std::map<std::string, Encoder> encoders;
+  std::map<std::string, Decoder> decoders;
+};
+TORCH_MODULE(LatentModel);
+
+// PatchGAN-style discriminator (Isola et al. 2017), small: each output
+// value judges one overlapping patch of a slice.
+struct PatchDiscriminatorImpl : torch::nn::Module {
+  explicit PatchDiscriminatorImpl(int width) {
+    c1 = register_module("c1", conv(1, width, 4, 2));
+    c2 = register_module("c2", conv(width, 2 * width, 4, 2));
+    c3 = register_module("c3", conv(2 * width, 2 * width, 3));
+    c4 = register_module("c4", conv(2 * width, 1, 3));
+  }
+  torch::Tensor forward(torch::Tensor x) { return c4(lrelu(c3(lrelu(c2(lrelu(c1(x))))))); }
+  torch::nn::Conv2d c1{nullptr}, c2{nullptr}, c3{nullptr}, c4{nullptr};
+};
+TORCH_MODULE(PatchDiscriminator);
+
+inline std::string save_archive(torch::serialize::OutputArchive& archive) {
+  std::ostringstream stream(std::ios::binary);
+  archive.save_to(stream);
+  return stream.str();
+}
+
+inline std::string module_bytes(const torch::nn::Module& module) {
+  torch::serialize::OutputArchive archive;
+  module.save(archive);
+  return save_archive(archive);
+}
+
+// Throws std::runtime_error (with `who`) if the bytes do not hold the
+// module's parameters.
+inline void load_module_bytes(torch::nn::Module& module, const std::string& bytes, const std::string& who) {
+  try {
+    std::istringstream stream(bytes, std::ios::binary);
+    torch::serialize::InputArchive archive;
+    archive.load_from(stream);
+    module.load(archive);
+  } catch (const c10::Error& error) {
+    throw std::runtime_error(who + ": the weights do not fit the architecture in the header: " +
+                             std::string(error.what_without_backtrace()));
+  }
+}
+
+}  // namespace fusionflow::learned

@@ -1,0 +1,309 @@
+// learned.* nodes: a learned shared latent space (one encoder per modality
+// into it, one decoder per modality out of it; docs/learned.md).
+//
+// This plugin does not link LibTorch. The first learned.* node that runs
+// opens the engine library (libfusionflow-learned-engine.so, installed in
+// <libdir>/fusionflow/learned/), so every other fusionflow process, which
+// loads all bundled plugins, does not pay LibTorch's start-up.
+#include <dlfcn.h>
+
+#include <cmath>
+#include <cstdio>
+#include <mutex>
+#include <numeric>
+
+#include <fusionflow/sdk.hpp>
+
+#include "learned/engine.hpp"
+
+namespace fusionflow::learned_nodes {
+namespace {
+
+using learned::Engine;
+
+std::filesystem::path this_library() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<const void*>(&this_library), &info) == 0 || info.dli_fname == nullptr) return {};
+  return std::filesystem::path(info.dli_fname);
+}
+
+// <plugin dir>/../learned/libfusionflow-learned-engine.so, or
+// $FUSIONFLOW_LEARNED_ENGINE.
+Engine& engine() {
+  static std::mutex mutex;
+  static Engine* instance = nullptr;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (instance != nullptr) return *instance;
+  std::filesystem::path file;
+  if (const char* env = std::getenv("FUSIONFLOW_LEARNED_ENGINE"); env != nullptr && *env != '\0') {
+    file = env;
+  } else {
+    file = this_library().parent_path().parent_path() / "learned" / "libfusionflow-learned-engine.so";
+  }
+  void* handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+  if (handle == nullptr) {
+    const char* error = dlerror();
+    throw std::runtime_error("cannot load the learned engine " + file.string() + ": " + (error ? error : "?") +
+                             " (is libtorch-dev installed? scripts/setup.sh installs it)");
+  }
+  auto entry = reinterpret_cast<Engine* (*)()>(dlsym(handle, FUSIONFLOW_LEARNED_ENGINE_SYMBOL));
+  if (entry == nullptr) throw std::runtime_error(file.string() + " has no entry point " FUSIONFLOW_LEARNED_ENGINE_SYMBOL);
+  instance = entry();
+  return *instance;
+}
+
+learned::InferenceOptions inference_options(NodeContext& ctx) {
+  learned::InferenceOptions options;
+  options.threads = std::max(1, ctx.thread_budget());
+  options.progress = [&ctx](double fraction) { ctx.progress(fraction); };
+  options.check_cancel = [&ctx] { ctx.throw_if_cancelled(); };
+  return options;
+}
+
+std::string size_string(const Geometry& g) {
+  return std::to_string(g.size[0]) + "x" + std::to_string(g.size[1]) + "x" + std::to_string(g.size[2]);
+}
+
+const char* kModelHelp =
+    "model file (.ffmodel) written by `fusionflow train`; the repository's phantom model is "
+    "models/phantom_ct_mri.ffmodel";
+
+NodeSpec encode_spec() {
+  NodeSpec spec("learned.encode", "1.0.0",
+                "Encodes a volume into the learned shared latent space with the model's encoder for its modality: "
+                "the model's intensity normalisation (e.g. CT HU window, MRI percentiles), then a 2D network on "
+                "every axial slice (with neighbouring slices as channels). The latent (kind 'learned') has one "
+                "level 'features' (role features, C channels) on the source grid made 2^downsampling coarser "
+                "in-plane (origin and direction kept); fuse with fuse.latent, decode with learned.decode.");
+  spec.input<Volume>("volume", "the volume, in the units the model expects (e.g. CT in HU)")
+      .output<Latent>("latent", "kind 'learned'")
+      .optional_output<Volume>("normalised", "the input after the model's normalisation (0..1), e.g. for metrics")
+      .param("model", Param::InputPath(), kModelHelp)
+      .param("modality", Param::String(""), "the model's encoder to use (CT, MR, ...); empty: the volume's modality");
+  return spec;
+}
+
+NodeSpec decode_spec() {
+  NodeSpec spec("learned.decode", "1.0.0",
+                "Decodes a learned latent (encoded or fused) with the model's decoder for `modality`, back on the "
+                "source grid. Decoding another modality's latent translates (e.g. MR latent -> CT decoder = "
+                "synthetic CT). units 'modality' inverts the normalisation (HU for CT); MR percentile "
+                "normalisation is only invertible for a latent of the same MR volume, otherwise the output stays "
+                "normalised.");
+  spec.input<Latent>("latent", "a latent from learned.encode or fuse.latent")
+      .output<Volume>("volume", "the decoded volume on the source grid")
+      .param("model", Param::InputPath(), kModelHelp)
+      .param("modality", Param::String("CT"), "whose decoder: CT, MR, ... (a modality of the model)")
+      .param("units", Param::Choice({"modality", "normalised"}, "modality"),
+             "modality: the modality's units (e.g. HU); normalised: the network's 0..1 scale");
+  return spec;
+}
+
+NodeSpec synthesize_spec() {
+  NodeSpec spec("learned.synthesize", "1.0.0",
+                "Cross-modal synthesis: encodes the volume with its modality's encoder and decodes the code with "
+                "the target modality's decoder, e.g. MRI -> synthetic CT in HU (learned.encode + learned.decode in "
+                "one node).");
+  spec.input<Volume>("volume", "the source volume (e.g. T1 MRI)")
+      .output<Volume>("volume", "the synthetic volume on the source grid, in the target's units")
+      .param("model", Param::InputPath(), kModelHelp)
+      .param("source_modality", Param::String(""), "encoder to use; empty: the volume's modality")
+      .param("target_modality", Param::String("CT"), "decoder to use");
+  return spec;
+}
+
+NodeSpec random_generator_spec() {
+  NodeSpec spec("learned.random_generator", "1.0.0",
+                "An untrained MUNIT-style generator with random weights from `seed` maps a random style vector to "
+                "a 3 x size x size image (AdaIN decoder: linear map to 4x4 features, then upsampling "
+                "convolutions with style-driven adaptive instance normalisation, tanh). The image is returned as "
+                "a size x size x 3 volume (channels as slices); its size is logged.");
+  spec.output<Volume>("volume", "the image, size x size x 3, values in -1..1")
+      .param("seed", Param::Int(0).range(0, 1e15), "seed of the weights and of the random vector")
+      .param("latent_dim", Param::Int(8).range(1, 1024), "length of the random vector")
+      .param("width", Param::Int(64).range(4, 512), "feature channels")
+      .param("size", Param::Int(64).range(8, 1024), "image width and height (a power of two)");
+  return spec;
+}
+
+NodeSpec synthesis_metrics_spec() {
+  NodeSpec spec("learned.synthesis_metrics", "1.0.0",
+                "Compares a synthetic volume with a reference on the same grid: MAE in the reference's units (e.g. "
+                "HU) over a mask (reference > mask_threshold, e.g. the head in CT), PSNR (dB, over the mask's "
+                "bounding voxels, data range `data_range`) and SSIM (mean over axial slices, 7x7 windows, "
+                "values clipped to the data range). One row.");
+  spec.input<Volume>("synthetic", "the synthetic volume (e.g. learned.synthesize output)")
+      .input<Volume>("reference", "the reference (e.g. the real CT)")
+      .output<Table>("metrics", "columns label, mae, mae_units, psnr_db, ssim, mask_voxels")
+      .param("mask_threshold", Param::Float(-500.0), "voxels with reference > threshold are evaluated (CT: -500 HU = head)")
+      .param("data_range", Param::FloatList({-1000.0, 2000.0}).length(2), "value range for PSNR and SSIM")
+      .param("label", Param::String(""), "row label (default: the node id)");
+  return spec;
+}
+
+void run_encode(NodeContext& ctx) {
+  const Volume& volume = ctx.input<Volume>("volume");
+  std::string modality = ctx.param<std::string>("modality");
+  if (modality.empty()) modality = volume.metadata.modality;
+  auto model = engine().load_model(ctx.param<std::filesystem::path>("model"));
+  model->check_input(volume, modality);
+  Latent latent = model->encode(volume, modality, inference_options(ctx));
+  ctx.log(LogLevel::Info, "encoded " + modality + " " + size_string(volume.geometry) + " into " +
+                              std::to_string(latent.levels[0].channels) + " channels on " +
+                              size_string(latent.levels[0].geometry));
+  ctx.output("normalised", model->normalise(volume, modality));
+  ctx.output("latent", std::move(latent));
+}
+
+void run_decode(NodeContext& ctx) {
+  const Latent& latent = ctx.input<Latent>("latent");
+  auto model = engine().load_model(ctx.param<std::filesystem::path>("model"));
+  const std::string modality = ctx.param<std::string>("modality");
+  Volume volume = model->decode(latent, modality, ctx.param<std::string>("units") == "modality", inference_options(ctx));
+  ctx.log(LogLevel::Info, "decoded " + latent.source_metadata.modality + " latent with the " + modality +
+                              " decoder to " + size_string(volume.geometry) + " (" + volume.metadata.units + ")");
+  ctx.output("volume", std::move(volume));
+}
+
+void run_synthesize(NodeContext& ctx) {
+  const Volume& volume = ctx.input<Volume>("volume");
+  std::string source = ctx.param<std::string>("source_modality");
+  if (source.empty()) source = volume.metadata.modality;
+  const std::string target = ctx.param<std::string>("target_modality");
+  auto model = engine().load_model(ctx.param<std::filesystem::path>("model"));
+  model->check_input(volume, source);
+  auto options = inference_options(ctx);
+  auto report = options.progress;
+  options.progress = [report](double f) { report(0.5 * f); };
+  const Latent latent = model->encode(volume, source, options);
+  options.progress = [report](double f) { report(0.5 + 0.5 * f); };
+  Volume result = model->decode(latent, target, true, options);
+  ctx.log(LogLevel::Info, "synthesised " + target + " (" + result.metadata.units + ") from " + source + " " +
+                              size_string(volume.geometry));
+  ctx.output("volume", std::move(result));
+}
+
+void run_random_generator(NodeContext& ctx) {
+  learned::RandomGeneratorOptions options;
+  options.seed = std::uint64_t(ctx.param<std::int64_t>("seed"));
+  options.latent_dim = ctx.param<int>("latent_dim");
+  options.width = ctx.param<int>("width");
+  options.size = ctx.param<int>("size");
+  Volume image = engine().random_generator(options);
+  const auto [min, max] = std::minmax_element(image.voxels.begin(), image.voxels.end());
+  ctx.log(LogLevel::Info, "generated image of size 3x" + std::to_string(options.size) + "x" +
+                              std::to_string(options.size) + " (channels x height x width) from a random vector of " +
+                              std::to_string(options.latent_dim) + " values; pixel range " + std::to_string(*min) +
+                              " .. " + std::to_string(*max));
+  ctx.output("volume", std::move(image));
+}
+
+// SSIM (Wang et al. 2004) of one axial slice with 7x7 uniform windows.
+double slice_ssim(const std::vector<double>& a, const std::vector<double>& b, std::size_t nx, std::size_t ny, double range) {
+  const double c1 = (0.01 * range) * (0.01 * range), c2 = (0.03 * range) * (0.03 * range);
+  const std::size_t r = 3;
+  if (nx <= 2 * r || ny <= 2 * r) return std::nan("");
+  double sum = 0;
+  std::size_t count = 0;
+  for (std::size_t y = r; y + r < ny; ++y)
+    for (std::size_t x = r; x + r < nx; ++x) {
+      double ma = 0, mb = 0, vaa = 0, vbb = 0, vab = 0;
+      for (std::size_t yy = y - r; yy <= y + r; ++yy)
+        for (std::size_t xx = x - r; xx <= x + r; ++xx) {
+          const double p = a[yy * nx + xx], q = b[yy * nx + xx];
+          ma += p, mb += q, vaa += p * p, vbb += q * q, vab += p * q;
+        }
+      const double n = double((2 * r + 1) * (2 * r + 1));
+      ma /= n, mb /= n;
+      vaa = vaa / n - ma * ma, vbb = vbb / n - mb * mb, vab = vab / n - ma * mb;
+      sum += ((2 * ma * mb + c1) * (2 * vab + c2)) / ((ma * ma + mb * mb + c1) * (vaa + vbb + c2));
+      ++count;
+    }
+  return sum / double(count);
+}
+
+void run_synthesis_metrics(NodeContext& ctx) {
+  const Volume& s = ctx.input<Volume>("synthetic");
+  const Volume& r = ctx.input<Volume>("reference");
+  if (!s.geometry.same_grid(r.geometry, 1e-4)) {
+    throw std::invalid_argument("synthetic (" + size_string(s.geometry) + ") and reference (" + size_string(r.geometry) +
+                                ") are not on the same grid: resample one onto the other");
+  }
+  const double threshold = ctx.param<double>("mask_threshold");
+  const auto range = ctx.param<std::vector<double>>("data_range");
+  const double low = range[0], high = range[1], span = high - low;
+  if (!(span > 0)) throw std::invalid_argument("data_range: high must exceed low");
+  double abs_sum = 0, sq_sum = 0;
+  std::size_t mask = 0;
+  for (std::size_t v = 0; v < r.voxels.size(); ++v) {
+    if (!(r.voxels[v] > threshold)) continue;
+    const double d = double(s.voxels[v]) - double(r.voxels[v]);
+    abs_sum += std::abs(d);
+    const double dc = std::clamp<double>(s.voxels[v], low, high) - std::clamp<double>(r.voxels[v], low, high);
+    sq_sum += dc * dc;
+    ++mask;
+  }
+  if (mask == 0) throw std::invalid_argument("the mask (reference > mask_threshold) is empty");
+  const double mae = abs_sum / double(mask);
+  const double mse = sq_sum / double(mask);
+  const double psnr = mse > 0 ? 10.0 * std::log10(span * span / mse) : std::numeric_limits<double>::infinity();
+  const std::size_t nx = r.geometry.size[0], ny = r.geometry.size[1];
+  double ssim_sum = 0;
+  std::size_t slices = 0;
+  for (std::size_t k = 0; k < r.geometry.size[2]; ++k) {
+    std::vector<double> a(nx * ny), b(nx * ny);
+    bool any = false;
+    for (std::size_t v = 0; v < nx * ny; ++v) {
+      a[v] = std::clamp<double>(s.voxels[k * nx * ny + v], low, high) - low;
+      b[v] = std::clamp<double>(r.voxels[k * nx * ny + v], low, high) - low;
+      any = any || r.voxels[k * nx * ny + v] > threshold;
+    }
+    if (!any) continue;  // slices without head
+    const double value = slice_ssim(a, b, nx, ny, span);
+    if (std::isfinite(value)) ssim_sum += value, ++slices;
+  }
+  const std::string label = ctx.param<std::string>("label").empty() ? ctx.node_id() : ctx.param<std::string>("label");
+  Table table;
+  table.add_row({{"label", label},
+                 {"mae", mae},
+                 {"mae_units", r.metadata.units},
+                 {"psnr_db", psnr},
+                 {"ssim", slices ? ssim_sum / double(slices) : std::nan("")},
+                 {"mask_voxels", double(mask)}});
+  ctx.log(LogLevel::Info, "MAE " + std::to_string(mae) + " " + r.metadata.units + " over " + std::to_string(mask) +
+                              " voxels, PSNR " + std::to_string(psnr) + " dB");
+  ctx.output("metrics", std::move(table));
+}
+
+}  // namespace
+}  // namespace fusionflow::learned_nodes
+
+// `fusionflow train`: the CLI opens this plugin (found on the plugin search
+// path) and calls this function, so the CLI itself never links LibTorch.
+// Returns the exit code.
+extern "C" __attribute__((visibility("default"))) int fusionflow_learned_train(const char* config, int resume,
+                                                                              long long iterations, const char* output,
+                                                                              int quiet) {
+  try {
+    fusionflow::learned::TrainRequest request;
+    request.config = config;
+    request.resume = resume != 0;
+    request.iterations = iterations;
+    request.output = output ? output : "";
+    request.quiet = quiet != 0;
+    return fusionflow::learned_nodes::engine().train(request);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "error: %s\n", error.what());
+    return 1;
+  }
+}
+
+FUSIONFLOW_PLUGIN("learned", "1.0.0",
+                  "Learned shared latent space (LibTorch): per-modality encoders/decoders, synthesis, demo generator") {
+  using namespace fusionflow::learned_nodes;
+  registrar.add_node(encode_spec(), run_encode);
+  registrar.add_node(decode_spec(), run_decode);
+  registrar.add_node(synthesize_spec(), run_synthesize);
+  registrar.add_node(random_generator_spec(), run_random_generator);
+  registrar.add_node(synthesis_metrics_spec(), run_synthesis_metrics);
+}
