@@ -40,6 +40,7 @@ void for_slice_batches(std::size_t slices, const InferenceOptions& options, Body
         tbb::blocked_range<std::size_t>(0, batches, 1),
         [&](const tbb::blocked_range<std::size_t>& range) {
           at::set_num_threads(1);
+          at::globalContext().setFlushDenormal(true);  // per thread (MXCSR): same result on every thread
           c10::InferenceMode guard;
           for (std::size_t b = range.begin(); b != range.end(); ++b) {
             if (options.check_cancel) options.check_cancel();
