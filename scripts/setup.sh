@@ -17,6 +17,8 @@ packages=(
   libdcmtk-dev zlib1g-dev python3-pydicom python3-numpy
   # visualizers: VTK 9.1 (its CMake config needs MPI), a virtual X display for headless rendering
   libvtk9-dev libopenmpi-dev xvfb xauth
+  # learned plugin: LibTorch 1.13 (CPU) for the learned shared latent space and `fusionflow train`
+  libtorch-dev
   # viz tests: ensure_display() talks to X (libX11), the viewer test sends keys with xdotool
   libx11-dev xdotool
   # `fusionflow graph ... | dot -Tpng`
