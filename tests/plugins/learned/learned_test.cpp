@@ -308,7 +308,7 @@ class LearnedPipelines : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new fs::path(fusionflow::testing::fresh_temp_directory("learned-pipelines"));
-    const auto result = fusionflow_cli("phantom --size 48 --seed 21 --anatomy-seed 21 --threads 2 --out " +
+    const auto result = fusionflow_cli("phantom --size 48 --seed 3 --threads 2 --out " +
                                        (*dir_ / "phantom").string());
     ASSERT_EQ(result.exit_code, 0) << result.text;
   }
