@@ -44,6 +44,7 @@ struct TrainConfig {
   Architecture architecture;
   std::int64_t iterations = 1000, batch_size = 8, patch_size = 64, log_every = 10, checkpoint_every = 200;
   double learning_rate = 1e-3;
+  double gradient_clip = 1.0;  // max gradient norm per step; 0: off
   std::map<std::string, double> weights;  // enabled losses only
   double infonce_temperature = 0.1;
   std::int64_t infonce_samples = 128;
@@ -126,7 +127,7 @@ TrainConfig parse_config(const fs::path& file) {
 
   const json training = r.value("training", json::object());
   only_keys(training, "/training", {"iterations", "batch_size", "patch_size", "learning_rate", "log_every",
-                                    "checkpoint_every", "discriminator_width"});
+                                    "checkpoint_every", "discriminator_width", "gradient_clip"});
   c.iterations = get_number<std::int64_t>(training, "iterations", "/training", 1000, 1, 1e8);
   c.batch_size = get_number<std::int64_t>(training, "batch_size", "/training", 8, 1, 1024);
   c.patch_size = get_number<std::int64_t>(training, "patch_size", "/training", 64, 8, 4096);
@@ -134,6 +135,7 @@ TrainConfig parse_config(const fs::path& file) {
   c.log_every = get_number<std::int64_t>(training, "log_every", "/training", 10, 1, 1e8);
   c.checkpoint_every = get_number<std::int64_t>(training, "checkpoint_every", "/training", 200, 1, 1e8);
   c.discriminator_width = get_number<int>(training, "discriminator_width", "/training", 16, 4, 256);
+  c.gradient_clip = get_number<double>(training, "gradient_clip", "/training", 1.0, 0.0, 1e6);
   if (c.patch_size % (1 << c.architecture.downsampling) != 0) {
     throw ConfigError("/training/patch_size: must be a multiple of 2^model.downsampling = " +
                       std::to_string(1 << c.architecture.downsampling));
@@ -575,8 +577,13 @@ int run_training(const TrainRequest& request) {
       }
       torch::Tensor total = torch::zeros({});
       for (const auto& [name, value] : terms) total = total + c.weights.at(name) * value;
+      if (!std::isfinite(total.item<double>())) {
+        throw std::runtime_error("training diverged at iteration " + std::to_string(iteration) +
+                                 " (loss not finite): lower training.learning_rate or training.gradient_clip");
+      }
       n.optimizer->zero_grad();
       total.backward();
+      if (c.gradient_clip > 0) torch::nn::utils::clip_grad_norm_(n.model->parameters(), c.gradient_clip);
       n.optimizer->step();
       double discriminator_loss = 0;
       if (w("adversarial") > 0) {
@@ -588,6 +595,9 @@ int run_training(const TrainRequest& request) {
         }
         n.discriminator_optimizer->zero_grad();
         d_loss.backward();
+        if (c.gradient_clip > 0) {
+          for (auto& [name, d] : n.discriminators) torch::nn::utils::clip_grad_norm_(d->parameters(), c.gradient_clip);
+        }
         n.discriminator_optimizer->step();
         discriminator_loss = d_loss.item<double>();
       }
