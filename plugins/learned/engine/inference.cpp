@@ -151,9 +151,12 @@ class TorchModel final : public Model {
     const std::size_t level_voxels = level.geometry.voxel_count();
     level.data.assign(level.channels * level_voxels, 0.0f);
     Encoder encoder = net_->encoders.at(modality);
+    VectorQuantizer quantizer = net_->quantizer;
     for_slice_batches(g.size[2], options, [&](std::size_t k0, std::size_t count) {
       torch::Tensor input = slices_to_tensor(normalised.voxels.data(), g, k0, count, architecture_.context_slices, px, py);
-      torch::Tensor code = encoder->forward(input).contiguous();
+      torch::Tensor code = encoder->forward(input);
+      if (quantizer) code = quantizer->forward(code).first;
+      code = code.contiguous();
       const float* src = code.data_ptr<float>();
       for (std::size_t b = 0; b < count; ++b)
         for (std::size_t c = 0; c < level.channels; ++c) {
@@ -252,6 +255,7 @@ class TorchModel final : public Model {
 
   std::map<std::string, std::string> encoder_params() const {
     return {{"model_sha256", sha_},
+            {"codebook_size", std::to_string(architecture_.codebook_size)},
             {"latent_channels", std::to_string(architecture_.latent_channels)},
             {"downsampling", std::to_string(architecture_.downsampling)}};
   }

@@ -164,12 +164,14 @@ std::pair<double, double> normalisation_range(const Volume& volume, const Normal
 }
 
 nlohmann::json to_json(const Architecture& a) {
-  return {{"type", "slice2d_conv_autoencoder"},
-          {"width", a.width},
-          {"latent_channels", a.latent_channels},
-          {"downsampling", a.downsampling},
-          {"context_slices", a.context_slices},
-          {"residual_blocks", a.residual_blocks}};
+  nlohmann::json json{{"type", "slice2d_conv_autoencoder"},
+                      {"width", a.width},
+                      {"latent_channels", a.latent_channels},
+                      {"downsampling", a.downsampling},
+                      {"context_slices", a.context_slices},
+                      {"residual_blocks", a.residual_blocks}};
+  if (a.codebook_size > 0) json["codebook_size"] = a.codebook_size;  // absent: no quantiser
+  return json;
 }
 
 Architecture architecture_from_json(const nlohmann::json& json, const std::string& where) {
@@ -186,7 +188,7 @@ Architecture architecture_from_json(const nlohmann::json& json, const std::strin
   };
   for (const auto& [key, value] : json.items()) {
     if (key != "type" && key != "width" && key != "latent_channels" && key != "downsampling" &&
-        key != "context_slices" && key != "residual_blocks") {
+        key != "context_slices" && key != "residual_blocks" && key != "codebook_size") {
       throw std::invalid_argument(where + "/" + key + ": unknown key");
     }
     (void)value;
@@ -196,6 +198,7 @@ Architecture architecture_from_json(const nlohmann::json& json, const std::strin
   read("downsampling", a.downsampling, 0, 4);
   read("context_slices", a.context_slices, 0, 4);
   read("residual_blocks", a.residual_blocks, 0, 8);
+  read("codebook_size", a.codebook_size, 0, 65536);
   return a;
 }
 

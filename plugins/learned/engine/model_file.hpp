@@ -70,6 +70,9 @@ struct Architecture {
   int downsampling = 1;     // stride-2 steps: the latent grid is 2^downsampling coarser in-plane
   int context_slices = 1;   // neighbouring axial slices on each side as extra input channels
   int residual_blocks = 2;
+  // > 0: VQ-VAE-style vector quantisation of the latent with a learned
+  // codebook of this many C-dimensional entries, shared by all modalities.
+  int codebook_size = 0;
 };
 nlohmann::json to_json(const Architecture& architecture);
 Architecture architecture_from_json(const nlohmann::json& json, const std::string& where);

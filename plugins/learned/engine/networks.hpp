@@ -84,16 +84,39 @@ struct DecoderImpl : torch::nn::Module {
 };
 TORCH_MODULE(Decoder);
 
-// One encoder and one decoder per modality, sharing the latent space.
+// VQ-VAE (van den Oord et al. 2017) quantiser: each C-dimensional code is
+// replaced by its nearest codebook entry (squared Euclidean distance).
+struct VectorQuantizerImpl : torch::nn::Module {
+  VectorQuantizerImpl(int entries, int channels) {
+    codebook = register_parameter("codebook", torch::randn({entries, channels}) * 0.1);
+  }
+  // Quantised codes [B, C, H, W] and the chosen entry of every position.
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& z) {
+    const long channels = codebook.size(1);
+    const torch::Tensor flat = z.permute({0, 2, 3, 1}).reshape({-1, channels});
+    const torch::Tensor distance = flat.pow(2).sum(1, true) - 2 * flat.matmul(codebook.t()) +
+                                   codebook.pow(2).sum(1).unsqueeze(0);
+    const torch::Tensor index = distance.argmin(1);
+    const torch::Tensor q = codebook.index_select(0, index).view({z.size(0), z.size(2), z.size(3), channels});
+    return {q.permute({0, 3, 1, 2}).contiguous(), index};
+  }
+  torch::Tensor codebook;
+};
+TORCH_MODULE(VectorQuantizer);
+
+// One encoder and one decoder per modality, sharing the latent space (and,
+// optionally, one codebook quantising it).
 struct LatentModelImpl : torch::nn::Module {
   LatentModelImpl(const Architecture& a, const std::vector<std::string>& modalities) {
     for (const auto& m : modalities) {
       encoders.emplace(m, register_module("encoder_" + m, Encoder(a)));
       decoders.emplace(m, register_module("decoder_" + m, Decoder(a)));
     }
+    if (a.codebook_size > 0) quantizer = register_module("quantizer", VectorQuantizer(a.codebook_size, a.latent_channels));
   }
   std::map<std::string, Encoder> encoders;
   std::map<std::string, Decoder> decoders;
+  VectorQuantizer quantizer{nullptr};
 };
 TORCH_MODULE(LatentModel);
 

@@ -32,7 +32,8 @@ struct ConfigError : std::runtime_error {
 };
 
 const std::vector<std::string> kLossNames{"reconstruction", "latent_norm", "translation", "cycle",
-                                          "alignment_l1", "alignment_infonce", "adversarial"};
+                                          "alignment_l1", "alignment_infonce", "adversarial",
+                                          "vector_quantization"};
 
 struct TrainConfig {
   json raw;
@@ -48,6 +49,7 @@ struct TrainConfig {
   std::map<std::string, double> weights;  // enabled losses only
   double infonce_temperature = 0.1;
   std::int64_t infonce_samples = 128;
+  double commitment = 0.25;  // VQ-VAE commitment weight (beta)
   int discriminator_width = 16;
   // data
   json phantom;                           // {seeds, size, options, sources}
@@ -145,7 +147,7 @@ TrainConfig parse_config(const fs::path& file) {
   only_keys(losses, "/losses", std::set<std::string>(kLossNames.begin(), kLossNames.end()));
   for (const auto& [name, spec] : losses.items()) {
     const std::string where = "/losses/" + name;
-    only_keys(spec, where, {"enabled", "weight", "temperature", "samples"});
+    only_keys(spec, where, {"enabled", "weight", "temperature", "samples", "commitment"});
     if (spec.contains("enabled") && !spec["enabled"].is_boolean()) throw ConfigError(where + "/enabled: expected true or false");
     const double weight = get_number<double>(spec, "weight", where, 1.0, 0.0, 1e6);
     if (spec.value("enabled", true) && weight > 0) c.weights[name] = weight;
@@ -153,8 +155,15 @@ TrainConfig parse_config(const fs::path& file) {
       c.infonce_temperature = get_number<double>(spec, "temperature", where, 0.1, 1e-4, 100);
       c.infonce_samples = get_number<std::int64_t>(spec, "samples", where, 128, 2, 65536);
     }
+    if (name == "vector_quantization") c.commitment = get_number<double>(spec, "commitment", where, 0.25, 0.0, 100);
   }
   if (c.weights.empty()) throw ConfigError("/losses: every loss is disabled");
+  if (c.architecture.codebook_size > 0 && !c.weights.count("vector_quantization")) {
+    throw ConfigError("/losses/vector_quantization: required (with a weight > 0) when model.codebook_size > 0");
+  }
+  if (c.architecture.codebook_size == 0 && c.weights.count("vector_quantization")) {
+    throw ConfigError("/losses/vector_quantization: needs model.codebook_size > 0");
+  }
   if (c.modalities.size() < 2) {
     for (const char* cross : {"translation", "cycle", "alignment_l1", "alignment_infonce", "adversarial"}) {
       if (c.weights.count(cross)) throw ConfigError(std::string("/losses/") + cross + ": needs two or more modalities");
@@ -332,7 +341,7 @@ json library_versions() {
                            std::to_string(TORCH_VERSION_PATCH)}};
 }
 
-void save_checkpoint(const TrainConfig& c, Networks& n, std::int64_t iteration) {
+void save_checkpoint(const TrainConfig& c, Networks& n, std::int64_t iteration, const std::vector<std::int64_t>& usage) {
   const std::string weights = archive_bytes([&](torch::serialize::OutputArchive& a) {
     torch::serialize::OutputArchive model, optimizer;
     n.model->save(model);
@@ -353,11 +362,11 @@ void save_checkpoint(const TrainConfig& c, Networks& n, std::int64_t iteration) 
   });
   write_model_container(c.checkpoint,
                         {{"checkpoint", true}, {"iteration", iteration}, {"config_sha256", config_fingerprint(c)},
-                         {"libraries", library_versions()}},
+                         {"libraries", library_versions()}, {"codebook_usage", usage}},
                         weights);
 }
 
-std::int64_t load_checkpoint(const TrainConfig& c, Networks& n) {
+std::int64_t load_checkpoint(const TrainConfig& c, Networks& n, std::vector<std::int64_t>& usage) {
   const ModelContainer container = read_model_container(c.checkpoint);
   if (!container.header.value("checkpoint", false)) {
     throw std::runtime_error(c.checkpoint.string() + " is not a training checkpoint");
@@ -389,6 +398,9 @@ std::int64_t load_checkpoint(const TrainConfig& c, Networks& n) {
   } catch (const c10::Error& error) {
     throw std::runtime_error("checkpoint " + c.checkpoint.string() + " does not fit the configuration: " +
                              error.what_without_backtrace());
+  }
+  if (container.header.contains("codebook_usage")) {
+    usage = container.header["codebook_usage"].get<std::vector<std::int64_t>>();
   }
   return container.header.value("iteration", std::int64_t{0});
 }
@@ -506,9 +518,11 @@ int run_training(const TrainRequest& request) {
     const std::vector<Case> cases = load_data(c, hashes, say);
     Networks n = make_networks(c);
     std::int64_t start = 0;
+    // How often each codebook entry was chosen (all modalities, all iterations).
+    std::vector<std::int64_t> usage(std::size_t(c.architecture.codebook_size), 0);
     if (request.resume) {
       if (fs::exists(c.checkpoint)) {
-        start = load_checkpoint(c, n);
+        start = load_checkpoint(c, n, usage);
         say("resuming from " + c.checkpoint.string() + " at iteration " + std::to_string(start));
       } else {
         say("no checkpoint at " + c.checkpoint.string() + ": starting from scratch");
@@ -538,6 +552,28 @@ int run_training(const TrainRequest& request) {
       auto add = [&](const std::string& name, const torch::Tensor& value) {
         terms[name] = terms.count(name) ? terms[name] + value : value;
       };
+      json codebook_stats;
+      if (n.model->quantizer) {  // VQ-VAE: codebook + commitment loss, straight-through gradients
+        std::vector<std::int64_t> batch_usage(usage.size(), 0);
+        for (std::size_t m = 0; m < M; ++m) {
+          auto [q, index] = n.model->quantizer->forward(codes[m]);
+          add("vector_quantization", (torch::mse_loss(q, codes[m].detach()) +
+                                      c.commitment * torch::mse_loss(codes[m], q.detach())) / double(M));
+          codes[m] = codes[m] + (q - codes[m]).detach();
+          const torch::Tensor counts = torch::bincount(index, {}, long(usage.size())).contiguous();
+          for (std::size_t e = 0; e < usage.size(); ++e) batch_usage[e] += counts.data_ptr<std::int64_t>()[e];
+        }
+        double total_count = 0, entropy = 0;
+        std::int64_t used = 0;
+        for (std::size_t e = 0; e < usage.size(); ++e) {
+          usage[e] += batch_usage[e];
+          total_count += double(batch_usage[e]);
+          used += batch_usage[e] > 0 ? 1 : 0;
+        }
+        for (auto count : batch_usage)
+          if (count > 0) entropy -= double(count) / total_count * std::log(double(count) / total_count);
+        codebook_stats = {{"codebook_used", used}, {"codebook_perplexity", std::exp(entropy)}};
+      }
       std::vector<std::pair<std::size_t, torch::Tensor>> fakes;  // (target modality, translated slice)
       for (std::size_t m = 0; m < M; ++m) {
         auto decoder_m = n.model->decoders.at(c.modalities[m].name);
@@ -606,11 +642,12 @@ int run_training(const TrainRequest& request) {
         json line{{"iteration", iteration}, {"seconds", seconds}, {"total", total.item<double>()}};
         for (const auto& [name, value] : terms) line[name] = value.item<double>();
         if (w("adversarial") > 0) line["discriminator"] = discriminator_loss;
+        if (!codebook_stats.is_null()) line.update(codebook_stats);
         log << line.dump() << "\n" << std::flush;
         last_terms = line;
       }
       if (iteration % c.log_every == 0 || iteration == c.iterations) progress.update(iteration, total.item<double>(), seconds, start);
-      if (iteration % c.checkpoint_every == 0 && iteration < c.iterations) save_checkpoint(c, n, iteration);
+      if (iteration % c.checkpoint_every == 0 && iteration < c.iterations) save_checkpoint(c, n, iteration, usage);
     }
     // The model file: no timestamps, so the same config, data and thread
     // count give the same bytes.
@@ -630,8 +667,13 @@ int run_training(const TrainRequest& request) {
                 {"data", hashes},
                 {"libraries", library_versions()}};
     header["training"]["final_losses"].erase("seconds");
+    if (!usage.empty()) {  // absent without a codebook: older files stay byte-identical
+      std::int64_t used = 0;
+      for (auto count : usage) used += count > 0 ? 1 : 0;
+      header["codebook"] = {{"size", usage.size()}, {"entries_used", used}, {"usage_counts", usage}};
+    }
     write_model_container(c.output, header, module_bytes(*n.model));
-    save_checkpoint(c, n, c.iterations);
+    save_checkpoint(c, n, c.iterations, usage);
     const double total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     say("wrote " + c.output.string() + " (checkpoint " + c.checkpoint.string() + ", log " + c.log.string() + ") in " +
         std::to_string(int(std::lround(total_seconds))) + " s");

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <fusionflow/payload_types.hpp>
@@ -157,6 +158,36 @@ TEST(LearnedTraining, ConfigErrorsNameTheJsonLocation) {
   result = fusionflow_cli("train " + write_config(dir, bad).string());
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_NE(result.text.find("/training/patch_size"), std::string::npos) << result.text;
+}
+
+TEST(LearnedTraining, VectorQuantisedLatentUsesTheCodebookAndRecordsUsage) {
+  const fs::path dir = fusionflow::testing::fresh_temp_directory("learned-vq");
+  json config = tiny_config(20);
+  config["model"]["codebook_size"] = 16;
+  config["losses"]["vector_quantization"] = {{"weight", 1.0}, {"commitment", 0.25}};
+  const auto result = fusionflow_cli("train --quiet " + write_config(dir, config).string());
+  ASSERT_EQ(result.exit_code, 0) << result.text;
+  const auto log = read_log(dir / "tiny.ffmodel.log.jsonl");
+  ASSERT_FALSE(log.empty());
+  EXPECT_TRUE(log.back().contains("vector_quantization"));
+  EXPECT_GE(log.back()["codebook_used"].get<int>(), 1);
+  EXPECT_GE(log.back()["codebook_perplexity"].get<double>(), 1.0);
+  // Every latent position holds one of the 16 codebook entries.
+  const Latent latent = encode(phantom().ct, "CT", 1, dir / "tiny.ffmodel");
+  const auto& level = latent.levels[0];
+  std::set<std::vector<float>> entries;
+  for (std::size_t v = 0; v < level.voxel_count(); ++v) {
+    std::vector<float> code;
+    for (std::size_t ch = 0; ch < level.channels; ++ch) code.push_back(level.at(ch, v));
+    entries.insert(code);
+  }
+  EXPECT_LE(entries.size(), 16u);
+  EXPECT_EQ(latent.encoder_params.at("codebook_size"), "16");
+  // And it is still refused without its loss.
+  config["losses"].erase("vector_quantization");
+  const auto invalid = fusionflow_cli("train " + write_config(dir, config).string());
+  EXPECT_EQ(invalid.exit_code, 2);
+  EXPECT_NE(invalid.text.find("/losses/vector_quantization: required"), std::string::npos) << invalid.text;
 }
 
 TEST(LearnedNodes, EncodeDecodeKeepGeometryForOddSizesAndObliqueDirection) {
