@@ -529,6 +529,11 @@ int run_training(const TrainRequest& request) {
       }
     }
     if (start > c.iterations) throw std::runtime_error("checkpoint is past the configured iterations");
+    if (start == c.iterations && fs::exists(c.output)) {
+      say("already trained to " + std::to_string(start) + " iterations (" + c.output.string() +
+          "): nothing to do; raise training.iterations (or --iterations) to continue");
+      return 0;
+    }
     std::ofstream log(c.log, start > 0 ? std::ios::app : std::ios::trunc);
     if (!log) throw std::runtime_error("cannot write the training log " + c.log.string());
     say("training " + std::to_string(c.modalities.size()) + " modalities on " + std::to_string(cases.size()) +
