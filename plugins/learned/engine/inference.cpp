@@ -152,11 +152,18 @@ class TorchModel final : public Model {
     level.data.assign(level.channels * level_voxels, 0.0f);
     Encoder encoder = net_->encoders.at(modality);
     VectorQuantizer quantizer = net_->quantizer;
+    const auto style_dim = std::size_t(architecture_.style_dim);
+    std::vector<float> styles(g.size[2] * style_dim);
     for_slice_batches(g.size[2], options, [&](std::size_t k0, std::size_t count) {
       torch::Tensor input = slices_to_tensor(normalised.voxels.data(), g, k0, count, architecture_.context_slices, px, py);
-      torch::Tensor code = encoder->forward(input);
+      auto [code, style] = encoder->encode(input);
       if (quantizer) code = quantizer->forward(code).first;
       code = code.contiguous();
+      if (style.defined()) {
+        style = style.contiguous();
+        std::copy(style.data_ptr<float>(), style.data_ptr<float>() + count * style_dim,
+                  styles.begin() + std::ptrdiff_t(k0 * style_dim));
+      }
       const float* src = code.data_ptr<float>();
       for (std::size_t b = 0; b < count; ++b)
         for (std::size_t c = 0; c < level.channels; ++c) {
@@ -165,11 +172,41 @@ class TorchModel final : public Model {
         }
     });
     latent.levels.push_back(std::move(level));
+    if (style_dim > 0) {  // per-slice styles, for decoding with the same modality
+      std::string text;
+      for (float value : styles) text += (text.empty() ? "" : ",") + number(value);
+      latent.source_metadata.extra["learned_style"] = text;
+      latent.source_metadata.extra["learned_style_modality"] = modality;
+    }
     return latent;
   }
 
-  Volume decode(const Latent& latent, const std::string& modality, bool to_units,
-                const InferenceOptions& options) const override {
+  std::vector<float> style_of(const Volume& volume, const std::string& modality,
+                              const InferenceOptions& options) const override {
+    const auto style_dim = std::size_t(architecture_.style_dim);
+    if (style_dim == 0) return {};
+    const Latent latent = encode(volume, modality, options);
+    std::vector<double> sum(style_dim, 0.0);
+    const std::vector<float> styles = parse_styles(latent.source_metadata.extra.at("learned_style"));
+    for (std::size_t v = 0; v < styles.size(); ++v) sum[v % style_dim] += styles[v];
+    std::vector<float> mean(style_dim);
+    for (std::size_t d = 0; d < style_dim; ++d) mean[d] = float(sum[d] / double(volume.geometry.size[2]));
+    return mean;
+  }
+
+  static std::vector<float> parse_styles(const std::string& text) {
+    std::vector<float> values;
+    std::size_t at = 0;
+    while (at < text.size()) {
+      const std::size_t end = std::min(text.find(',', at), text.size());
+      values.push_back(std::stof(text.substr(at, end - at)));
+      at = end + 1;
+    }
+    return values;
+  }
+
+  Volume decode(const Latent& latent, const std::string& modality, bool to_units, const InferenceOptions& options,
+                const std::vector<float>& style) const override {
     const ModalityInfo& m = info(modality);
     if (latent.kind != kLatentKind) {
       throw std::invalid_argument("latent of kind '" + latent.kind + "' cannot be decoded by a learned model: use "
@@ -200,6 +237,20 @@ class TorchModel final : public Model {
     volume.geometry = g;
     volume.voxels.assign(g.voxel_count(), 0.0f);
     Decoder decoder = net_->decoders.at(modality);
+    // Styles per slice: the given one, the latent's own (same modality), or none (zero).
+    const auto style_dim = std::size_t(architecture_.style_dim);
+    std::vector<float> styles;
+    if (style_dim > 0) {
+      const auto& extra = latent.source_metadata.extra;
+      if (!style.empty()) {
+        if (style.size() != style_dim) throw std::invalid_argument("style vector has the wrong length");
+        for (std::size_t k = 0; k < g.size[2]; ++k) styles.insert(styles.end(), style.begin(), style.end());
+      } else if (extra.count("learned_style") && extra.count("learned_style_modality") &&
+                 extra.at("learned_style_modality") == modality) {
+        styles = parse_styles(extra.at("learned_style"));
+        if (styles.size() != g.size[2] * style_dim) throw std::invalid_argument("latent's learned_style is damaged");
+      }
+    }
     for_slice_batches(g.size[2], options, [&](std::size_t k0, std::size_t count) {
       torch::Tensor input = torch::empty({long(count), long(level.channels), long(ly), long(lx)});
       float* dst = input.data_ptr<float>();
@@ -208,7 +259,13 @@ class TorchModel final : public Model {
           const float* plane = level.data.data() + c * level_voxels + (k0 + b) * lx * ly;
           std::copy(plane, plane + lx * ly, dst + (b * level.channels + c) * lx * ly);
         }
-      torch::Tensor image = decoder->forward(input).contiguous();
+      torch::Tensor style_batch;
+      if (!styles.empty()) {
+        style_batch = torch::empty({long(count), long(style_dim)});
+        std::copy(styles.begin() + std::ptrdiff_t(k0 * style_dim), styles.begin() + std::ptrdiff_t((k0 + count) * style_dim),
+                  style_batch.data_ptr<float>());
+      }
+      torch::Tensor image = decoder->forward(input, style_batch).contiguous();
       const float* src = image.data_ptr<float>();
       const std::size_t px = lx * std::size_t(factor);
       const std::size_t py = ly * std::size_t(factor);
@@ -224,6 +281,8 @@ class TorchModel final : public Model {
     volume.metadata = source;
     volume.metadata.extra.erase("learned_norm_low");
     volume.metadata.extra.erase("learned_norm_high");
+    volume.metadata.extra.erase("learned_style");
+    volume.metadata.extra.erase("learned_style_modality");
     volume.metadata.extra["learned_decoder"] = modality;
     volume.metadata.extra["learned_model"] = path_.string();
     if (!fused) {

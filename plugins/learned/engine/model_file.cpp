@@ -171,6 +171,7 @@ nlohmann::json to_json(const Architecture& a) {
                       {"context_slices", a.context_slices},
                       {"residual_blocks", a.residual_blocks}};
   if (a.codebook_size > 0) json["codebook_size"] = a.codebook_size;  // absent: no quantiser
+  if (a.style_dim > 0) json["style_dim"] = a.style_dim;              // absent: no style
   return json;
 }
 
@@ -188,7 +189,8 @@ Architecture architecture_from_json(const nlohmann::json& json, const std::strin
   };
   for (const auto& [key, value] : json.items()) {
     if (key != "type" && key != "width" && key != "latent_channels" && key != "downsampling" &&
-        key != "context_slices" && key != "residual_blocks" && key != "codebook_size") {
+        key != "context_slices" && key != "residual_blocks" && key != "codebook_size" &&
+        key != "style_dim") {
       throw std::invalid_argument(where + "/" + key + ": unknown key");
     }
     (void)value;
@@ -199,6 +201,7 @@ Architecture architecture_from_json(const nlohmann::json& json, const std::strin
   read("context_slices", a.context_slices, 0, 4);
   read("residual_blocks", a.residual_blocks, 0, 8);
   read("codebook_size", a.codebook_size, 0, 65536);
+  read("style_dim", a.style_dim, 0, 256);
   return a;
 }
 

@@ -73,6 +73,12 @@ struct Architecture {
   // > 0: VQ-VAE-style vector quantisation of the latent with a learned
   // codebook of this many C-dimensional entries, shared by all modalities.
   int codebook_size = 0;
+  // > 0: MUNIT-style content/style split. The encoder also gives a style
+  // vector of this length per slice (global average of its features); the
+  // decoder applies it with adaptive instance normalisation (AdaIN) after
+  // each residual block. The latent holds the content; the style travels in
+  // its metadata.
+  int style_dim = 0;
 };
 nlohmann::json to_json(const Architecture& architecture);
 Architecture architecture_from_json(const nlohmann::json& json, const std::string& where);

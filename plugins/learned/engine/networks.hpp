@@ -47,13 +47,18 @@ struct EncoderImpl : torch::nn::Module {
     for (int d = 0; d < a.downsampling; ++d) down.push_back(register_module("down" + std::to_string(d), conv(a.width, a.width, 3, 2)));
     for (int b = 0; b < a.residual_blocks; ++b) blocks.push_back(register_module("block" + std::to_string(b), ResBlock(a.width, 1 << (b % 3 + 1))));
     tail = register_module("tail", conv(a.width, a.latent_channels, 1));
+    if (a.style_dim > 0) style_head = register_module("style_head", torch::nn::Linear(a.width, a.style_dim));
   }
-  torch::Tensor forward(torch::Tensor x) {
+  // Content code and (with a style head) the style vector of each slice.
+  std::pair<torch::Tensor, torch::Tensor> encode(torch::Tensor x) {
     x = lrelu(head(x));
     for (auto& d : down) x = lrelu(d(x));
     for (auto& b : blocks) x = b(x);
-    return tail(lrelu(x));
+    const torch::Tensor features = lrelu(x);
+    return {tail(features), style_head ? style_head(features.mean({2, 3})) : torch::Tensor()};
   }
+  torch::Tensor forward(torch::Tensor x) { return encode(std::move(x)).first; }
+  torch::nn::Linear style_head{nullptr};
   torch::nn::Conv2d head{nullptr}, tail{nullptr};
   std::vector<torch::nn::Conv2d> down;
   std::vector<ResBlock> blocks;
@@ -67,10 +72,30 @@ struct DecoderImpl : torch::nn::Module {
     for (int b = 0; b < a.residual_blocks; ++b) blocks.push_back(register_module("block" + std::to_string(b), ResBlock(a.width, 1 << (b % 3 + 1))));
     for (int d = 0; d < a.downsampling; ++d) up.push_back(register_module("up" + std::to_string(d), conv(a.width, a.width, 3)));
     tail = register_module("tail", conv(a.width, 1, 3));
+    if (a.style_dim > 0) {
+      style_dim_ = a.style_dim;
+      width_ = a.width;
+      style_mlp = register_module("style_mlp", torch::nn::Linear(a.style_dim, 2 * a.width * std::max(1, a.residual_blocks)));
+    }
   }
-  torch::Tensor forward(torch::Tensor x) {
+  // `style`: [B, style_dim] (MUNIT's AdaIN parameters come from it); undefined
+  // means the zero vector (the prior's mean).
+  torch::Tensor forward(torch::Tensor x, torch::Tensor style = {}) {
     x = lrelu(head(x));
-    for (auto& b : blocks) x = b(x);
+    if (style_mlp && !style.defined()) style = torch::zeros({x.size(0), style_dim_});
+    const torch::Tensor adain = style_mlp ? style_mlp(style) : torch::Tensor();
+    auto apply_style = [&](torch::Tensor y, long b) {
+      const auto mean = y.mean({2, 3}, true);
+      const auto stdev = (y.var({2, 3}, false, true) + 1e-5).sqrt();
+      const auto gamma = adain.narrow(1, 2 * b * width_, width_).view({y.size(0), width_, 1, 1});
+      const auto beta = adain.narrow(1, (2 * b + 1) * width_, width_).view({y.size(0), width_, 1, 1});
+      return (y - mean) / stdev * (1 + gamma) + beta;
+    };
+    if (style_mlp && blocks.empty()) x = apply_style(x, 0);
+    for (std::size_t b = 0; b < blocks.size(); ++b) {
+      x = blocks[b](x);
+      if (style_mlp) x = apply_style(x, long(b));
+    }
     for (auto& u : up) {
       x = torch::nn::functional::interpolate(
           x, torch::nn::functional::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
@@ -81,6 +106,8 @@ struct DecoderImpl : torch::nn::Module {
   torch::nn::Conv2d head{nullptr}, tail{nullptr};
   std::vector<ResBlock> blocks;
   std::vector<torch::nn::Conv2d> up;
+  torch::nn::Linear style_mlp{nullptr};
+  long style_dim_ = 0, width_ = 0;
 };
 TORCH_MODULE(Decoder);
 

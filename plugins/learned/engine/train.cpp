@@ -552,7 +552,12 @@ int run_training(const TrainRequest& request) {
     for (std::int64_t iteration = start + 1; iteration <= c.iterations; ++iteration) {
       const Batch batch = make_batch(c, cases, iteration);
       std::vector<torch::Tensor> codes;
-      for (std::size_t m = 0; m < M; ++m) codes.push_back(n.model->encoders.at(c.modalities[m].name)->forward(batch.inputs[m]));
+      std::vector<torch::Tensor> styles;  // undefined without a content/style split
+      for (std::size_t m = 0; m < M; ++m) {
+        auto [content, style] = n.model->encoders.at(c.modalities[m].name)->encode(batch.inputs[m]);
+        codes.push_back(content);
+        styles.push_back(style);
+      }
       std::map<std::string, torch::Tensor> terms;
       auto add = [&](const std::string& name, const torch::Tensor& value) {
         terms[name] = terms.count(name) ? terms[name] + value : value;
@@ -582,17 +587,22 @@ int run_training(const TrainRequest& request) {
       std::vector<std::pair<std::size_t, torch::Tensor>> fakes;  // (target modality, translated slice)
       for (std::size_t m = 0; m < M; ++m) {
         auto decoder_m = n.model->decoders.at(c.modalities[m].name);
-        if (w("reconstruction") > 0) add("reconstruction", torch::l1_loss(decoder_m->forward(codes[m]), batch.targets[m]) / double(M));
-        if (w("latent_norm") > 0) add("latent_norm", codes[m].pow(2).mean() / double(M));
+        if (w("reconstruction") > 0) add("reconstruction", torch::l1_loss(decoder_m->forward(codes[m], styles[m]), batch.targets[m]) / double(M));
+        if (w("latent_norm") > 0) {
+          add("latent_norm", codes[m].pow(2).mean() / double(M));
+          if (styles[m].defined()) add("latent_norm", styles[m].pow(2).mean() / double(M));  // style prior N(0, I)
+        }
         for (std::size_t o = 0; o < M; ++o) {
           if (o == m) continue;
           const double pairs = double(M * (M - 1));
           const bool need_translation = w("translation") > 0 || w("cycle") > 0 || w("adversarial") > 0;
           if (!need_translation) continue;
-          const torch::Tensor translated = n.model->decoders.at(c.modalities[o].name)->forward(codes[m]);
+          // With styles: the target's own style (paired, example-guided translation).
+          const torch::Tensor translated = n.model->decoders.at(c.modalities[o].name)->forward(codes[m], styles[o]);
           if (w("translation") > 0) add("translation", torch::l1_loss(translated, batch.targets[o]) / pairs);
           if (w("cycle") > 0) {
-            const torch::Tensor back = decoder_m->forward(n.model->encoders.at(c.modalities[o].name)->forward(as_input(translated, ctx)));
+            const torch::Tensor back =
+                decoder_m->forward(n.model->encoders.at(c.modalities[o].name)->forward(as_input(translated, ctx)), styles[m]);
             add("cycle", torch::l1_loss(back, batch.targets[m]) / pairs);
           }
           if (w("adversarial") > 0) fakes.emplace_back(o, translated);

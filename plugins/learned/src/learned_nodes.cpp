@@ -105,6 +105,9 @@ NodeSpec synthesize_spec() {
                 "the target modality's decoder, e.g. MRI -> synthetic CT in HU (learned.encode + learned.decode in "
                 "one node).");
   spec.input<Volume>("volume", "the source volume (e.g. T1 MRI)")
+      .optional_input<Volume>("style_reference",
+                              "models with a content/style split: a volume of the target modality whose mean style "
+                              "the output takes (MUNIT's example-guided translation); unset: the zero style")
       .output<Volume>("volume", "the synthetic volume on the source grid, in the target's units")
       .param("model", Param::InputPath(), kModelHelp)
       .param("source_modality", Param::String(""), "encoder to use; empty: the volume's modality")
@@ -177,7 +180,16 @@ void run_synthesize(NodeContext& ctx) {
   options.progress = [report](double f) { report(0.5 * f); };
   const Latent latent = model->encode(volume, source, options);
   options.progress = [report](double f) { report(0.5 + 0.5 * f); };
-  Volume result = model->decode(latent, target, true, options);
+  std::vector<float> style;
+  if (ctx.has_input("style_reference")) {
+    const Volume& reference = ctx.input<Volume>("style_reference");
+    model->check_input(reference, target);
+    learned::InferenceOptions quiet = options;
+    quiet.progress = nullptr;
+    style = model->style_of(reference, target, quiet);
+    if (style.empty()) ctx.log(LogLevel::Warn, "the model has no content/style split: style_reference is ignored");
+  }
+  Volume result = model->decode(latent, target, true, options, style);
   ctx.log(LogLevel::Info, "synthesised " + target + " (" + result.metadata.units + ") from " + source + " " +
                               size_string(volume.geometry));
   ctx.output("volume", std::move(result));

@@ -6,6 +6,7 @@
 // the three example pipelines on a small phantom with the committed model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -188,6 +189,36 @@ TEST(LearnedTraining, VectorQuantisedLatentUsesTheCodebookAndRecordsUsage) {
   const auto invalid = fusionflow_cli("train " + write_config(dir, config).string());
   EXPECT_EQ(invalid.exit_code, 2);
   EXPECT_NE(invalid.text.find("/losses/vector_quantization: required"), std::string::npos) << invalid.text;
+}
+
+TEST(LearnedTraining, ContentStyleSplitCarriesStylesAndTakesAStyleReference) {
+  const fs::path dir = fusionflow::testing::fresh_temp_directory("learned-style");
+  json config = tiny_config(20);
+  config["model"]["style_dim"] = 4;
+  const auto result = fusionflow_cli("train --quiet " + write_config(dir, config).string());
+  ASSERT_EQ(result.exit_code, 0) << result.text;
+  const fs::path model = dir / "tiny.ffmodel";
+  // The latent carries one style per slice, for decoding with its own modality.
+  const Latent ct = encode(phantom().ct, "CT", 1, model);
+  EXPECT_EQ(ct.source_metadata.extra.at("learned_style_modality"), "CT");
+  EXPECT_EQ(std::count(ct.source_metadata.extra.at("learned_style").begin(),
+                       ct.source_metadata.extra.at("learned_style").end(), ',') + 1,
+            4 * 9);
+  const Volume own = decode(ct, "CT", 1, model);
+  EXPECT_EQ(own.voxels, decode(ct, "CT", 3, model).voxels);
+  EXPECT_EQ(own.metadata.extra.count("learned_style"), 0u);
+  // Synthesis: zero style, or the mean style of a reference CT.
+  auto synthesize = [&](bool with_reference, int threads) {
+    NodeHarness node(fusionflow::testing::bundled_plugins(), "learned.synthesize");
+    node.set_param("model", fusionflow::ParamValue(model.string())).set_param("target_modality", "CT");
+    node.set_input("volume", phantom().t1).set_threads(threads);
+    if (with_reference) node.set_input("style_reference", phantom().ct);
+    node.run();
+    return node.output<Volume>("volume").voxels;
+  };
+  const auto plain = synthesize(false, 1), guided = synthesize(true, 1);
+  EXPECT_NE(plain, guided);
+  EXPECT_EQ(guided, synthesize(true, 4));
 }
 
 TEST(LearnedNodes, EncodeDecodeKeepGeometryForOddSizesAndObliqueDirection) {

@@ -49,9 +49,15 @@ class Model {
   virtual Volume normalise(const Volume& volume, const std::string& modality) const = 0;
   virtual Latent encode(const Volume& volume, const std::string& modality, const InferenceOptions& options) const = 0;
   // `to_units`: invert the modality's normalisation (HU for CT); otherwise
-  // the network's normalised [0, 1] intensities.
+  // the network's normalised [0, 1] intensities. Models with a content/style
+  // split decode with `style` if given (e.g. style_of a reference), else with
+  // the latent's own per-slice styles if it was encoded from `modality`,
+  // else with the zero style (the prior's mean).
   virtual Volume decode(const Latent& latent, const std::string& modality, bool to_units,
-                        const InferenceOptions& options) const = 0;
+                        const InferenceOptions& options, const std::vector<float>& style = {}) const = 0;
+  // Mean style vector of a volume of `modality` (empty without a style split).
+  virtual std::vector<float> style_of(const Volume& volume, const std::string& modality,
+                                      const InferenceOptions& options) const = 0;
 };
 
 struct TrainRequest {
