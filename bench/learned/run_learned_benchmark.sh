@@ -60,7 +60,6 @@ echo "== 3. learned vs classical fusion (held-out seed 7, 128^3, co-registered)"
   > "$out/fusion.txt" 2>&1
 python3 - "$out/fusion_learned.csv" "$out/fusion_laplacian.csv" <<'PY'
 import csv, sys
-rows = [next(r for r in csv.DictReader(open(f)) if True) for f in sys.argv[1:]]
 rows = [list(csv.DictReader(open(f)))[-1] for f in sys.argv[1:]]
 keys = [k for k in rows[0] if k not in ("label", "slice", "row", "mode")]
 print("| method | " + " | ".join(keys) + " |")
