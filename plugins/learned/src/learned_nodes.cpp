@@ -76,6 +76,7 @@ NodeSpec encode_spec() {
                 "level 'features' (role features, C channels) on the source grid made 2^downsampling coarser "
                 "in-plane (origin and direction kept); fuse with fuse.latent, decode with learned.decode.");
   spec.input<Volume>("volume", "the volume, in the units the model expects (e.g. CT in HU)")
+      .memory_intensive()
       .output<Latent>("latent", "kind 'learned'")
       .optional_output<Volume>("normalised", "the input after the model's normalisation (0..1), e.g. for metrics")
       .param("model", Param::InputPath(), kModelHelp)
@@ -91,6 +92,7 @@ NodeSpec decode_spec() {
                 "normalisation is only invertible for a latent of the same MR volume, otherwise the output stays "
                 "normalised.");
   spec.input<Latent>("latent", "a latent from learned.encode or fuse.latent")
+      .memory_intensive()
       .output<Volume>("volume", "the decoded volume on the source grid")
       .param("model", Param::InputPath(), kModelHelp)
       .param("modality", Param::String("CT"), "whose decoder: CT, MR, ... (a modality of the model)")
@@ -105,6 +107,7 @@ NodeSpec synthesize_spec() {
                 "the target modality's decoder, e.g. MRI -> synthetic CT in HU (learned.encode + learned.decode in "
                 "one node).");
   spec.input<Volume>("volume", "the source volume (e.g. T1 MRI)")
+      .memory_intensive()
       .optional_input<Volume>("style_reference",
                               "models with a content/style split: a volume of the target modality whose mean style "
                               "the output takes (MUNIT's example-guided translation); unset: the zero style")
