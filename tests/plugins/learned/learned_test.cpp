@@ -400,7 +400,7 @@ TEST_F(LearnedPipelines, MriToSyntheticCtWritesVolumeAndMaeInHu) {
   const auto result = run_example("mri_to_synthetic_ct", out);
   ASSERT_EQ(result.exit_code, 0) << result.text;
   EXPECT_TRUE(fs::exists(out / "synthetic_ct.nii.gz"));
-  const json metrics = json::parse(read_bytes(out / "metrics.json"));
+  const json metrics = json::parse(read_bytes(out / "synthetic_ct_metrics.json"));
   EXPECT_NE(metrics.dump().find("HU"), std::string::npos) << metrics.dump();
 }
 
