@@ -176,6 +176,11 @@ TEST_F(Executor, ReadyNodesThatFreeMemoryOrConsumeWithoutProducingStartFirst) {
 }
 
 TEST_F(Executor, FreedValuesAreReturnedToTheSystem) {
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer replaces glibc's allocator (and quarantines freed
+  // blocks): what this test measures does not exist in such a build.
+  GTEST_SKIP() << "glibc heap trimming is not observable under AddressSanitizer";
+#endif
   // glibc keeps freed blocks below its mmap threshold in its heap, where they
   // stay resident unless trimmed. `blocks` makes 32 MiB of such blocks (after
   // raising the threshold as a freed 16 MiB buffer does) below a block that
