@@ -47,6 +47,24 @@ std::string fuse_error(const std::vector<Latent>& latents, const std::vector<std
   return "(no error)";
 }
 
+// CT, MR and PT latents whose first level covers `size` with random
+// coefficients in [-1, 1] drawn from `random`.
+std::vector<Latent> random_latents(const std::array<std::size_t, 3>& size, std::mt19937& random) {
+  const std::size_t count = size[0] * size[1] * size[2];
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<Latent> latents;
+  for (const char* modality : {"CT", "MR", "PT"}) {
+    std::vector<float> data(count);
+    for (float& value : data) value = uniform(random);
+    Latent latent = hand_latent(modality, {}, {0.0f});
+    latent.source_geometry.size = size;
+    latent.levels[0].geometry.size = size;
+    latent.levels[0].data = std::move(data);
+    latents.push_back(std::move(latent));
+  }
+  return latents;
+}
+
 TEST(FuseLatent, MaxAbsPicksTheLargerMagnitudeKeepingItsSign) {
   const Latent a = hand_latent("CT", {0.5f, -0.9f, 0.1f, -0.3f}, {0.2f});
   const Latent b = hand_latent("MR", {-0.7f, 0.4f, 0.1f, 0.3f}, {0.6f});
@@ -115,17 +133,7 @@ TEST(FuseLatent, LocalEnergyConsistencyMatchesABruteForceMajorityForEveryVoteCou
   const std::array<std::size_t, 3> size{9, 8, 7};
   const std::size_t count = size[0] * size[1] * size[2];
   std::mt19937 random(5);
-  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-  std::vector<Latent> latents;
-  for (const char* modality : {"CT", "MR", "PT"}) {
-    std::vector<float> data(count);
-    for (float& value : data) value = uniform(random);
-    Latent latent = hand_latent(modality, {}, {0.0f});
-    latent.source_geometry.size = size;
-    latent.levels[0].geometry.size = size;
-    latent.levels[0].data = std::move(data);
-    latents.push_back(std::move(latent));
-  }
+  const std::vector<Latent> latents = random_latents(size, random);
   std::vector<std::size_t> choice(count, 0);
   for (std::size_t v = 0; v < count; ++v) {
     float best = latents[0].levels[0].data[v] * latents[0].levels[0].data[v];
@@ -199,19 +207,9 @@ TEST(FuseLatent, LocalEnergyWindowsMatchTheirDefinitionBitForBit) {
   // less memory (thick grids, small windows: here 6x5x50 with radius <= 2)
   // and as whole maps otherwise: both must give these bits.
   std::mt19937 random(9);
-  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   for (const std::array<std::size_t, 3> size : {std::array<std::size_t, 3>{11, 9, 13}, std::array<std::size_t, 3>{6, 5, 50}}) {
     const std::size_t count = size[0] * size[1] * size[2];
-    std::vector<Latent> latents;
-    for (const char* modality : {"CT", "MR", "PT"}) {
-      std::vector<float> data(count);
-      for (float& value : data) value = uniform(random);
-      Latent latent = hand_latent(modality, {}, {0.0f});
-      latent.source_geometry.size = size;
-      latent.levels[0].geometry.size = size;
-      latent.levels[0].data = std::move(data);
-      latents.push_back(std::move(latent));
-    }
+    const std::vector<Latent> latents = random_latents(size, random);
     for (const std::size_t radius : {std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{5}, std::size_t{30}}) {
       std::vector<std::vector<float>> energy;
       for (const Latent& latent : latents) energy.push_back(reference_local_energy(latent.levels[0].data, size, radius));
