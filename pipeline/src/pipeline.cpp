@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "fusionflow/graph.hpp"
-#include "sha256.hpp"
+#include "fusionflow/sha256.hpp"
 
 namespace fusionflow {
 namespace fs = std::filesystem;
@@ -723,7 +723,7 @@ LoadResult load_pipeline_text(const std::string& text, const std::string& source
   Pipeline pipeline;
   pipeline.source_name = source_name;
   pipeline.directory = directory;
-  pipeline.source_sha256 = detail::sha256_hex(text);
+  pipeline.source_sha256 = sha256_hex(text);
   return load_text(text, std::move(pipeline), registry, options);
 }
 

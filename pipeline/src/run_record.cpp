@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fusionflow/version.hpp"
-#include "sha256.hpp"
+#include "fusionflow/sha256.hpp"
 
 namespace fusionflow {
 using ordered_json = nlohmann::ordered_json;
@@ -37,7 +37,7 @@ std::string resolved_pipeline_sha256(const Pipeline& pipeline) {
                          {"params", params_json(node)},
                          {"inputs", inputs_json(pipeline, node)}});
   }
-  return detail::sha256_hex(canonical.dump());
+  return sha256_hex(canonical.dump());
 }
 
 std::string run_record_json(const Pipeline& pipeline, const RunResult& result,

@@ -1,4 +1,4 @@
-#include "sha256.hpp"
+#include "fusionflow/sha256.hpp"
 
 #include <openssl/evp.h>
 
@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <stdexcept>
 
-namespace fusionflow::detail {
+namespace fusionflow {
 
 std::string sha256_hex(std::string_view bytes) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
@@ -23,4 +23,4 @@ std::string sha256_hex(std::string_view bytes) {
   return hex;
 }
 
-}  // namespace fusionflow::detail
+}  // namespace fusionflow

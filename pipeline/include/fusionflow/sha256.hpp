@@ -1,10 +1,11 @@
-// SHA-256 through OpenSSL's libcrypto (internal to the core library).
+// SHA-256 (through OpenSSL's libcrypto), for run records, pipeline and model
+// file fingerprints.
 #pragma once
 
 #include <string>
 #include <string_view>
 
-namespace fusionflow::detail {
-// Lower-case hex digest.
+namespace fusionflow {
+// Lower-case hex digest of `bytes`.
 std::string sha256_hex(std::string_view bytes);
-}  // namespace fusionflow::detail
+}  // namespace fusionflow

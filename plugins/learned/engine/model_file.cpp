@@ -1,7 +1,5 @@
 #include "model_file.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -33,19 +31,6 @@ double percentile(std::vector<float> values, double p) {
 }
 
 }  // namespace
-
-std::string sha256_hex(const void* data, std::size_t size) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (EVP_Digest(data, size, digest, &length, EVP_sha256(), nullptr) != 1) throw std::runtime_error("sha256 failed");
-  static const char* hex = "0123456789abcdef";
-  std::string text;
-  for (unsigned int i = 0; i < length; ++i) {
-    text.push_back(hex[digest[i] >> 4]);
-    text.push_back(hex[digest[i] & 15]);
-  }
-  return text;
-}
 
 ModelContainer read_model_container(const std::filesystem::path& file) {
   const std::string who = "model file " + file.string();
@@ -84,7 +69,7 @@ ModelContainer read_model_container(const std::filesystem::path& file) {
   }
   container.weights = bytes.substr(weights_at + 8);
   const std::string expected = container.header.value("weights_sha256", "");
-  const std::string actual = sha256_hex(container.weights.data(), container.weights.size());
+  const std::string actual = sha256_hex(container.weights);
   if (expected != actual) {
     throw std::runtime_error(who + ": weights checksum mismatch (header says " + expected + ", data is " + actual +
                              "): the file is damaged");
@@ -94,7 +79,7 @@ ModelContainer read_model_container(const std::filesystem::path& file) {
 
 void write_model_container(const std::filesystem::path& file, nlohmann::json header, const std::string& weights) {
   header["format_version"] = kModelFormatVersion;
-  header["weights_sha256"] = sha256_hex(weights.data(), weights.size());
+  header["weights_sha256"] = sha256_hex(weights);
   const std::string text = header.dump(2);
   std::string bytes(kModelMagic, 8);
   put_u64(bytes, text.size());

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fusionflow/latent.hpp"
+#include "fusionflow/sha256.hpp"
 #include "fusionflow/volume.hpp"
 
 namespace fusionflow::learned {
@@ -35,8 +36,6 @@ struct ModelContainer {
 ModelContainer read_model_container(const std::filesystem::path& file);
 // Adds "weights_sha256" to the header and writes atomically.
 void write_model_container(const std::filesystem::path& file, nlohmann::json header, const std::string& weights);
-
-std::string sha256_hex(const void* data, std::size_t size);
 
 // Intensity normalisation of one modality to the network's [0, 1]:
 //   window:     (v - low) / (high - low), low/high in the modality's units

@@ -263,7 +263,7 @@ std::vector<Case> load_data(const TrainConfig& c, json& hashes, const std::funct
         item.channels.push_back(normalised(v, m));
       }
       const std::string options_text = testdata::to_json(options).dump();
-      hashes.push_back({{"phantom_seed", seed}, {"options_sha256", sha256_hex(options_text.data(), options_text.size())}});
+      hashes.push_back({{"phantom_seed", seed}, {"options_sha256", sha256_hex(options_text)}});
       finish(std::move(item));
     }
   } else {
@@ -286,7 +286,7 @@ std::vector<Case> load_data(const TrainConfig& c, json& hashes, const std::funct
         std::ostringstream bytes;
         bytes << in.rdbuf();
         const std::string text = bytes.str();
-        entry[m.name] = {{"file", path.filename().string()}, {"sha256", sha256_hex(text.data(), text.size())}};
+        entry[m.name] = {{"file", path.filename().string()}, {"sha256", sha256_hex(text)}};
       }
       hashes.push_back(entry);
       finish(std::move(item));
@@ -332,7 +332,7 @@ std::string config_fingerprint(const TrainConfig& c) {
   essential.erase("description");
   if (essential.contains("training")) essential["training"].erase("iterations");  // may be extended on resume
   const std::string text = essential.dump();
-  return sha256_hex(text.data(), text.size());
+  return sha256_hex(text);
 }
 
 json library_versions() {
