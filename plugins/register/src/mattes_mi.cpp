@@ -30,12 +30,12 @@ std::uint64_t mix(std::uint64_t x) {
 
 struct SplitMix64 {
   std::uint64_t state;
+  // mix() adds the golden gamma before finalising: the value of the state
+  // after the step, as SplitMix64's next() defines it.
   std::uint64_t next() {
+    const std::uint64_t value = mix(state);
     state += 0x9e3779b97f4a7c15ull;
-    std::uint64_t z = state;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return value;
   }
   // Uniform in [0, n): the top 53 bits as a double in [0, 1), times n. The
   // bias is below 2^-53 * n, irrelevant for sampling voxels.
