@@ -84,32 +84,22 @@ class PipelineRun {
         slots_[i].emplace(port.name, std::make_unique<OutputSlot>());
       }
     }
-    for (const PipelineNode& node : pipeline.nodes) {
-      for (const auto& [port, refs] : node.inputs) {
-        for (const OutputRef& ref : refs) ++slots_[ref.node].at(ref.port)->remaining_consumers;
-      }
-    }
     const std::size_t count = pipeline.nodes.size();
     claims_.resize(count);
-    for (std::size_t i = 0; i < count; ++i) {
-      std::map<OutputSlot*, int> claims;
-      for (const auto& [port, refs] : pipeline.nodes[i].inputs) {
-        for (const OutputRef& ref : refs) ++claims[slots_[ref.node].at(ref.port).get()];
-      }
-      claims_[i].assign(claims.begin(), claims.end());
-    }
     successors_.resize(count);
     unfinished_producers_.assign(count, 0);
-    produces_for_others_.assign(count, false);
     for (std::size_t consumer = 0; consumer < count; ++consumer) {
+      std::map<OutputSlot*, int> claims;
       std::set<std::size_t> producers;
       for (const auto& [port, refs] : pipeline.nodes[consumer].inputs) {
-        for (const OutputRef& ref : refs) producers.insert(ref.node);
+        for (const OutputRef& ref : refs) {
+          ++claims[slots_[ref.node].at(ref.port).get()];
+          producers.insert(ref.node);
+        }
       }
-      for (std::size_t producer : producers) {
-        successors_[producer].push_back(consumer);
-        produces_for_others_[producer] = true;
-      }
+      for (const auto& [slot, references] : claims) slot->remaining_consumers += references;
+      claims_[consumer].assign(claims.begin(), claims.end());
+      for (std::size_t producer : producers) successors_[producer].push_back(consumer);
       unfinished_producers_[consumer] = producers.size();
     }
   }
@@ -199,19 +189,19 @@ class PipelineRun {
 
   // Drops this consumer's claims; the last consumer frees the payload.
   // Returns whether it freed one.
-  bool release_inputs(const PipelineNode& node) {
+  bool release_inputs(std::size_t index) {
     bool freed = false;
-    for (const auto& [port, refs] : node.inputs) {
-      for (const OutputRef& ref : refs) {
-        OutputSlot& slot = *slots_[ref.node].at(ref.port);
-        if (slot.remaining_consumers.fetch_sub(1) == 1) {
-          slot.payload = Payload();
-          freed = true;
-        }
+    for (const auto& [slot, references] : claims_[index]) {
+      if (slot->remaining_consumers.fetch_sub(references) == references) {
+        slot->payload = Payload();
+        freed = true;
       }
     }
     return freed;
   }
+
+  // Whether any other node consumes the node's outputs (sinks do not).
+  bool produces_for_others(std::size_t index) const { return !successors_[index].empty(); }
 
   // --- scheduling -------------------------------------------------------------
   // A node is ready when all its producers have finished. At most `threads_`
@@ -235,7 +225,7 @@ class PipelineRun {
     if (limit <= 0 || !memory_intensive(index)) return true;
     if (running_memory_intensive_ >= limit) return false;
     for (std::size_t other : running_nodes_) {
-      if (!produces_for_others_[other] && inputs_freed_by(other) > 0) return false;
+      if (!produces_for_others(other) && inputs_freed_by(other) > 0) return false;
     }
     return true;
   }
@@ -250,13 +240,13 @@ class PipelineRun {
   // Caller holds schedule_mutex_.
   void dispatch_ready_nodes() {
     if (cancel_.load()) ready_.clear();
-    while (running_ < threads_ && !ready_.empty()) {
+    while (static_cast<int>(running_nodes_.size()) < threads_ && !ready_.empty()) {
       auto best = ready_.end();
       std::tuple<int, int, std::size_t> best_key{};
       for (auto it = ready_.begin(); it != ready_.end(); ++it) {
         if (!admissible(*it)) continue;
         // Larger is better: more inputs freed, a sink, listed earlier.
-        const std::tuple<int, int, std::size_t> key{inputs_freed_by(*it), produces_for_others_[*it] ? 0 : 1,
+        const std::tuple<int, int, std::size_t> key{inputs_freed_by(*it), produces_for_others(*it) ? 0 : 1,
                                                    pipeline_.nodes.size() - *it};
         if (best == ready_.end() || key > best_key) {
           best = it;
@@ -266,7 +256,6 @@ class PipelineRun {
       if (best == ready_.end()) return;  // only memory-intensive nodes wait
       const std::size_t index = *best;
       ready_.erase(best);
-      ++running_;
       running_nodes_.insert(index);
       if (memory_intensive(index)) ++running_memory_intensive_;
       group_->run([this, index] {
@@ -278,7 +267,6 @@ class PipelineRun {
 
   void node_finished(std::size_t index) {
     std::lock_guard<std::mutex> lock(schedule_mutex_);
-    --running_;
     running_nodes_.erase(index);
     if (memory_intensive(index)) --running_memory_intensive_;
     for (std::size_t successor : successors_[index]) {
@@ -291,7 +279,7 @@ class PipelineRun {
     const PipelineNode& node = pipeline_.nodes[index];
     NodeRunInfo& info = result_.nodes[index];
     if (cancel_.load()) {
-      release_inputs(node);
+      release_inputs(index);
       return;  // stays NotRun
     }
     const NodeSpec& spec = node.definition->spec();
@@ -333,7 +321,7 @@ class PipelineRun {
       info.error = "unknown exception";
       fail(index, info.error);
     }
-    bool freed = release_inputs(node);
+    bool freed = release_inputs(index);
     for (auto& [port, payload] : outputs) {
       OutputSlot& slot = *slots_[index].at(port);
       // Outputs nobody consumes are dropped now rather than at the end.
@@ -375,10 +363,8 @@ class PipelineRun {
   std::vector<std::vector<std::pair<OutputSlot*, int>>> claims_;  // per node: input slots and its references to each
   std::vector<std::vector<std::size_t>> successors_;  // distinct consumers of each node
   std::vector<std::size_t> unfinished_producers_;
-  std::vector<bool> produces_for_others_;
   std::vector<std::size_t> ready_;
   std::set<std::size_t> running_nodes_;
-  int running_ = 0;
   int running_memory_intensive_ = 0;
   tbb::task_group* group_ = nullptr;
   std::mutex callback_mutex_;  // serialises user callbacks
