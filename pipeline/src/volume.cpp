@@ -26,6 +26,10 @@ std::array<double, 3> Geometry::point_to_index(const std::array<double, 3>& poin
   return index;
 }
 
+std::string Geometry::size_string() const {
+  return std::to_string(size[0]) + "x" + std::to_string(size[1]) + "x" + std::to_string(size[2]);
+}
+
 bool Geometry::same_grid(const Geometry& other, double tolerance) const {
   if (size != other.size) return false;
   for (int axis = 0; axis < 3; ++axis) {

@@ -32,6 +32,8 @@ struct Geometry {
   // Same size, and spacing/origin/direction equal within `tolerance`
   // (relative to spacing for origins).
   bool same_grid(const Geometry& other, double tolerance = 1e-6) const;
+  // "NxMxK", for messages.
+  std::string size_string() const;
 };
 
 // What the intensities mean. Never holds patient identifiers: loaders keep

@@ -554,8 +554,7 @@ LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx) {
   std::uint64_t voxels = 1;
   for (std::size_t extent : g.size) {
     if (__builtin_mul_overflow(voxels, std::uint64_t{extent}, &voxels) || voxels > kMaxVoxels) {
-      throw std::runtime_error("cannot read DICOM " + quoted(path) + ": " + std::to_string(g.size[0]) + "x" +
-                               std::to_string(g.size[1]) + "x" + std::to_string(g.size[2]) +
+      throw std::runtime_error("cannot read DICOM " + quoted(path) + ": " + g.size_string() +
                                " voxels exceed the limit of 2^31 voxels");
     }
   }

@@ -141,8 +141,7 @@ LoadedImage load(NodeContext& ctx, const std::string& modality) {
 void finish(NodeContext& ctx, Volume&& volume) {
   const Geometry& g = volume.geometry;
   ctx.log(LogLevel::Info, "loaded '" + volume.metadata.source + "' (" + volume.metadata.extra["io.format"] +
-                              "): " + std::to_string(g.size[0]) + "x" + std::to_string(g.size[1]) + "x" +
-                              std::to_string(g.size[2]) + " voxels of " + number(g.spacing[0]) + "x" +
+                              "): " + g.size_string() + " voxels of " + number(g.spacing[0]) + "x" +
                               number(g.spacing[1]) + "x" + number(g.spacing[2]) + " mm, " + volume.metadata.modality +
                               " in " + volume.metadata.units);
   ctx.progress(1.0);

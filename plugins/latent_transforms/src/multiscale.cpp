@@ -15,7 +15,7 @@ using detail::parallel_index;
 using detail::run_in_arena;
 
 std::string size_string(const Geometry& g) {
-  return std::to_string(g.size[0]) + "x" + std::to_string(g.size[1]) + "x" + std::to_string(g.size[2]);
+  return g.size_string();
 }
 
 Geometry pyramid_child_geometry(const Geometry& fine) {

@@ -60,10 +60,6 @@ learned::InferenceOptions inference_options(NodeContext& ctx) {
   return options;
 }
 
-std::string size_string(const Geometry& g) {
-  return std::to_string(g.size[0]) + "x" + std::to_string(g.size[1]) + "x" + std::to_string(g.size[2]);
-}
-
 const char* kModelHelp =
     "model file (.ffmodel) written by `fusionflow train`; the repository's phantom model is "
     "models/phantom_ct_mri.ffmodel";
@@ -154,9 +150,9 @@ void run_encode(NodeContext& ctx) {
   auto model = engine().load_model(ctx.param<std::filesystem::path>("model"));
   model->check_input(volume, modality);
   Latent latent = model->encode(volume, modality, inference_options(ctx));
-  ctx.log(LogLevel::Info, "encoded " + modality + " " + size_string(volume.geometry) + " into " +
+  ctx.log(LogLevel::Info, "encoded " + modality + " " + volume.geometry.size_string() + " into " +
                               std::to_string(latent.levels[0].channels) + " channels on " +
-                              size_string(latent.levels[0].geometry));
+                              latent.levels[0].geometry.size_string());
   ctx.output("normalised", model->normalise(volume, modality));
   ctx.output("latent", std::move(latent));
 }
@@ -167,7 +163,7 @@ void run_decode(NodeContext& ctx) {
   const std::string modality = ctx.param<std::string>("modality");
   Volume volume = model->decode(latent, modality, ctx.param<std::string>("units") == "modality", inference_options(ctx));
   ctx.log(LogLevel::Info, "decoded " + latent.source_metadata.modality + " latent with the " + modality +
-                              " decoder to " + size_string(volume.geometry) + " (" + volume.metadata.units + ")");
+                              " decoder to " + volume.geometry.size_string() + " (" + volume.metadata.units + ")");
   ctx.output("volume", std::move(volume));
 }
 
@@ -194,7 +190,7 @@ void run_synthesize(NodeContext& ctx) {
   }
   Volume result = model->decode(latent, target, true, options, style);
   ctx.log(LogLevel::Info, "synthesised " + target + " (" + result.metadata.units + ") from " + source + " " +
-                              size_string(volume.geometry));
+                              volume.geometry.size_string());
   ctx.output("volume", std::move(result));
 }
 
@@ -241,7 +237,7 @@ void run_synthesis_metrics(NodeContext& ctx) {
   const Volume& s = ctx.input<Volume>("synthetic");
   const Volume& r = ctx.input<Volume>("reference");
   if (!s.geometry.same_grid(r.geometry, 1e-4)) {
-    throw std::invalid_argument("synthetic (" + size_string(s.geometry) + ") and reference (" + size_string(r.geometry) +
+    throw std::invalid_argument("synthetic (" + s.geometry.size_string() + ") and reference (" + r.geometry.size_string() +
                                 ") are not on the same grid: resample one onto the other");
   }
   const double threshold = ctx.param<double>("mask_threshold");
