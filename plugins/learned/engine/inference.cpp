@@ -116,6 +116,11 @@ class TorchModel final : public Model {
 
   Volume normalise(const Volume& volume, const std::string& modality) const override {
     const auto [low, high] = normalisation_range(volume, info(modality).normalisation);
+    return normalised_copy(volume, low, high);
+  }
+
+  // `volume` mapped linearly from low..high to the network's 0..1.
+  static Volume normalised_copy(const Volume& volume, double low, double high) {
     Volume out;
     out.geometry = volume.geometry;
     out.metadata = volume.metadata;
@@ -127,12 +132,13 @@ class TorchModel final : public Model {
     return out;
   }
 
-  Latent encode(const Volume& volume, const std::string& modality, const InferenceOptions& options) const override {
+  Latent encode(const Volume& volume, const std::string& modality, const InferenceOptions& options,
+                Volume* normalised_out) const override {
     check_input(volume, modality);
     const Geometry& g = volume.geometry;
     if (g.voxel_count() == 0) throw std::invalid_argument("cannot encode an empty volume");
     const auto [low, high] = normalisation_range(volume, info(modality).normalisation);
-    const Volume normalised = normalise(volume, modality);
+    Volume normalised = normalised_copy(volume, low, high);
     const int factor = 1 << architecture_.downsampling;
     const std::size_t px = round_up(g.size[0], std::size_t(factor)), py = round_up(g.size[1], std::size_t(factor));
     Latent latent;
@@ -178,6 +184,7 @@ class TorchModel final : public Model {
       latent.source_metadata.extra["learned_style"] = text;
       latent.source_metadata.extra["learned_style_modality"] = modality;
     }
+    if (normalised_out != nullptr) *normalised_out = std::move(normalised);
     return latent;
   }
 
@@ -185,7 +192,7 @@ class TorchModel final : public Model {
                               const InferenceOptions& options) const override {
     const auto style_dim = std::size_t(architecture_.style_dim);
     if (style_dim == 0) return {};
-    const Latent latent = encode(volume, modality, options);
+    const Latent latent = encode(volume, modality, options, nullptr);
     std::vector<double> sum(style_dim, 0.0);
     const std::vector<float> styles = parse_styles(latent.source_metadata.extra.at("learned_style"));
     for (std::size_t v = 0; v < styles.size(); ++v) sum[v % style_dim] += styles[v];

@@ -148,12 +148,12 @@ void run_encode(NodeContext& ctx) {
   std::string modality = ctx.param<std::string>("modality");
   if (modality.empty()) modality = volume.metadata.modality;
   auto model = engine().load_model(ctx.param<std::filesystem::path>("model"));
-  model->check_input(volume, modality);
-  Latent latent = model->encode(volume, modality, inference_options(ctx));
+  Volume normalised;
+  Latent latent = model->encode(volume, modality, inference_options(ctx), &normalised);
   ctx.log(LogLevel::Info, "encoded " + modality + " " + volume.geometry.size_string() + " into " +
                               std::to_string(latent.levels[0].channels) + " channels on " +
                               latent.levels[0].geometry.size_string());
-  ctx.output("normalised", model->normalise(volume, modality));
+  ctx.output("normalised", std::move(normalised));
   ctx.output("latent", std::move(latent));
 }
 
@@ -173,7 +173,6 @@ void run_synthesize(NodeContext& ctx) {
   if (source.empty()) source = volume.metadata.modality;
   const std::string target = ctx.param<std::string>("target_modality");
   auto model = engine().load_model(ctx.param<std::filesystem::path>("model"));
-  model->check_input(volume, source);
   auto options = inference_options(ctx);
   auto report = options.progress;
   options.progress = [report](double f) { report(0.5 * f); };
@@ -182,7 +181,7 @@ void run_synthesize(NodeContext& ctx) {
   std::vector<float> style;
   if (ctx.has_input("style_reference")) {
     const Volume& reference = ctx.input<Volume>("style_reference");
-    model->check_input(reference, target);
+    model->check_input(reference, target);  // also for models without a style, which ignore it
     learned::InferenceOptions quiet = options;
     quiet.progress = nullptr;
     style = model->style_of(reference, target, quiet);

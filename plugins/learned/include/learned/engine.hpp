@@ -47,7 +47,10 @@ class Model {
   virtual void check_input(const Volume& volume, const std::string& modality) const = 0;
   // The model's normalisation of `volume` (to the network's [0, 1] range).
   virtual Volume normalise(const Volume& volume, const std::string& modality) const = 0;
-  virtual Latent encode(const Volume& volume, const std::string& modality, const InferenceOptions& options) const = 0;
+  // Checks the input (as check_input). With `normalised` set, also hands
+  // out the normalised volume the encoder ran on (as normalise() gives).
+  virtual Latent encode(const Volume& volume, const std::string& modality, const InferenceOptions& options,
+                        Volume* normalised = nullptr) const = 0;
   // `to_units`: invert the modality's normalisation (HU for CT); otherwise
   // the network's normalised [0, 1] intensities. Models with a content/style
   // split decode with `style` if given (e.g. style_of a reference), else with
