@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages fusionflow needs, only those missing.
 # Runs apt-get update first whenever something has to be installed.
+# --fuzz also installs clang and its libFuzzer runtime (scripts/fuzz.sh).
 set -euo pipefail
 
 packages=(
@@ -23,7 +24,12 @@ packages=(
   libx11-dev xdotool
   # `fusionflow graph ... | dot -Tpng`
   graphviz
+  # fuzz/make_seeds.py writes its seed images with nibabel
+  python3-nibabel
 )
+if [ "${1:-}" = --fuzz ]; then
+  packages+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for package in "${packages[@]}"; do
