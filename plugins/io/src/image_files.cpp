@@ -515,10 +515,11 @@ bool looks_like_dicom_file(const fs::path& path) {
   return head.size() == 132 && head.compare(128, 4, "DICM") == 0;
 }
 
-LoadedImage read_image_file(const fs::path& path, const ColorOptions& color, NodeContext& ctx) {
+LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
+  const fs::path& path = request.path;
   register_itk_image_io();
   const FileFormat format = format_from_name(path);
-  if (format == FileFormat::Png) return read_png_file(path, color, ctx);
+  if (format == FileFormat::Png) return read_png_file(request, ctx);
   {
     std::ifstream probe(path, std::ios::binary);
     if (!probe) {

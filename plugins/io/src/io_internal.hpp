@@ -67,6 +67,8 @@ struct LoadRequest {
   std::string series_description;  // ... or by SeriesDescription
   std::string expected_modality;   // "CT", "MR", "PT"; empty: any
   bool keep_identifiers = false;
+  // Refuse more voxels than this (header sizes, before allocating).
+  std::uint64_t max_voxels = kMaxVoxels;
   ColorOptions color;
 };
 
@@ -87,12 +89,13 @@ std::string itk_reason(const std::string& description);
 // checked (dimensions, pixel type, voxel count, geometry, file size against
 // the voxel data it announces) before any voxel buffer is allocated. PNG
 // files go to read_png_file.
-LoadedImage read_image_file(const std::filesystem::path& path, const ColorOptions& color, NodeContext& ctx);
+LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx);
 
-// Reads a PNG file with libpng (png_file.cpp): any bit depth, grey, palette,
-// RGB, with or without alpha, interlaced or not; colour as `color` says. Every
-// libpng error becomes a std::runtime_error naming the file.
-LoadedImage read_png_file(const std::filesystem::path& path, const ColorOptions& color, NodeContext& ctx);
+// Reads the PNG file request.path with libpng (png_file.cpp): any bit depth,
+// grey, palette, RGB, with or without alpha, interlaced or not; colour as
+// request.color says; at most request.max_voxels pixels. Every libpng error
+// becomes a std::runtime_error naming the file.
+LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx);
 
 // Reads a DICOM file or a DICOM series directory (dicom.cpp).
 LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx);

@@ -235,7 +235,9 @@ void check_plausible_size(const fs::path& path, const PngLayout& layout, std::ui
 
 }  // namespace
 
-LoadedImage read_png_file(const fs::path& path, const ColorOptions& color, NodeContext& ctx) {
+LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx) {
+  const fs::path& path = request.path;
+  const ColorOptions& color = request.color;
   PngReader reader(path);
   if (reader.file() == nullptr) {
     throw std::runtime_error("cannot open " + quoted(path) + ": " + std::strerror(errno) +
@@ -264,10 +266,10 @@ LoadedImage read_png_file(const fs::path& path, const ColorOptions& color, NodeC
   }
   const std::string grid = std::to_string(layout.width) + "x" + std::to_string(layout.height);
   const std::uint64_t voxels = std::uint64_t{layout.width} * layout.height;  // < 2^40: libpng caps 10^6 per axis
-  if (voxels > kMaxVoxels) {
+  if (voxels > request.max_voxels) {
     throw std::runtime_error("cannot read " + quoted(path) + ": its header announces " + grid +
-                             " pixels, more than the limit of 2^31 voxels: the header is corrupt or the image too "
-                             "large for fusionflow");
+                             " pixels, more than the limit of " + std::to_string(request.max_voxels) +
+                             " voxels: the header is corrupt or the image too large");
   }
   check_plausible_size(path, layout, file_size);
   if (layout.channels < 1 || layout.channels > 4 || (layout.sample_bits != 8 && layout.sample_bits != 16) ||
