@@ -6,6 +6,10 @@
 //   io.format                 nifti | nrrd | metaimage | png | dicom | dicom-series
 //   io.nonfinite_replaced     number of NaN/Inf voxels replaced (nonfinite=replace)
 //   io.nonfinite_value        the replacement value
+//   io.png_color_type         PNG other than plain grey: palette | grey+alpha | rgb | rgba, and its bit depth
+//   io.color                  colour PNG: how it became one value (equal channels read as grey, BT.601 luma,
+//                             or the channel used; parameters color, channel)
+//   io.alpha                  "ignored": the PNG has an alpha channel or tRNS transparency
 //   dicom.series_number       (0020,0011)
 //   dicom.files               number of DICOM files in the series
 //   dicom.rescale_slope       (0028,1053) of the first slice
@@ -56,7 +60,8 @@ std::string join(const std::vector<std::string>& items, const std::string& separ
 
 const char* kPathHelp =
     "file or directory to read: NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd), PNG (one "
-    "slice), a DICOM file, or a directory holding DICOM series (slices sorted by position)";
+    "slice; grey, palette or colour: see color), a DICOM file, or a directory holding DICOM series (slices sorted by "
+    "position)";
 
 void add_common_params(NodeSpec& spec) {
   spec.param("path", Param::InputPath(), kPathHelp)
@@ -69,7 +74,14 @@ void add_common_params(NodeSpec& spec) {
       .param("nonfinite_value", Param::Float(0.0), "replacement for NaN/Inf voxels when nonfinite=replace")
       .param("keep_identifiers", Param::Bool(false),
              "copy DICOM patient identifiers (name, ID, birth date, accession number, UIDs...) into the volume's "
-             "metadata; off by default so they reach no output file, log or run record");
+             "metadata; off by default so they reach no output file, log or run record")
+      .param("color", Param::Choice({"luma", "channel", "error"}, "luma"),
+             "how colour images (PNG palette, RGB, RGBA; 8 or 16 bits per channel) become one value per voxel: "
+             "luma = Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601, the fusion literature's convention), not "
+             "rounded; channel = the channel given by `channel`; error = refuse them. Whatever the mode, an image "
+             "whose every pixel has R = G = B (a grey palette, grey saved as RGB) reads exactly as grey. The "
+             "volume's metadata (io.color) says which was done; alpha is ignored")
+      .param("channel", Param::Int(0).range(0, 2), "color=channel: 0 red, 1 green, 2 blue");
 }
 
 LoadRequest request_from(NodeContext& ctx, const std::string& modality) {
@@ -79,6 +91,11 @@ LoadRequest request_from(NodeContext& ctx, const std::string& modality) {
   request.series_description = ctx.param<std::string>("series_description");
   request.expected_modality = modality;
   request.keep_identifiers = ctx.param<bool>("keep_identifiers");
+  const std::string color = ctx.param<std::string>("color");
+  request.color.mode = color == "channel" ? ColorOptions::Mode::Channel
+                       : color == "error" ? ColorOptions::Mode::Error
+                                          : ColorOptions::Mode::Luma;
+  request.color.channel = ctx.param<int>("channel");
   return request;
 }
 
