@@ -30,8 +30,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -104,10 +104,10 @@ std::uint32_t get_count(DcmItem& item, const DcmTagKey& tag, std::uint32_t fallb
 
 // A Siemens MOSAIC file, as its header describes it.
 struct MosaicHeader {
-  std::size_t images = 0;                            // slices tiled in the image (NumberOfImagesInMosaic)
+  std::size_t images = 0;                           // slices tiled in the image (NumberOfImagesInMosaic)
   std::optional<std::array<double, 3>> csa_normal;  // CSA SliceNormalVector: the order of the tiles
-  std::string refusal;  // why the mosaic cannot be unpacked (then `images` is 0)
-  std::string warning;  // why the CSA header was not used
+  std::string refusal;                              // why the mosaic cannot be unpacked (then `images` is 0)
+  std::string warning;                              // why the CSA header was not used
 };
 
 struct SliceHeader {
@@ -122,7 +122,7 @@ struct SliceHeader {
   double along_normal = 0.0;  // filled when sorting
   // What the frames are (multi-frame files).
   std::string sop_class_uid;
-  bool functional_groups = false;         // enhanced IODs: geometry per frame, (5200,9229)/(5200,9230)
+  bool functional_groups = false;          // enhanced IODs: geometry per frame, (5200,9229)/(5200,9230)
   std::vector<DcmTagKey> frame_increment;  // (0028,0009): what changes from frame to frame
   // Siemens MOSAIC: set if the file is one.
   std::optional<MosaicHeader> mosaic;
@@ -238,10 +238,10 @@ std::optional<MosaicHeader> read_mosaic_header(DcmDataset& data) {
   } else if (csa_images || private_images) {
     mosaic.images = csa_images ? *csa_images : *private_images;
   } else {
-    mosaic.refusal = "it does not say how many slices it holds: no NumberOfImagesInMosaic in its CSA image header "
-                     "(0029,xx10) (" +
-                     (csa ? std::string("not in it") : csa_problem) +
-                     ") or in (0019,xx0A) (removed by anonymisation?)";
+    mosaic.refusal =
+        "it does not say how many slices it holds: no NumberOfImagesInMosaic in its CSA image header "
+        "(0029,xx10) (" +
+        (csa ? std::string("not in it") : csa_problem) + ") or in (0019,xx0A) (removed by anonymisation?)";
   }
   if (csa) {
     std::array<double, 3> normal{};
@@ -457,14 +457,14 @@ std::pair<std::array<double, 3>, std::array<double, 3>> cosines(const SliceHeade
 void check_frame_layout(const SliceHeader& slice) {
   const char* sop_name = dcmFindNameOfUID(slice.sop_class_uid.c_str(), nullptr);
   const std::string what = "'" +
-                           (sop_name != nullptr            ? std::string(sop_name)
+                           (sop_name != nullptr           ? std::string(sop_name)
                             : slice.sop_class_uid.empty() ? std::string("no SOP class UID")
                                                           : "SOP class " + slice.sop_class_uid) +
                            "', " + std::to_string(slice.frames) + (slice.frames == 1 ? " frame" : " frames");
   const std::string convert = "; convert it first, e.g. to NIfTI with dcm2niix";
   if (slice.functional_groups) {
-    throw std::runtime_error("cannot read DICOM file " + quoted(slice.file) + ": it is an enhanced multi-frame image (" +
-                             what +
+    throw std::runtime_error("cannot read DICOM file " + quoted(slice.file) +
+                             ": it is an enhanced multi-frame image (" + what +
                              ") whose geometry is given frame by frame (functional groups (5200,9229)/(5200,9230)), "
                              "a layout the io loaders do not read" +
                              convert);
@@ -500,9 +500,9 @@ SeriesGeometry sort_and_check(std::vector<SliceHeader>& slices, const fs::path& 
       const auto mosaics = std::count_if(slices.begin(), slices.end(), [](const SliceHeader& s) { return s.mosaic; });
       throw std::runtime_error(
           "cannot read DICOM series in " + quoted(where) + ": " +
-          (std::size_t(mosaics) == slices.size() ? "its " + std::to_string(mosaics) + " files are"
-                                                 : std::to_string(mosaics) + " of its " +
-                                                       std::to_string(slices.size()) + " files are") +
+          (std::size_t(mosaics) == slices.size()
+               ? "its " + std::to_string(mosaics) + " files are"
+               : std::to_string(mosaics) + " of its " + std::to_string(slices.size()) + " files are") +
           " Siemens MOSAIC images, each a whole volume (one time point of an fMRI run, or one diffusion weighting); "
           "they are not stacked into one volume: load one of them by its file path, e.g. " +
           quoted(mosaic->file));
@@ -641,8 +641,9 @@ MosaicLayout mosaic_layout(const SliceHeader& slice, SeriesGeometry& layout) {
   };
   if (!mosaic.refusal.empty()) refuse(mosaic.refusal);
   if (!slice.position || !slice.orientation || !slice.pixel_spacing) {
-    refuse("it lacks ImagePositionPatient (0020,0032), ImageOrientationPatient (0020,0037) or PixelSpacing "
-           "(0028,0030), which place its slices");
+    refuse(
+        "it lacks ImagePositionPatient (0020,0032), ImageOrientationPatient (0020,0037) or PixelSpacing "
+        "(0028,0030), which place its slices");
   }
   MosaicLayout result;
   try {
@@ -659,8 +660,9 @@ MosaicLayout mosaic_layout(const SliceHeader& slice, SeriesGeometry& layout) {
     const double length = std::sqrt(dot(csa, csa));
     const double along = length > 0 ? dot(csa, normal) / length : 0.0;
     if (!(std::abs(std::abs(along) - 1.0) <= 1e-4)) {
-      refuse("its CSA SliceNormalVector is not perpendicular to its ImageOrientationPatient (0020,0037): the header "
-             "is corrupt");
+      refuse(
+          "its CSA SliceNormalVector is not perpendicular to its ImageOrientationPatient (0020,0037): the header "
+          "is corrupt");
     }
     result.reversed = along < 0;
   }
@@ -671,7 +673,8 @@ MosaicLayout mosaic_layout(const SliceHeader& slice, SeriesGeometry& layout) {
   const double columns_shift = (double(slice.columns) - double(tiling.tile_columns)) / 2.0;
   const double rows_shift = (double(slice.rows) - double(tiling.tile_rows)) / 2.0;
   for (int n = 0; n < 3; ++n) {
-    g.origin[n] += g.direction[n * 3 + 0] * g.spacing[0] * columns_shift + g.direction[n * 3 + 1] * g.spacing[1] * rows_shift;
+    g.origin[n] +=
+        g.direction[n * 3 + 0] * g.spacing[0] * columns_shift + g.direction[n * 3 + 1] * g.spacing[1] * rows_shift;
   }
   // Tile k lies k slice spacings along the CSA normal; the volume's slices run
   // along row x column, as those of a series of single slices do.
@@ -854,9 +857,8 @@ LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx) {
     volume.geometry = g;
     ctx.log(LogLevel::Info, "Siemens MOSAIC " + quoted(path) + ": " + std::to_string(mosaic->tiling.images) +
                                 " slices of " + std::to_string(g.size[0]) + "x" + std::to_string(g.size[1]) +
-                                " unpacked from its " + std::to_string(file.columns) + "x" +
-                                std::to_string(file.rows) + " mosaic" +
-                                (mosaic->reversed ? " (tiles in reverse slice order)" : ""));
+                                " unpacked from its " + std::to_string(file.columns) + "x" + std::to_string(file.rows) +
+                                " mosaic" + (mosaic->reversed ? " (tiles in reverse slice order)" : ""));
     ctx.progress(0.9);
   } else {
     for (std::size_t k = 0; k < slices.size(); ++k) {

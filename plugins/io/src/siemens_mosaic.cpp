@@ -98,8 +98,9 @@ bool CsaHeader::has_text(const std::string& name) const {
 CsaHeader parse_csa_header(const std::uint8_t* bytes, std::size_t size) {
   CsaReader in(bytes, size);
   if (size < 4 || std::string(reinterpret_cast<const char*>(bytes), 4) != "SV10") {
-    throw std::runtime_error("the CSA header does not start with 'SV10' (an old CSA1 header, which is not supported, "
-                             "or not a CSA header)");
+    throw std::runtime_error(
+        "the CSA header does not start with 'SV10' (an old CSA1 header, which is not supported, "
+        "or not a CSA header)");
   }
   in.skip(8, "the CSA2 signature");
   const std::int64_t count = in.int32("the element count");
@@ -117,9 +118,9 @@ CsaHeader parse_csa_header(const std::uint8_t* bytes, std::size_t size) {
     const std::int64_t items = in.int32("an item count");
     in.skip(4, "an element header");
     if (multiplicity < 0 || items < 0 || std::uint64_t(items) > in.remaining() / kItemHeaderBytes) {
-      throw std::runtime_error("the CSA header is corrupt: element '" + printable(name) + "' announces " + std::to_string(items) +
-                               " items (value multiplicity " + std::to_string(multiplicity) + ") in " +
-                               std::to_string(in.remaining()) + " bytes");
+      throw std::runtime_error("the CSA header is corrupt: element '" + printable(name) + "' announces " +
+                               std::to_string(items) + " items (value multiplicity " + std::to_string(multiplicity) +
+                               ") in " + std::to_string(in.remaining()) + " bytes");
     }
     const std::int64_t wanted = multiplicity > 0 ? std::min(multiplicity, items) : items;
     std::vector<std::string> values;

@@ -29,7 +29,6 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
-#include <iostream>
 #include <iterator>
 #include <limits>
 #include <random>
@@ -137,12 +136,10 @@ NibabelVolume read_with_nibabel(const fs::path& file, const fs::path& dir) {
   NibabelVolume expected;
   const fs::path script = dir / "nibabel_mosaic.py", raw = dir / "nibabel_voxels.raw";
   std::ofstream(script) << kNibabelScript;
-  const testing::CommandOutput result = testing::run_command(std::string(PYDICOM_PYTHON) + " -W ignore " +
-                                                             script.string() + " " + file.string() + " " +
-                                                             raw.string());
+  const testing::CommandOutput result = testing::run_command(
+      std::string(PYDICOM_PYTHON) + " -W ignore " + script.string() + " " + file.string() + " " + raw.string());
   if (result.exit_code != 0) {
-    ADD_FAILURE() << "nibabel could not read " << file << " (needs python3-nibabel, python3-pydicom):\n"
-                  << result.text;
+    ADD_FAILURE() << "nibabel could not read " << file << " (needs python3-nibabel, python3-pydicom):\n" << result.text;
     return expected;
   }
   std::istringstream in(result.text);
@@ -171,7 +168,8 @@ void expect_matches_nibabel(const Volume& volume, const NibabelVolume& expected,
     origin = std::max(origin, std::abs(volume.geometry.origin[n] - expected.origin[n]));
     spacing = std::max(spacing, std::abs(volume.geometry.spacing[n] - expected.spacing[n]));
   }
-  for (int n = 0; n < 9; ++n) direction = std::max(direction, std::abs(volume.geometry.direction[n] - expected.direction[n]));
+  for (int n = 0; n < 9; ++n)
+    direction = std::max(direction, std::abs(volume.geometry.direction[n] - expected.direction[n]));
   std::printf("[ nibabel  ] %s: largest difference to nibabel: origin %.3g mm, spacing %.3g mm, direction %.3g\n",
               label.c_str(), origin, spacing, direction);
   EXPECT_LE(origin, 5e-4);
@@ -205,8 +203,9 @@ Volume load_logged(const fs::path& path, std::vector<std::pair<LogLevel, std::st
 }
 
 bool logged(const std::vector<std::pair<LogLevel, std::string>>& log, LogLevel level, const std::string& part) {
-  return std::any_of(log.begin(), log.end(),
-                     [&](const auto& entry) { return entry.first == level && entry.second.find(part) != std::string::npos; });
+  return std::any_of(log.begin(), log.end(), [&](const auto& entry) {
+    return entry.first == level && entry.second.find(part) != std::string::npos;
+  });
 }
 
 // The real mosaic's DICOM, edited with DCMTK.
@@ -225,10 +224,9 @@ struct EditedMosaic {
     ASSERT_TRUE(data().findAndGetElement(DcmTagKey(0x0029, 0x1010), element).good());
     std::string padded = bytes;
     if (padded.size() % 2) padded.push_back('\0');
-    ASSERT_TRUE(element
-                    ->putUint8Array(reinterpret_cast<const Uint8*>(padded.data()),
-                                    static_cast<unsigned long>(padded.size()))
-                    .good());
+    ASSERT_TRUE(
+        element->putUint8Array(reinterpret_cast<const Uint8*>(padded.data()), static_cast<unsigned long>(padded.size()))
+            .good());
   }
   // nibabel's copies of the mosaics have their pixels zeroed (to compress
   // well): a pattern that depends on the pixel's place in the mosaic, below
@@ -241,8 +239,8 @@ struct EditedMosaic {
     std::vector<Uint16> pixels(std::size_t{rows} * columns);
     const std::size_t modulus = std::min<std::size_t>(4093, (std::size_t{1} << bits) - 1);
     for (std::size_t n = 0; n < pixels.size(); ++n) pixels[n] = Uint16(1 + (n * 7) % modulus);
-    ASSERT_TRUE(data().putAndInsertUint16Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size()))
-                    .good());
+    ASSERT_TRUE(
+        data().putAndInsertUint16Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size())).good());
   }
   void save(const fs::path& path) { ASSERT_TRUE(file.saveFile(OFFilename(path.c_str()), EXS_Unknown).good()) << path; }
 };
@@ -333,7 +331,8 @@ TEST_F(IoMosaic, MosaicWithADamagedHeaderFallsBackOrIsRefused) {
   const Volume fallback = load_logged(dir_ / "cut.dcm", &log);
   EXPECT_TRUE(fallback.geometry.same_grid(upright.geometry, 1e-9));
   EXPECT_EQ(fallback.voxels, upright.voxels);
-  EXPECT_TRUE(logged(log, LogLevel::Warn, "(CSA header: the CSA header is corrupt: it announces 83 elements in 984 bytes)"));
+  EXPECT_TRUE(
+      logged(log, LogLevel::Warn, "(CSA header: the CSA header is corrupt: it announces 83 elements in 984 bytes)"));
   EXPECT_TRUE(logged(log, LogLevel::Warn, "its tiles are taken to run along the row x column normal"));
 
   // ... and without (0019,100A) nothing says how many slices there are.
@@ -414,8 +413,8 @@ TEST_F(IoMosaic, CsaParserReadsNibabelsHeadersAsNibabelDoes) {
         io::parse_csa_header(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
     std::ofstream(dir_ / "csa.py") << kNibabelCsaScript;
     const fs::path file = nibabel_file(name, dir_);
-    const auto result = testing::run_command(std::string(PYDICOM_PYTHON) + " -W ignore " +
-                                             (dir_ / "csa.py").string() + " " + file.string());
+    const auto result = testing::run_command(std::string(PYDICOM_PYTHON) + " -W ignore " + (dir_ / "csa.py").string() +
+                                             " " + file.string());
     ASSERT_EQ(result.exit_code, 0) << result.text;
     std::istringstream in(result.text);
     std::size_t elements = 0, values = 0;
@@ -446,7 +445,8 @@ TEST_F(IoMosaic, CsaParserReadsNibabelsHeadersAsNibabelDoes) {
       } else {
         std::string hex, text;
         fields >> hex;
-        for (std::size_t n = 0; n + 1 < hex.size(); n += 2) text.push_back(char(std::stoi(hex.substr(n, 2), nullptr, 16)));
+        for (std::size_t n = 0; n + 1 < hex.size(); n += 2)
+          text.push_back(char(std::stoi(hex.substr(n, 2), nullptr, 16)));
         EXPECT_EQ(header.elements.at(element)[index], text) << name << ": " << element << " value " << index;
       }
       ++index;
@@ -496,8 +496,17 @@ TEST(CsaHeader, AnyBytesGiveAHeaderOrAClearError) {
   EXPECT_GE(refused, good.size() - 8);
   // Counts and lengths overwritten with extreme values, bytes flipped.
   std::mt19937 random(22);
-  const std::int32_t extremes[] = {0, 1, -1, 2, 77, 205, 1000, 65535, std::numeric_limits<std::int32_t>::max(),
-                                   std::numeric_limits<std::int32_t>::min(), std::int32_t(good.size())};
+  const std::int32_t extremes[] = {0,
+                                   1,
+                                   -1,
+                                   2,
+                                   77,
+                                   205,
+                                   1000,
+                                   65535,
+                                   std::numeric_limits<std::int32_t>::max(),
+                                   std::numeric_limits<std::int32_t>::min(),
+                                   std::int32_t(good.size())};
   for (int trial = 0; trial < 20000; ++trial) {
     std::string bytes = good;
     const int edits = 1 + int(random() % 4);
@@ -539,7 +548,8 @@ TEST(MosaicTiling, SquareTilingAsSiemensWritesIt) {
   std::vector<float> mosaic(24, -1.0f);
   for (std::size_t tile = 0; tile < 4; ++tile)
     for (std::size_t y = 0; y < 2; ++y)
-      for (std::size_t x = 0; x < 3; ++x) mosaic[((tile / 2) * 2 + y) * 6 + (tile % 2) * 3 + x] = float(100 * tile + 10 * y + x);
+      for (std::size_t x = 0; x < 3; ++x)
+        mosaic[((tile / 2) * 2 + y) * 6 + (tile % 2) * 3 + x] = float(100 * tile + 10 * y + x);
   for (bool reversed : {false, true}) {
     std::vector<float> volume(18, -2.0f);
     io::unpack_mosaic(mosaic.data(), small, reversed, volume.data());
@@ -585,7 +595,8 @@ void write_multiframe(const fs::path& path, const char* sop_class, const std::st
   ASSERT_TRUE(d.putAndInsertUint16(DCM_PixelRepresentation, 0).good());
   std::vector<Uint16> pixels(std::size_t(20 * frames));
   for (std::size_t n = 0; n < pixels.size(); ++n) pixels[n] = Uint16(n * 3 + 1);
-  ASSERT_TRUE(d.putAndInsertUint16Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size())).good());
+  ASSERT_TRUE(
+      d.putAndInsertUint16Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size())).good());
   extra(d);
   ASSERT_TRUE(file.saveFile(OFFilename(path.c_str()), EXS_LittleEndianExplicit).good()) << path;
 }
