@@ -110,6 +110,15 @@ struct MosaicHeader {
   std::string warning;                              // why the CSA header was not used
 };
 
+// One frame of an enhanced image: each attribute from the frame's functional
+// groups, else from the shared ones.
+struct FrameGeometry {
+  std::optional<std::array<double, 3>> position;
+  std::optional<std::array<double, 6>> orientation;
+  std::optional<std::array<double, 2>> pixel_spacing;
+  std::optional<double> slice_thickness, spacing_between_slices, rescale_slope, rescale_intercept;
+};
+
 struct SliceHeader {
   fs::path file;
   std::string series_uid, series_description, series_number, modality;
@@ -124,6 +133,9 @@ struct SliceHeader {
   std::string sop_class_uid;
   bool functional_groups = false;          // enhanced IODs: geometry per frame, (5200,9229)/(5200,9230)
   std::vector<DcmTagKey> frame_increment;  // (0028,0009): what changes from frame to frame
+  std::vector<FrameGeometry> frame_geometry;  // enhanced images: one entry per frame
+  std::string frame_problem;                  // why the frames of an enhanced image cannot be placed
+  std::size_t frame_index = 0;                // a frame of an enhanced image, as a slice (file order)
   // Siemens MOSAIC: set if the file is one.
   std::optional<MosaicHeader> mosaic;
 };
@@ -261,6 +273,59 @@ std::optional<MosaicHeader> read_mosaic_header(DcmDataset& data) {
   return mosaic;
 }
 
+DcmItem* functional_group(DcmItem* groups, const DcmTagKey& sequence) {
+  DcmItem* item = nullptr;
+  if (groups != nullptr && groups->findAndGetSequenceItem(sequence, item, 0).good()) return item;
+  return nullptr;
+}
+
+// The frames of an enhanced image (per-frame and shared functional groups).
+void read_frame_geometry(DcmDataset& data, SliceHeader& slice) {
+  DcmItem* shared = nullptr;
+  if (data.findAndGetSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, 0).bad()) shared = nullptr;
+  DcmSequenceOfItems* per_frame = nullptr;
+  if (data.findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, per_frame).bad()) per_frame = nullptr;
+  const unsigned long items = per_frame != nullptr ? per_frame->card() : 0;
+  // The loop runs over items present in the file, never over the frame count
+  // alone.
+  if (items != slice.frames && !(items == 0 && slice.frames == 1)) {
+    slice.frame_problem = "its per-frame functional groups (5200,9230) describe " + std::to_string(items) +
+                          " frames, not its " + std::to_string(slice.frames);
+    return;
+  }
+  for (std::uint32_t n = 0; n < slice.frames; ++n) {
+    DcmItem* frame = items != 0 ? per_frame->getItem(n) : nullptr;
+    const auto group = [&](const DcmTagKey& sequence) {
+      DcmItem* own = functional_group(frame, sequence);
+      return own != nullptr ? own : functional_group(shared, sequence);
+    };
+    FrameGeometry f;
+    if (DcmItem* g = group(DCM_PlanePositionSequence)) f.position = get_vector<3>(*g, DCM_ImagePositionPatient);
+    if (DcmItem* g = group(DCM_PlaneOrientationSequence)) {
+      f.orientation = get_vector<6>(*g, DCM_ImageOrientationPatient);
+    }
+    if (DcmItem* g = group(DCM_PixelMeasuresSequence)) {
+      f.pixel_spacing = get_vector<2>(*g, DCM_PixelSpacing);
+      f.slice_thickness = get_number(*g, DCM_SliceThickness);
+      f.spacing_between_slices = get_number(*g, DCM_SpacingBetweenSlices);
+    }
+    if (DcmItem* g = group(DCM_PixelValueTransformationSequence)) {
+      f.rescale_slope = get_number(*g, DCM_RescaleSlope);
+      f.rescale_intercept = get_number(*g, DCM_RescaleIntercept);
+    }
+    slice.frame_geometry.push_back(f);
+  }
+  // A single-frame enhanced image reads like a classic slice.
+  if (slice.frames == 1) {
+    const FrameGeometry& f = slice.frame_geometry.front();
+    if (!slice.position) slice.position = f.position;
+    if (!slice.orientation) slice.orientation = f.orientation;
+    if (!slice.pixel_spacing) slice.pixel_spacing = f.pixel_spacing;
+    if (!slice.slice_thickness) slice.slice_thickness = f.slice_thickness;
+    if (!slice.spacing_between_slices) slice.spacing_between_slices = f.spacing_between_slices;
+  }
+}
+
 // Reads the header of one DICOM file. Returns false if it holds no pixel data
 // (reports, DICOMDIR, presentation states...).
 bool read_slice_header(const fs::path& path, SliceHeader& slice) {
@@ -296,6 +361,7 @@ bool read_slice_header(const fs::path& path, SliceHeader& slice) {
       if (increment->getTagVal(key, n).good()) slice.frame_increment.push_back(key);
     }
   }
+  if (slice.functional_groups) read_frame_geometry(data, slice);
   slice.mosaic = read_mosaic_header(data);
   if (slice.rows == 0 || slice.columns == 0 || slice.frames == 0) {
     throw std::runtime_error("cannot read DICOM file " + quoted(path) +
@@ -450,24 +516,27 @@ std::pair<std::array<double, 3>, std::array<double, 3>> cosines(const SliceHeade
   return {row, column};
 }
 
-// Refuses the multi-frame layouts whose frames the loaders would misplace:
-// enhanced images (geometry frame by frame in functional groups, even with one
-// frame: the top-level position and orientation are absent) and multi-frame
-// files whose frames are not slices (cine, planar NM views, ...).
-void check_frame_layout(const SliceHeader& slice) {
+std::string frame_layout_name(const SliceHeader& slice) {
   const char* sop_name = dcmFindNameOfUID(slice.sop_class_uid.c_str(), nullptr);
-  const std::string what = "'" +
-                           (sop_name != nullptr           ? std::string(sop_name)
-                            : slice.sop_class_uid.empty() ? std::string("no SOP class UID")
-                                                          : "SOP class " + slice.sop_class_uid) +
-                           "', " + std::to_string(slice.frames) + (slice.frames == 1 ? " frame" : " frames");
+  return "'" +
+         (sop_name != nullptr           ? std::string(sop_name)
+          : slice.sop_class_uid.empty() ? std::string("no SOP class UID")
+                                        : "SOP class " + slice.sop_class_uid) +
+         "', " + std::to_string(slice.frames) + (slice.frames == 1 ? " frame" : " frames");
+}
+
+// Refuses the multi-frame layouts whose frames the loaders would misplace:
+// enhanced images whose functional groups do not describe every frame, and
+// classic multi-frame files whose frames are not slices (cine, planar NM
+// views, ...).
+void check_frame_layout(const SliceHeader& slice) {
+  const std::string what = frame_layout_name(slice);
   const std::string convert = "; convert it first, e.g. to NIfTI with dcm2niix";
   if (slice.functional_groups) {
+    if (slice.frame_problem.empty()) return;  // its frames are placed one by one (enhanced_stack)
     throw std::runtime_error("cannot read DICOM file " + quoted(slice.file) +
-                             ": it is an enhanced multi-frame image (" + what +
-                             ") whose geometry is given frame by frame (functional groups (5200,9229)/(5200,9230)), "
-                             "a layout the io loaders do not read" +
-                             convert);
+                             ": it is an enhanced multi-frame image (" + what + ") whose frames cannot be placed: " +
+                             slice.frame_problem + convert);
   }
   if (slice.frames <= 1) return;
   for (const DcmTagKey& key : slice.frame_increment) {
@@ -624,6 +693,52 @@ SeriesGeometry sort_and_check(std::vector<SliceHeader>& slices, const fs::path& 
   }
   g.spacing[2] = mean;
   return result;
+}
+
+// The frames of an enhanced multi-frame image as the slices of one stack:
+// sorted along the normal and checked like a series (one orientation, uniform
+// spacing, no duplicate positions: several echoes, phases or b-values in one
+// file are refused). `order` receives the file's frame index of each slice.
+SeriesGeometry enhanced_stack(const SliceHeader& file, std::vector<std::size_t>& order) {
+  check_frame_layout(file);  // refuses frames the functional groups do not describe
+  if (file.frame_geometry.size() != file.frames || file.frame_geometry.empty()) {
+    throw std::logic_error("enhanced_stack: frames not read");
+  }
+  const std::string image = "cannot read DICOM file " + quoted(file.file) + ": it is an enhanced multi-frame image (" +
+                            frame_layout_name(file) + ")";
+  const std::string convert = "; convert it first, e.g. to NIfTI with dcm2niix";
+  std::vector<SliceHeader> frames(file.frame_geometry.size());
+  for (std::size_t n = 0; n < frames.size(); ++n) {
+    const FrameGeometry& f = file.frame_geometry[n];
+    SliceHeader& frame = frames[n];
+    frame.file = fs::path(file.file.string() + " frame " + std::to_string(n + 1));
+    frame.rows = file.rows;
+    frame.columns = file.columns;
+    frame.position = f.position;
+    frame.orientation = f.orientation;
+    frame.pixel_spacing = f.pixel_spacing;
+    frame.slice_thickness = f.slice_thickness;
+    frame.spacing_between_slices = f.spacing_between_slices;
+    frame.frame_index = n;
+    const FrameGeometry& first = file.frame_geometry.front();
+    // GDCM applies one rescale to the whole file.
+    if (f.rescale_slope.value_or(1.0) != first.rescale_slope.value_or(1.0) ||
+        f.rescale_intercept.value_or(0.0) != first.rescale_intercept.value_or(0.0)) {
+      throw std::runtime_error(image + " whose frames are rescaled differently (frame " + std::to_string(n + 1) +
+                               " has another RescaleSlope/RescaleIntercept than frame 1), which the io loaders do "
+                               "not read" +
+                               convert);
+    }
+  }
+  SeriesGeometry layout;
+  try {
+    layout = sort_and_check(frames, file.file);
+  } catch (const std::runtime_error& error) {
+    throw std::runtime_error(image + " whose frames do not form one regular stack of slices: " + error.what() + convert);
+  }
+  order.clear();
+  for (const SliceHeader& frame : frames) order.push_back(frame.frame_index);
+  return layout;
 }
 
 // Where the tiles of a Siemens MOSAIC go.
@@ -806,7 +921,9 @@ LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx) {
                              "; load it with " + loader);
   }
 
-  SeriesGeometry layout = sort_and_check(slices, path);
+  const bool enhanced = slices.size() == 1 && slices.front().functional_groups && slices.front().frames > 1;
+  std::vector<std::size_t> frame_order;  // enhanced: file frame of each slice
+  SeriesGeometry layout = enhanced ? enhanced_stack(slices.front(), frame_order) : sort_and_check(slices, path);
   std::optional<MosaicLayout> mosaic;
   if (slices.size() == 1 && slices.front().mosaic) mosaic = mosaic_layout(slices.front(), layout);
   for (const std::string& warning : layout.warnings) ctx.log(LogLevel::Warn, warning);
@@ -844,6 +961,17 @@ LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx) {
     volume = from_itk(*reader->GetOutput(), std::move(metadata));
     if (volume.geometry.size != g.size) {
       throw std::runtime_error("cannot read DICOM file " + quoted(path) + ": decoded size differs from its header");
+    }
+    if (enhanced) {
+      // GDCM keeps the file's frame order and guesses the geometry from the
+      // first frames: the frames go where their own positions say.
+      std::vector<float> sorted(volume.voxels.size());
+      for (std::size_t k = 0; k < frame_order.size(); ++k) {
+        std::copy_n(volume.voxels.begin() + std::ptrdiff_t(frame_order[k] * slice_voxels), slice_voxels,
+                    sorted.begin() + std::ptrdiff_t(k * slice_voxels));
+      }
+      volume.voxels = std::move(sorted);
+      volume.geometry = g;
     }
   } else if (mosaic) {
     const SliceHeader& file = slices.front();

@@ -601,10 +601,11 @@ void write_multiframe(const fs::path& path, const char* sop_class, const std::st
   ASSERT_TRUE(file.saveFile(OFFilename(path.c_str()), EXS_LittleEndianExplicit).good()) << path;
 }
 
-TEST_F(IoMosaic, UnsupportedMultiFrameLayoutsAreRefusedWithTheirName) {
-  // Enhanced MR: position per frame, orientation and spacing shared.
-  const fs::path enhanced = dir_ / "enhanced_mr.dcm";
-  write_multiframe(enhanced, UID_EnhancedMRImageStorage, "MR", 3, [](DcmDataset& d) {
+// An enhanced MR image of 5x4 pixels: frame k at (0, 0, z[k]), orientation,
+// spacing and rescale shared; `per_frame` adds to frame k's groups.
+void write_enhanced(const fs::path& path, const std::vector<double>& z,
+                    const std::function<void(DcmItem&, int)>& per_frame = {}, int frames = -1) {
+  write_multiframe(path, UID_EnhancedMRImageStorage, "MR", frames < 0 ? int(z.size()) : frames, [&](DcmDataset& d) {
     DcmItem* shared = nullptr;
     ASSERT_TRUE(d.findOrCreateSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, -2).good());
     DcmItem* measures = nullptr;
@@ -614,20 +615,74 @@ TEST_F(IoMosaic, UnsupportedMultiFrameLayoutsAreRefusedWithTheirName) {
     DcmItem* orientation = nullptr;
     ASSERT_TRUE(shared->findOrCreateSequenceItem(DCM_PlaneOrientationSequence, orientation, -2).good());
     put(*orientation, DCM_ImageOrientationPatient, "1\\0\\0\\0\\1\\0");
-    for (int k = 0; k < 3; ++k) {
+    DcmItem* rescale = nullptr;
+    ASSERT_TRUE(shared->findOrCreateSequenceItem(DCM_PixelValueTransformationSequence, rescale, -2).good());
+    put(*rescale, DCM_RescaleSlope, "2");
+    put(*rescale, DCM_RescaleIntercept, "-5");
+    put(*rescale, DCM_RescaleType, "US");
+    for (std::size_t k = 0; k < z.size(); ++k) {
       DcmItem* frame = nullptr;
       ASSERT_TRUE(d.findOrCreateSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame, -2).good());
       DcmItem* plane = nullptr;
       ASSERT_TRUE(frame->findOrCreateSequenceItem(DCM_PlanePositionSequence, plane, -2).good());
-      put(*plane, DCM_ImagePositionPatient, "0\\0\\" + std::to_string(2 * (2 - k)));  // frames top down
+      std::ostringstream position;
+      position << "0\\0\\" << z[k];
+      put(*plane, DCM_ImagePositionPatient, position.str());
+      if (per_frame) per_frame(*frame, int(k));
     }
   });
-  expect_contains(load_error("io.load_mri", enhanced),
-                  "cannot read DICOM file '" + enhanced.string() +
-                      "': it is an enhanced multi-frame image ('EnhancedMRImageStorage', 3 frames) whose geometry is "
-                      "given frame by frame");
-  expect_contains(load_error("io.load_image", enhanced), "convert it first, e.g. to NIfTI with dcm2niix");
+}
 
+TEST_F(IoMosaic, EnhancedMultiFrameLoadsFrameByFrameOrIsRefusedWithItsName) {
+  // One stack, frames written top down: sorted by their own positions.
+  const fs::path stack = dir_ / "enhanced_mr.dcm";
+  write_enhanced(stack, {4, 2, 0});
+  NodeHarness node(bundled(), "io.load_mri");
+  node.set_param("path", stack.string());
+  node.run();
+  const Volume& volume = node.output<Volume>("volume");
+  EXPECT_EQ(volume.geometry.size, (std::array<std::size_t, 3>{5, 4, 3}));
+  EXPECT_EQ(volume.geometry.spacing, (std::array<double, 3>{0.7, 0.8, 2.0}));
+  EXPECT_EQ(volume.geometry.origin, (std::array<double, 3>{0, 0, 0}));
+  EXPECT_EQ(volume.geometry.direction, (std::array<double, 9>{1, 0, 0, 0, 1, 0, 0, 0, 1}));
+  for (std::size_t k = 0; k < 3; ++k) {
+    const std::size_t frame = 2 - k;  // the frame at z = 2k
+    for (std::size_t n = 0; n < 20; ++n) {
+      ASSERT_EQ(volume.voxels[k * 20 + n], 2.0f * float((frame * 20 + n) * 3 + 1) - 5.0f) << "slice " << k << " pixel " << n;
+    }
+  }
+
+  // Two volumes (e.g. two echoes) interleaved in one file.
+  const fs::path echoes = dir_ / "echoes.dcm";
+  write_enhanced(echoes, {0, 2, 0, 2});
+  const std::string twice = load_error("io.load_mri", echoes);
+  expect_contains(twice, "cannot read DICOM file '" + echoes.string() +
+                             "': it is an enhanced multi-frame image ('EnhancedMRImageStorage', 4 frames) whose frames "
+                             "do not form one regular stack of slices: ");
+  expect_contains(twice, "are at the same position (0 mm along the normal)");
+  expect_contains(twice, "convert it first, e.g. to NIfTI with dcm2niix");
+
+  // Frames rescaled one by one.
+  const fs::path rescaled = dir_ / "rescaled.dcm";
+  write_enhanced(rescaled, {0, 2, 4}, [](DcmItem& frame, int k) {
+    DcmItem* rescale = nullptr;
+    ASSERT_TRUE(frame.findOrCreateSequenceItem(DCM_PixelValueTransformationSequence, rescale, -2).good());
+    put(*rescale, DCM_RescaleSlope, std::to_string(1 + k));
+    put(*rescale, DCM_RescaleIntercept, "0");
+  });
+  expect_contains(load_error("io.load_mri", rescaled),
+                  "('EnhancedMRImageStorage', 3 frames) whose frames are rescaled differently (frame 2 has another "
+                  "RescaleSlope/RescaleIntercept than frame 1)");
+
+  // Fewer per-frame groups than frames.
+  const fs::path short_groups = dir_ / "short.dcm";
+  write_enhanced(short_groups, {0, 2}, {}, 3);
+  expect_contains(load_error("io.load_image", short_groups),
+                  "('EnhancedMRImageStorage', 3 frames) whose frames cannot be placed: its per-frame functional "
+                  "groups (5200,9230) describe 2 frames, not its 3");
+}
+
+TEST_F(IoMosaic, MultiFrameFilesWhoseFramesAreNotSlicesAreRefusedWithTheirName) {
   // An ultrasound cine: its frames are time points.
   const fs::path cine = dir_ / "cine.dcm";
   write_multiframe(cine, UID_UltrasoundMultiframeImageStorage, "US", 4, [](DcmDataset& d) {
