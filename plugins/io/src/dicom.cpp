@@ -131,8 +131,8 @@ struct SliceHeader {
   double along_normal = 0.0;  // filled when sorting
   // What the frames are (multi-frame files).
   std::string sop_class_uid;
-  bool functional_groups = false;          // enhanced IODs: geometry per frame, (5200,9229)/(5200,9230)
-  std::vector<DcmTagKey> frame_increment;  // (0028,0009): what changes from frame to frame
+  bool functional_groups = false;             // enhanced IODs: geometry per frame, (5200,9229)/(5200,9230)
+  std::vector<DcmTagKey> frame_increment;     // (0028,0009): what changes from frame to frame
   std::vector<FrameGeometry> frame_geometry;  // enhanced images: one entry per frame
   std::string frame_problem;                  // why the frames of an enhanced image cannot be placed
   std::size_t frame_index = 0;                // a frame of an enhanced image, as a slice (file order)
@@ -535,8 +535,8 @@ void check_frame_layout(const SliceHeader& slice) {
   if (slice.functional_groups) {
     if (slice.frame_problem.empty()) return;  // its frames are placed one by one (enhanced_stack)
     throw std::runtime_error("cannot read DICOM file " + quoted(slice.file) +
-                             ": it is an enhanced multi-frame image (" + what + ") whose frames cannot be placed: " +
-                             slice.frame_problem + convert);
+                             ": it is an enhanced multi-frame image (" + what +
+                             ") whose frames cannot be placed: " + slice.frame_problem + convert);
   }
   if (slice.frames <= 1) return;
   for (const DcmTagKey& key : slice.frame_increment) {
@@ -734,7 +734,8 @@ SeriesGeometry enhanced_stack(const SliceHeader& file, std::vector<std::size_t>&
   try {
     layout = sort_and_check(frames, file.file);
   } catch (const std::runtime_error& error) {
-    throw std::runtime_error(image + " whose frames do not form one regular stack of slices: " + error.what() + convert);
+    throw std::runtime_error(image + " whose frames do not form one regular stack of slices: " + error.what() +
+                             convert);
   }
   order.clear();
   for (const SliceHeader& frame : frames) order.push_back(frame.frame_index);

@@ -648,9 +648,23 @@ TEST_F(IoMosaic, EnhancedMultiFrameLoadsFrameByFrameOrIsRefusedWithItsName) {
   for (std::size_t k = 0; k < 3; ++k) {
     const std::size_t frame = 2 - k;  // the frame at z = 2k
     for (std::size_t n = 0; n < 20; ++n) {
-      ASSERT_EQ(volume.voxels[k * 20 + n], 2.0f * float((frame * 20 + n) * 3 + 1) - 5.0f) << "slice " << k << " pixel " << n;
+      ASSERT_EQ(volume.voxels[k * 20 + n], 2.0f * float((frame * 20 + n) * 3 + 1) - 5.0f)
+          << "slice " << k << " pixel " << n;
     }
   }
+
+  // One frame: its geometry is in the functional groups too.
+  const fs::path single = dir_ / "single.dcm";
+  write_enhanced(single, {3});
+  NodeHarness one(bundled(), "io.load_mri");
+  one.set_param("path", single.string());
+  one.run();
+  const Volume& slice = one.output<Volume>("volume");
+  EXPECT_EQ(slice.geometry.size, (std::array<std::size_t, 3>{5, 4, 1}));
+  EXPECT_EQ(slice.geometry.origin, (std::array<double, 3>{0, 0, 3}));
+  EXPECT_EQ(slice.geometry.spacing, (std::array<double, 3>{0.7, 0.8, 2.0}));
+  EXPECT_EQ(slice.voxels[7], 2.0f * float(7 * 3 + 1) - 5.0f);
+  for (const auto& [level, text] : one.log()) EXPECT_NE(level, LogLevel::Warn) << text;
 
   // Two volumes (e.g. two echoes) interleaved in one file.
   const fs::path echoes = dir_ / "echoes.dcm";
