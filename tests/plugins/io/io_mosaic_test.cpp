@@ -604,7 +604,8 @@ void write_multiframe(const fs::path& path, const char* sop_class, const std::st
 // An enhanced MR image of 5x4 pixels: frame k at (0, 0, z[k]), orientation,
 // spacing and rescale shared; `per_frame` adds to frame k's groups.
 void write_enhanced(const fs::path& path, const std::vector<double>& z,
-                    const std::function<void(DcmItem&, int)>& per_frame = {}, int frames = -1) {
+                    const std::function<void(DcmItem&, int)>& per_frame = {}, int frames = -1,
+                    bool shared_rescale = true) {
   write_multiframe(path, UID_EnhancedMRImageStorage, "MR", frames < 0 ? int(z.size()) : frames, [&](DcmDataset& d) {
     DcmItem* shared = nullptr;
     ASSERT_TRUE(d.findOrCreateSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, -2).good());
@@ -615,11 +616,13 @@ void write_enhanced(const fs::path& path, const std::vector<double>& z,
     DcmItem* orientation = nullptr;
     ASSERT_TRUE(shared->findOrCreateSequenceItem(DCM_PlaneOrientationSequence, orientation, -2).good());
     put(*orientation, DCM_ImageOrientationPatient, "1\\0\\0\\0\\1\\0");
-    DcmItem* rescale = nullptr;
-    ASSERT_TRUE(shared->findOrCreateSequenceItem(DCM_PixelValueTransformationSequence, rescale, -2).good());
-    put(*rescale, DCM_RescaleSlope, "2");
-    put(*rescale, DCM_RescaleIntercept, "-5");
-    put(*rescale, DCM_RescaleType, "US");
+    if (shared_rescale) {
+      DcmItem* rescale = nullptr;
+      ASSERT_TRUE(shared->findOrCreateSequenceItem(DCM_PixelValueTransformationSequence, rescale, -2).good());
+      put(*rescale, DCM_RescaleSlope, "2");
+      put(*rescale, DCM_RescaleIntercept, "-5");
+      put(*rescale, DCM_RescaleType, "US");
+    }
     for (std::size_t k = 0; k < z.size(); ++k) {
       DcmItem* frame = nullptr;
       ASSERT_TRUE(d.findOrCreateSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame, -2).good());
@@ -675,6 +678,22 @@ TEST_F(IoMosaic, EnhancedMultiFrameLoadsFrameByFrameOrIsRefusedWithItsName) {
                              "do not form one regular stack of slices: ");
   expect_contains(twice, "are at the same position (0 mm along the normal)");
   expect_contains(twice, "convert it first, e.g. to NIfTI with dcm2niix");
+
+  // The same rescale given frame by frame.
+  const fs::path each = dir_ / "each.dcm";
+  write_enhanced(
+      each, {0, 2, 4},
+      [](DcmItem& frame, int) {
+        DcmItem* rescale = nullptr;
+        ASSERT_TRUE(frame.findOrCreateSequenceItem(DCM_PixelValueTransformationSequence, rescale, -2).good());
+        put(*rescale, DCM_RescaleSlope, "3");
+        put(*rescale, DCM_RescaleIntercept, "7");
+      },
+      -1, false);
+  NodeHarness per_frame(bundled(), "io.load_mri");
+  per_frame.set_param("path", each.string());
+  per_frame.run();
+  EXPECT_EQ(per_frame.output<Volume>("volume").voxels[25], 3.0f * float(25 * 3 + 1) + 7.0f);
 
   // Frames rescaled one by one.
   const fs::path rescaled = dir_ / "rescaled.dcm";
