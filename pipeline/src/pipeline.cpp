@@ -68,10 +68,19 @@ std::string join(const std::vector<std::string>& items, const std::string& separ
 // The valid names for a hint; a long list is cut (a pipeline may have
 // thousands of node ids).
 std::string list_names(const std::vector<std::string>& names) {
-  constexpr std::size_t kListed = 20;
-  if (names.size() <= kListed) return join(names, ", ");
-  return join(std::vector<std::string>(names.begin(), names.begin() + kListed), ", ") + ", ... (" +
-         std::to_string(names.size() - kListed) + " more)";
+  constexpr std::size_t kListed = 20, kCharacters = 200;
+  std::string text;
+  std::size_t listed = 0;
+  for (; listed < names.size(); ++listed) {
+    if (listed == kListed || text.size() + names[listed].size() > kCharacters) break;
+    text += (listed ? ", " : "") + names[listed];
+  }
+  if (listed == 0 && !names.empty()) {  // the first name alone is longer
+    text = excerpt(names.front());
+    listed = 1;
+  }
+  if (listed < names.size()) text += ", ... (" + std::to_string(names.size() - listed) + " more)";
+  return text;
 }
 
 // Letters, digits and '_' (and '-' if allowed), not starting with a digit or
@@ -182,7 +191,7 @@ class PipelineLoader {
 
  private:
   void error(std::string location, std::string message, std::string hint) {
-    if (diagnostics_.size() >= PipelineLimits::max_diagnostics) {
+    if (listing_full()) {
       ++unlisted_;
       return;
     }
@@ -201,6 +210,16 @@ class PipelineLoader {
     return result;
   }
 
+  bool listing_full() const { return diagnostics_.size() >= PipelineLimits::max_diagnostics; }
+
+  // A "did you mean" hint (Suggester), not worked out for problems that will
+  // not be listed.
+  template <class Items, class NameOf>
+  std::string did_you_mean(const std::string& wrong, const Items& items, NameOf name_of, const std::string& what) {
+    if (listing_full()) return {};
+    return suggest_.did_you_mean(wrong, items, name_of, what);
+  }
+
   // A name that is too long to be checked further: said once, with its length.
   bool too_long(const std::string& name, const std::string& location, const std::string& what,
                 const std::string& hint) {
@@ -216,7 +235,7 @@ class PipelineLoader {
     for (const auto& [key, value] : document.items()) {
       if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
         error("/" + pointer_token(key), "unknown top-level key '" + excerpt(key) + "'",
-              suggest_.did_you_mean(key, kKeys, [](const std::string& k) { return k; }, "key"));
+              did_you_mean(key, kKeys, [](const std::string& k) { return k; }, "key"));
       }
     }
   }
@@ -271,12 +290,8 @@ class PipelineLoader {
   }
 
   void unknown_variable(const std::string& name, const std::string& location) {
-    std::vector<std::string> names;
-    for (const auto& [known, value] : pipeline_.variables) names.push_back(known);
-    for (const std::string& known : unusable_variables_) names.push_back(known);
-    std::sort(names.begin(), names.end());
     error(location, "unknown variable '${" + excerpt(name) + "}'",
-          suggest_.did_you_mean(name, names, [](const std::string& n) { return n; }, "variable") +
+          did_you_mean(name, variable_names_, [](const std::string& n) { return n; }, "variable") +
               " (declare it under \"variables\")");
   }
 
@@ -359,12 +374,15 @@ class PipelineLoader {
         std::vector<std::string> names(declared.begin(), declared.end());
         error("--set " + excerpt(name), "the pipeline declares no variable '" + excerpt(name) + "'",
               names.empty() ? "this pipeline has no variables"
-                            : suggest_.did_you_mean(name, names, [](const std::string& n) { return n; }, "variable"));
+                            : did_you_mean(name, names, [](const std::string& n) { return n; }, "variable"));
         continue;
       }
       definitions[name] = {value, "--set " + name};
       unusable_variables_.erase(name);
     }
+    variable_names_.assign(declared.begin(), declared.end());
+    variable_names_.insert(std::lower_bound(variable_names_.begin(), variable_names_.end(), kBuiltinPipelineDir),
+                           kBuiltinPipelineDir);
     for (const std::string& name : declared) {
       if (definitions.count(name) == 0 && unusable_variables_.count(name) == 0) {
         error("/variables/" + pointer_token(name), "variable '" + name + "' has no default and was not set",
@@ -587,7 +605,7 @@ class PipelineLoader {
         if (spec.kind == ParamKind::Choice &&
             std::find(spec.choices.begin(), spec.choices.end(), *text) == spec.choices.end()) {
           error(location, "\"" + excerpt(*text) + "\" is not a valid choice for parameter '" + spec.name + "'",
-                suggest_.did_you_mean(*text, spec.choices, [](const std::string& c) { return c; }, "choice"));
+                did_you_mean(*text, spec.choices, [](const std::string& c) { return c; }, "choice"));
           return std::nullopt;
         }
         if ((spec.kind == ParamKind::InputPath || spec.kind == ParamKind::OutputPath) && text->empty()) {
@@ -672,7 +690,7 @@ class PipelineLoader {
       for (const auto& [key, ignored] : entry.items()) {
         if (std::find(kNodeKeys.begin(), kNodeKeys.end(), key) == kNodeKeys.end()) {
           error(location + "/" + pointer_token(key), "unknown key '" + excerpt(key) + "' in node",
-                suggest_.did_you_mean(key, kNodeKeys, [](const std::string& k) { return k; }, "key"));
+                did_you_mean(key, kNodeKeys, [](const std::string& k) { return k; }, "key"));
         }
       }
       if (entry.contains("description") && !entry["description"].is_string()) {
@@ -707,7 +725,11 @@ class PipelineLoader {
       pipeline_.nodes[i].definition = registry_.find_node(type);
       if (pipeline_.nodes[i].definition == nullptr) {
         std::string hint;
-        if (auto nearest = suggest_.nearest(type, registered_types())) hint = "did you mean '" + *nearest + "'? ";
+        if (listing_full()) {
+          // not listed: no hint needed
+        } else if (auto nearest = suggest_.nearest(type, registered_types())) {
+          hint = "did you mean '" + *nearest + "'? ";
+        }
         hint += "run 'fusionflow plugins' to list the loaded node types";
         if (!options_.plugin_failures.empty()) {
           hint += "; plugins that failed to load: " + join(options_.plugin_failures, "; ");
@@ -766,7 +788,7 @@ class PipelineLoader {
       if (param == nullptr) {
         error(location + "/" + pointer_token(name),
               "unknown parameter '" + excerpt(name) + "' for node type '" + spec.type() + "'",
-              suggest_.did_you_mean(name, spec.params(), [](const ParamSpec& p) { return p.name; }, "parameter"));
+              did_you_mean(name, spec.params(), [](const ParamSpec& p) { return p.name; }, "parameter"));
         continue;
       }
       if (auto converted = read_param(value, location + "/" + pointer_token(name), *param)) {
@@ -801,7 +823,7 @@ class PipelineLoader {
       const PortSpec* port = spec.find_input(port_name);
       if (port == nullptr) {
         error(port_location, "unknown input port '" + excerpt(port_name) + "' for node type '" + spec.type() + "'",
-              suggest_.did_you_mean(port_name, spec.inputs(), [](const PortSpec& p) { return p.name; }, "input port"));
+              did_you_mean(port_name, spec.inputs(), [](const PortSpec& p) { return p.name; }, "input port"));
         continue;
       }
       std::vector<std::pair<const json*, std::string>> sources;
@@ -859,7 +881,7 @@ class PipelineLoader {
     auto producer = ids.find(producer_id);
     if (producer == ids.end()) {
       error(location, "no node with id '" + excerpt(producer_id) + "'",
-            suggest_.did_you_mean(producer_id, ids, [](const auto& entry) { return entry.first; }, "node id"));
+            did_you_mean(producer_id, ids, [](const auto& entry) { return entry.first; }, "node id"));
       return std::nullopt;
     }
     const PipelineNode& producer_node = pipeline_.nodes[producer->second];
@@ -868,7 +890,7 @@ class PipelineLoader {
     if (output == nullptr) {
       error(location,
             "node '" + producer_id + "' (" + producer_node.type + ") has no output port '" + excerpt(output_port) + "'",
-            suggest_.did_you_mean(output_port, producer_node.definition->spec().outputs(),
+            did_you_mean(output_port, producer_node.definition->spec().outputs(),
                                   [](const PortSpec& p) { return p.name; }, "output port"));
       return std::nullopt;
     }
@@ -926,6 +948,7 @@ class PipelineLoader {
   std::size_t unlisted_ = 0;                  // problems beyond PipelineLimits::max_diagnostics
   Suggester suggest_;
   std::vector<std::string> registered_types_;
+  std::vector<std::string> variable_names_;  // declared and built in, sorted (for suggestions)
   std::set<std::string> unusable_variables_;  // declared, but with no value: reported where declared
   std::size_t expanded_bytes_ = 0;            // of every variable and string parameter so far
 };
