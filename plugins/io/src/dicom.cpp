@@ -151,6 +151,23 @@ std::optional<std::array<double, N>> get_vector(DcmItem& item, const DcmTagKey& 
   return values;
 }
 
+// A geometry attribute (position, orientation, spacing): absent or empty is
+// nullopt (the caller decides), but a value that is there and is not N
+// finite numbers is a corrupt header, never read as "absent".
+template <std::size_t N>
+std::optional<std::array<double, N>> get_geometry_vector(DcmItem& item, const DcmTagKey& tag, const fs::path& path) {
+  const std::string written = get_string(item, tag);
+  if (written.empty()) return std::nullopt;
+  auto values = get_vector<N>(item, tag);
+  if (!values) {
+    DcmTag named(tag);
+    throw std::runtime_error("cannot read " + quoted(path) + ": " + named.getTagName() + " is '" +
+                             written.substr(0, 80) + "', not " + std::to_string(N) +
+                             " finite numbers: the header is corrupt");
+  }
+  return values;
+}
+
 std::string format_value(double value) {
   std::ostringstream text;
   text.precision(10);
@@ -339,9 +356,9 @@ bool read_slice_header(const fs::path& path, SliceHeader& slice) {
   slice.series_description = get_string(data, DCM_SeriesDescription);
   slice.series_number = get_string(data, DCM_SeriesNumber);
   slice.modality = get_string(data, DCM_Modality);
-  slice.position = get_vector<3>(data, DCM_ImagePositionPatient);
-  slice.orientation = get_vector<6>(data, DCM_ImageOrientationPatient);
-  slice.pixel_spacing = get_vector<2>(data, DCM_PixelSpacing);
+  slice.position = get_geometry_vector<3>(data, DCM_ImagePositionPatient, path);
+  slice.orientation = get_geometry_vector<6>(data, DCM_ImageOrientationPatient, path);
+  slice.pixel_spacing = get_geometry_vector<2>(data, DCM_PixelSpacing, path);
   slice.slice_thickness = get_number(data, DCM_SliceThickness);
   slice.spacing_between_slices = get_number(data, DCM_SpacingBetweenSlices);
   slice.rows = get_count(data, DCM_Rows, 0);
@@ -1004,13 +1021,21 @@ LoadedImage load_any(const LoadRequest& request, NodeContext& ctx) {
   const fs::path& path = request.path;
   std::error_code ec;
   const auto status = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {  // a loop of links, a path through a file...
+    throw std::runtime_error("cannot read " + quoted(path) + ": " + ec.message());
+  }
   if (ec || !fs::exists(status)) {
     throw std::runtime_error("cannot read " + quoted(path) + ": no such file or directory");
   }
-  if (fs::is_directory(status) || looks_like_dicom_file(path)) return read_dicom(request, ctx);
+  if (fs::is_directory(status)) return read_dicom(request, ctx);
+  // Before anything opens it: reading a FIFO, a terminal or a device such as
+  // /dev/zero would block or never end.
   if (!fs::is_regular_file(status)) {
-    throw std::runtime_error("cannot read " + quoted(path) + ": not a regular file or directory");
+    throw std::runtime_error("cannot read " + quoted(path) +
+                             ": not a regular file or directory (a device, FIFO or socket); give an image file or a "
+                             "DICOM directory");
   }
+  if (looks_like_dicom_file(path)) return read_dicom(request, ctx);
   if (!request.series_uid.empty() || !request.series_description.empty()) {
     ctx.log(LogLevel::Warn, "series_uid/series_description ignored: " + quoted(path) + " is not DICOM");
   }
