@@ -5,6 +5,7 @@
 // computation from the values written, and the privacy of identifiers.
 #include <gtest/gtest.h>
 
+#include "io_test_files.hpp"
 #include "test_support.hpp"
 
 #include <fusionflow/payload_types.hpp>
@@ -37,6 +38,7 @@ namespace fusionflow {
 namespace {
 namespace fs = std::filesystem;
 using testing::NodeHarness;
+using namespace io_test;
 
 const fs::path kPydicomFiles = PYDICOM_TEST_FILES;
 
@@ -49,114 +51,7 @@ class IoDicom : public ::testing::Test {
   fs::path dir_;
 };
 
-std::string ds(double value) {
-  std::ostringstream text;
-  text.precision(10);
-  text << value;
-  return text.str();
-}
-
-std::string new_uid() {
-  char buffer[100];
-  return dcmGenerateUniqueIdentifier(buffer, SITE_INSTANCE_UID_ROOT);
-}
-
-// One DICOM slice, written with DCMTK.
-struct Slice {
-  std::string modality = "CT";
-  std::string series_uid;
-  std::string description = "test series";
-  std::array<double, 3> position{0, 0, 0};
-  std::array<double, 6> orientation{1, 0, 0, 0, 1, 0};
-  std::array<double, 2> pixel_spacing{0.8, 0.7};  // between rows, between columns
-  Uint16 rows = 4, columns = 5;
-  std::vector<Sint16> stored;  // rows x columns, row by row
-  double slope = 1.0, intercept = 0.0;
-  std::function<void(DcmDataset&)> extra;
-};
-
-void put(DcmItem& item, const DcmTagKey& tag, const std::string& value) {
-  ASSERT_TRUE(item.putAndInsertString(DcmTag(tag), value.c_str()).good()) << DcmTag(tag).getTagName();
-}
-
-void write_slice(const fs::path& path, const Slice& s) {
-  DcmFileFormat file;
-  DcmDataset& d = *file.getDataset();
-  const char* sop_class = s.modality == "PT"   ? UID_PositronEmissionTomographyImageStorage
-                          : s.modality == "MR" ? UID_MRImageStorage
-                                               : UID_CTImageStorage;
-  put(d, DCM_SOPClassUID, sop_class);
-  put(d, DCM_SOPInstanceUID, new_uid());
-  put(d, DCM_StudyInstanceUID, "1.2.826.0.1.3680043.2.1125.1.1");
-  put(d, DCM_SeriesInstanceUID, s.series_uid);
-  put(d, DCM_Modality, s.modality);
-  put(d, DCM_SeriesDescription, s.description);
-  put(d, DCM_SeriesNumber, "7");
-  put(d, DCM_PatientName, "Doe^Jane");
-  put(d, DCM_PatientID, "PID-4711-SECRET");
-  put(d, DCM_PatientBirthDate, "19700101");
-  put(d, DCM_AccessionNumber, "ACC-999-SECRET");
-  put(d, DCM_ImagePositionPatient, ds(s.position[0]) + "\\" + ds(s.position[1]) + "\\" + ds(s.position[2]));
-  std::string orientation;
-  for (int n = 0; n < 6; ++n) orientation += (n ? "\\" : "") + ds(s.orientation[n]);
-  put(d, DCM_ImageOrientationPatient, orientation);
-  put(d, DCM_PixelSpacing, ds(s.pixel_spacing[0]) + "\\" + ds(s.pixel_spacing[1]));
-  put(d, DCM_SliceThickness, "2.5");
-  put(d, DCM_RescaleSlope, ds(s.slope));
-  put(d, DCM_RescaleIntercept, ds(s.intercept));
-  put(d, DCM_SamplesPerPixel, "1");
-  put(d, DCM_PhotometricInterpretation, "MONOCHROME2");
-  ASSERT_TRUE(d.putAndInsertUint16(DCM_Rows, s.rows).good());
-  ASSERT_TRUE(d.putAndInsertUint16(DCM_Columns, s.columns).good());
-  ASSERT_TRUE(d.putAndInsertUint16(DCM_BitsAllocated, 16).good());
-  ASSERT_TRUE(d.putAndInsertUint16(DCM_BitsStored, 16).good());
-  ASSERT_TRUE(d.putAndInsertUint16(DCM_HighBit, 15).good());
-  ASSERT_TRUE(d.putAndInsertUint16(DCM_PixelRepresentation, 1).good());
-  ASSERT_EQ(s.stored.size(), std::size_t{s.rows} * s.columns);
-  ASSERT_TRUE(d.putAndInsertUint16Array(DCM_PixelData, reinterpret_cast<const Uint16*>(s.stored.data()),
-                                        static_cast<unsigned long>(s.stored.size()))
-                  .good());
-  if (s.extra) s.extra(d);
-  ASSERT_TRUE(file.saveFile(OFFilename(path.c_str()), EXS_LittleEndianExplicit).good()) << path;
-}
-
-std::vector<Sint16> pattern(std::size_t count, int seed) {
-  std::vector<Sint16> values(count);
-  for (std::size_t n = 0; n < count; ++n) values[n] = static_cast<Sint16>((int(n) * 37 + seed * 101) % 900 - 100);
-  return values;
-}
-
-// A series of `count` parallel slices along the normal of `orientation`.
-std::vector<Slice> make_series(const std::string& modality, const std::string& description, int count,
-                               std::array<double, 6> orientation = {1, 0, 0, 0, 1, 0}, double spacing = 2.5) {
-  const std::string uid = new_uid();
-  const std::array<double, 3> normal = {orientation[1] * orientation[5] - orientation[2] * orientation[4],
-                                        orientation[2] * orientation[3] - orientation[0] * orientation[5],
-                                        orientation[0] * orientation[4] - orientation[1] * orientation[3]};
-  std::vector<Slice> series;
-  for (int k = 0; k < count; ++k) {
-    Slice slice;
-    slice.modality = modality;
-    slice.series_uid = uid;
-    slice.description = description;
-    slice.orientation = orientation;
-    for (int n = 0; n < 3; ++n)
-      slice.position[n] = std::array<double, 3>{-50.0, 20.0, 10.0}[n] + k * spacing * normal[n];
-    slice.stored = pattern(std::size_t{slice.rows} * slice.columns, k);
-    slice.intercept = modality == "CT" ? -1024.0 + 3 * k : 0.0;
-    series.push_back(slice);
-  }
-  return series;
-}
-
-// Writes the slices under names that do not follow their positions.
-void write_series(const fs::path& dir, const std::vector<Slice>& series, const std::string& prefix = "img") {
-  fs::create_directories(dir);
-  for (std::size_t k = 0; k < series.size(); ++k) {
-    const std::size_t name = (k * 7 + 1) % series.size() + 10 * series.size();  // a permutation (7 coprime to n < 7)
-    write_slice(dir / (prefix + std::to_string(name) + ".dcm"), series[k]);
-  }
-}
+using Slice = io_test::DicomSlice;
 
 std::string run_error(NodeHarness& node) {
   try {
@@ -307,8 +202,8 @@ TEST_F(IoDicom, LoaderRefusesAnotherModality) {
 TEST_F(IoDicom, SeriesIsSortedByPositionWithObliqueGeometryAndPerSliceRescale) {
   const double t = 15.0 * M_PI / 180.0;
   const std::array<double, 6> orientation = {1, 0, 0, 0, std::cos(t), std::sin(t)};
-  const std::vector<Slice> series = make_series("CT", "oblique", 5, orientation);
-  write_series(dir_ / "ct", series);
+  const std::vector<Slice> series = dicom_series("CT", "oblique", 5, orientation);
+  write_dicom_series(dir_ / "ct", series);
   const Volume ct = load("io.load_ct", dir_ / "ct");
   EXPECT_EQ(ct.geometry.size, (std::array<std::size_t, 3>{5, 4, 5}));
   EXPECT_NEAR(ct.geometry.spacing[0], 0.7, 1e-12);
@@ -333,12 +228,12 @@ TEST_F(IoDicom, SeriesIsSortedByPositionWithObliqueGeometryAndPerSliceRescale) {
 }
 
 TEST_F(IoDicom, DirectoryWithSeveralSeriesListsThemAndSelectsByUidOrDescription) {
-  const auto a = make_series("CT", "CT abdomen", 3);
-  const auto b = make_series("CT", "CT abdomen", 4);
-  const auto c = make_series("PT", "PET AC", 2);
-  write_series(dir_ / "study", a, "a");
-  write_series(dir_ / "study", b, "b");
-  write_series(dir_ / "study", c, "c");
+  const auto a = dicom_series("CT", "CT abdomen", 3);
+  const auto b = dicom_series("CT", "CT abdomen", 4);
+  const auto c = dicom_series("PT", "PET AC", 2);
+  write_dicom_series(dir_ / "study", a, "a");
+  write_dicom_series(dir_ / "study", b, "b");
+  write_dicom_series(dir_ / "study", c, "c");
   const fs::path study = dir_ / "study";
 
   const std::string listing = load_error("io.load_image", study);
@@ -366,8 +261,8 @@ TEST_F(IoDicom, DirectoryWithSeveralSeriesListsThemAndSelectsByUidOrDescription)
                   "holds no series with series_uid '1.2.3.4'; it holds:");
 
   // One CT and one PET series: each loader takes its own modality.
-  write_series(dir_ / "petct", a, "a");
-  write_series(dir_ / "petct", c, "c");
+  write_dicom_series(dir_ / "petct", a, "a");
+  write_dicom_series(dir_ / "petct", c, "c");
   NodeHarness node(bundled(), "io.load_ct");
   node.set_param("path", (dir_ / "petct").string());
   node.run();
@@ -376,39 +271,39 @@ TEST_F(IoDicom, DirectoryWithSeveralSeriesListsThemAndSelectsByUidOrDescription)
 }
 
 TEST_F(IoDicom, InconsistentSeriesAreRefusedNamingTheFiles) {
-  auto gap = make_series("CT", "gap", 5);
+  auto gap = dicom_series("CT", "gap", 5);
   for (int n = 0; n < 3; ++n) gap[4].position[n] += 2.5 * std::array<double, 3>{0, 0, 1}[n];  // a missing slice
-  write_series(dir_ / "gap", gap);
+  write_dicom_series(dir_ / "gap", gap);
   const std::string spacing = load_error("io.load_ct", dir_ / "gap");
   expect_contains(spacing, "inconsistent slice spacing in DICOM series in '" + (dir_ / "gap").string() + "'");
   expect_contains(spacing, "is 5 mm but the other slices are 2.5 mm apart (missing or extra slices?)");
 
-  auto tilted = make_series("CT", "tilted", 4);
+  auto tilted = dicom_series("CT", "tilted", 4);
   tilted[2].orientation = {1, 0, 0, 0, std::cos(0.2), std::sin(0.2)};
-  write_series(dir_ / "tilted", tilted);
+  write_dicom_series(dir_ / "tilted", tilted);
   expect_contains(load_error("io.load_ct", dir_ / "tilted"),
                   "inconsistent slice orientation in DICOM series in '" + (dir_ / "tilted").string() + "'");
 
-  auto twice = make_series("CT", "duplicates", 4);
+  auto twice = dicom_series("CT", "duplicates", 4);
   twice[3].position = twice[2].position;
-  write_series(dir_ / "twice", twice);
+  write_dicom_series(dir_ / "twice", twice);
   expect_contains(load_error("io.load_ct", dir_ / "twice"), "are at the same position");
 
-  auto sizes = make_series("CT", "sizes", 3);
+  auto sizes = dicom_series("CT", "sizes", 3);
   sizes[1].rows = 2;
   sizes[1].stored.resize(10);
-  write_series(dir_ / "sizes", sizes);
+  write_dicom_series(dir_ / "sizes", sizes);
   expect_contains(load_error("io.load_ct", dir_ / "sizes"), "is 5x2 but");
 
-  auto sheared = make_series("CT", "sheared", 4);
+  auto sheared = dicom_series("CT", "sheared", 4);
   for (std::size_t k = 0; k < sheared.size(); ++k) sheared[k].position[1] += 1.0 * double(k);  // gantry tilt
-  write_series(dir_ / "sheared", sheared);
+  write_dicom_series(dir_ / "sheared", sheared);
   expect_contains(load_error("io.load_ct", dir_ / "sheared"), "the slice positions do not follow the slice normal");
 }
 
 TEST_F(IoDicom, CorruptDicomFilesAreRefusedNamingTheFile) {
-  const auto series = make_series("CT", "ct", 3);
-  write_series(dir_ / "truncated", series);
+  const auto series = dicom_series("CT", "ct", 3);
+  write_dicom_series(dir_ / "truncated", series);
   std::vector<fs::path> files;
   for (const auto& entry : fs::directory_iterator(dir_ / "truncated")) files.push_back(entry.path());
   std::sort(files.begin(), files.end());
@@ -431,12 +326,12 @@ TEST_F(IoDicom, CorruptDicomFilesAreRefusedNamingTheFile) {
 
   Slice colour = series[0];
   colour.extra = [](DcmDataset& d) { d.putAndInsertString(DCM_SamplesPerPixel, "3"); };
-  write_slice(dir_ / "colour.dcm", colour);
+  write_dicom_slice(dir_ / "colour.dcm", colour);
   expect_contains(load_error("io.load_ct", dir_ / "colour.dcm"), "unsupported pixel type: 3 samples per pixel");
 
   Slice no_pixels = series[0];
   no_pixels.extra = [](DcmDataset& d) { delete d.remove(DCM_PixelData); };
-  write_slice(dir_ / "report.dcm", no_pixels);
+  write_dicom_slice(dir_ / "report.dcm", no_pixels);
   expect_contains(load_error("io.load_ct", dir_ / "report.dcm"), "it holds no pixel data");
 }
 
@@ -469,27 +364,27 @@ struct PetTags {
 };
 
 std::vector<Slice> pet_series(const PetTags& tags) {
-  auto series = make_series("PT", "PET AC", 3);
+  auto series = dicom_series("PT", "PET AC", 3);
   for (std::size_t k = 0; k < series.size(); ++k) {
     series[k].slope = 0.5 + 0.25 * double(k);  // per-slice scaling, as PET scanners write
     for (auto& value : series[k].stored) value = static_cast<Sint16>(std::abs(value) + 10);
     const std::string acquisition = std::to_string(103730 + 30 * k);
     series[k].extra = [tags, acquisition](DcmDataset& d) {
-      if (tags.weight) put(d, DCM_PatientWeight, *tags.weight);
-      put(d, DCM_Units, tags.units);
-      put(d, DCM_DecayCorrection, tags.decay_correction);
-      put(d, DCM_CorrectedImage, tags.corrected_image);
-      put(d, DCM_SeriesDate, tags.series_date);
-      put(d, DCM_SeriesTime, tags.series_time);
-      put(d, DCM_AcquisitionDate, tags.series_date);
-      put(d, DCM_AcquisitionTime, acquisition);
+      if (tags.weight) put_dicom_string(d, DCM_PatientWeight, *tags.weight);
+      put_dicom_string(d, DCM_Units, tags.units);
+      put_dicom_string(d, DCM_DecayCorrection, tags.decay_correction);
+      put_dicom_string(d, DCM_CorrectedImage, tags.corrected_image);
+      put_dicom_string(d, DCM_SeriesDate, tags.series_date);
+      put_dicom_string(d, DCM_SeriesTime, tags.series_time);
+      put_dicom_string(d, DCM_AcquisitionDate, tags.series_date);
+      put_dicom_string(d, DCM_AcquisitionTime, acquisition);
       DcmItem* item = nullptr;
       ASSERT_TRUE(d.findOrCreateSequenceItem(DCM_RadiopharmaceuticalInformationSequence, item, 0).good());
-      put(*item, DCM_Radiopharmaceutical, "Fluorodeoxyglucose");
-      if (tags.dose) put(*item, DCM_RadionuclideTotalDose, *tags.dose);
-      if (tags.half_life) put(*item, DCM_RadionuclideHalfLife, *tags.half_life);
-      if (tags.injection_time) put(*item, DCM_RadiopharmaceuticalStartTime, *tags.injection_time);
-      if (tags.injection_datetime) put(*item, DCM_RadiopharmaceuticalStartDateTime, *tags.injection_datetime);
+      put_dicom_string(*item, DCM_Radiopharmaceutical, "Fluorodeoxyglucose");
+      if (tags.dose) put_dicom_string(*item, DCM_RadionuclideTotalDose, *tags.dose);
+      if (tags.half_life) put_dicom_string(*item, DCM_RadionuclideHalfLife, *tags.half_life);
+      if (tags.injection_time) put_dicom_string(*item, DCM_RadiopharmaceuticalStartTime, *tags.injection_time);
+      if (tags.injection_datetime) put_dicom_string(*item, DCM_RadiopharmaceuticalStartDateTime, *tags.injection_datetime);
     };
   }
   return series;
@@ -513,7 +408,7 @@ void expect_suv(const Volume& pet, const std::vector<Slice>& series, double weig
 
 TEST_F(IoDicom, PetSeriesLoadsAsSuvMatchingAHandComputation) {
   const auto series = pet_series(PetTags{});
-  write_series(dir_ / "pet", series);
+  write_dicom_series(dir_ / "pet", series);
   const Volume pet = load("io.load_pet", dir_ / "pet", {{"suv", ParamValue(std::string("suvbw"))}});
   // Injection 09:30:00, series start 10:37:30: 1 h 7 min 30 s.
   const double uptake = 3600 + 7 * 60 + 30;
@@ -538,7 +433,7 @@ TEST_F(IoDicom, PetUptakeAcrossMidnightUsesInjectionDateTime) {
   tags.series_date = "20240302";
   tags.series_time = "003730";
   const auto series = pet_series(tags);
-  write_series(dir_ / "pet", series);
+  write_dicom_series(dir_ / "pet", series);
   // Acquisition times (103730...) are later than the series time: the series
   // time (00:37:30) is the decay reference, 1 h 7 min 30 s after injection.
   const Volume pet = load("io.load_pet", dir_ / "pet");
@@ -551,7 +446,7 @@ TEST_F(IoDicom, PetWithoutWhatSuvNeedsNamesEveryMissingPieceOrUsesParameters) {
   tags.half_life.reset();
   tags.injection_time.reset();
   const auto series = pet_series(tags);
-  write_series(dir_ / "pet", series);
+  write_dicom_series(dir_ / "pet", series);
 
   const std::string error = load_error("io.load_pet", dir_ / "pet", {{"suv", ParamValue(std::string("suvbw"))}});
   expect_contains(error, "cannot compute SUVbw for '" + (dir_ / "pet").string() + "': missing 3 pieces:");
@@ -587,7 +482,7 @@ TEST_F(IoDicom, PetDecayCorrectedToAdministrationNeedsNoTimes) {
   tags.decay_correction = "ADMIN";
   tags.injection_time.reset();
   const auto series = pet_series(tags);
-  write_series(dir_ / "pet", series);
+  write_dicom_series(dir_ / "pet", series);
   const Volume pet = load("io.load_pet", dir_ / "pet", {{"suv", ParamValue(std::string("suvbw"))}});
   expect_suv(pet, series, 72.5, 370e6, 6586.2, 0.0);
 }
@@ -596,7 +491,7 @@ TEST_F(IoDicom, PetWithoutDecayCorrectionIsNotConvertedUnlessTheUserSaysSo) {
   PetTags tags;
   tags.corrected_image = "ATTN";
   const auto series = pet_series(tags);
-  write_series(dir_ / "pet", series);
+  write_dicom_series(dir_ / "pet", series);
   expect_contains(load_error("io.load_pet", dir_ / "pet", {{"suv", ParamValue(std::string("suvbw"))}}),
                   "decay-corrected images (DICOM DecayCorrection (0054,1102) is NONE or CorrectedImage (0028,0051) "
                   "lacks DECY");
@@ -609,7 +504,7 @@ TEST_F(IoDicom, PetWithoutDecayCorrectionIsNotConvertedUnlessTheUserSaysSo) {
 TEST_F(IoDicom, PetInCountsCannotBecomeSuv) {
   PetTags tags;
   tags.units = "CNTS";
-  write_series(dir_ / "pet", pet_series(tags));
+  write_dicom_series(dir_ / "pet", pet_series(tags));
   expect_contains(load_error("io.load_pet", dir_ / "pet", {{"suv", ParamValue(std::string("suvbw"))}}),
                   "activity concentration in Bq/mL (the image's units are 'CNTS'");
   expect_contains(load_error("io.load_pet", dir_ / "pet"), "holds PET values in 'CNTS'");
@@ -623,7 +518,7 @@ std::string read_all(const fs::path& path) {
 }
 
 TEST_F(IoDicom, IdentifiersReachNoOutputFileLogOrRunRecord) {
-  write_series(dir_ / "pet", pet_series(PetTags{}));
+  write_dicom_series(dir_ / "pet", pet_series(PetTags{}));
   const fs::path pipeline = dir_ / "pipeline.json";
   std::ofstream(pipeline) << R"({
   "format_version": 1,

@@ -3,6 +3,7 @@
 // bad files generated here, each with the message it must produce.
 #include <gtest/gtest.h>
 
+#include "io_test_files.hpp"
 #include "test_support.hpp"
 
 #include <fusionflow/itk_bridge.hpp>
@@ -35,6 +36,7 @@ namespace fusionflow {
 namespace {
 namespace fs = std::filesystem;
 using testing::NodeHarness;
+using namespace io_test;
 
 const NodeRegistry& bundled() { return testing::bundled_plugins(); }
 
@@ -106,65 +108,6 @@ void expect_geometry_near(const Geometry& actual, const Geometry& expected, doub
     EXPECT_NEAR(actual.origin[n], expected.origin[n], tolerance) << "origin " << n;
   }
   for (int n = 0; n < 9; ++n) EXPECT_NEAR(actual.direction[n], expected.direction[n], tolerance) << "direction " << n;
-}
-
-void write_bytes(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-std::string gzip(const std::string& bytes) {
-  z_stream stream{};
-  EXPECT_EQ(deflateInit2(&stream, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  std::string out(deflateBound(&stream, bytes.size()) + 64, '\0');
-  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
-  stream.avail_in = static_cast<uInt>(bytes.size());
-  stream.next_out = reinterpret_cast<Bytef*>(out.data());
-  stream.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&stream, Z_FINISH), Z_STREAM_END);
-  out.resize(stream.total_out);
-  deflateEnd(&stream);
-  return out;
-}
-
-// A NIfTI-1 single file written byte by byte (independent of ITK's writer).
-std::string nifti_file(std::vector<std::int16_t> dims, std::int16_t datatype, std::int16_t bitpix,
-                       const std::string& data) {
-  std::string header(352, '\0');
-  auto put = [&](std::size_t offset, const void* value, std::size_t size) {
-    std::memcpy(&header[offset], value, size);
-  };
-  const std::int32_t sizeof_hdr = 348;
-  put(0, &sizeof_hdr, 4);
-  std::int16_t dim[8] = {static_cast<std::int16_t>(dims.size()), 1, 1, 1, 1, 1, 1, 1};
-  for (std::size_t n = 0; n < dims.size(); ++n) dim[n + 1] = dims[n];
-  put(40, dim, sizeof dim);
-  put(70, &datatype, 2);
-  put(72, &bitpix, 2);
-  const float pixdim[8] = {1, 1, 1, 1, 1, 1, 1, 1};
-  put(76, pixdim, sizeof pixdim);
-  const float vox_offset = 352, scl_slope = 1;
-  put(108, &vox_offset, 4);
-  put(112, &scl_slope, 4);
-  put(344, "n+1\0", 4);
-  return header + data;
-}
-
-std::string floats(const std::vector<float>& values) {
-  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
-}
-
-std::string meta_header(const std::string& dims, const std::string& element, const std::string& extra = "",
-                        const std::string& data_file = "LOCAL") {
-  return "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n" + extra +
-         "DimSize = " + dims + "\nElementType = " + element + "\nElementDataFile = " + data_file + "\n";
 }
 
 // --- round trips ---------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "siemens_mosaic.hpp"
+#include "io_test_files.hpp"
 #include "test_support.hpp"
 
 #include <fusionflow/payload_types.hpp>
@@ -38,6 +39,7 @@ namespace fusionflow {
 namespace {
 namespace fs = std::filesystem;
 using testing::NodeHarness;
+using namespace io_test;
 
 // nibabel's test data (Debian python3-nibabel): Siemens DWI mosaics and CSA headers.
 const fs::path kNibabelData = NIBABEL_TEST_DATA;
@@ -564,29 +566,20 @@ TEST(MosaicTiling, SquareTilingAsSiemensWritesIt) {
 
 // --- multi-frame layouts ------------------------------------------------------------------
 
-std::string new_uid() {
-  char buffer[100];
-  return dcmGenerateUniqueIdentifier(buffer, SITE_INSTANCE_UID_ROOT);
-}
-
-void put(DcmItem& item, const DcmTagKey& tag, const std::string& value) {
-  ASSERT_TRUE(item.putAndInsertString(DcmTag(tag), value.c_str()).good()) << DcmTag(tag).getTagName();
-}
-
 // A 5x4 grey multi-frame file of `frames` frames and SOP class `sop_class`;
 // `extra` adds the layout.
 void write_multiframe(const fs::path& path, const char* sop_class, const std::string& modality, int frames,
                       const std::function<void(DcmDataset&)>& extra) {
   DcmFileFormat file;
   DcmDataset& d = *file.getDataset();
-  put(d, DCM_SOPClassUID, sop_class);
-  put(d, DCM_SOPInstanceUID, new_uid());
-  put(d, DCM_StudyInstanceUID, new_uid());
-  put(d, DCM_SeriesInstanceUID, new_uid());
-  put(d, DCM_Modality, modality);
-  put(d, DCM_NumberOfFrames, std::to_string(frames));
-  put(d, DCM_SamplesPerPixel, "1");
-  put(d, DCM_PhotometricInterpretation, "MONOCHROME2");
+  put_dicom_string(d, DCM_SOPClassUID, sop_class);
+  put_dicom_string(d, DCM_SOPInstanceUID, new_dicom_uid());
+  put_dicom_string(d, DCM_StudyInstanceUID, new_dicom_uid());
+  put_dicom_string(d, DCM_SeriesInstanceUID, new_dicom_uid());
+  put_dicom_string(d, DCM_Modality, modality);
+  put_dicom_string(d, DCM_NumberOfFrames, std::to_string(frames));
+  put_dicom_string(d, DCM_SamplesPerPixel, "1");
+  put_dicom_string(d, DCM_PhotometricInterpretation, "MONOCHROME2");
   ASSERT_TRUE(d.putAndInsertUint16(DCM_Rows, 4).good());
   ASSERT_TRUE(d.putAndInsertUint16(DCM_Columns, 5).good());
   ASSERT_TRUE(d.putAndInsertUint16(DCM_BitsAllocated, 16).good());
@@ -611,17 +604,17 @@ void write_enhanced(const fs::path& path, const std::vector<double>& z,
     ASSERT_TRUE(d.findOrCreateSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, -2).good());
     DcmItem* measures = nullptr;
     ASSERT_TRUE(shared->findOrCreateSequenceItem(DCM_PixelMeasuresSequence, measures, -2).good());
-    put(*measures, DCM_PixelSpacing, "0.8\\0.7");
-    put(*measures, DCM_SliceThickness, "2");
+    put_dicom_string(*measures, DCM_PixelSpacing, "0.8\\0.7");
+    put_dicom_string(*measures, DCM_SliceThickness, "2");
     DcmItem* orientation = nullptr;
     ASSERT_TRUE(shared->findOrCreateSequenceItem(DCM_PlaneOrientationSequence, orientation, -2).good());
-    put(*orientation, DCM_ImageOrientationPatient, "1\\0\\0\\0\\1\\0");
+    put_dicom_string(*orientation, DCM_ImageOrientationPatient, "1\\0\\0\\0\\1\\0");
     if (shared_rescale) {
       DcmItem* rescale = nullptr;
       ASSERT_TRUE(shared->findOrCreateSequenceItem(DCM_PixelValueTransformationSequence, rescale, -2).good());
-      put(*rescale, DCM_RescaleSlope, "2");
-      put(*rescale, DCM_RescaleIntercept, "-5");
-      put(*rescale, DCM_RescaleType, "US");
+      put_dicom_string(*rescale, DCM_RescaleSlope, "2");
+      put_dicom_string(*rescale, DCM_RescaleIntercept, "-5");
+      put_dicom_string(*rescale, DCM_RescaleType, "US");
     }
     for (std::size_t k = 0; k < z.size(); ++k) {
       DcmItem* frame = nullptr;
@@ -630,7 +623,7 @@ void write_enhanced(const fs::path& path, const std::vector<double>& z,
       ASSERT_TRUE(frame->findOrCreateSequenceItem(DCM_PlanePositionSequence, plane, -2).good());
       std::ostringstream position;
       position << "0\\0\\" << z[k];
-      put(*plane, DCM_ImagePositionPatient, position.str());
+      put_dicom_string(*plane, DCM_ImagePositionPatient, position.str());
       if (per_frame) per_frame(*frame, int(k));
     }
   });
@@ -686,8 +679,8 @@ TEST_F(IoMosaic, EnhancedMultiFrameLoadsFrameByFrameOrIsRefusedWithItsName) {
       [](DcmItem& frame, int) {
         DcmItem* rescale = nullptr;
         ASSERT_TRUE(frame.findOrCreateSequenceItem(DCM_PixelValueTransformationSequence, rescale, -2).good());
-        put(*rescale, DCM_RescaleSlope, "3");
-        put(*rescale, DCM_RescaleIntercept, "7");
+        put_dicom_string(*rescale, DCM_RescaleSlope, "3");
+        put_dicom_string(*rescale, DCM_RescaleIntercept, "7");
       },
       -1, false);
   NodeHarness per_frame(bundled(), "io.load_mri");
@@ -700,8 +693,8 @@ TEST_F(IoMosaic, EnhancedMultiFrameLoadsFrameByFrameOrIsRefusedWithItsName) {
   write_enhanced(rescaled, {0, 2, 4}, [](DcmItem& frame, int k) {
     DcmItem* rescale = nullptr;
     ASSERT_TRUE(frame.findOrCreateSequenceItem(DCM_PixelValueTransformationSequence, rescale, -2).good());
-    put(*rescale, DCM_RescaleSlope, std::to_string(1 + k));
-    put(*rescale, DCM_RescaleIntercept, "0");
+    put_dicom_string(*rescale, DCM_RescaleSlope, std::to_string(1 + k));
+    put_dicom_string(*rescale, DCM_RescaleIntercept, "0");
   });
   expect_contains(load_error("io.load_mri", rescaled),
                   "('EnhancedMRImageStorage', 3 frames) whose frames are rescaled differently (frame 2 has another "
@@ -720,7 +713,7 @@ TEST_F(IoMosaic, MultiFrameFilesWhoseFramesAreNotSlicesAreRefusedWithTheirName) 
   const fs::path cine = dir_ / "cine.dcm";
   write_multiframe(cine, UID_UltrasoundMultiframeImageStorage, "US", 4, [](DcmDataset& d) {
     ASSERT_TRUE(d.putAndInsertTagKey(DCM_FrameIncrementPointer, DCM_FrameTime).good());
-    put(d, DCM_FrameTime, "33.3");
+    put_dicom_string(d, DCM_FrameTime, "33.3");
   });
   expect_contains(load_error("io.load_image", cine),
                   "cannot read DICOM file '" + cine.string() +
@@ -736,8 +729,8 @@ TEST_F(IoMosaic, MultiFrameFilesWhoseFramesAreNotSlicesAreRefusedWithTheirName) 
   write_multiframe(nm, UID_NuclearMedicineImageStorage, "NM", 3, [](DcmDataset& d) {
     ASSERT_TRUE(d.putAndInsertTagKey(DCM_FrameIncrementPointer, DCM_SliceVector).good());
     ASSERT_TRUE(d.putAndInsertString(DCM_SliceVector, "1\\2\\3").good());
-    put(d, DCM_PixelSpacing, "2\\2");
-    put(d, DCM_SpacingBetweenSlices, "2");
+    put_dicom_string(d, DCM_PixelSpacing, "2\\2");
+    put_dicom_string(d, DCM_SpacingBetweenSlices, "2");
   });
   NodeHarness node(bundled(), "io.load_image");
   node.set_param("path", nm.string());

@@ -5,6 +5,7 @@
 // file, never a crash.
 #include <gtest/gtest.h>
 
+#include "io_test_files.hpp"
 #include "test_support.hpp"
 
 #include <fusionflow/itk_bridge.hpp>
@@ -28,6 +29,7 @@ namespace fusionflow {
 namespace {
 namespace fs = std::filesystem;
 using testing::NodeHarness;
+using namespace io_test;
 
 const NodeRegistry& bundled() { return testing::bundled_plugins(); }
 
@@ -38,126 +40,7 @@ class IoPng : public ::testing::Test {
   fs::path dir_;
 };
 
-// --- writing PNGs with libpng ---------------------------------------------------
-
-// A PNG to write. `samples` are the stored values, row-major, channels_of
-// (color_type) per pixel (palette images: indices).
-struct PngPicture {
-  std::uint32_t width = 0, height = 0;
-  int bit_depth = 8;
-  int color_type = PNG_COLOR_TYPE_GRAY;
-  bool interlaced = false;
-  std::vector<std::uint16_t> samples;
-  std::vector<png_color> palette;
-  std::vector<png_byte> palette_alpha;  // tRNS of a palette image
-  bool transparent_colour = false;      // tRNS of a grey or RGB image
-  png_color_16 transparent{};
-  bool significant = false;  // sBIT
-  png_color_8 significant_bits{};
-};
-
-int channels_of(int color_type) {
-  switch (color_type) {
-    case PNG_COLOR_TYPE_GRAY_ALPHA:
-      return 2;
-    case PNG_COLOR_TYPE_RGB:
-      return 3;
-    case PNG_COLOR_TYPE_RGB_ALPHA:
-      return 4;
-    default:
-      return 1;
-  }
-}
-
-// All libpng calls of the writer; libpng's errors longjmp back here, so
-// nothing with a destructor lives in this function.
-bool write_png_file(std::FILE* file, const PngPicture* picture, png_bytepp rows) {
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
-  if (png == nullptr) return false;
-  png_infop info = png_create_info_struct(png);
-  if (info == nullptr || setjmp(png_jmpbuf(png))) {
-    png_destroy_write_struct(&png, &info);
-    return false;
-  }
-  png_init_io(png, file);
-  png_set_IHDR(png, info, picture->width, picture->height, picture->bit_depth, picture->color_type,
-               picture->interlaced ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-               PNG_FILTER_TYPE_DEFAULT);
-  if (!picture->palette.empty()) {
-    png_set_PLTE(png, info, picture->palette.data(), static_cast<int>(picture->palette.size()));
-  }
-  if (!picture->palette_alpha.empty()) {
-    png_set_tRNS(png, info, picture->palette_alpha.data(), static_cast<int>(picture->palette_alpha.size()), nullptr);
-  }
-  if (picture->transparent_colour) png_set_tRNS(png, info, nullptr, 0, &picture->transparent);
-  if (picture->significant) png_set_sBIT(png, info, &picture->significant_bits);
-  png_write_info(png, info);
-  png_set_interlace_handling(png);
-  png_write_image(png, rows);
-  png_write_end(png, nullptr);
-  png_destroy_write_struct(&png, &info);
-  return true;
-}
-
-void write_png(const fs::path& path, const PngPicture& picture) {
-  const int channels = channels_of(picture.color_type);
-  ASSERT_EQ(picture.samples.size(), std::size_t{picture.width} * picture.height * channels);
-  const std::size_t row_bytes = (std::size_t{picture.width} * channels * picture.bit_depth + 7) / 8;
-  std::vector<unsigned char> bytes(row_bytes * picture.height, 0);
-  for (std::size_t y = 0; y < picture.height; ++y) {
-    unsigned char* row = bytes.data() + y * row_bytes;
-    for (std::size_t n = 0; n < std::size_t{picture.width} * channels; ++n) {
-      const std::uint16_t value = picture.samples[y * picture.width * channels + n];
-      if (picture.bit_depth == 16) {
-        row[2 * n] = static_cast<unsigned char>(value >> 8);
-        row[2 * n + 1] = static_cast<unsigned char>(value & 0xff);
-      } else if (picture.bit_depth == 8) {
-        row[n] = static_cast<unsigned char>(value);
-      } else {  // packed, most significant bits first
-        const std::size_t bit = n * picture.bit_depth;
-        row[bit / 8] |= static_cast<unsigned char>(value << (8 - picture.bit_depth - bit % 8));
-      }
-    }
-  }
-  std::vector<png_bytep> rows(picture.height);
-  for (std::size_t y = 0; y < rows.size(); ++y) rows[y] = bytes.data() + y * row_bytes;
-  std::FILE* file = std::fopen(path.c_str(), "wb");
-  ASSERT_NE(file, nullptr) << path;
-  const bool written = write_png_file(file, &picture, rows.data());
-  std::fclose(file);
-  ASSERT_TRUE(written) << path;
-}
-
-// A picture whose samples follow a fixed pseudo-random sequence below 2^bits.
-PngPicture picture(std::uint32_t width, std::uint32_t height, int color_type, int bit_depth, unsigned seed = 1) {
-  PngPicture result;
-  result.width = width;
-  result.height = height;
-  result.color_type = color_type;
-  result.bit_depth = bit_depth;
-  std::uint32_t state = seed * 2654435761u + 12345u;
-  result.samples.resize(std::size_t{width} * height * channels_of(color_type));
-  for (auto& sample : result.samples) {
-    state = state * 1664525u + 1013904223u;
-    sample = static_cast<std::uint16_t>((state >> 8) & ((1u << bit_depth) - 1));
-  }
-  return result;
-}
-
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// Removes the file first: truncating an existing file makes ext4 flush it
-// (auto_da_alloc), which made the sweeps below 10x slower.
-void write_bytes(const fs::path& path, const std::string& bytes) {
-  fs::remove(path);
-  std::ofstream out(path, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+// --- writing PNGs: io_test_files.hpp (libpng) -----------------------------------
 
 std::uint32_t big_endian(const std::string& bytes, std::size_t at) {
   std::uint32_t value = 0;
@@ -220,7 +103,7 @@ Volume itk_read(const fs::path& path) {
 }
 
 std::vector<float> channel_values(const PngPicture& png, int channel) {
-  const int channels = channels_of(png.color_type);
+  const int channels = png_channels(png.color_type);
   std::vector<float> values;
   for (std::size_t n = channel; n < png.samples.size(); n += channels) values.push_back(float(png.samples[n]));
   return values;
@@ -236,7 +119,7 @@ TEST_F(IoPng, GreyPngsReadAsItkReadThemAtEveryBitDepth) {
   for (int depth : {1, 2, 4, 8, 16}) {
     for (bool sbit : {false, true}) {
       if (sbit && depth < 4) continue;
-      PngPicture png = picture(13, 7, PNG_COLOR_TYPE_GRAY, depth, unsigned(depth));
+      PngPicture png = png_picture(13, 7, PNG_COLOR_TYPE_GRAY, depth, unsigned(depth));
       const int significant = depth - 2;
       if (sbit) {
         png.significant = true;
@@ -275,7 +158,7 @@ TEST_F(IoPng, InterlacedPngsReadLikeTheirPlainTwins) {
                                                                     {PNG_COLOR_TYPE_GRAY, 16},
                                                                     {PNG_COLOR_TYPE_RGB, 16},
                                                                     {PNG_COLOR_TYPE_RGB_ALPHA, 8}}) {
-    PngPicture png = picture(11, 9, type, depth, unsigned(type * 31 + depth));
+    PngPicture png = png_picture(11, 9, type, depth, unsigned(type * 31 + depth));
     write_png(dir_ / "plain.png", png);
     png.interlaced = true;
     write_png(dir_ / "adam7.png", png);
@@ -284,15 +167,15 @@ TEST_F(IoPng, InterlacedPngsReadLikeTheirPlainTwins) {
         << "type " << type << ", " << depth << "-bit";
   }
   // And the plain grey one as ITK reads it.
-  write_png(dir_ / "grey.png", picture(11, 9, PNG_COLOR_TYPE_GRAY, 8));
-  PngPicture interlaced = picture(11, 9, PNG_COLOR_TYPE_GRAY, 8);
+  write_png(dir_ / "grey.png", png_picture(11, 9, PNG_COLOR_TYPE_GRAY, 8));
+  PngPicture interlaced = png_picture(11, 9, PNG_COLOR_TYPE_GRAY, 8);
   interlaced.interlaced = true;
   write_png(dir_ / "grey_adam7.png", interlaced);
   EXPECT_EQ(load(dir_ / "grey_adam7.png").volume.voxels, itk_read(dir_ / "grey.png").voxels);
 }
 
 TEST_F(IoPng, GreyWithAlphaOrTransparencyReadsTheGreyAndSaysAlphaIsIgnored) {
-  PngPicture png = picture(6, 5, PNG_COLOR_TYPE_GRAY_ALPHA, 16);
+  PngPicture png = png_picture(6, 5, PNG_COLOR_TYPE_GRAY_ALPHA, 16);
   for (std::size_t n = 1; n < png.samples.size(); n += 2) png.samples[n] = 65535;
   png.samples[3] = 100;  // one translucent pixel
   write_png(dir_ / "ga.png", png);
@@ -307,7 +190,7 @@ TEST_F(IoPng, GreyWithAlphaOrTransparencyReadsTheGreyAndSaysAlphaIsIgnored) {
   }
   EXPECT_TRUE(warned);
 
-  PngPicture keyed = picture(6, 5, PNG_COLOR_TYPE_GRAY, 8, 3);
+  PngPicture keyed = png_picture(6, 5, PNG_COLOR_TYPE_GRAY, 8, 3);
   keyed.transparent_colour = true;
   keyed.transparent.gray = keyed.samples[0];
   write_png(dir_ / "keyed.png", keyed);
@@ -321,7 +204,7 @@ TEST_F(IoPng, GreyWithAlphaOrTransparencyReadsTheGreyAndSaysAlphaIsIgnored) {
 TEST_F(IoPng, GreyPalettesReadAsTheirGreyValuesExactly) {
   for (int depth : {1, 2, 4, 8}) {
     const int entries = 1 << depth;
-    PngPicture png = picture(10, 6, PNG_COLOR_TYPE_PALETTE, depth, unsigned(depth) + 7);
+    PngPicture png = png_picture(10, 6, PNG_COLOR_TYPE_PALETTE, depth, unsigned(depth) + 7);
     // Grey levels in an order unrelated to the indices (an ITK-style
     // "colormap" PNG of a grey slice).
     for (int n = 0; n < entries; ++n) {
@@ -344,7 +227,7 @@ TEST_F(IoPng, GreyPalettesReadAsTheirGreyValuesExactly) {
 }
 
 TEST_F(IoPng, ColourPalettesFollowTheColourRules) {
-  PngPicture png = picture(8, 4, PNG_COLOR_TYPE_PALETTE, 4, 5);
+  PngPicture png = png_picture(8, 4, PNG_COLOR_TYPE_PALETTE, 4, 5);
   for (int n = 0; n < 16; ++n) {
     png.palette.push_back(png_color{png_byte(n * 16), png_byte(255 - n * 3), png_byte(n * n)});
   }
@@ -374,10 +257,10 @@ TEST_F(IoPng, RgbWithEqualChannelsReadsExactlyAsGrey) {
   // way: 8-bit RGB (sometimes RGBA) with R = G = B.
   for (const auto& [type, depth] : std::vector<std::pair<int, int>>{
            {PNG_COLOR_TYPE_RGB, 8}, {PNG_COLOR_TYPE_RGB, 16}, {PNG_COLOR_TYPE_RGB_ALPHA, 8}}) {
-    const PngPicture grey = picture(9, 8, PNG_COLOR_TYPE_GRAY, depth, 11);
+    const PngPicture grey = png_picture(9, 8, PNG_COLOR_TYPE_GRAY, depth, 11);
     PngPicture png = grey;
     png.color_type = type;
-    const int channels = channels_of(type);
+    const int channels = png_channels(type);
     png.samples.clear();
     for (std::uint16_t value : grey.samples) {
       for (int c = 0; c < 3; ++c) png.samples.push_back(value);
@@ -400,8 +283,8 @@ TEST_F(IoPng, RgbColourReadsAsLumaOrAChannelOrIsRefused) {
                                                                     {PNG_COLOR_TYPE_RGB, 16},
                                                                     {PNG_COLOR_TYPE_RGB_ALPHA, 8},
                                                                     {PNG_COLOR_TYPE_RGB_ALPHA, 16}}) {
-    PngPicture png = picture(7, 5, type, depth, unsigned(depth + type));
-    const int channels = channels_of(type);
+    PngPicture png = png_picture(7, 5, type, depth, unsigned(depth + type));
+    const int channels = png_channels(type);
     // Pixel 0: pure red at full scale; pixel 1: (10, 20, 30); alpha opaque.
     const std::uint16_t full = depth == 16 ? 65535 : 255;
     const std::vector<std::uint16_t> first = {full, 0, 0, 10, 20, 30};
@@ -448,7 +331,7 @@ TEST_F(IoPng, RgbColourReadsAsLumaOrAChannelOrIsRefused) {
 }
 
 TEST_F(IoPng, SignificantBitsShiftColourOnlyWhenEveryChannelAgrees) {
-  PngPicture twelve = picture(5, 4, PNG_COLOR_TYPE_RGB, 16, 31);
+  PngPicture twelve = png_picture(5, 4, PNG_COLOR_TYPE_RGB, 16, 31);
   twelve.significant = true;
   twelve.significant_bits = png_color_8{12, 12, 12, 0, 0};  // red, green, blue, grey, alpha
   write_png(dir_ / "twelve.png", twelve);
@@ -456,7 +339,7 @@ TEST_F(IoPng, SignificantBitsShiftColourOnlyWhenEveryChannelAgrees) {
   for (float value : channel_values(twelve, 1)) shifted.push_back(float(std::uint32_t(value) >> 4));
   EXPECT_EQ(load(dir_ / "twelve.png", "channel", 1).volume.voxels, shifted);
 
-  PngPicture mixed = picture(5, 4, PNG_COLOR_TYPE_RGB, 8, 32);
+  PngPicture mixed = png_picture(5, 4, PNG_COLOR_TYPE_RGB, 8, 32);
   mixed.significant = true;
   mixed.significant_bits = png_color_8{5, 6, 5, 0, 0};
   write_png(dir_ / "mixed.png", mixed);
@@ -464,7 +347,7 @@ TEST_F(IoPng, SignificantBitsShiftColourOnlyWhenEveryChannelAgrees) {
 }
 
 TEST_F(IoPng, ColourRulesApplyToEveryLoader) {
-  PngPicture png = picture(4, 3, PNG_COLOR_TYPE_RGB, 8, 9);
+  PngPicture png = png_picture(4, 3, PNG_COLOR_TYPE_RGB, 8, 9);
   write_png(dir_ / "rgb.png", png);
   for (const char* type : {"io.load_ct", "io.load_mri", "io.load_pet"}) {
     EXPECT_EQ(load(dir_ / "rgb.png", "channel", 2, type).volume.voxels, channel_values(png, 2)) << type;
@@ -475,15 +358,15 @@ TEST_F(IoPng, ColourRulesApplyToEveryLoader) {
 
 std::vector<PngPicture> small_pictures() {
   std::vector<PngPicture> pictures;
-  PngPicture grey = picture(16, 12, PNG_COLOR_TYPE_GRAY, 8, 21);
+  PngPicture grey = png_picture(16, 12, PNG_COLOR_TYPE_GRAY, 8, 21);
   grey.interlaced = true;
   pictures.push_back(grey);
-  PngPicture palette = picture(9, 7, PNG_COLOR_TYPE_PALETTE, 4, 22);
+  PngPicture palette = png_picture(9, 7, PNG_COLOR_TYPE_PALETTE, 4, 22);
   for (int n = 0; n < 16; ++n) palette.palette.push_back(png_color{png_byte(n * 15), png_byte(n), png_byte(200)});
   palette.palette_alpha = {0, 64, 255};
   pictures.push_back(palette);
-  pictures.push_back(picture(7, 5, PNG_COLOR_TYPE_RGB, 16, 23));
-  PngPicture rgba = picture(6, 6, PNG_COLOR_TYPE_RGB_ALPHA, 8, 24);
+  pictures.push_back(png_picture(7, 5, PNG_COLOR_TYPE_RGB, 16, 23));
+  PngPicture rgba = png_picture(6, 6, PNG_COLOR_TYPE_RGB_ALPHA, 8, 24);
   rgba.interlaced = true;
   pictures.push_back(rgba);
   return pictures;
@@ -542,7 +425,7 @@ TEST_F(IoPng, ByteFlipsAreErrorsNamingTheFileOrLoad) {
 }
 
 TEST_F(IoPng, ImpossibleHeadersAreRefusedBeforeAllocating) {
-  write_png(dir_ / "small.png", picture(4, 4, PNG_COLOR_TYPE_GRAY, 8));
+  write_png(dir_ / "small.png", png_picture(4, 4, PNG_COLOR_TYPE_GRAY, 8));
   const std::string bytes = read_bytes(dir_ / "small.png");
   // IHDR: length at 8, type at 12, width at 16, height at 20.
   auto with_size = [&](std::uint32_t width, std::uint32_t height, const std::string& name) {
@@ -571,7 +454,7 @@ TEST_F(IoPng, FilesThatAreNotPngSaySo) {
 }
 
 TEST_F(IoPng, TheCommandLineReportsATruncatedPngAndExitsWithOne) {
-  write_png(dir_ / "whole.png", picture(16, 12, PNG_COLOR_TYPE_RGB, 8));
+  write_png(dir_ / "whole.png", png_picture(16, 12, PNG_COLOR_TYPE_RGB, 8));
   const std::string bytes = read_bytes(dir_ / "whole.png");
   write_bytes(dir_ / "cut.png", bytes.substr(0, bytes.size() / 2));
   std::ofstream(dir_ / "pipeline.json") << R"({
