@@ -610,7 +610,7 @@ LoadedImage load_any(const LoadRequest& request, NodeContext& ctx) {
   if (!request.series_uid.empty() || !request.series_description.empty()) {
     ctx.log(LogLevel::Warn, "series_uid/series_description ignored: " + quoted(path) + " is not DICOM");
   }
-  return read_image_file(path, ctx);
+  return read_image_file(request, ctx);
 }
 
 }  // namespace fusionflow::io

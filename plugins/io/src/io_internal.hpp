@@ -53,6 +53,14 @@ struct LoadRequest {
   std::string series_description;  // ... or by SeriesDescription
   std::string expected_modality;   // "CT", "MR", "PT"; empty: any
   bool keep_identifiers = false;
+  // 4D files (NIfTI, NRRD, MetaImage): the 3D volume to read (0-based);
+  // none: a 4D file with more than one volume is refused.
+  std::optional<std::size_t> volume_index;
+  // Refuse more voxels than this (header sizes, before allocating).
+  std::uint64_t max_voxels = kMaxVoxels;
+  // NIfTI: largest position error (mm) accepted when a sheared sform is read
+  // with the nearest orthonormal direction.
+  double max_shear_error_mm = 1.0;
 };
 
 struct LoadedImage {
@@ -71,7 +79,50 @@ std::string itk_reason(const std::string& description);
 // Reads a NIfTI, NRRD, MetaImage or PNG file (image_files.cpp). The header is
 // checked (dimensions, pixel type, voxel count, geometry, file size against
 // the voxel data it announces) before any voxel buffer is allocated.
-LoadedImage read_image_file(const std::filesystem::path& path, NodeContext& ctx);
+LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx);
+
+// --- NIfTI geometry (nifti_geometry.cpp, through ITK's own niftilib) ------------
+
+// Voxel (i, j, k) -> RAS mm, the 3x4 part of a NIfTI affine.
+using NiftiAffine = std::array<std::array<double, 4>, 3>;
+
+// What niftilib reads from a NIfTI-1 header (no voxels).
+struct NiftiHeader {
+  int ndim = 0;
+  std::array<std::size_t, 7> dim{};  // dim[1..7] of the header
+  int datatype = 0;
+  int bytes_per_voxel = 0;
+  int qform_code = 0, sform_code = 0;
+  NiftiAffine qform{}, sform{};  // qto_xyz, sto_xyz (single precision in the file)
+  // ITK 5.2 uses the sform only if its normalised columns are orthonormal.
+  bool sform_usable_by_itk = false;
+  // The sform is sheared and there is no qform: ITK 5.2 refuses the file.
+  bool itk_refuses_geometry() const;
+  // "sform (code 2: aligned)" or "qform (code 1: scanner)".
+  std::string describe(bool use_sform) const;
+};
+
+// nullopt when niftilib cannot read the header (ITK's reader then reports it).
+std::optional<NiftiHeader> read_nifti_header(const std::filesystem::path& path);
+
+// Largest distance (mm) between the points two affines give to the corner
+// voxel centres of a grid of `size` (the largest over the whole grid, as the
+// difference is affine).
+double max_corner_distance(const NiftiAffine& a, const NiftiAffine& b, const std::array<std::size_t, 3>& size);
+
+// Geometry (LPS) with the nearest orthonormal direction to `affine`'s 3x3
+// part (polar decomposition A = R S), spacing its column norms, origin its
+// translation; error_mm: max_corner_distance between `affine` and it.
+struct PolarGeometry {
+  Geometry geometry;
+  double error_mm = 0;
+};
+PolarGeometry polar_geometry(const NiftiAffine& affine, const std::array<std::size_t, 3>& size);
+
+// Voxels of 3D volume `volume_index` of a NIfTI-1 file as float, with the
+// header's scl_slope/scl_inter applied as ITK does (niftilib reads only that
+// volume).
+std::vector<float> read_nifti_volume(const std::filesystem::path& path, std::size_t volume_index);
 
 // Reads a DICOM file or a DICOM series directory (dicom.cpp).
 LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx);
