@@ -9,10 +9,12 @@
 // supports orthonormal direction cosines"). A slightly sheared sform without
 // a qform (seen in real diffusion data) is therefore refused although
 // nibabel reads it. Here such a file gets the nearest orthonormal direction
-// (polar decomposition) and its voxels are read through niftilib.
+// (polar decomposition, vnl's SVD) and its voxels are read through niftilib.
 #include "io_internal.hpp"
 
 #include <nifti1_io.h>
+#include <vnl/algo/vnl_svd.h>
+#include <vnl/vnl_matrix_fixed.h>
 
 #include <algorithm>
 #include <cmath>
@@ -127,32 +129,20 @@ std::optional<NiftiHeader> read_nifti_header(const std::filesystem::path& path) 
 bool NiftiHeader::itk_refuses_geometry() const { return sform_code > 0 && !sform_usable_by_itk && qform_code <= 0; }
 
 PolarGeometry polar_geometry(const Affine& affine, const std::array<std::size_t, 3>& size) {
-  // niftilib's polar decomposition (single precision, as its mat33 is),
-  // refined in double by two steps of the same Newton iteration it uses,
-  // R <- (R + R^-T) / 2 (hand-written: niftilib has no double version here).
-  mat33 linear;
+  // Polar decomposition A = R S through the SVD A = U W V^T: R = U V^T, in
+  // double with ITK's vnl. (The niftilib ITK links has nifti_mat33_polar
+  // only in single precision, which leaves R orthonormal to 1e-7 only; the
+  // double nifti_dmat33_polar is in Debian's libnifti2, whose symbols clash
+  // with ITK's copy of niftilib in one process.)
+  vnl_matrix_fixed<double, 3, 3> linear;
   for (int r = 0; r < 3; ++r) {
-    for (int c = 0; c < 3; ++c) linear.m[r][c] = static_cast<float>(affine[r][c]);
+    for (int c = 0; c < 3; ++c) linear(r, c) = affine[r][c];
   }
-  const mat33 polar = nifti_mat33_polar(linear);
+  const vnl_svd<double> svd(linear.as_ref());
+  const vnl_matrix<double> polar = svd.U() * svd.V().transpose();
   double rotation[3][3];
   for (int r = 0; r < 3; ++r) {
-    for (int c = 0; c < 3; ++c) rotation[r][c] = polar.m[r][c];
-  }
-  for (int step = 0; step < 2; ++step) {
-    // Inverse transpose via the cofactor matrix: R^-T = cof(R) / det(R).
-    double cofactor[3][3];
-    for (int r = 0; r < 3; ++r) {
-      for (int c = 0; c < 3; ++c) {
-        const int r1 = (r + 1) % 3, r2 = (r + 2) % 3, c1 = (c + 1) % 3, c2 = (c + 2) % 3;
-        cofactor[r][c] = rotation[r1][c1] * rotation[r2][c2] - rotation[r1][c2] * rotation[r2][c1];
-      }
-    }
-    const double det = rotation[0][0] * cofactor[0][0] + rotation[0][1] * cofactor[0][1] +
-                       rotation[0][2] * cofactor[0][2];
-    for (int r = 0; r < 3; ++r) {
-      for (int c = 0; c < 3; ++c) rotation[r][c] = 0.5 * (rotation[r][c] + cofactor[r][c] / det);
-    }
+    for (int c = 0; c < 3; ++c) rotation[r][c] = polar(unsigned(r), unsigned(c));
   }
   PolarGeometry result;
   Affine ours = affine;
