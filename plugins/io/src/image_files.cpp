@@ -572,6 +572,21 @@ Volume read_itk_volume_of_4d(const fs::path& path, itk::ImageIOBase* io, std::si
   return from_itk(*extract->GetOutput(), std::move(metadata));
 }
 
+// Whether ITK reads volume `volume` of a 4D image alone (NIfTI, uncompressed
+// MetaImage) or the whole image (NRRD, compressed MetaImage), as ITK's
+// ImageFileReader (which streams by default) decides it.
+bool itk_streams_one_volume(itk::ImageIOBase& io, std::size_t volume) {
+  io.SetUseStreamedReading(true);
+  itk::ImageIORegion requested(io.GetNumberOfDimensions());
+  for (unsigned axis = 0; axis < io.GetNumberOfDimensions(); ++axis) {
+    requested.SetIndex(axis, 0);
+    requested.SetSize(axis, io.GetDimensions(axis));
+  }
+  requested.SetIndex(3, static_cast<itk::IndexValueType>(volume));
+  requested.SetSize(3, 1);
+  return io.GenerateStreamableReadRegionFromRequestedRegion(requested).GetSize(3) == 1;
+}
+
 bool supported_nifti_datatype(int datatype) {
   // NIfTI-1 DT_UINT8, INT16, INT32, FLOAT32, FLOAT64, INT8, UINT16, UINT32, INT64, UINT64.
   for (int scalar : {2, 4, 8, 16, 64, 256, 512, 768, 1024, 1280}) {
@@ -690,15 +705,17 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
     overflow = overflow || __builtin_mul_overflow(total_voxels, size[axis], &total_voxels);
     if (axis < 3) overflow = overflow || __builtin_mul_overflow(volume_voxels, size[axis], &volume_voxels);
   }
-  const bool streams_one_volume = sheared || format == FileFormat::Nifti || io->CanStreamRead();
-  const std::uint64_t allocated = volumes > 1 && !streams_one_volume ? total_voxels : volume_voxels;
+  const bool whole_4d = volumes > 1 && !sheared && !overflow && !itk_streams_one_volume(*io, volume);
+  const std::uint64_t allocated = whole_4d ? total_voxels : volume_voxels;
   std::uint64_t voxel_bytes = 0;
   overflow = overflow || __builtin_mul_overflow(total_voxels, component_size, &voxel_bytes);
   if (overflow || allocated > request.max_voxels) {
     throw std::runtime_error("cannot read " + quoted(path) + ": the header announces " + grid +
                              " voxels, more than the limit of " + std::to_string(request.max_voxels) +
-                             " voxels (parameter max_voxels): the header is corrupt or the image too large; raise "
-                             "max_voxels if the machine has the memory (4 bytes a voxel)");
+                             " voxels (parameter max_voxels)" +
+                             (whole_4d ? " (ITK reads all volumes of this file to extract one)" : "") +
+                             ": the header is corrupt or the image too large; raise max_voxels if the machine has "
+                             "the memory (4 bytes a voxel)");
   }
   if (!sheared) check_geometry(path, *io);
 
@@ -728,6 +745,14 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
   auto& extra = loaded.volume.metadata.extra;
   const std::array<std::size_t, 3> grid3{size[0], size[1], dims > 2 ? size[2] : 1};
   if (sheared) {
+    for (const auto& row : nifti->sform) {
+      for (double value : row) {
+        if (!std::isfinite(value)) {
+          throw std::runtime_error("cannot read " + quoted(path) +
+                                   ": the header's sform is not finite: the header is corrupt");
+        }
+      }
+    }
     const PolarGeometry polar = polar_geometry(nifti->sform, grid3);
     for (unsigned axis = 0; axis < 3; ++axis) {
       if (!std::isfinite(polar.geometry.spacing[axis]) || !(polar.geometry.spacing[axis] > 0) ||

@@ -109,9 +109,7 @@ double max_corner_distance(const Affine& a, const Affine& b, const std::array<st
 }
 
 std::optional<NiftiHeader> read_nifti_header(const std::filesystem::path& path) {
-  nifti_set_debug_level(0);  // niftilib prints its complaints on stderr otherwise
-  std::unique_ptr<nifti_image, decltype(&nifti_image_free)> image(nifti_image_read(path.c_str(), 0),
-                                                                  &nifti_image_free);
+  std::unique_ptr<nifti_image, decltype(&nifti_image_free)> image(nifti_image_read(path.c_str(), 0), &nifti_image_free);
   if (!image) return std::nullopt;
   NiftiHeader header;
   header.ndim = image->ndim;
@@ -166,9 +164,7 @@ PolarGeometry polar_geometry(const Affine& affine, const std::array<std::size_t,
 }
 
 std::vector<float> read_nifti_volume(const std::filesystem::path& path, std::size_t volume_index) {
-  nifti_set_debug_level(0);
-  std::unique_ptr<nifti_image, decltype(&nifti_image_free)> image(nifti_image_read(path.c_str(), 0),
-                                                                  &nifti_image_free);
+  std::unique_ptr<nifti_image, decltype(&nifti_image_free)> image(nifti_image_read(path.c_str(), 0), &nifti_image_free);
   if (!image) throw std::runtime_error("cannot read " + quoted(path) + ": niftilib cannot read its header");
   int start[7] = {0, 0, 0, static_cast<int>(volume_index), 0, 0, 0};
   int extent[7] = {std::max(1, image->dim[1]), std::max(1, image->dim[2]), std::max(1, image->dim[3]), 1, 1, 1, 1};

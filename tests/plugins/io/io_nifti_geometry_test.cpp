@@ -120,8 +120,9 @@ double number_after(const std::string& text, const std::string& marker) {
 
 // A sheared sform, as registration or diffusion tools write them: 2 mm
 // voxels, a rotation about z, and shear terms of about 1%.
-const char* kShearedAffine = "[[1.985, -0.235, 0.02, -80.5], [0.2438, 1.985, 0.01, 60.25], [0.0, 0.02, 3.0, -20.0], "
-                             "[0, 0, 0, 1]]";
+const char* kShearedAffine =
+    "[[1.985, -0.235, 0.02, -80.5], [0.2438, 1.985, 0.01, 60.25], [0.0, 0.02, 3.0, -20.0], "
+    "[0, 0, 0, 1]]";
 
 TEST_F(IoNiftiGeometry, ShearedSformWithoutQformLoadsWithTheNearestOrthonormalGeometryAndTheErrorStated) {
   for (const std::string name : {"sheared.nii", "sheared.nii.gz"}) {
@@ -260,8 +261,7 @@ TEST_F(IoNiftiGeometry, VolumeIndexSelectsOneVolumeOfA4dFile) {
           << message;
       EXPECT_NE(message.find("set volume_index (0 to 3)"), std::string::npos) << message;
       message = load_error(path, {{"volume_index", ParamValue(std::int64_t{4})}});
-      EXPECT_NE(message.find("volume_index 4 is out of range: the file holds 4 volumes"), std::string::npos)
-          << message;
+      EXPECT_NE(message.find("volume_index 4 is out of range: the file holds 4 volumes"), std::string::npos) << message;
       // Volume 2 holds a NaN (at voxel (1, 2, 3)): reported, not hidden.
       message = load_error(path, {{"volume_index", ParamValue(std::int64_t{2})}});
       EXPECT_NE(message.find("1 non-finite voxel (1 NaN, 0 +Inf, 0 -Inf; the first at voxel (1, 2, 3))"),
@@ -302,7 +302,9 @@ TEST_F(IoNiftiGeometry, VolumeIndexSelectsOneVolumeOf4dMetaImageAndNrrd) {
          "axis mins: 10 20 30 0\ncenters: node node node node\nendian: little\nencoding: raw\n\n"
       << data;
   for (const char* name : {"series.mha", "series.nrrd"}) {
-    EXPECT_NE(load_error(dir_ / name).find("it holds 3 volumes (e.g. time frames or diffusion directions); set volume_index (0 to 2)"), std::string::npos)
+    EXPECT_NE(load_error(dir_ / name)
+                  .find("it holds 3 volumes (e.g. time frames or diffusion directions); set volume_index (0 to 2)"),
+              std::string::npos)
         << name << ": " << load_error(dir_ / name);
     for (std::int64_t t = 0; t < 3; ++t) {
       NodeHarness node(bundled(), "io.load_image");
@@ -316,6 +318,26 @@ TEST_F(IoNiftiGeometry, VolumeIndexSelectsOneVolumeOf4dMetaImageAndNrrd) {
       EXPECT_EQ(volume.voxels, expected) << name << " volume " << t;
     }
   }
+  // max_voxels counts what is allocated: one volume of the MetaImage, which
+  // ITK streams, but the whole NRRD, which ITK reads whole to extract one.
+  auto load_with_ceiling = [&](const char* name, std::int64_t ceiling) {
+    NodeHarness node(bundled(), "io.load_image");
+    node.set_param("path", (dir_ / name).string()).set_param("volume_index", ParamValue(std::int64_t{1}));
+    node.set_param("max_voxels", ParamValue(ceiling));
+    try {
+      node.run();
+    } catch (const std::exception& error) {
+      return std::string(error.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(load_with_ceiling("series.mha", 12), "");
+  EXPECT_NE(load_with_ceiling("series.nrrd", 12)
+                .find("more than the limit of 12 voxels (parameter max_voxels) (ITK "
+                      "reads all volumes of this file to extract one)"),
+            std::string::npos)
+      << load_with_ceiling("series.nrrd", 12);
+  EXPECT_EQ(load_with_ceiling("series.nrrd", 36), "");
 }
 
 TEST_F(IoNiftiGeometry, MaxVoxelsIsCheckedFromTheHeaderBeforeReading) {
@@ -334,11 +356,11 @@ save(sys.argv[2], (10, 10, 10, 3), affine, 1, qform=affine, qform_code=1)
       << message;
   EXPECT_EQ(load_error(path, {{"max_voxels", ParamValue(std::int64_t{1000})}}), "");
   // A 4D NIfTI: only the selected volume is allocated, so it is what counts.
-  EXPECT_EQ(load_error(series, {{"max_voxels", ParamValue(std::int64_t{1000})},
-                                {"volume_index", ParamValue(std::int64_t{1})}}),
+  EXPECT_EQ(load_error(series,
+                       {{"max_voxels", ParamValue(std::int64_t{1000})}, {"volume_index", ParamValue(std::int64_t{1})}}),
             "");
-  message = load_error(series, {{"max_voxels", ParamValue(std::int64_t{999})},
-                                {"volume_index", ParamValue(std::int64_t{1})}});
+  message = load_error(series,
+                       {{"max_voxels", ParamValue(std::int64_t{999})}, {"volume_index", ParamValue(std::int64_t{1})}});
   EXPECT_NE(message.find("more than the limit of 999 voxels"), std::string::npos) << message;
   // DICOM (pydicom's CT_small.dcm, 128x128) goes by the same parameter.
   NodeHarness node(bundled(), "io.load_ct");
