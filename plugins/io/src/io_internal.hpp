@@ -14,9 +14,16 @@
 
 namespace fusionflow::io {
 
-// Refuse grids above 2^31 voxels (8 GiB of float) before allocating anything,
-// like core.synthetic_volume.
+// Default of the loaders' max_voxels: refuse grids above 2^31 voxels (8 GiB
+// of float) before allocating anything, like core.synthetic_volume.
 inline constexpr std::size_t kMaxVoxels = std::size_t{1} << 31;
+
+// Default of max_shear_error_mm (NIfTI sheared sforms). 1 mm: about one
+// voxel of clinical CT and structural MR, and the order of the accuracy of
+// multimodal rigid registration; a sform further from orthonormal should be
+// resampled, not approximated. (ITK 5.3+'s opt-in ITK_NIFTI_SFORM_PERMISSIVE
+// mode orthogonalises any shear, with a warning but no bound and no number.)
+inline constexpr double kDefaultMaxShearErrorMm = 1.0;
 
 // What the loaders need to know about a DICOM series beyond its voxels. Read
 // from the first slice of the series (after sorting) unless stated otherwise.
@@ -60,7 +67,7 @@ struct LoadRequest {
   std::uint64_t max_voxels = kMaxVoxels;
   // NIfTI: largest position error (mm) accepted when a sheared sform is read
   // with the nearest orthonormal direction.
-  double max_shear_error_mm = 1.0;
+  double max_shear_error_mm = kDefaultMaxShearErrorMm;
 };
 
 struct LoadedImage {

@@ -82,7 +82,7 @@ void add_common_params(NodeSpec& spec) {
       .param("max_voxels", Param::Int(static_cast<std::int64_t>(kMaxVoxels)).at_least(1),
              "refuse images announcing more voxels than this (checked from the header, before any allocation; 4 "
              "bytes a voxel)")
-      .param("max_shear_error_mm", Param::Float(1.0).at_least(0.0),
+      .param("max_shear_error_mm", Param::Float(kDefaultMaxShearErrorMm).at_least(0.0),
              "NIfTI with a sheared sform (and no qform): read with the nearest orthonormal direction if that moves "
              "no voxel by more than this (mm, logged), else refused with the error");
 }
@@ -163,8 +163,11 @@ LoadedImage load(NodeContext& ctx, const std::string& modality) {
 
 void finish(NodeContext& ctx, Volume&& volume) {
   const Geometry& g = volume.geometry;
-  ctx.log(LogLevel::Info, "loaded '" + volume.metadata.source + "' (" + volume.metadata.extra["io.format"] +
-                              "): " + g.size_string() + " voxels of " + number(g.spacing[0]) + "x" +
+  std::string how = volume.metadata.extra["io.format"];
+  const auto& extra = volume.metadata.extra;
+  if (extra.count("io.volume_index")) how += ", volume " + extra.at("io.volume_index");
+  if (extra.count("nifti.geometry")) how += ", geometry from the " + extra.at("nifti.geometry");
+  ctx.log(LogLevel::Info, "loaded '" + volume.metadata.source + "' (" + how + "): " + g.size_string() + " voxels of " + number(g.spacing[0]) + "x" +
                               number(g.spacing[1]) + "x" + number(g.spacing[2]) + " mm, " + volume.metadata.modality +
                               " in " + volume.metadata.units);
   ctx.progress(1.0);
