@@ -35,8 +35,11 @@ function(fusionflow_add_plugin name)
   if(PLUGIN_VTK)
     target_compile_definitions(${target} PRIVATE FUSIONFLOW_PLUGIN_VTK_VERSION="${VTK_VERSION}")
   endif()
-  # Unresolved symbols are errors at link time, not at dlopen time.
-  target_link_options(${target} PRIVATE -Wl,--no-undefined)
+  # Unresolved symbols are errors at link time, not at dlopen time (except in
+  # clang sanitizer builds, whose runtime lives in the executable).
+  if(NOT FUSIONFLOW_FUZZ)
+    target_link_options(${target} PRIVATE -Wl,--no-undefined)
+  endif()
   if(PLUGIN_OUTPUT_DIRECTORY)
     set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY "${PLUGIN_OUTPUT_DIRECTORY}")
   elseif(DEFINED FUSIONFLOW_PLUGIN_OUTPUT_DIR)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages fusionflow needs, only those missing.
 # Runs apt-get update first whenever something has to be installed.
+# --fuzz also installs clang and its libFuzzer runtime (scripts/fuzz.sh).
 set -euo pipefail
 
 packages=(
@@ -12,9 +13,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # imaging: ITK 5.2 (IO, filters, registration)
   libinsighttoolkit5-dev
-  # io plugin: DICOM headers (DCMTK), zlib; tests: pydicom's real DICOM files and pydicom
+  # io plugin: DICOM headers (DCMTK), zlib, PNG (libpng); tests: pydicom's real DICOM files and pydicom
   # itself (with numpy) to compute expected values
-  libdcmtk-dev zlib1g-dev python3-pydicom python3-numpy
+  libdcmtk-dev zlib1g-dev libpng-dev python3-pydicom python3-numpy
   # visualizers: VTK 9.1 (its CMake config needs MPI), a virtual X display for headless rendering
   libvtk9-dev libopenmpi-dev xvfb xauth
   # learned plugin: LibTorch 1.13 (CPU) for the learned shared latent space and `fusionflow train`
@@ -23,7 +24,12 @@ packages=(
   libx11-dev xdotool
   # `fusionflow graph ... | dot -Tpng`
   graphviz
+  # fuzz/make_seeds.py writes its seed images with nibabel
+  python3-nibabel
 )
+if [ "${1:-}" = --fuzz ]; then
+  packages+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for package in "${packages[@]}"; do

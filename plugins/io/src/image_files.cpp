@@ -1,5 +1,5 @@
-// NIfTI, NRRD, MetaImage and PNG files through ITK, with the checks ITK does
-// not make:
+// NIfTI, NRRD and MetaImage files through ITK, with the checks ITK does not
+// make (PNG files are read with libpng, png_file.cpp):
 // - the ImageIO is chosen from the file name, so a damaged file is never
 //   handed to another format's reader (GDCM, built with assertions on Debian,
 //   aborts the process on some non-DICOM input);
@@ -20,7 +20,6 @@
 #include <itkMetaImageIO.h>
 #include <itkNiftiImageIO.h>
 #include <itkNrrdImageIO.h>
-#include <itkPNGImageIO.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -107,8 +106,8 @@ itk::ImageIOBase::Pointer make_io(FileFormat format) {
       return itk::NrrdImageIO::New().GetPointer();
     case FileFormat::MetaImage:
       return itk::MetaImageIO::New().GetPointer();
-    case FileFormat::Png:
-      return itk::PNGImageIO::New().GetPointer();
+    case FileFormat::Png:  // read_png_file
+      break;
   }
   return nullptr;
 }
@@ -601,6 +600,7 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
   const fs::path& path = request.path;
   register_itk_image_io();
   const FileFormat format = format_from_name(path);
+  if (format == FileFormat::Png) return read_png_file(request, ctx);
   {
     std::ifstream probe(path, std::ios::binary);
     if (!probe) {
@@ -734,8 +734,7 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
         check_plausible_size(path, size_of_file(path), voxel_bytes, grid);
       }
       break;
-    case FileFormat::Png:
-      check_plausible_size(path, size_of_file(path), voxel_bytes, grid);
+    case FileFormat::Png:  // read_png_file
       break;
   }
   ctx.throw_if_cancelled();

@@ -54,6 +54,20 @@ struct DicomAttributes {
   std::map<std::string, std::string> identifiers;
 };
 
+// How a colour image becomes the one value per voxel a Volume holds (PNG for
+// now; the loaders' `color` and `channel` parameters). An image whose every
+// pixel has R = G = B (a grey palette, grey saved as RGB) is grey and reads
+// exactly, whatever the mode.
+struct ColorOptions {
+  enum class Mode {
+    Luma,     // Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601), noted in the metadata
+    Channel,  // the channel `channel`
+    Error,    // refuse colour images
+  };
+  Mode mode = Mode::Luma;
+  int channel = 0;  // 0 red, 1 green, 2 blue
+};
+
 struct LoadRequest {
   std::filesystem::path path;      // file, or directory holding a DICOM series
   std::string series_uid;          // DICOM directory: select by SeriesInstanceUID
@@ -68,6 +82,7 @@ struct LoadRequest {
   // NIfTI: largest position error (mm) accepted when a sheared sform is read
   // with the nearest orthonormal direction.
   double max_shear_error_mm = kDefaultMaxShearErrorMm;
+  ColorOptions color;
 };
 
 struct LoadedImage {
@@ -85,8 +100,15 @@ std::string itk_reason(const std::string& description);
 
 // Reads a NIfTI, NRRD, MetaImage or PNG file (image_files.cpp). The header is
 // checked (dimensions, pixel type, voxel count, geometry, file size against
-// the voxel data it announces) before any voxel buffer is allocated.
+// the voxel data it announces) before any voxel buffer is allocated. PNG
+// files go to read_png_file.
 LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx);
+
+// Reads the PNG file request.path with libpng (png_file.cpp): any bit depth,
+// grey, palette, RGB, with or without alpha, interlaced or not; colour as
+// request.color says; at most request.max_voxels pixels. Every libpng error
+// becomes a std::runtime_error naming the file.
+LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx);
 
 // --- NIfTI geometry (nifti_geometry.cpp, through ITK's own niftilib) ------------
 

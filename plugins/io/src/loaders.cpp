@@ -12,6 +12,10 @@
 //                             a sheared sform was read with the polar decomposition's rotation
 //   nifti.shear_error_mm      then: the largest voxel displacement that caused (mm, over the image)
 //   nifti.qform_sform_difference_mm   qform and sform (both codes > 0) disagree by this much (mm, > 0.01)
+//   io.png_color_type         PNG other than plain grey: palette | grey+alpha | rgb | rgba, and its bit depth
+//   io.color                  colour PNG: how it became one value (equal channels read as grey, BT.601 luma,
+//                             or the channel used; parameters color, channel)
+//   io.alpha                  "ignored": the PNG has an alpha channel or tRNS transparency
 //   dicom.series_number       (0020,0011)
 //   dicom.files               number of DICOM files in the series
 //   dicom.rescale_slope       (0028,1053) of the first slice
@@ -62,7 +66,8 @@ std::string join(const std::vector<std::string>& items, const std::string& separ
 
 const char* kPathHelp =
     "file or directory to read: NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd), PNG (one "
-    "slice), a DICOM file, or a directory holding DICOM series (slices sorted by position)";
+    "slice; grey, palette or colour: see color), a DICOM file, or a directory holding DICOM series (slices sorted by "
+    "position)";
 
 void add_common_params(NodeSpec& spec) {
   spec.param("path", Param::InputPath(), kPathHelp)
@@ -84,7 +89,14 @@ void add_common_params(NodeSpec& spec) {
              "bytes a voxel)")
       .param("max_shear_error_mm", Param::Float(kDefaultMaxShearErrorMm).at_least(0.0),
              "NIfTI with a sheared sform (and no qform): read with the nearest orthonormal direction if that moves "
-             "no voxel by more than this (mm, logged), else refused with the error");
+             "no voxel by more than this (mm, logged), else refused with the error")
+      .param("color", Param::Choice({"luma", "channel", "error"}, "luma"),
+             "how colour images (PNG palette, RGB, RGBA; 8 or 16 bits per channel) become one value per voxel: "
+             "luma = Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601, the fusion literature's convention), not "
+             "rounded; channel = the channel given by `channel`; error = refuse them. Whatever the mode, an image "
+             "whose every pixel has R = G = B (a grey palette, grey saved as RGB) reads exactly as grey. The "
+             "volume's metadata (io.color) says which was done; alpha is ignored")
+      .param("channel", Param::Int(0).range(0, 2), "color=channel: 0 red, 1 green, 2 blue");
 }
 
 LoadRequest request_from(NodeContext& ctx, const std::string& modality) {
@@ -98,6 +110,11 @@ LoadRequest request_from(NodeContext& ctx, const std::string& modality) {
   if (volume_index >= 0) request.volume_index = static_cast<std::size_t>(volume_index);
   request.max_voxels = static_cast<std::uint64_t>(ctx.param<std::int64_t>("max_voxels"));
   request.max_shear_error_mm = ctx.param<double>("max_shear_error_mm");
+  const std::string color = ctx.param<std::string>("color");
+  request.color.mode = color == "channel" ? ColorOptions::Mode::Channel
+                       : color == "error" ? ColorOptions::Mode::Error
+                                          : ColorOptions::Mode::Luma;
+  request.color.channel = ctx.param<int>("channel");
   return request;
 }
 
@@ -167,9 +184,10 @@ void finish(NodeContext& ctx, Volume&& volume) {
   const auto& extra = volume.metadata.extra;
   if (extra.count("io.volume_index")) how += ", volume " + extra.at("io.volume_index");
   if (extra.count("nifti.geometry")) how += ", geometry from the " + extra.at("nifti.geometry");
-  ctx.log(LogLevel::Info, "loaded '" + volume.metadata.source + "' (" + how + "): " + g.size_string() + " voxels of " + number(g.spacing[0]) + "x" +
-                              number(g.spacing[1]) + "x" + number(g.spacing[2]) + " mm, " + volume.metadata.modality +
-                              " in " + volume.metadata.units);
+  ctx.log(LogLevel::Info, "loaded '" + volume.metadata.source + "' (" + how + "): " + g.size_string() +
+                              " voxels of " + number(g.spacing[0]) + "x" + number(g.spacing[1]) + "x" +
+                              number(g.spacing[2]) + " mm, " + volume.metadata.modality + " in " +
+                              volume.metadata.units);
   ctx.progress(1.0);
   ctx.output("volume", std::move(volume));
 }
