@@ -618,14 +618,27 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
                              " file (unreadable, truncated or corrupt header)");
   }
   io->SetFileName(path.string());
-  // NIfTI: the header as niftilib reads it, for the geometry checks (and for
-  // the sheared sforms ITK 5.2 refuses, whose voxels niftilib then reads).
+  // NIfTI: the header as niftilib reads it, for the geometry reports, and for
+  // the sforms ITK 5.2 refuses ("ITK only supports orthonormal direction
+  // cosines": sheared, or scales it does not expect), whose geometry is then
+  // made here and whose voxels niftilib reads.
   std::optional<NiftiHeader> nifti;
   if (format == FileFormat::Nifti) nifti = read_nifti_header(path);
-  const bool sheared = nifti && nifti->itk_refuses_geometry();
+  bool own_geometry = false;
   std::vector<std::uint64_t> size;
   std::uint64_t component_size = 0;
-  if (sheared) {
+  try {
+    io->ReadImageInformation();
+    for (unsigned axis = 0; axis < io->GetNumberOfDimensions(); ++axis) size.push_back(io->GetDimensions(axis));
+  } catch (const itk::ExceptionObject& error) {
+    const std::string reason = itk_reason(error.GetDescription());
+    own_geometry = nifti && nifti->sform_code > 0 && nifti->qform_code <= 0 &&
+                   reason.find("orthonormal direction cosines") != std::string::npos;
+    if (!own_geometry) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": corrupt " + kind + " header: " + reason);
+    }
+  }
+  if (own_geometry) {
     size.assign(nifti->dim.begin(), nifti->dim.begin() + std::clamp(nifti->ndim, 0, 7));
     component_size = static_cast<std::uint64_t>(std::max(0, nifti->bytes_per_voxel));
     if (!supported_nifti_datatype(nifti->datatype)) {
@@ -634,14 +647,6 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
                                "); the io loaders read single-component (grey-level) images: convert colour or "
                                "complex images first");
     }
-  } else {
-    try {
-      io->ReadImageInformation();
-    } catch (const itk::ExceptionObject& error) {
-      throw std::runtime_error("cannot read " + quoted(path) + ": corrupt " + kind +
-                               " header: " + itk_reason(error.GetDescription()));
-    }
-    for (unsigned axis = 0; axis < io->GetNumberOfDimensions(); ++axis) size.push_back(io->GetDimensions(axis));
   }
 
   // Dimensions: at most 3 that are larger than 1, or a 4th one choosing
@@ -681,7 +686,7 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
                              " volumes (e.g. time frames or diffusion directions); set volume_index (0 to " +
                              std::to_string(volumes - 1) + ") to read one");
   }
-  if (!sheared) {
+  if (!own_geometry) {
     // Pixel type: one scalar component of a plain numeric type.
     const auto pixel = io->GetPixelType();
     const auto component = io->GetComponentType();
@@ -705,7 +710,7 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
     overflow = overflow || __builtin_mul_overflow(total_voxels, size[axis], &total_voxels);
     if (axis < 3) overflow = overflow || __builtin_mul_overflow(volume_voxels, size[axis], &volume_voxels);
   }
-  const bool whole_4d = volumes > 1 && !sheared && !overflow && !itk_streams_one_volume(*io, volume);
+  const bool whole_4d = volumes > 1 && !own_geometry && !overflow && !itk_streams_one_volume(*io, volume);
   const std::uint64_t allocated = whole_4d ? total_voxels : volume_voxels;
   std::uint64_t voxel_bytes = 0;
   overflow = overflow || __builtin_mul_overflow(total_voxels, component_size, &voxel_bytes);
@@ -717,7 +722,7 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
                              ": the header is corrupt or the image too large; raise max_voxels if the machine has "
                              "the memory (4 bytes a voxel)");
   }
-  if (!sheared) check_geometry(path, *io);
+  if (!own_geometry) check_geometry(path, *io);
 
   switch (format) {
     case FileFormat::Nifti:
@@ -743,7 +748,7 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
   loaded.format = format_key(format);
   auto& extra = loaded.volume.metadata.extra;
   const std::array<std::size_t, 3> grid3{size[0], size[1], dims > 2 ? size[2] : 1};
-  if (sheared) {
+  if (own_geometry) {
     for (const auto& row : nifti->sform) {
       for (double value : row) {
         if (!std::isfinite(value)) {
@@ -761,7 +766,7 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
       }
     }
     const std::string error = number_text(polar.error_mm);
-    if (polar.error_mm > request.max_shear_error_mm) {
+    if (!nifti->sform_usable_by_itk && polar.error_mm > request.max_shear_error_mm) {
       throw std::runtime_error("cannot read " + quoted(path) + ": its " + nifti->describe(true) +
                                " is sheared (not a rotation times voxel sizes), and its nearest orthonormal "
                                "geometry would misplace voxels by up to " + error +
@@ -772,13 +777,19 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
     loaded.volume.geometry = polar.geometry;
     loaded.volume.voxels = read_nifti_volume(path, volume);
     loaded.volume.metadata.source = path.string();
-    extra["nifti.geometry"] = nifti->describe(true) + ", sheared: nearest orthonormal direction";
-    extra["nifti.shear_error_mm"] = error;
-    ctx.log(LogLevel::Warn, "'" + path.string() + "': its " + nifti->describe(true) +
-                                " is sheared; read with the nearest orthonormal direction (polar decomposition), "
-                                "which places voxels up to " + error + " mm from where the file's affine puts them "
-                                "(at most max_shear_error_mm = " + number_text(request.max_shear_error_mm) +
-                                " mm)");
+    if (nifti->sform_usable_by_itk) {
+      // Orthonormal, refused by ITK for its scales (e.g. pixdim against the
+      // column norms): read exactly, nothing to warn about.
+      extra["nifti.geometry"] = nifti->describe(true);
+    } else {
+      extra["nifti.geometry"] = nifti->describe(true) + ", sheared: nearest orthonormal direction";
+      extra["nifti.shear_error_mm"] = error;
+      ctx.log(LogLevel::Warn, "'" + path.string() + "': its " + nifti->describe(true) +
+                                  " is sheared; read with the nearest orthonormal direction (polar decomposition), "
+                                  "which places voxels up to " + error +
+                                  " mm from where the file's affine puts them (at most max_shear_error_mm = " +
+                                  number_text(request.max_shear_error_mm) + " mm)");
+    }
   } else if (volumes > 1) {
     try {
       loaded.volume = read_itk_volume_of_4d(path, io, volume);
@@ -803,7 +814,7 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
   if (format == FileFormat::Nifti) restore_nifti_nonfinite(path, loaded.volume, volume * volume_voxels);
   if (volumes > 1) extra["io.volume_index"] = std::to_string(volume) + " of " + std::to_string(volumes);
   if (nifti) {
-    if (!sheared) {
+    if (!own_geometry) {
       extra["nifti.geometry"] = nifti->qform_code <= 0 && nifti->sform_code <= 0
                                     ? "none (qform and sform codes 0: Analyze orientation, origin 0)"
                                     : nifti->describe(itk_used_sform(*nifti, *io));

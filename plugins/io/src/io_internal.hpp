@@ -122,11 +122,12 @@ struct NiftiHeader {
   int datatype = 0;
   int bytes_per_voxel = 0;
   int qform_code = 0, sform_code = 0;
-  NiftiAffine qform{}, sform{};  // qto_xyz, sto_xyz (single precision in the file)
-  // ITK 5.2 uses the sform only if its normalised columns are orthonormal.
+  // qto_xyz, sto_xyz (single precision in the file), in mm (converted from
+  // metres or microns as ITK does).
+  NiftiAffine qform{}, sform{};
+  // sform_code > 0 and its normalised columns orthonormal within 1e-4, ITK
+  // 5.2's condition for using it.
   bool sform_usable_by_itk = false;
-  // The sform is sheared and there is no qform: ITK 5.2 refuses the file.
-  bool itk_refuses_geometry() const;
   // "sform (code 2: aligned)" or "qform (code 1: scanner)".
   std::string describe(bool use_sform) const;
 };

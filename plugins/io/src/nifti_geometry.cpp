@@ -31,10 +31,10 @@ std::string quoted(const std::filesystem::path& path) { return "'" + path.string
 
 using Affine = NiftiAffine;
 
-Affine affine_of(const mat44& matrix) {
+Affine affine_of(const mat44& matrix, double scale) {
   Affine affine{};
   for (int r = 0; r < 3; ++r) {
-    for (int c = 0; c < 4; ++c) affine[r][c] = matrix.m[r][c];
+    for (int c = 0; c < 4; ++c) affine[r][c] = scale * matrix.m[r][c];
   }
   return affine;
 }
@@ -118,13 +118,15 @@ std::optional<NiftiHeader> read_nifti_header(const std::filesystem::path& path) 
   header.bytes_per_voxel = image->nbyper;
   header.qform_code = image->qform_code;
   header.sform_code = image->sform_code;
-  header.qform = affine_of(image->qto_xyz);
-  header.sform = affine_of(image->sto_xyz);
+  // Spatial units to mm, as ITK converts them (metres, microns; mm or
+  // unknown are taken as mm).
+  const int units = XYZT_TO_SPACE(image->xyz_units);
+  const double mm_per_unit = units == NIFTI_UNITS_METER ? 1000.0 : units == NIFTI_UNITS_MICRON ? 0.001 : 1.0;
+  header.qform = affine_of(image->qto_xyz, mm_per_unit);
+  header.sform = affine_of(image->sto_xyz, mm_per_unit);
   header.sform_usable_by_itk = header.sform_code > 0 && columns_orthonormal(header.sform);
   return header;
 }
-
-bool NiftiHeader::itk_refuses_geometry() const { return sform_code > 0 && !sform_usable_by_itk && qform_code <= 0; }
 
 PolarGeometry polar_geometry(const Affine& affine, const std::array<std::size_t, 3>& size) {
   // Polar decomposition A = R S through the SVD A = U W V^T: R = U V^T, in

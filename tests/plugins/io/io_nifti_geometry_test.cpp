@@ -185,6 +185,33 @@ print_all([polar(image.affine, image.shape)[0]])
   EXPECT_NE(message.find("max_shear_error_mm"), std::string::npos) << message;
 }
 
+// ITK 5.2 also refuses an orthonormal sform in metres without a qform (its
+// scale check compares pixdim converted to mm with the sform in metres): read
+// from the sform, converted to mm, with nothing to warn about.
+TEST_F(IoNiftiGeometry, OrthonormalSformInMetresIsReadInMillimetres) {
+  const fs::path path = dir_ / "metres.nii";
+  python(std::string(kWriteImage) + R"(
+affine = np.array([[0.001, 0, 0, 0.01], [0, 0.001, 0, 0.02], [0, 0, 0.002, 0.03], [0, 0, 0, 1]])
+save(sys.argv[1], (4, 4, 3), affine, 2)
+image = nib.load(sys.argv[1])
+image.header.set_xyzt_units('meter')
+nib.save(image, sys.argv[1])
+)",
+         path.string());
+  NodeHarness node(bundled(), "io.load_image");
+  node.set_param("path", path.string());
+  node.run();
+  const Volume& volume = node.output<Volume>("volume");
+  const std::array<double, 3> spacing{1, 1, 2}, origin{-10, -20, 30};  // LPS mm
+  for (int n = 0; n < 3; ++n) {
+    EXPECT_NEAR(volume.geometry.spacing[n], spacing[n], 1e-6) << n;
+    EXPECT_NEAR(volume.geometry.origin[n], origin[n], 1e-5) << n;
+  }
+  EXPECT_EQ(volume.geometry.direction, (std::array<double, 9>{-1, 0, 0, 0, -1, 0, 0, 0, 1}));
+  EXPECT_EQ(volume.metadata.extra.at("nifti.geometry"), "sform (code 2: aligned)");
+  EXPECT_EQ(warnings_of(node), "");
+}
+
 TEST_F(IoNiftiGeometry, QformSformDisagreementIsReportedAndTheTransformUsedIsRecorded) {
   // Both orthonormal; the sform 3 mm (along x) and 4 mm (along z) from the
   // qform: 5 mm everywhere. ITK 5.2 takes the qform unless the sform's code
