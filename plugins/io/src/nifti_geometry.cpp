@@ -8,8 +8,10 @@
 // qform when qform_code > 0, and otherwise refuses the file ("ITK only
 // supports orthonormal direction cosines"). A slightly sheared sform without
 // a qform (seen in real diffusion data) is therefore refused although
-// nibabel reads it. Here such a file gets the nearest orthonormal direction
-// (polar decomposition, vnl's SVD) and its voxels are read through niftilib.
+// nibabel reads it (ITK 5.2 also refuses an orthonormal sform in metres, whose
+// scales it misjudges). The loader then gives such a file the nearest
+// orthonormal direction (polar decomposition, vnl's SVD) and reads its voxels
+// through niftilib.
 #include "io_internal.hpp"
 
 #include <nifti1_io.h>
