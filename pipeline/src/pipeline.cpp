@@ -6,14 +6,14 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
+#include <deque>
 #include <limits>
-#include <regex>
 #include <set>
 #include <sstream>
 
 #include "fusionflow/graph.hpp"
 #include "fusionflow/sha256.hpp"
+#include "pipeline_json.hpp"
 
 namespace fusionflow {
 namespace fs = std::filesystem;
@@ -54,15 +54,10 @@ namespace {
 
 const char* const kBuiltinPipelineDir = "pipeline_dir";
 
-std::string pointer_token(const std::string& key) {
-  std::string escaped;
-  for (char c : key) {
-    if (c == '~') escaped += "~0";
-    else if (c == '/') escaped += "~1";
-    else escaped += c;
-  }
-  return escaped;
-}
+using detail::excerpt;
+using detail::pointer_token;
+
+const std::string kExpandedLimit = "1 MiB (" + std::to_string(PipelineLimits::max_expanded_bytes) + " bytes)";
 
 std::string join(const std::vector<std::string>& items, const std::string& separator) {
   std::string text;
@@ -70,24 +65,78 @@ std::string join(const std::vector<std::string>& items, const std::string& separ
   return text;
 }
 
-template <class Items, class NameOf>
-std::string did_you_mean(const std::string& wrong, const Items& items, NameOf name_of, const std::string& what) {
-  std::vector<std::string> names;
-  for (const auto& item : items) names.push_back(name_of(item));
-  if (names.empty()) return "this node type has no " + what + "s";
-  std::string best;
-  std::size_t best_distance = std::numeric_limits<std::size_t>::max();
-  for (const std::string& name : names) {
-    const std::size_t distance = edit_distance(wrong, name);
-    if (distance < best_distance) {
-      best_distance = distance;
-      best = name;
-    }
+// The valid names for a hint; a long list is cut (a pipeline may have
+// thousands of node ids).
+std::string list_names(const std::vector<std::string>& names) {
+  constexpr std::size_t kListed = 20, kCharacters = 200;
+  std::string text;
+  std::size_t listed = 0;
+  for (; listed < names.size(); ++listed) {
+    if (listed == kListed || text.size() + names[listed].size() > kCharacters) break;
+    text += (listed ? ", " : "") + names[listed];
   }
-  std::string hint;
-  if (best_distance <= std::max<std::size_t>(2, wrong.size() / 2)) hint = "did you mean '" + best + "'? ";
-  return hint + "valid " + what + "s: " + join(names, ", ");
+  if (listed == 0 && !names.empty()) {  // the first name alone is longer
+    text = excerpt(names.front());
+    listed = 1;
+  }
+  if (listed < names.size()) text += ", ... (" + std::to_string(names.size() - listed) + " more)";
+  return text;
 }
+
+// Letters, digits and '_' (and '-' if allowed), not starting with a digit or
+// '-': [A-Za-z_][A-Za-z0-9_-]*. A loop, not std::regex, whose matcher recurses
+// once per character of the name.
+bool is_identifier(const std::string& name, bool allow_dash) {
+  auto letter = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
+  if (name.empty() || !letter(name[0])) return false;
+  return std::all_of(name.begin(), name.end(),
+                     [&](char c) { return letter(c) || (c >= '0' && c <= '9') || (allow_dash && c == '-'); });
+}
+
+// "Did you mean" search. Edit distance costs |a| x |b| steps and one file may
+// hold thousands of long wrong names, so the search has a budget per file:
+// past it, hints list the valid names without a suggestion.
+class Suggester {
+ public:
+  // The first of `names` nearest to `wrong`, if near enough to be a typo
+  // (within half the length of `wrong`, at least 2).
+  std::optional<std::string> nearest(const std::string& wrong, const std::vector<std::string>& names) {
+    const std::size_t limit = std::max<std::size_t>(2, wrong.size() / 2);
+    std::optional<std::string> best;
+    std::size_t best_distance = limit + 1;
+    for (const std::string& name : names) {
+      const std::size_t length_difference =
+          wrong.size() > name.size() ? wrong.size() - name.size() : name.size() - wrong.size();
+      if (length_difference >= best_distance) continue;  // the distance is at least the length difference
+      const std::size_t cost = (wrong.size() + 1) * (name.size() + 1);
+      if (cost > budget_) {
+        budget_ = 0;
+        return std::nullopt;
+      }
+      budget_ -= cost;
+      const std::size_t distance = edit_distance(wrong, name);
+      if (distance < best_distance) {
+        best_distance = distance;
+        best = name;
+      }
+    }
+    return best;
+  }
+
+  // "did you mean 'x'? valid <what>s: a, b, c"
+  template <class Items, class NameOf>
+  std::string did_you_mean(const std::string& wrong, const Items& items, NameOf name_of, const std::string& what) {
+    std::vector<std::string> names;
+    for (const auto& item : items) names.push_back(name_of(item));
+    if (names.empty()) return "this node type has no " + what + "s";
+    std::string hint;
+    if (auto best = nearest(wrong, names)) hint = "did you mean '" + *best + "'? ";
+    return hint + "valid " + what + "s: " + list_names(names);
+  }
+
+ private:
+  std::size_t budget_ = 50'000'000;  // edit-distance steps, some tens of milliseconds
+};
 
 std::string json_kind(const json& value) {
   switch (value.type()) {
@@ -115,6 +164,8 @@ std::string describe_range(const ParamSpec& spec) {
   return {};
 }
 
+const char* const kDescriptionHint = "a description is free text: \"description\": \"...\"";
+
 // Loads one pipeline document, collecting every problem.
 class PipelineLoader {
  public:
@@ -131,7 +182,7 @@ class PipelineLoader {
     read_format_version(document);
     if (document.contains("description")) {
       if (document["description"].is_string()) pipeline_.description = document["description"];
-      else error("/description", "must be a string, not " + json_kind(document["description"]), "");
+      else error("/description", "must be a string, not " + json_kind(document["description"]), kDescriptionHint);
     }
     read_variables(document);
     read_nodes(document);
@@ -140,21 +191,50 @@ class PipelineLoader {
 
  private:
   void error(std::string location, std::string message, std::string hint) {
+    if (listing_full()) {
+      ++unlisted_;
+      return;
+    }
     diagnostics_.push_back({std::move(location), std::move(message), std::move(hint)});
   }
 
   LoadResult finish() {
     LoadResult result;
+    if (unlisted_ > 0) {
+      diagnostics_.push_back({"", std::to_string(unlisted_) + " more problems not listed (only the first " +
+                                      std::to_string(PipelineLimits::max_diagnostics) + " are)",
+                              "fix the problems above first"});
+    }
     result.diagnostics = std::move(diagnostics_);
     if (result.diagnostics.empty()) result.pipeline = std::move(pipeline_);
     return result;
+  }
+
+  bool listing_full() const { return diagnostics_.size() >= PipelineLimits::max_diagnostics; }
+
+  // A "did you mean" hint (Suggester), not worked out for problems that will
+  // not be listed.
+  template <class Items, class NameOf>
+  std::string did_you_mean(const std::string& wrong, const Items& items, NameOf name_of, const std::string& what) {
+    if (listing_full()) return {};
+    return suggest_.did_you_mean(wrong, items, name_of, what);
+  }
+
+  // A name that is too long to be checked further: said once, with its length.
+  bool too_long(const std::string& name, const std::string& location, const std::string& what,
+                const std::string& hint) {
+    if (name.size() <= PipelineLimits::max_name_length) return false;
+    error(location, what + " '" + excerpt(name) + "' is too long: the limit is " +
+                        std::to_string(PipelineLimits::max_name_length) + " bytes",
+          hint);
+    return true;
   }
 
   void check_top_level_keys(const json& document) {
     static const std::vector<std::string> kKeys{"format_version", "description", "variables", "nodes"};
     for (const auto& [key, value] : document.items()) {
       if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
-        error("/" + pointer_token(key), "unknown top-level key '" + key + "'",
+        error("/" + pointer_token(key), "unknown top-level key '" + excerpt(key) + "'",
               did_you_mean(key, kKeys, [](const std::string& k) { return k; }, "key"));
       }
     }
@@ -170,14 +250,77 @@ class PipelineLoader {
     if (!version.is_number_integer()) {
       error("/format_version", "must be an integer, not " + json_kind(version),
             "use \"format_version\": " + std::to_string(kPipelineFormatVersion));
-    } else if (version.get<int>() != kPipelineFormatVersion) {
-      error("/format_version", "format version " + std::to_string(version.get<int>()) + " is not supported",
+    } else if (version != kPipelineFormatVersion) {
+      error("/format_version", "format version " + version.dump() + " is not supported",
             "this fusionflow reads format version " + std::to_string(kPipelineFormatVersion));
     }
   }
 
+  // --- variables --------------------------------------------------------------
+
+  // A piece of a string with ${name} references: literal text (with "$$"
+  // already made '$') or the name of a referenced variable.
+  struct Piece {
+    std::string text;
+    bool reference = false;
+  };
+
+  // Splits `text` at its ${name} references; "$$" is a literal '$', and a '$'
+  // before anything else stays as it is.
+  std::optional<std::vector<Piece>> split_references(const std::string& text, const std::string& location) {
+    std::vector<Piece> pieces(1);
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      if (text[i] == '$' && i + 1 < text.size() && text[i + 1] == '$') {
+        pieces.back().text += '$';
+        ++i;
+      } else if (text[i] == '$' && i + 1 < text.size() && text[i + 1] == '{') {
+        const std::size_t close = text.find('}', i + 2);
+        if (close == std::string::npos) {
+          error(location, "unterminated '${' in \"" + excerpt(text) + "\"", "write ${name}, or $$ for a literal '$'");
+          return std::nullopt;
+        }
+        pieces.push_back({text.substr(i + 2, close - i - 2), true});
+        pieces.emplace_back();
+        i = close;
+      } else {
+        pieces.back().text += text[i];
+      }
+    }
+    return pieces;
+  }
+
+  void unknown_variable(const std::string& name, const std::string& location) {
+    error(location, "unknown variable '${" + excerpt(name) + "}'",
+          did_you_mean(name, variable_names_, [](const std::string& n) { return n; }, "variable") +
+              " (declare it under \"variables\")");
+  }
+
+  // Counts `size` bytes of expanded text against the limits; `what` names the
+  // value ("variable 'x'", "parameter 'y'").
+  bool within_expansion_limits(std::size_t size, const std::string& location, const std::string& what,
+                               const std::string& hint) {
+    if (size > PipelineLimits::max_expanded_bytes) {
+      error(location, what + " expands to " + std::to_string(size) + " bytes, more than the limit of " + kExpandedLimit,
+            hint);
+      return false;
+    }
+    if (size > PipelineLimits::max_total_expanded_bytes - expanded_bytes_) {
+      error(location, "the pipeline's variables and string parameters expand to more than " +
+                          std::to_string(PipelineLimits::max_total_expanded_bytes >> 20) + " MiB in total, at " + what,
+            "use fewer or shorter values");
+      return false;
+    }
+    expanded_bytes_ += size;
+    return true;
+  }
+
   void read_variables(const json& document) {
-    pipeline_.variables[kBuiltinPipelineDir] = pipeline_.directory.string();
+    pipeline_.variables[kBuiltinPipelineDir] = pipeline_.directory.string();  // literal: never expanded
+    struct Definition {
+      std::string text;      // before substitution
+      std::string location;  // where it was given
+    };
+    std::map<std::string, Definition> definitions;
     std::set<std::string> declared;
     if (document.contains("variables")) {
       const json& variables = document["variables"];
@@ -185,10 +328,10 @@ class PipelineLoader {
         error("/variables", "must be an object mapping names to default values, not " + json_kind(variables),
               "e.g. \"variables\": {\"out\": \"results\"}");
       } else {
-        static const std::regex name_pattern("[A-Za-z_][A-Za-z0-9_]*");
         for (const auto& [name, entry] : variables.items()) {
           const std::string location = "/variables/" + pointer_token(name);
-          if (!std::regex_match(name, name_pattern)) {
+          if (too_long(name, location, "variable name", "use a short name: letters, digits and '_'")) continue;
+          if (!is_identifier(name, false)) {
             error(location, "variable name '" + name + "' is not valid", "use letters, digits and '_'");
             continue;
           }
@@ -202,20 +345,26 @@ class PipelineLoader {
           if (entry.is_object()) {
             for (const auto& [key, ignored] : entry.items()) {
               if (key != "default" && key != "description") {
-                error(location + "/" + pointer_token(key), "unknown key '" + key + "' in variable '" + name + "'",
+                error(location + "/" + pointer_token(key),
+                      "unknown key '" + excerpt(key) + "' in variable '" + name + "'",
                       "a variable object has 'default' and 'description'");
               }
+            }
+            if (entry.contains("description") && !entry["description"].is_string()) {
+              error(location + "/description", "must be a string, not " + json_kind(entry["description"]),
+                    kDescriptionHint);
             }
             static const json kNull;
             default_value = entry.contains("default") ? &entry["default"] : &kNull;
           }
           if (default_value->is_string()) {
-            pipeline_.variables[name] = default_value->get<std::string>();
+            definitions[name] = {default_value->get<std::string>(), location};
           } else if (default_value->is_number() || default_value->is_boolean()) {
-            pipeline_.variables[name] = default_value->dump();
+            definitions[name] = {default_value->dump(), location};
           } else if (!default_value->is_null()) {
             error(location, "default of variable '" + name + "' must be a string, number or boolean, not " +
-                                json_kind(*default_value), "");
+                                json_kind(*default_value), "e.g. \"" + name + "\": \"value\"");
+            unusable_variables_.insert(name);  // not reported again as "not set"
           }
         }
       }
@@ -223,85 +372,159 @@ class PipelineLoader {
     for (const auto& [name, value] : options_.variable_overrides) {
       if (declared.count(name) == 0) {
         std::vector<std::string> names(declared.begin(), declared.end());
-        error("--set " + name, "the pipeline declares no variable '" + name + "'",
+        error("--set " + excerpt(name), "the pipeline declares no variable '" + excerpt(name) + "'",
               names.empty() ? "this pipeline has no variables"
                             : did_you_mean(name, names, [](const std::string& n) { return n; }, "variable"));
         continue;
       }
-      pipeline_.variables[name] = value;
+      definitions[name] = {value, "--set " + name};
+      unusable_variables_.erase(name);
     }
+    variable_names_.assign(declared.begin(), declared.end());
+    variable_names_.insert(std::lower_bound(variable_names_.begin(), variable_names_.end(), kBuiltinPipelineDir),
+                           kBuiltinPipelineDir);
     for (const std::string& name : declared) {
-      if (pipeline_.variables.count(name) == 0) {
+      if (definitions.count(name) == 0 && unusable_variables_.count(name) == 0) {
         error("/variables/" + pointer_token(name), "variable '" + name + "' has no default and was not set",
               "run with --set " + name + "=VALUE");
+        unusable_variables_.insert(name);  // uses of it are not reported again
       }
     }
-    // Values may refer to other variables, e.g. "${pipeline_dir}/data/ct.nii".
-    // Each pass resolves one level; a chain deeper than this is a cycle.
-    constexpr int kMaxDepth = 8;
-    for (int pass = 0; pass < kMaxDepth; ++pass) {
-      bool changed = false;
-      for (auto& [name, value] : pipeline_.variables) {
-        if (value.find("${") == std::string::npos) continue;
-        const std::size_t before = diagnostics_.size();
-        std::optional<std::string> resolved = substitute(value, "/variables/" + pointer_token(name));
-        if (!resolved) return;  // unknown variable: reported by substitute
-        diagnostics_.resize(before);
-        if (*resolved != value) {
-          value = *resolved;
-          changed = true;
+    resolve_variables(definitions);
+  }
+
+  // Values may refer to other variables, e.g. "${pipeline_dir}/data/ct.nii".
+  // Each variable is expanded once, after the variables it uses (in
+  // dependency order, without recursion: a chain of thousands of variables
+  // is fine); a value that would exceed the expansion limit is refused before
+  // it is built, so variables doubling each other cannot exhaust memory.
+  template <class Definitions>
+  void resolve_variables(const Definitions& definitions) {
+    std::vector<std::string> names;
+    std::map<std::string, std::size_t> index;
+    for (const auto& [name, definition] : definitions) {
+      index[name] = names.size();
+      names.push_back(name);
+    }
+    const std::size_t count = names.size();
+    std::vector<std::vector<Piece>> pieces(count);
+    std::vector<std::vector<std::size_t>> uses(count), used_by(count);
+    std::vector<bool> failed(count, false);
+    std::vector<std::size_t> unresolved_uses(count, 0);
+    for (std::size_t i = 0; i < count; ++i) {
+      const auto& definition = definitions.at(names[i]);
+      auto split = split_references(definition.text, definition.location);
+      if (!split) {
+        failed[i] = true;
+        continue;
+      }
+      pieces[i] = std::move(*split);
+      for (const Piece& piece : pieces[i]) {
+        if (!piece.reference || piece.text == kBuiltinPipelineDir) continue;
+        auto used = index.find(piece.text);
+        if (used == index.end()) {
+          if (unusable_variables_.count(piece.text) == 0) unknown_variable(piece.text, definition.location);
+          failed[i] = true;
+          continue;
         }
+        uses[i].push_back(used->second);
+        used_by[used->second].push_back(i);
+        ++unresolved_uses[i];
       }
-      if (!changed) break;
     }
-    for (const auto& [name, value] : pipeline_.variables) {
-      if (value.find("${") != std::string::npos) {
-        error("/variables/" + pointer_token(name), "variable '" + name + "' refers to itself through other variables",
-              "variables may use each other, but not in a cycle");
+    std::deque<std::size_t> ready;
+    for (std::size_t i = 0; i < count; ++i) {
+      if (unresolved_uses[i] == 0) ready.push_back(i);
+    }
+    std::vector<bool> done(count, false);
+    while (!ready.empty()) {
+      const std::size_t i = ready.front();
+      ready.pop_front();
+      done[i] = true;
+      if (!failed[i]) failed[i] = !expand_variable(names[i], definitions.at(names[i]).location, pieces[i]);
+      if (failed[i]) unusable_variables_.insert(names[i]);
+      for (std::size_t user : used_by[i]) {
+        if (failed[i]) failed[user] = true;  // said at the variable it uses
+        if (--unresolved_uses[user] == 0) ready.push_back(user);
       }
+    }
+    // What is left is on a cycle or uses one. Peel off the variables no other
+    // leftover uses, repeatedly: they cannot be on a cycle.
+    std::vector<std::size_t> leftover_users(count, 0);
+    for (std::size_t i = 0; i < count; ++i) {
+      if (done[i]) continue;
+      unusable_variables_.insert(names[i]);
+      for (std::size_t used : uses[i]) {
+        if (!done[used]) ++leftover_users[used];
+      }
+    }
+    std::vector<std::size_t> peel;
+    for (std::size_t i = 0; i < count; ++i) {
+      if (!done[i] && leftover_users[i] == 0) peel.push_back(i);
+    }
+    std::vector<bool> off_cycle(count, false);
+    while (!peel.empty()) {
+      const std::size_t i = peel.back();
+      peel.pop_back();
+      off_cycle[i] = true;
+      for (std::size_t used : uses[i]) {
+        if (!done[used] && --leftover_users[used] == 0) peel.push_back(used);
+      }
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      if (done[i] || off_cycle[i]) continue;
+      std::string next;
+      for (std::size_t used : uses[i]) {
+        if (!done[used] && !off_cycle[used]) next = names[used];
+      }
+      error(definitions.at(names[i]).location, "variable '" + names[i] + "' refers to itself through other variables",
+            "variables may use each other, but not in a cycle ('" + names[i] + "' uses '${" + next + "}')");
     }
   }
 
-  // Replaces ${name} with the variable's value; "$$" is a literal '$'.
-  std::optional<std::string> substitute(const std::string& text, const std::string& location) {
-    std::string result;
-    bool ok = true;
-    for (std::size_t i = 0; i < text.size(); ++i) {
-      if (text[i] != '$') {
-        result += text[i];
-        continue;
-      }
-      if (i + 1 < text.size() && text[i + 1] == '$') {
-        result += '$';
-        ++i;
-        continue;
-      }
-      if (i + 1 < text.size() && text[i + 1] == '{') {
-        const std::size_t close = text.find('}', i + 2);
-        if (close == std::string::npos) {
-          error(location, "unterminated '${' in \"" + text + "\"", "write ${name}, or $$ for a literal '$'");
-          return std::nullopt;
-        }
-        const std::string name = text.substr(i + 2, close - i - 2);
-        auto it = pipeline_.variables.find(name);
-        if (it == pipeline_.variables.end()) {
-          std::vector<std::string> names;
-          for (const auto& [known, value] : pipeline_.variables) names.push_back(known);
-          error(location, "unknown variable '${" + name + "}'",
-                did_you_mean(name, names, [](const std::string& n) { return n; }, "variable") +
-                    " (declare it under \"variables\")");
-          ok = false;
-        } else {
-          result += it->second;
-        }
-        i = close;
-        continue;
-      }
-      result += '$';
+  bool expand_variable(const std::string& name, const std::string& location, const std::vector<Piece>& pieces) {
+    std::size_t size = 0;
+    for (const Piece& piece : pieces) {
+      size += piece.reference ? pipeline_.variables.at(piece.text).size() : piece.text.size();
     }
-    if (!ok) return std::nullopt;
+    if (!within_expansion_limits(size, location, "variable '" + name + "'",
+                                 "a variable that uses another several times doubles its length at each step: "
+                                 "check the definitions of '" + name + "' and of the variables it uses")) {
+      return false;
+    }
+    std::string value;
+    value.reserve(size);
+    for (const Piece& piece : pieces) value += piece.reference ? pipeline_.variables.at(piece.text) : piece.text;
+    pipeline_.variables[name] = std::move(value);
+    return true;
+  }
+
+  // Replaces ${name} with the variable's value; "$$" is a literal '$'.
+  std::optional<std::string> substitute(const std::string& text, const std::string& location, const ParamSpec& spec) {
+    auto pieces = split_references(text, location);
+    if (!pieces) return std::nullopt;
+    std::size_t size = 0;
+    bool ok = true;
+    for (const Piece& piece : *pieces) {
+      if (!piece.reference) {
+        size += piece.text.size();
+      } else if (auto it = pipeline_.variables.find(piece.text); it != pipeline_.variables.end()) {
+        size += it->second.size();
+      } else {
+        if (unusable_variables_.count(piece.text) == 0) unknown_variable(piece.text, location);  // else said already
+        ok = false;
+      }
+    }
+    if (!ok || !within_expansion_limits(size, location, "parameter '" + spec.name + "'", spec.description)) {
+      return std::nullopt;
+    }
+    std::string result;
+    result.reserve(size);
+    for (const Piece& piece : *pieces) result += piece.reference ? pipeline_.variables.at(piece.text) : piece.text;
     return result;
   }
+
+  // --- parameters ---------------------------------------------------------------
 
   // A JSON value or a string that (after substitution) spells a number.
   std::optional<double> read_number(const json& value, const std::string& location, const ParamSpec& spec,
@@ -311,13 +534,13 @@ class PipelineLoader {
     if (value.is_number()) {
       number = value.get<double>();
     } else if (value.is_string()) {
-      std::optional<std::string> text = substitute(value.get<std::string>(), location);
+      std::optional<std::string> text = substitute(value.get<std::string>(), location, spec);
       if (!text) return std::nullopt;
       char* end = nullptr;
       errno = 0;
       number = std::strtod(text->c_str(), &end);
       if (text->empty() || end != text->c_str() + text->size() || errno == ERANGE) {
-        error(location, "parameter '" + spec.name + "' expects " + expected + ", got \"" + *text + "\"",
+        error(location, "parameter '" + spec.name + "' expects " + expected + ", got \"" + excerpt(*text) + "\"",
               spec.description);
         return std::nullopt;
       }
@@ -331,7 +554,8 @@ class PipelineLoader {
       return std::nullopt;
     }
     if (integer && (number != std::floor(number) || std::abs(number) > 9.0e15)) {
-      error(location, "parameter '" + spec.name + "' expects an integer, got " + value.dump(), spec.description);
+      error(location, "parameter '" + spec.name + "' expects an integer, got " + excerpt(value.dump()),
+            spec.description);
       return std::nullopt;
     }
     if ((spec.min && number < *spec.min) || (spec.max && number > *spec.max)) {
@@ -349,12 +573,13 @@ class PipelineLoader {
       case ParamKind::Bool: {
         if (value.is_boolean()) return ParamValue(value.get<bool>());
         if (value.is_string()) {
-          std::optional<std::string> text = substitute(value.get<std::string>(), location);
+          std::optional<std::string> text = substitute(value.get<std::string>(), location, spec);
           if (!text) return std::nullopt;
           if (*text == "true") return ParamValue(true);
           if (*text == "false") return ParamValue(false);
         }
-        error(location, "parameter '" + spec.name + "' expects true or false, got " + value.dump(), spec.description);
+        error(location, "parameter '" + spec.name + "' expects true or false, got " + excerpt(value.dump()),
+              spec.description);
         return std::nullopt;
       }
       case ParamKind::Int: {
@@ -375,16 +600,21 @@ class PipelineLoader {
           error(location, "parameter '" + spec.name + "' expects a string, got " + json_kind(value), spec.description);
           return std::nullopt;
         }
-        std::optional<std::string> text = substitute(value.get<std::string>(), location);
+        std::optional<std::string> text = substitute(value.get<std::string>(), location, spec);
         if (!text) return std::nullopt;
         if (spec.kind == ParamKind::Choice &&
             std::find(spec.choices.begin(), spec.choices.end(), *text) == spec.choices.end()) {
-          error(location, "\"" + *text + "\" is not a valid choice for parameter '" + spec.name + "'",
+          error(location, "\"" + excerpt(*text) + "\" is not a valid choice for parameter '" + spec.name + "'",
                 did_you_mean(*text, spec.choices, [](const std::string& c) { return c; }, "choice"));
           return std::nullopt;
         }
         if ((spec.kind == ParamKind::InputPath || spec.kind == ParamKind::OutputPath) && text->empty()) {
           error(location, "parameter '" + spec.name + "' is an empty path", spec.description);
+          return std::nullopt;
+        }
+        // A NUL would silently cut the string wherever it reaches a C API (paths above all).
+        if (text->find('\0') != std::string::npos) {
+          error(location, "parameter '" + spec.name + "' contains a NUL character (\\u0000)", spec.description);
           return std::nullopt;
         }
         return ParamValue(*text);
@@ -421,6 +651,8 @@ class PipelineLoader {
     return std::nullopt;
   }
 
+  // --- nodes ----------------------------------------------------------------------
+
   struct Connection {
     std::size_t consumer;
     std::string input_port;
@@ -436,20 +668,19 @@ class PipelineLoader {
     }
     const json& nodes = document["nodes"];
     if (!nodes.is_array()) {
-      error("/nodes", "must be a list of nodes, not " + json_kind(nodes), "");
+      error("/nodes", "must be a list of nodes, not " + json_kind(nodes),
+            "e.g. \"nodes\": [{\"id\": ..., \"type\": ...}]");
       return;
     }
     if (nodes.empty()) error("/nodes", "the pipeline has no nodes", "add at least one node");
 
     // Pass 1: ids and types, so connections can refer to any node.
-    static const std::regex id_pattern("[A-Za-z_][A-Za-z0-9_-]*");
     std::map<std::string, std::size_t> first_index;
     std::vector<bool> usable(nodes.size(), false);
     for (std::size_t i = 0; i < nodes.size(); ++i) {
       const std::string location = "/nodes/" + std::to_string(i);
-      PipelineNode node;
       const json& entry = nodes[i];
-      pipeline_.nodes.push_back(node);
+      pipeline_.nodes.emplace_back();
       if (!entry.is_object()) {
         error(location, "a node must be an object, not " + json_kind(entry),
               "e.g. {\"id\": \"ct\", \"type\": \"io.load_ct\", \"params\": {...}}");
@@ -458,15 +689,20 @@ class PipelineLoader {
       static const std::vector<std::string> kNodeKeys{"id", "type", "params", "inputs", "description"};
       for (const auto& [key, ignored] : entry.items()) {
         if (std::find(kNodeKeys.begin(), kNodeKeys.end(), key) == kNodeKeys.end()) {
-          error(location + "/" + pointer_token(key), "unknown key '" + key + "' in node",
+          error(location + "/" + pointer_token(key), "unknown key '" + excerpt(key) + "' in node",
                 did_you_mean(key, kNodeKeys, [](const std::string& k) { return k; }, "key"));
         }
+      }
+      if (entry.contains("description") && !entry["description"].is_string()) {
+        error(location + "/description", "must be a string, not " + json_kind(entry["description"]), kDescriptionHint);
       }
       if (!entry.contains("id") || !entry["id"].is_string()) {
         error(location + (entry.contains("id") ? "/id" : ""), "node has no string 'id'", "give every node a unique id");
       } else {
-        const std::string id = entry["id"];
-        if (!std::regex_match(id, id_pattern)) {
+        const std::string& id = entry["id"].get_ref<const std::string&>();
+        if (too_long(id, location + "/id", "node id", "use a short id: letters, digits, '_' and '-'")) {
+          // said
+        } else if (!is_identifier(id, true)) {
           error(location + "/id", "node id '" + id + "' is not valid",
                 "use letters, digits, '_' and '-' (no dots: inputs refer to \"id.port\")");
         } else if (auto [it, inserted] = first_index.emplace(id, i); !inserted) {
@@ -481,13 +717,19 @@ class PipelineLoader {
               "run 'fusionflow plugins' to list node types");
         continue;
       }
-      const std::string type = entry["type"];
+      const std::string& type = entry["type"].get_ref<const std::string&>();
+      if (too_long(type, location + "/type", "node type", "run 'fusionflow plugins' to list the loaded node types")) {
+        continue;
+      }
       pipeline_.nodes[i].type = type;
       pipeline_.nodes[i].definition = registry_.find_node(type);
       if (pipeline_.nodes[i].definition == nullptr) {
         std::string hint;
-        auto nearest = registry_.nearest_node_types(type, 1);
-        if (!nearest.empty()) hint = "did you mean '" + nearest.front() + "'? ";
+        if (listing_full()) {
+          // not listed: no hint needed
+        } else if (auto nearest = suggest_.nearest(type, registered_types())) {
+          hint = "did you mean '" + *nearest + "'? ";
+        }
         hint += "run 'fusionflow plugins' to list the loaded node types";
         if (!options_.plugin_failures.empty()) {
           hint += "; plugins that failed to load: " + join(options_.plugin_failures, "; ");
@@ -522,19 +764,30 @@ class PipelineLoader {
     if (analysis.topological_order) pipeline_.topological_order = *analysis.topological_order;
   }
 
+  // Registered node type names, sorted (for suggestions), listed once per load.
+  const std::vector<std::string>& registered_types() {
+    if (registered_types_.empty()) {
+      for (const RegisteredNode* node : registry_.nodes()) registered_types_.push_back(node->spec().type());
+    }
+    return registered_types_;
+  }
+
   void read_params(const json& entry, std::size_t index) {
     PipelineNode& node = pipeline_.nodes[index];
     const NodeSpec& spec = node.definition->spec();
     const std::string location = "/nodes/" + std::to_string(index) + "/params";
     if (entry.contains("params") && !entry["params"].is_object()) {
-      error(location, "'params' must be an object, not " + json_kind(entry["params"]), "");
+      error(location, "'params' must be an object, not " + json_kind(entry["params"]),
+            "e.g. \"params\": {\"name\": value}");
       return;
     }
-    const json params = entry.contains("params") ? entry["params"] : json::object();
+    static const json kNoParams = json::object();
+    const json& params = entry.contains("params") ? entry["params"] : kNoParams;
     for (const auto& [name, value] : params.items()) {
       const ParamSpec* param = spec.find_param(name);
       if (param == nullptr) {
-        error(location + "/" + pointer_token(name), "unknown parameter '" + name + "' for node type '" + spec.type() + "'",
+        error(location + "/" + pointer_token(name),
+              "unknown parameter '" + excerpt(name) + "' for node type '" + spec.type() + "'",
               did_you_mean(name, spec.params(), [](const ParamSpec& p) { return p.name; }, "parameter"));
         continue;
       }
@@ -560,32 +813,41 @@ class PipelineLoader {
     const std::string location = "/nodes/" + std::to_string(index) + "/inputs";
     if (entry.contains("inputs") && !entry["inputs"].is_object()) {
       error(location, "'inputs' must be an object mapping input ports to \"node.port\", not " +
-                          json_kind(entry["inputs"]), "");
+                          json_kind(entry["inputs"]), "e.g. \"inputs\": {\"volume\": \"ct.volume\"}");
       return;
     }
-    const json inputs = entry.contains("inputs") ? entry["inputs"] : json::object();
+    static const json kNoInputs = json::object();
+    const json& inputs = entry.contains("inputs") ? entry["inputs"] : kNoInputs;
     for (const auto& [port_name, value] : inputs.items()) {
       const std::string port_location = location + "/" + pointer_token(port_name);
       const PortSpec* port = spec.find_input(port_name);
       if (port == nullptr) {
-        error(port_location, "unknown input port '" + port_name + "' for node type '" + spec.type() + "'",
+        error(port_location, "unknown input port '" + excerpt(port_name) + "' for node type '" + spec.type() + "'",
               did_you_mean(port_name, spec.inputs(), [](const PortSpec& p) { return p.name; }, "input port"));
         continue;
       }
-      std::vector<std::pair<json, std::string>> sources;
+      std::vector<std::pair<const json*, std::string>> sources;
       if (value.is_array()) {
         if (!port->multi) {
           error(port_location, "input port '" + port_name + "' takes one connection, not a list",
                 "write \"" + port_name + "\": \"node.port\"");
           continue;
         }
-        for (std::size_t k = 0; k < value.size(); ++k) sources.emplace_back(value[k], port_location + "/" + std::to_string(k));
+        if (value.empty() && !port->optional) {
+          error(port_location, "required input '" + port_name + "' (" + port->type + ") of node '" + node.id +
+                                   "' has an empty list",
+                "list at least one \"<node id>.<output port>\" with a " + port->type + " output");
+          continue;
+        }
+        for (std::size_t k = 0; k < value.size(); ++k) {
+          sources.emplace_back(&value[k], port_location + "/" + std::to_string(k));
+        }
       } else {
-        sources.emplace_back(value, port_location);
+        sources.emplace_back(&value, port_location);
       }
       std::vector<OutputRef>& refs = node.inputs[port_name];
       for (const auto& [source, source_location] : sources) {
-        if (auto ref = resolve_source(source, source_location, *port, node, ids)) {
+        if (auto ref = resolve_source(*source, source_location, *port, node, ids)) {
           refs.push_back(*ref);
           connections.push_back({index, port_name, ref->node, ref->port, source_location});
         }
@@ -603,13 +865,14 @@ class PipelineLoader {
   std::optional<OutputRef> resolve_source(const json& source, const std::string& location, const PortSpec& port,
                                           const PipelineNode& consumer, const std::map<std::string, std::size_t>& ids) {
     if (!source.is_string()) {
-      error(location, "a connection must be a string \"node.port\", not " + json_kind(source), "");
+      error(location, "a connection must be a string \"node.port\", not " + json_kind(source),
+            "name the producing node's id and its output port, e.g. \"ct.volume\"");
       return std::nullopt;
     }
-    const std::string text = source;
+    const std::string& text = source.get_ref<const std::string&>();
     const std::size_t dot = text.rfind('.');
     if (dot == std::string::npos || dot == 0 || dot + 1 == text.size()) {
-      error(location, "connection \"" + text + "\" is not of the form \"node.port\"",
+      error(location, "connection \"" + excerpt(text) + "\" is not of the form \"node.port\"",
             "name the producing node's id and its output port, e.g. \"ct.volume\"");
       return std::nullopt;
     }
@@ -617,7 +880,7 @@ class PipelineLoader {
     const std::string output_port = text.substr(dot + 1);
     auto producer = ids.find(producer_id);
     if (producer == ids.end()) {
-      error(location, "no node with id '" + producer_id + "'",
+      error(location, "no node with id '" + excerpt(producer_id) + "'",
             did_you_mean(producer_id, ids, [](const auto& entry) { return entry.first; }, "node id"));
       return std::nullopt;
     }
@@ -625,9 +888,10 @@ class PipelineLoader {
     if (producer_node.definition == nullptr) return std::nullopt;  // reported at its type
     const PortSpec* output = producer_node.definition->spec().find_output(output_port);
     if (output == nullptr) {
-      error(location, "node '" + producer_id + "' (" + producer_node.type + ") has no output port '" + output_port + "'",
+      error(location,
+            "node '" + producer_id + "' (" + producer_node.type + ") has no output port '" + excerpt(output_port) + "'",
             did_you_mean(output_port, producer_node.definition->spec().outputs(),
-                         [](const PortSpec& p) { return p.name; }, "output port"));
+                                  [](const PortSpec& p) { return p.name; }, "output port"));
       return std::nullopt;
     }
     if (output->type != port.type) {
@@ -638,7 +902,6 @@ class PipelineLoader {
     }
     return OutputRef{producer->second, output_port};
   }
-
   // A node must never write over a file the pipeline reads.
   void check_outputs_do_not_overwrite_inputs() {
     std::map<std::string, std::string> inputs;  // normalised path -> location
@@ -670,8 +933,8 @@ class PipelineLoader {
         auto input = inputs.find(normalise(std::get<std::string>(value->second)));
         if (input != inputs.end()) {
           error("/nodes/" + std::to_string(i) + "/params/" + pointer_token(spec.name),
-                "output '" + std::get<std::string>(value->second) + "' would overwrite an input of this pipeline (" +
-                    input->second + ")",
+                "output '" + excerpt(std::get<std::string>(value->second)) +
+                    "' would overwrite an input of this pipeline (" + input->second + ")",
                 "write the result somewhere else");
         }
       }
@@ -682,38 +945,23 @@ class PipelineLoader {
   const LoadOptions& options_;
   Pipeline pipeline_;
   std::vector<Diagnostic> diagnostics_;
+  std::size_t unlisted_ = 0;                  // problems beyond PipelineLimits::max_diagnostics
+  Suggester suggest_;
+  std::vector<std::string> registered_types_;
+  std::vector<std::string> variable_names_;  // declared and built in, sorted (for suggestions)
+  std::set<std::string> unusable_variables_;  // declared, but with no value: reported where declared
+  std::size_t expanded_bytes_ = 0;            // of every variable and string parameter so far
 };
-
-std::string line_and_column(const std::string& text, std::size_t byte_offset) {
-  std::size_t line = 1, column = 1;
-  for (std::size_t i = 0; i < byte_offset && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      column = 1;
-    } else {
-      ++column;
-    }
-  }
-  return "line " + std::to_string(line) + ", column " + std::to_string(column);
-}
 
 LoadResult load_text(const std::string& text, Pipeline pipeline, const NodeRegistry& registry,
                      const LoadOptions& options) {
-  json document;
-  try {
-    document = json::parse(text);
-  } catch (const json::parse_error& error) {
-    // nlohmann reports the byte after the offending token; point at it.
-    std::string message = error.what();
-    const std::size_t prefix = message.find("syntax error");
-    if (prefix != std::string::npos) message = message.substr(prefix);
+  detail::ParsedDocument parsed = detail::parse_pipeline_json(text);
+  if (!parsed.problems.empty()) {
     LoadResult result;
-    result.diagnostics.push_back({line_and_column(text, error.byte > 0 ? error.byte - 1 : 0),
-                                  "invalid JSON: " + message,
-                                  "check for a missing comma, quote or bracket just before this point"});
+    result.diagnostics = std::move(parsed.problems);
     return result;
   }
-  return PipelineLoader(registry, options).load(document, std::move(pipeline));
+  return PipelineLoader(registry, options).load(parsed.document, std::move(pipeline));
 }
 
 }  // namespace
@@ -728,20 +976,15 @@ LoadResult load_pipeline_text(const std::string& text, const std::string& source
 }
 
 LoadResult load_pipeline_file(const fs::path& file, const NodeRegistry& registry, const LoadOptions& options) {
-  std::ifstream stream(file, std::ios::binary);
-  if (!stream) {
+  detail::FileBytes read = detail::read_pipeline_bytes(file);
+  if (!read.problems.empty()) {
     LoadResult result;
-    std::error_code ec;
-    const bool exists = fs::exists(file, ec);
-    result.diagnostics.push_back({"", exists ? "cannot read the pipeline file" : "the pipeline file does not exist",
-                                  exists ? "check its permissions" : "check the path"});
+    result.diagnostics = std::move(read.problems);
     return result;
   }
-  std::ostringstream buffer;
-  buffer << stream.rdbuf();
   std::error_code ec;
   fs::path directory = fs::absolute(file, ec).parent_path();
-  return load_pipeline_text(buffer.str(), file.string(), directory, registry, options);
+  return load_pipeline_text(read.bytes, file.string(), directory, registry, options);
 }
 
 }  // namespace fusionflow

@@ -177,12 +177,17 @@ std::vector<const RegisteredPayloadType*> NodeRegistry::payload_types() const {
 
 std::vector<std::string> NodeRegistry::nearest_node_types(std::string_view type, std::size_t count) const {
   std::vector<std::pair<std::size_t, std::string>> scored;
-  for (const auto& [name, node] : nodes_) scored.emplace_back(edit_distance(type, name), name);
+  // A suggestion further away than half the name's length is noise.
+  const std::size_t limit = std::max<std::size_t>(2, type.size() / 2);
+  for (const auto& [name, node] : nodes_) {
+    // The distance is at least the length difference: skip names too long or
+    // too short without the |type| x |name| cost (a type may be megabytes).
+    const std::size_t difference = type.size() > name.size() ? type.size() - name.size() : name.size() - type.size();
+    if (difference <= limit) scored.emplace_back(edit_distance(type, name), name);
+  }
   std::stable_sort(scored.begin(), scored.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<std::string> nearest;
-  // A suggestion further away than half the name's length is noise.
-  const std::size_t limit = std::max<std::size_t>(2, type.size() / 2);
   for (const auto& [distance, name] : scored) {
     if (nearest.size() == count || distance > limit) break;
     nearest.push_back(name);

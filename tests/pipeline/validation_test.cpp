@@ -1,8 +1,13 @@
 // One test per class of pipeline error: each must be reported with its JSON
 // location and a hint, and nothing may run.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
 
 #include "test_nodes.hpp"
+#include "test_support.hpp"
 
 namespace fusionflow {
 namespace {
@@ -254,6 +259,271 @@ TEST_F(Validation, VariablesMayUseOtherVariables) {
   EXPECT_EQ(cycle.diagnostics[0].location, "/variables/a");
   EXPECT_EQ(cycle.diagnostics[0].message, "variable 'a' refers to itself through other variables");
   expect_error(with_nodes(kSource, R"({"a": "${nope}"})"), "/variables/a", "unknown variable '${nope}'");
+}
+
+// --- limits and hostile input (docs/pipeline-format.md, "Limits") -------------
+
+std::string repeated(const std::string& text, std::size_t count) {
+  std::string result;
+  result.reserve(text.size() * count);
+  for (std::size_t i = 0; i < count; ++i) result += text;
+  return result;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+TEST_F(Validation, NestingIsLimitedBeforeTheDocumentIsBuilt) {
+  // The document is depth 1, "nodes" 2, the node 3, "params" 4, then lists.
+  auto nested = [](std::size_t lists) {
+    return R"({"format_version": 1, "nodes": [{"id": "a", "type": "test.source", "params": {"value": )" +
+           repeated("[", lists) + repeated("]", lists) + "}}]}";
+  };
+  expect_error(nested(PipelineLimits::max_depth - 4), "/nodes/0/params/value", "expects a number, got a list");
+  // The location of the first list too many: its pointer, line and column.
+  const std::string deepest = "/nodes/0/params/value" + repeated("/0", PipelineLimits::max_depth - 4);
+  const std::string too_deep = nested(PipelineLimits::max_depth - 3);
+  const std::string column = std::to_string(too_deep.find("[[") + PipelineLimits::max_depth - 4 + 1);
+  expect_error(too_deep, deepest + " (line 1, column " + column + ")", "nesting deeper than 64 levels",
+               "only a few levels deep");
+  // Deep enough to overflow the stack of any recursive reader.
+  expect_error(nested(1'000'000), deepest + " (line 1, column " + column + ")", "nesting deeper than 64 levels");
+}
+
+TEST_F(Validation, HugeNamesAreRefusedQuicklyWithTheirLength) {
+  const std::string huge(4u << 20, 'a');
+  const auto start = std::chrono::steady_clock::now();
+  expect_error(
+      with_nodes(R"({"id": ")" + huge + R"(", "type": "test.source"})"), "/nodes/0/id",
+      "node id 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa... (4194304 bytes)' is too long: the limit is 256 bytes");
+  expect_error(with_nodes(R"({"id": "a", "type": "test.)" + huge + R"("})"), "/nodes/0/type",
+               "node type 'test.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa... (4194309 bytes)' is too long");
+  expect_error(with_nodes(kSource, R"({")" + huge + R"(": "x"})"),
+               "/variables/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa... (4194304 bytes)",
+               "variable name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa... (4194304 bytes)' is too long");
+  // Unknown keys, connections and variables that long: short messages, no suggestion search.
+  const std::string long_name(3u << 20, 'b');
+  LoadResult result = load(with_nodes(R"({"id": "a", "type": "test.add", ")" + long_name +
+                                      R"(": 1, "inputs": {"values": [")" + long_name + R"(.x", "${)" + long_name +
+                                      R"(}"]}}, {"id": "b", "type": "test.all_params", "params": {"input": "${)" +
+                                      long_name + R"(}"}})"));
+  ASSERT_EQ(result.diagnostics.size(), 4u) << dump(result);
+  for (const Diagnostic& d : result.diagnostics) {
+    EXPECT_LT(d.location.size() + d.message.size() + d.hint.size(), 400u) << dump(result);
+  }
+  EXPECT_LT(seconds_since(start), 10.0);  // was minutes: edit distance of megabyte-long names
+  // The longest valid names are fine.
+  const std::string longest(PipelineLimits::max_name_length, 'v');
+  LoadResult valid = load(with_nodes(
+      R"({"id": ")" + longest + R"(", "type": "test.all_params", "params": {"input": "${)" + longest + R"(}"}})",
+      R"({")" + longest + R"(": "in.txt"})"));
+  EXPECT_TRUE(valid.ok()) << dump(valid);
+}
+
+TEST_F(Validation, DidYouMeanStaysWithinItsBudgetOnManyLongWrongNames) {
+  std::string nodes;
+  for (int i = 0; i < 2000; ++i)
+    nodes += R"({"id": "n)" + std::to_string(i) + std::string(250, 'x') + R"(", "type": "test.source"}, )";
+  std::string references;
+  for (int i = 0; i < 900; ++i)
+    references += std::string(i ? ", " : "") + "\"m" + std::to_string(i) + std::string(250, 'x') + ".value\"";
+  const auto start = std::chrono::steady_clock::now();
+  LoadResult result =
+      load(with_nodes(nodes + R"({"id": "sum", "type": "test.add", "inputs": {"values": [)" + references + "]}}"));
+  EXPECT_LT(seconds_since(start), 10.0);
+  ASSERT_EQ(result.diagnostics.size(), 900u);
+  EXPECT_NE(result.diagnostics[0].hint.find("valid node ids: n0xxxxxxxx"), std::string::npos)
+      << result.diagnostics[0].hint;
+  EXPECT_NE(result.diagnostics[0].hint.find("(2000 more)"), std::string::npos) << result.diagnostics[0].hint;
+}
+
+TEST_F(Validation, ExponentialVariablesAreRefusedNamingTheVariableAndTheLimit) {
+  std::string variables = R"({"v0": "ab")";
+  for (int i = 1; i <= 60; ++i) {
+    variables +=
+        ", \"v" + std::to_string(i) + "\": \"${v" + std::to_string(i - 1) + "}${v" + std::to_string(i - 1) + "}\"";
+  }
+  variables += "}";
+  // v19 is 2^20 bytes (the limit), v20 twice that.
+  expect_error(
+      with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "x", "name": "${v60}"}})", variables),
+      "/variables/v20", "variable 'v20' expands to 2097152 bytes, more than the limit of 1 MiB (1048576 bytes)",
+      "check the definitions of 'v20'");
+}
+
+TEST_F(Validation, ExpansionIsLimitedInTotalAndPerParameter) {
+  const std::string mebibyte(PipelineLimits::max_expanded_bytes, 'm');
+  expect_error(with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "x", "name": "${big}!"}})",
+                          R"({"big": ")" + mebibyte + R"("})"),
+               "/nodes/0/params/name", "parameter 'name' expands to 1048577 bytes, more than the limit of 1 MiB");
+  std::string nodes;
+  for (int i = 0; i < 70; ++i) {
+    nodes += std::string(i ? ", " : "") + R"({"id": "p)" + std::to_string(i) +
+             R"(", "type": "test.all_params", "params": {"input": "x", "name": "${big}"}})";
+  }
+  LoadResult result = load(with_nodes(nodes, R"({"big": ")" + mebibyte + R"("})"));
+  ASSERT_FALSE(result.ok());
+  // The variable, 62 names of 1 MiB and the one-byte inputs fill 64 MiB: the 63rd name does not fit.
+  EXPECT_EQ(result.diagnostics.size(), 70u - 62u) << dump(result);
+  EXPECT_EQ(result.diagnostics[0].location, "/nodes/62/params/name");
+  EXPECT_NE(result.diagnostics[0].message.find("expand to more than 64 MiB in total"), std::string::npos);
+}
+
+TEST_F(Validation, ALongChainOfVariablesResolves) {
+  // Each variable is defined by the next, in reverse order of their names.
+  std::string variables = "{";
+  for (int i = 0; i < 3000; ++i) {
+    variables +=
+        "\"v" + std::to_string(i) + "\": \"${v" + std::to_string(i + 1) + "}" + (i % 1000 == 0 ? "/" : "") + "\", ";
+  }
+  variables += R"("v3000": "end"})";
+  LoadResult result =
+      load(with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "${v0}"}})", variables));
+  ASSERT_TRUE(result.ok()) << dump(result);
+  EXPECT_EQ(std::get<std::string>(result.pipeline->nodes[0].params.at("input")), "end///");
+  EXPECT_EQ(result.pipeline->variables.at("v2500"), "end");
+}
+
+TEST_F(Validation, DollarDollarIsALiteralDollarInVariablesToo) {
+  const std::string text =
+      with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "${price}", "name": "${both}"}})",
+                 R"({"price": "cost $$5 or $${HOME}", "both": "${price} $$$$", "lone": "a$b"})");
+  LoadResult result = load(text);
+  ASSERT_TRUE(result.ok()) << dump(result);
+  EXPECT_EQ(std::get<std::string>(result.pipeline->nodes[0].params.at("input")), "cost $5 or ${HOME}");
+  EXPECT_EQ(std::get<std::string>(result.pipeline->nodes[0].params.at("name")), "cost $5 or ${HOME} $$");
+  EXPECT_EQ(result.pipeline->variables.at("lone"), "a$b");
+  LoadOptions options;
+  options.variable_overrides = {{"price", "$${x}"}};
+  LoadResult overridden = load(text, options);
+  ASSERT_TRUE(overridden.ok()) << dump(overridden);
+  EXPECT_EQ(std::get<std::string>(overridden.pipeline->nodes[0].params.at("input")), "${x}");
+}
+
+TEST_F(Validation, VariablesUsingACycleAreNotReportedTwice) {
+  LoadResult result = load(with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "${c}"}})",
+                                      R"({"a": "${b}", "b": "${a}", "c": "${a}/x", "self": "${self}", "ok": "1"})"));
+  std::vector<std::string> locations;
+  for (const auto& d : result.diagnostics) locations.push_back(d.location);
+  EXPECT_EQ(locations, (std::vector<std::string>{"/variables/a", "/variables/b", "/variables/self"})) << dump(result);
+  EXPECT_NE(result.diagnostics[0].hint.find("'a' uses '${b}'"), std::string::npos) << dump(result);
+  // An unknown variable used by others is reported once, where it is used first.
+  LoadResult unknown = load(with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "${b}"}})",
+                                       R"({"a": "${nope}", "b": "${a}"})"));
+  ASSERT_EQ(unknown.diagnostics.size(), 1u) << dump(unknown);
+  EXPECT_EQ(unknown.diagnostics[0].location, "/variables/a");
+}
+
+TEST_F(Validation, NumberBeyondADoubleGivesItsLocation) {
+  expect_error(
+      "{\"format_version\": 1,\n \"nodes\": [{\"id\": \"a\", \"type\": \"test.source\", \"params\": {\"value\": "
+      "-2e400}}]}",
+      "/nodes/0/params/value (line 2, column 67)", "number -2e400 is beyond the range of a double", "smaller number");
+  expect_error(
+      with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "x", "weights": [1, 1E+309]}})"),
+      "/nodes/0/params/weights/1 (line 1, column 129)", "number 1E+309 is beyond the range of a double");
+}
+
+TEST_F(Validation, DuplicateKeysAreReportedAtTheSecondKey) {
+  LoadResult result = load(
+      "{\"format_version\": 1,\n"
+      " \"nodes\": [{\"id\": \"a\", \"type\": \"test.source\", \"params\": {\"value\": 1, \"value\": 2}}],\n"
+      " \"format_version\": 1, \"x\\\"y\": 1, \"x\\u0022y\": 2}");
+  std::vector<std::string> locations;
+  for (const auto& d : result.diagnostics) locations.push_back(d.location);
+  EXPECT_EQ(locations, (std::vector<std::string>{"/nodes/0/params/value (line 2, column 70)",
+                                                 "/format_version (line 3, column 2)", "/x\"y (line 3, column 34)"}))
+      << dump(result);
+  EXPECT_EQ(result.diagnostics[0].message, "duplicate key 'value'");
+  EXPECT_NE(result.diagnostics[0].hint.find("may appear only once"), std::string::npos);
+}
+
+TEST_F(Validation, NulBytesAreRefused) {
+  expect_error(with_nodes(kSource) + std::string("\0{\"garbage\"", 11), "line 1, column 86",
+               "the file contains a NUL byte", "UTF-16");
+  // Escaped in a string, U+0000 is valid JSON, but no parameter may hold it.
+  expect_error(with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "in\u0000.txt"}})"),
+               "/nodes/0/params/input", "parameter 'input' contains a NUL character");
+}
+
+TEST_F(Validation, DescriptionsMustBeStrings) {
+  expect_error(with_nodes(R"({"id": "a", "type": "test.source", "description": 7})"), "/nodes/0/description",
+               "must be a string, not an integer", "free text");
+  expect_error(with_nodes(kSource, R"({"v": {"default": "1", "description": ["x"]}})"), "/variables/v/description",
+               "must be a string, not a list");
+  expect_error(R"({"format_version": 1, "description": {}, "nodes": [{"id": "a", "type": "test.source"}]})",
+               "/description", "must be a string, not an object");
+}
+
+TEST_F(Validation, AnEmptyListOnARequiredMultiInputIsAnError) {
+  expect_error(with_nodes(R"({"id": "sum", "type": "test.add", "inputs": {"values": []}})"), "/nodes/0/inputs/values",
+               "required input 'values' (TestValue) of node 'sum' has an empty list", "list at least one");
+  // On an optional multi-input it means "not connected".
+  LoadResult optional = load(with_nodes(R"({"id": "s", "type": "test.sleep", "inputs": {"values": []}})"));
+  ASSERT_TRUE(optional.ok()) << dump(optional);
+  EXPECT_TRUE(optional.pipeline->nodes[0].inputs.at("values").empty());
+}
+
+TEST_F(Validation, TooManyProblemsAreCounted) {
+  std::string nodes;
+  for (int i = 0; i < 1500; ++i) {
+    nodes += std::string(i ? ", " : "") + R"({"id": "n)" + std::to_string(i) + R"(", "type": "test.nothing"})";
+  }
+  LoadResult result = load(with_nodes(nodes));
+  ASSERT_EQ(result.diagnostics.size(), PipelineLimits::max_diagnostics + 1);
+  EXPECT_EQ(result.diagnostics.back().message, "500 more problems not listed (only the first 1000 are)");
+}
+
+TEST_F(Validation, TenThousandNodesLoad) {
+  std::string nodes = kSource;
+  std::string all;
+  for (int i = 1; i < 10000; ++i) {
+    const std::string id = "n" + std::to_string(i);
+    nodes += R"(, {"id": ")" + id + R"(", "type": "test.add", "inputs": {"values": ["a.value"]}})";
+    all += std::string(i > 1 ? ", " : "") + "\"" + id + ".sum\"";
+  }
+  nodes += R"(, {"id": "total", "type": "test.add", "inputs": {"values": [)" + all + "]}}";
+  const auto start = std::chrono::steady_clock::now();
+  LoadResult result = load(with_nodes(nodes));
+  ASSERT_TRUE(result.ok()) << dump(result);
+  EXPECT_EQ(result.pipeline->nodes.size(), 10001u);
+  EXPECT_LT(seconds_since(start), 10.0);
+}
+
+TEST_F(Validation, OnlyRegularFilesWithinTheSizeLimitAreRead) {
+  const std::filesystem::path dir = testing::fresh_temp_directory("validation-files");
+  auto message_for = [&](const std::filesystem::path& path) {
+    LoadResult result = load_pipeline_file(path, registry_);
+    EXPECT_FALSE(result.ok());
+    return result.diagnostics.empty() ? std::string()
+                                      : result.diagnostics[0].message + " | " + result.diagnostics[0].hint;
+  };
+  EXPECT_EQ(message_for("/dev/zero").rfind("the pipeline path is a character device, not a regular file", 0), 0u);
+  EXPECT_EQ(message_for(dir).rfind("the pipeline path is a directory, not a regular file", 0), 0u);
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0600), 0);
+  EXPECT_EQ(message_for(dir / "fifo").rfind("the pipeline path is a FIFO (named pipe), not a regular file", 0), 0u);
+  {
+    std::ofstream(dir / "big.json") << with_nodes(kSource);
+    std::filesystem::resize_file(dir / "big.json", PipelineLimits::max_file_bytes + 1);  // sparse: not written
+  }
+  EXPECT_EQ(message_for(dir / "big.json"),
+            "the pipeline file is 16.0 MiB; the limit is 16 MiB (16777216 bytes) | a pipeline holds nodes, parameters "
+            "and variables; large data belongs in the files its nodes read");
+  std::ofstream(dir / "empty.json").close();
+  EXPECT_EQ(message_for(dir / "empty.json").rfind("the file is empty", 0), 0u);
+  std::ofstream(dir / "ok.json") << "\xEF\xBB\xBF" << with_nodes(kSource);  // a byte order mark is fine
+  EXPECT_TRUE(load_pipeline_file(dir / "ok.json", registry_).ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(Validation, SyntaxErrorHintsNameCommonMistakes) {
+  expect_error("{\"format_version\": 1,\n \"nodes\": [{\"id\": \"a\", \"type\": \"test.source\"},\n ]}",
+               "line 3, column 2", "invalid JSON", "remove the comma before this ']': JSON allows no trailing commas");
+  expect_error("{\"format_version\": 1, // the version\n \"nodes\": []}", "line 1, column 23", "invalid JSON",
+               "JSON has no comments");
+  expect_error("{'format_version': 1}", "line 1, column 2", "invalid JSON", "double quotes");
+  expect_error("   \r\n\t", "", "the file holds only white space", "a pipeline is a JSON object");
 }
 
 TEST_F(Validation, MissingFileIsReportedNotThrown) {

@@ -19,6 +19,26 @@ namespace fusionflow {
 
 constexpr int kPipelineFormatVersion = 1;
 
+// What a pipeline may hold (docs/pipeline-format.md, "Limits"). They are far
+// above what real pipelines need and are checked before or while parsing, so
+// that no file, whatever its bytes, can make loading crash, hang or exhaust
+// memory.
+struct PipelineLimits {
+  // Size of the pipeline file (or text), checked before reading it.
+  static constexpr std::size_t max_file_bytes = 16u << 20;
+  // Objects and lists nested in each other, the document itself counting as 1
+  // (a parameter list inside a node is at depth 5).
+  static constexpr std::size_t max_depth = 64;
+  // Node ids, node types and variable names.
+  static constexpr std::size_t max_name_length = 256;
+  // One variable or string parameter after ${name} substitution ...
+  static constexpr std::size_t max_expanded_bytes = 1u << 20;
+  // ... and all of them together.
+  static constexpr std::size_t max_total_expanded_bytes = 64u << 20;
+  // Problems listed for one file; the rest are counted.
+  static constexpr std::size_t max_diagnostics = 1000;
+};
+
 // One problem found while loading: where (a JSON pointer such as
 // "/nodes/2/params/sigma", or "line 4, column 7" for syntax errors), what,
 // and what to do about it.

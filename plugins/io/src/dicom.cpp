@@ -10,6 +10,7 @@
 // here; ITK's GDCMImageIO then decodes each slice's pixels with that slice's
 // own rescale slope and intercept (CT Hounsfield units, PET Bq/mL).
 #include "io_internal.hpp"
+#include "siemens_mosaic.hpp"
 
 #include <fusionflow/itk_bridge.hpp>
 
@@ -23,12 +24,14 @@
 #include <dcmtk/dcmdata/dcelem.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcitem.h>
+#include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/oflog/oflog.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -99,6 +102,23 @@ std::uint32_t get_count(DcmItem& item, const DcmTagKey& tag, std::uint32_t fallb
   return fallback;
 }
 
+// A Siemens MOSAIC file, as its header describes it.
+struct MosaicHeader {
+  std::size_t images = 0;                           // slices tiled in the image (NumberOfImagesInMosaic)
+  std::optional<std::array<double, 3>> csa_normal;  // CSA SliceNormalVector: the order of the tiles
+  std::string refusal;                              // why the mosaic cannot be unpacked (then `images` is 0)
+  std::string warning;                              // why the CSA header was not used
+};
+
+// One frame of an enhanced image: each attribute from the frame's functional
+// groups, else from the shared ones.
+struct FrameGeometry {
+  std::optional<std::array<double, 3>> position;
+  std::optional<std::array<double, 6>> orientation;
+  std::optional<std::array<double, 2>> pixel_spacing;
+  std::optional<double> slice_thickness, spacing_between_slices, rescale_slope, rescale_intercept;
+};
+
 struct SliceHeader {
   fs::path file;
   std::string series_uid, series_description, series_number, modality;
@@ -109,6 +129,15 @@ struct SliceHeader {
   std::uint32_t rows = 0, columns = 0, samples = 1, bits_allocated = 0, frames = 1;
   std::string acquisition_date, acquisition_time;
   double along_normal = 0.0;  // filled when sorting
+  // What the frames are (multi-frame files).
+  std::string sop_class_uid;
+  bool functional_groups = false;             // enhanced IODs: geometry per frame, (5200,9229)/(5200,9230)
+  std::vector<DcmTagKey> frame_increment;     // (0028,0009): what changes from frame to frame
+  std::vector<FrameGeometry> frame_geometry;  // enhanced images: one entry per frame
+  std::string frame_problem;                  // why the frames of an enhanced image cannot be placed
+  std::size_t frame_index = 0;                // a frame of an enhanced image, as a slice (file order)
+  // Siemens MOSAIC: set if the file is one.
+  std::optional<MosaicHeader> mosaic;
 };
 
 template <std::size_t N>
@@ -120,6 +149,181 @@ std::optional<std::array<double, N>> get_vector(DcmItem& item, const DcmTagKey& 
     values[n] = *value;
   }
   return values;
+}
+
+std::string format_value(double value) {
+  std::ostringstream text;
+  text.precision(10);
+  text << value;
+  return text.str();
+}
+
+// "Name (gggg,eeee)" of a tag, for messages.
+std::string text(const DcmTagKey& key) {
+  DcmTag tag(key);
+  char code[16];
+  std::snprintf(code, sizeof code, "(%04X,%04X)", unsigned(key.getGroup()), unsigned(key.getElement()));
+  const char* name = tag.getTagName();
+  return name == nullptr || std::string(name) == DcmTag_ERROR_TagName ? code : std::string(name) + " " + code;
+}
+
+// The block xx of private creator `creator` in `group`: its elements are
+// (group,xxyy), and (group,00xx) holds the creator's name.
+std::optional<Uint16> private_block(DcmItem& item, Uint16 group, const std::string& creator) {
+  for (unsigned long n = 0; n < item.card(); ++n) {
+    DcmElement* element = item.getElement(n);
+    if (element == nullptr) continue;
+    const DcmTagKey key = element->getTag();
+    if (key.getGroup() != group || key.getElement() < 0x10 || key.getElement() > 0xFF) continue;
+    OFString value;
+    if (element->getOFStringArray(value).good() && std::string(value.c_str()).rfind(creator, 0) == 0 &&
+        std::string(value.c_str()).find_first_not_of(' ', creator.size()) == std::string::npos) {
+      return key.getElement();
+    }
+  }
+  return std::nullopt;
+}
+
+// The value bytes of an OB or UN element, or of a private element DCMTK's
+// dictionary does not know in an implicit VR file (DCMTK has checked its
+// length against the file).
+std::optional<std::pair<const Uint8*, std::size_t>> element_bytes(DcmItem& item, const DcmTagKey& key) {
+  DcmElement* element = nullptr;
+  if (item.findAndGetElement(key, element).bad() || element == nullptr) return std::nullopt;
+  const DcmEVR vr = element->ident();
+  if (vr != EVR_OB && vr != EVR_UN && vr != EVR_UNKNOWN && vr != EVR_UNKNOWN2B) return std::nullopt;
+  Uint8* bytes = nullptr;
+  if (element->getUint8Array(bytes).bad() || (bytes == nullptr && element->getLength() != 0)) return std::nullopt;
+  return std::make_pair(static_cast<const Uint8*>(bytes), std::size_t{element->getLength()});
+}
+
+// Siemens MOSAIC detection, as nibabel and dcm2niix do it: ImageType
+// (0008,0008) holds MOSAIC, or the CSA image header has a
+// NumberOfImagesInMosaic (and an AcquisitionMatrixText). The count comes
+// from the CSA header or Siemens' (0019,xx0A); the order of the tiles from the
+// CSA SliceNormalVector.
+std::optional<MosaicHeader> read_mosaic_header(DcmDataset& data) {
+  bool typed_mosaic = false;
+  std::istringstream image_type(get_string(data, DCM_ImageType));
+  for (std::string value; std::getline(image_type, value, '\\');) {
+    value.erase(std::remove(value.begin(), value.end(), ' '), value.end());
+    typed_mosaic |= value == "MOSAIC";
+  }
+  std::optional<CsaHeader> csa;
+  std::string csa_problem = "there is none";
+  if (const auto block = private_block(data, 0x0029, "SIEMENS CSA HEADER")) {
+    const auto bytes = element_bytes(data, DcmTagKey(0x0029, Uint16(*block << 8 | 0x10)));
+    if (bytes) {
+      try {
+        csa = parse_csa_header(bytes->first, bytes->second);
+      } catch (const std::runtime_error& error) {
+        csa_problem = error.what();
+      }
+    }
+  }
+  const auto count = [](std::optional<double> value) -> std::optional<std::size_t> {
+    if (!value || *value < 1 || *value > 65535 || std::floor(*value) != *value) return std::nullopt;
+    return std::size_t(*value);
+  };
+  const std::optional<double> csa_value = csa ? csa->number("NumberOfImagesInMosaic") : std::nullopt;
+  const bool csa_mosaic = csa_value && *csa_value != 0 && csa->has_text("AcquisitionMatrixText");
+  if (!typed_mosaic && !csa_mosaic) return std::nullopt;
+
+  MosaicHeader mosaic;
+  const std::optional<std::size_t> csa_images = count(csa_value);
+  std::optional<std::size_t> private_images;
+  if (const auto block = private_block(data, 0x0019, "SIEMENS MR HEADER")) {
+    const DcmTagKey key(0x0019, Uint16(*block << 8 | 0x0A));
+    Uint16 value = 0;
+    if (data.findAndGetUint16(key, value).good()) {
+      private_images = count(double(value));
+    } else if (const auto bytes = element_bytes(data, key);
+               bytes && bytes->second == 2 && DcmXfer(data.getOriginalXfer()).isLittleEndian()) {
+      private_images = count(double(bytes->first[0] | bytes->first[1] << 8));  // implicit VR: US, little endian
+    }
+  }
+  if (csa_value && !csa_images) {
+    mosaic.refusal = "its CSA NumberOfImagesInMosaic (" + format_value(*csa_value) + ") is not a count";
+  } else if (csa_images && private_images && *csa_images != *private_images) {
+    mosaic.refusal = "its NumberOfImagesInMosaic is " + std::to_string(*csa_images) + " in the CSA header but " +
+                     std::to_string(*private_images) + " in (0019,xx0A): the header is corrupt";
+  } else if (csa_images || private_images) {
+    mosaic.images = csa_images ? *csa_images : *private_images;
+  } else {
+    mosaic.refusal =
+        "it does not say how many slices it holds: no NumberOfImagesInMosaic in its CSA image header "
+        "(0029,xx10) (" +
+        (csa ? std::string("not in it") : csa_problem) + ") or in (0019,xx0A) (removed by anonymisation?)";
+  }
+  if (csa) {
+    std::array<double, 3> normal{};
+    bool complete = true;
+    for (std::size_t n = 0; n < 3; ++n) {
+      const auto value = csa->number("SliceNormalVector", n);
+      complete &= value.has_value();
+      if (value) normal[n] = *value;
+    }
+    if (complete) mosaic.csa_normal = normal;
+  }
+  if (!mosaic.csa_normal && mosaic.refusal.empty()) {
+    mosaic.warning = "its CSA image header gives no slice normal (" +
+                     (csa ? std::string("no SliceNormalVector") : "CSA header: " + csa_problem) +
+                     "); its tiles are taken to run along the row x column normal, as nibabel does";
+  }
+  return mosaic;
+}
+
+DcmItem* functional_group(DcmItem* groups, const DcmTagKey& sequence) {
+  DcmItem* item = nullptr;
+  if (groups != nullptr && groups->findAndGetSequenceItem(sequence, item, 0).good()) return item;
+  return nullptr;
+}
+
+// The frames of an enhanced image (per-frame and shared functional groups).
+void read_frame_geometry(DcmDataset& data, SliceHeader& slice) {
+  DcmItem* shared = nullptr;
+  if (data.findAndGetSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, 0).bad()) shared = nullptr;
+  DcmSequenceOfItems* per_frame = nullptr;
+  if (data.findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, per_frame).bad()) per_frame = nullptr;
+  const unsigned long items = per_frame != nullptr ? per_frame->card() : 0;
+  // The loop runs over items present in the file, never over the frame count
+  // alone.
+  if (items != slice.frames && !(items == 0 && slice.frames == 1)) {
+    slice.frame_problem = "its per-frame functional groups (5200,9230) describe " + std::to_string(items) +
+                          " frames, not its " + std::to_string(slice.frames);
+    return;
+  }
+  for (std::uint32_t n = 0; n < slice.frames; ++n) {
+    DcmItem* frame = items != 0 ? per_frame->getItem(n) : nullptr;
+    const auto group = [&](const DcmTagKey& sequence) {
+      DcmItem* own = functional_group(frame, sequence);
+      return own != nullptr ? own : functional_group(shared, sequence);
+    };
+    FrameGeometry f;
+    if (DcmItem* g = group(DCM_PlanePositionSequence)) f.position = get_vector<3>(*g, DCM_ImagePositionPatient);
+    if (DcmItem* g = group(DCM_PlaneOrientationSequence)) {
+      f.orientation = get_vector<6>(*g, DCM_ImageOrientationPatient);
+    }
+    if (DcmItem* g = group(DCM_PixelMeasuresSequence)) {
+      f.pixel_spacing = get_vector<2>(*g, DCM_PixelSpacing);
+      f.slice_thickness = get_number(*g, DCM_SliceThickness);
+      f.spacing_between_slices = get_number(*g, DCM_SpacingBetweenSlices);
+    }
+    if (DcmItem* g = group(DCM_PixelValueTransformationSequence)) {
+      f.rescale_slope = get_number(*g, DCM_RescaleSlope);
+      f.rescale_intercept = get_number(*g, DCM_RescaleIntercept);
+    }
+    slice.frame_geometry.push_back(f);
+  }
+  // A single-frame enhanced image reads like a classic slice.
+  if (slice.frames == 1) {
+    const FrameGeometry& f = slice.frame_geometry.front();
+    if (!slice.position) slice.position = f.position;
+    if (!slice.orientation) slice.orientation = f.orientation;
+    if (!slice.pixel_spacing) slice.pixel_spacing = f.pixel_spacing;
+    if (!slice.slice_thickness) slice.slice_thickness = f.slice_thickness;
+    if (!slice.spacing_between_slices) slice.spacing_between_slices = f.spacing_between_slices;
+  }
 }
 
 // Reads the header of one DICOM file. Returns false if it holds no pixel data
@@ -147,6 +351,18 @@ bool read_slice_header(const fs::path& path, SliceHeader& slice) {
   slice.frames = get_count(data, DCM_NumberOfFrames, 1);
   slice.acquisition_date = get_string(data, DCM_AcquisitionDate);
   slice.acquisition_time = get_string(data, DCM_AcquisitionTime);
+  slice.sop_class_uid = get_string(data, DCM_SOPClassUID);
+  slice.functional_groups =
+      data.tagExists(DCM_SharedFunctionalGroupsSequence) || data.tagExists(DCM_PerFrameFunctionalGroupsSequence);
+  DcmElement* increment = nullptr;
+  if (data.findAndGetElement(DCM_FrameIncrementPointer, increment).good() && increment != nullptr) {
+    for (unsigned long n = 0; n < increment->getVM(); ++n) {
+      DcmTagKey key;
+      if (increment->getTagVal(key, n).good()) slice.frame_increment.push_back(key);
+    }
+  }
+  if (slice.functional_groups) read_frame_geometry(data, slice);
+  slice.mosaic = read_mosaic_header(data);
   if (slice.rows == 0 || slice.columns == 0 || slice.frames == 0) {
     throw std::runtime_error("cannot read DICOM file " + quoted(path) +
                              ": Rows, Columns or NumberOfFrames is 0 "
@@ -300,6 +516,42 @@ std::pair<std::array<double, 3>, std::array<double, 3>> cosines(const SliceHeade
   return {row, column};
 }
 
+std::string frame_layout_name(const SliceHeader& slice) {
+  const char* sop_name = dcmFindNameOfUID(slice.sop_class_uid.c_str(), nullptr);
+  return "'" +
+         (sop_name != nullptr           ? std::string(sop_name)
+          : slice.sop_class_uid.empty() ? std::string("no SOP class UID")
+                                        : "SOP class " + slice.sop_class_uid) +
+         "', " + std::to_string(slice.frames) + (slice.frames == 1 ? " frame" : " frames");
+}
+
+// Refuses the multi-frame layouts whose frames the loaders would misplace:
+// enhanced images whose functional groups do not describe every frame, and
+// classic multi-frame files whose frames are not slices (cine, planar NM
+// views, ...).
+void check_frame_layout(const SliceHeader& slice) {
+  const std::string what = frame_layout_name(slice);
+  const std::string convert = "; convert it first, e.g. to NIfTI with dcm2niix";
+  if (slice.functional_groups) {
+    if (slice.frame_problem.empty()) return;  // its frames are placed one by one (enhanced_stack)
+    throw std::runtime_error("cannot read DICOM file " + quoted(slice.file) +
+                             ": it is an enhanced multi-frame image (" + what +
+                             ") whose frames cannot be placed: " + slice.frame_problem + convert);
+  }
+  if (slice.frames <= 1) return;
+  for (const DcmTagKey& key : slice.frame_increment) {
+    if (key == DCM_SliceVector || key == DCM_SliceLocationVector || key == DCM_GridFrameOffsetVector) return;
+  }
+  std::string steps;
+  for (const DcmTagKey& key : slice.frame_increment) steps += (steps.empty() ? "" : ", ") + text(key);
+  throw std::runtime_error("cannot read DICOM file " + quoted(slice.file) + ": it is a multi-frame image (" + what +
+                           ") whose frames are not the slices of one volume: its FrameIncrementPointer (0028,0009) " +
+                           (steps.empty() ? std::string("is missing") : "steps through " + steps) +
+                           " (the io loaders read multi-frame files whose frames step through SliceVector, "
+                           "SliceLocationVector or GridFrameOffsetVector)" +
+                           convert);
+}
+
 struct SeriesGeometry {
   Geometry geometry;
   std::vector<std::string> warnings;
@@ -310,6 +562,21 @@ struct SeriesGeometry {
 SeriesGeometry sort_and_check(std::vector<SliceHeader>& slices, const fs::path& where) {
   SeriesGeometry result;
   SliceHeader& first = slices.front();
+  for (const SliceHeader& slice : slices) check_frame_layout(slice);
+  if (slices.size() > 1) {
+    const auto mosaic = std::find_if(slices.begin(), slices.end(), [](const SliceHeader& s) { return s.mosaic; });
+    if (mosaic != slices.end()) {
+      const auto mosaics = std::count_if(slices.begin(), slices.end(), [](const SliceHeader& s) { return s.mosaic; });
+      throw std::runtime_error(
+          "cannot read DICOM series in " + quoted(where) + ": " +
+          (std::size_t(mosaics) == slices.size()
+               ? "its " + std::to_string(mosaics) + " files are"
+               : std::to_string(mosaics) + " of its " + std::to_string(slices.size()) + " files are") +
+          " Siemens MOSAIC images, each a whole volume (one time point of an fMRI run, or one diffusion weighting); "
+          "they are not stacked into one volume: load one of them by its file path, e.g. " +
+          quoted(mosaic->file));
+    }
+  }
   for (const SliceHeader& slice : slices) {
     if (slice.rows != first.rows || slice.columns != first.columns) {
       throw std::runtime_error("inconsistent DICOM series in " + quoted(where) + ": " + quoted(slice.file) + " is " +
@@ -425,6 +692,113 @@ SeriesGeometry sort_and_check(std::vector<SliceHeader>& slices, const fs::path& 
                              "resample the series to an orthogonal grid first");
   }
   g.spacing[2] = mean;
+  return result;
+}
+
+// The frames of an enhanced multi-frame image as the slices of one stack:
+// sorted along the normal and checked like a series (one orientation, uniform
+// spacing, no duplicate positions: several echoes, phases or b-values in one
+// file are refused). `order` receives the file's frame index of each slice.
+SeriesGeometry enhanced_stack(const SliceHeader& file, std::vector<std::size_t>& order) {
+  check_frame_layout(file);  // refuses frames the functional groups do not describe
+  if (file.frame_geometry.size() != file.frames || file.frame_geometry.empty()) {
+    throw std::logic_error("enhanced_stack: frames not read");
+  }
+  const std::string image = "cannot read DICOM file " + quoted(file.file) + ": it is an enhanced multi-frame image (" +
+                            frame_layout_name(file) + ")";
+  const std::string convert = "; convert it first, e.g. to NIfTI with dcm2niix";
+  std::vector<SliceHeader> frames(file.frame_geometry.size());
+  for (std::size_t n = 0; n < frames.size(); ++n) {
+    const FrameGeometry& f = file.frame_geometry[n];
+    SliceHeader& frame = frames[n];
+    frame.file = fs::path(file.file.string() + " frame " + std::to_string(n + 1));
+    frame.rows = file.rows;
+    frame.columns = file.columns;
+    frame.position = f.position;
+    frame.orientation = f.orientation;
+    frame.pixel_spacing = f.pixel_spacing;
+    frame.slice_thickness = f.slice_thickness;
+    frame.spacing_between_slices = f.spacing_between_slices;
+    frame.frame_index = n;
+    const FrameGeometry& first = file.frame_geometry.front();
+    // GDCM applies one rescale to the whole file.
+    if (f.rescale_slope.value_or(1.0) != first.rescale_slope.value_or(1.0) ||
+        f.rescale_intercept.value_or(0.0) != first.rescale_intercept.value_or(0.0)) {
+      throw std::runtime_error(image + " whose frames are rescaled differently (frame " + std::to_string(n + 1) +
+                               " has another RescaleSlope/RescaleIntercept than frame 1), which the io loaders do "
+                               "not read" +
+                               convert);
+    }
+  }
+  SeriesGeometry layout;
+  try {
+    layout = sort_and_check(frames, file.file);
+  } catch (const std::runtime_error& error) {
+    throw std::runtime_error(image + " whose frames do not form one regular stack of slices: " + error.what() +
+                             convert);
+  }
+  order.clear();
+  for (const SliceHeader& frame : frames) order.push_back(frame.frame_index);
+  return layout;
+}
+
+// Where the tiles of a Siemens MOSAIC go.
+struct MosaicLayout {
+  MosaicTiling tiling;
+  bool reversed = false;  // the tiles run against the row x column normal
+};
+
+// Turns the geometry of a single MOSAIC file (as sort_and_check computed it
+// for the whole image) into that of its unpacked slices.
+MosaicLayout mosaic_layout(const SliceHeader& slice, SeriesGeometry& layout) {
+  const MosaicHeader& mosaic = *slice.mosaic;
+  const auto refuse = [&](const std::string& why) {
+    throw std::runtime_error("cannot read Siemens MOSAIC DICOM file " + quoted(slice.file) + ": " + why);
+  };
+  if (!mosaic.refusal.empty()) refuse(mosaic.refusal);
+  if (!slice.position || !slice.orientation || !slice.pixel_spacing) {
+    refuse(
+        "it lacks ImagePositionPatient (0020,0032), ImageOrientationPatient (0020,0037) or PixelSpacing "
+        "(0028,0030), which place its slices");
+  }
+  MosaicLayout result;
+  try {
+    result.tiling = mosaic_tiling(slice.columns, slice.rows, mosaic.images);
+  } catch (const std::runtime_error& error) {
+    refuse(error.what());
+  }
+  const MosaicTiling& tiling = result.tiling;
+  Geometry& g = layout.geometry;
+  std::array<double, 3> normal{};
+  for (int n = 0; n < 3; ++n) normal[n] = g.direction[n * 3 + 2];
+  if (mosaic.csa_normal) {
+    const auto& csa = *mosaic.csa_normal;
+    const double length = std::sqrt(dot(csa, csa));
+    const double along = length > 0 ? dot(csa, normal) / length : 0.0;
+    if (!(std::abs(std::abs(along) - 1.0) <= 1e-4)) {
+      refuse(
+          "its CSA SliceNormalVector is not perpendicular to its ImageOrientationPatient (0020,0037): the header "
+          "is corrupt");
+    }
+    result.reversed = along < 0;
+  }
+  // Siemens writes the ImagePositionPatient of the whole mosaic as if it were
+  // one image of the slices' pixel size centred where the slices are: the
+  // first tile's corner lies half the size difference further along the rows
+  // and the columns.
+  const double columns_shift = (double(slice.columns) - double(tiling.tile_columns)) / 2.0;
+  const double rows_shift = (double(slice.rows) - double(tiling.tile_rows)) / 2.0;
+  for (int n = 0; n < 3; ++n) {
+    g.origin[n] +=
+        g.direction[n * 3 + 0] * g.spacing[0] * columns_shift + g.direction[n * 3 + 1] * g.spacing[1] * rows_shift;
+  }
+  // Tile k lies k slice spacings along the CSA normal; the volume's slices run
+  // along row x column, as those of a series of single slices do.
+  if (result.reversed) {
+    for (int n = 0; n < 3; ++n) g.origin[n] -= double(tiling.images - 1) * g.spacing[2] * normal[n];
+  }
+  g.size = {tiling.tile_columns, tiling.tile_rows, tiling.images};
+  if (!mosaic.warning.empty()) layout.warnings.push_back(quoted(slice.file) + ": " + mosaic.warning);
   return result;
 }
 
@@ -548,7 +922,11 @@ LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx) {
                              "; load it with " + loader);
   }
 
-  SeriesGeometry layout = sort_and_check(slices, path);
+  const bool enhanced = slices.size() == 1 && slices.front().functional_groups && slices.front().frames > 1;
+  std::vector<std::size_t> frame_order;  // enhanced: file frame of each slice
+  SeriesGeometry layout = enhanced ? enhanced_stack(slices.front(), frame_order) : sort_and_check(slices, path);
+  std::optional<MosaicLayout> mosaic;
+  if (slices.size() == 1 && slices.front().mosaic) mosaic = mosaic_layout(slices.front(), layout);
   for (const std::string& warning : layout.warnings) ctx.log(LogLevel::Warn, warning);
   Geometry& g = layout.geometry;
   std::uint64_t voxels = 1;
@@ -586,6 +964,33 @@ LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx) {
     if (volume.geometry.size != g.size) {
       throw std::runtime_error("cannot read DICOM file " + quoted(path) + ": decoded size differs from its header");
     }
+    if (enhanced) {
+      // GDCM keeps the file's frame order and guesses the geometry from the
+      // first frames: the frames go where their own positions say.
+      std::vector<float> sorted(volume.voxels.size());
+      for (std::size_t k = 0; k < frame_order.size(); ++k) {
+        std::copy_n(volume.voxels.begin() + std::ptrdiff_t(frame_order[k] * slice_voxels), slice_voxels,
+                    sorted.begin() + std::ptrdiff_t(k * slice_voxels));
+      }
+      volume.voxels = std::move(sorted);
+      volume.geometry = g;
+    }
+  } else if (mosaic) {
+    const SliceHeader& file = slices.front();
+    if (std::uint64_t{file.columns} * file.rows > request.max_voxels) {
+      throw std::runtime_error("cannot read DICOM " + quoted(path) + ": its " + std::to_string(file.columns) + "x" +
+                               std::to_string(file.rows) + " pixels exceed the limit of " +
+                               std::to_string(request.max_voxels) + " voxels (parameter max_voxels)");
+    }
+    std::vector<float> tiles(std::size_t{file.columns} * file.rows);
+    read_pixels(file.file, file.columns, file.rows, 1, tiles.data());
+    unpack_mosaic(tiles.data(), mosaic->tiling, mosaic->reversed, volume.voxels.data());
+    volume.geometry = g;
+    ctx.log(LogLevel::Info, "Siemens MOSAIC " + quoted(path) + ": " + std::to_string(mosaic->tiling.images) +
+                                " slices of " + std::to_string(g.size[0]) + "x" + std::to_string(g.size[1]) +
+                                " unpacked from its " + std::to_string(file.columns) + "x" + std::to_string(file.rows) +
+                                " mosaic" + (mosaic->reversed ? " (tiles in reverse slice order)" : ""));
+    ctx.progress(0.9);
   } else {
     for (std::size_t k = 0; k < slices.size(); ++k) {
       ctx.throw_if_cancelled();
