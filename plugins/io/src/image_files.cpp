@@ -699,7 +699,9 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
                                " component(s); the io loaders read single-component (grey-level) images: convert "
                                "colour or complex images first");
     }
-    component_size = io->GetComponentSize();
+    // The bytes a voxel takes in the file: for NIfTI, niftilib's (ITK reports
+    // integer data with scl_slope/scl_inter as float, 4 bytes).
+    component_size = nifti ? static_cast<std::uint64_t>(std::max(0, nifti->bytes_per_voxel)) : io->GetComponentSize();
   }
   // Voxel counts without overflow: what is allocated (one volume, or the
   // whole 4D image where ITK cannot stream one volume) against max_voxels,

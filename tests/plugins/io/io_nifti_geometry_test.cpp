@@ -185,6 +185,29 @@ print_all([polar(image.affine, image.shape)[0]])
   EXPECT_NE(message.find("max_shear_error_mm"), std::string::npos) << message;
 }
 
+// Integer NIfTI data with a scale: ITK reports it as float (4 bytes a voxel),
+// the file holds 2 bytes a voxel; it loads, scaled as nibabel scales it.
+TEST_F(IoNiftiGeometry, ScaledInt16LoadsWithItsScale) {
+  for (const std::string name : {"scaled.nii", "scaled.nii.gz"}) {
+    const fs::path path = dir_ / name;
+    const std::vector<double> expected = python(std::string(kWriteImage) + R"(
+affine = np.array([[0.8, 0, 0, -10], [0, 0.9, 0, 20], [0, 0, 2.5, 30], [0, 0, 0, 1]])
+save(sys.argv[1], (9, 8, 7), affine, 1, qform=affine, qform_code=1, dtype='int16', slope=(0.25, 7.0))
+print_all(nib.load(sys.argv[1]).get_fdata().astype(np.float32).ravel(order='F'))
+)",
+                                                path.string());
+    ASSERT_EQ(expected.size(), 9u * 8 * 7);
+    NodeHarness node(bundled(), "io.load_image");
+    node.set_param("path", path.string());
+    node.run();
+    const Volume& volume = node.output<Volume>("volume");
+    ASSERT_EQ(volume.voxels.size(), expected.size());
+    for (std::size_t n = 0; n < expected.size(); ++n) {
+      ASSERT_EQ(volume.voxels[n], static_cast<float>(expected[n])) << name << " voxel " << n;
+    }
+  }
+}
+
 // ITK 5.2 also refuses an orthonormal sform in metres without a qform (its
 // scale check compares pixdim converted to mm with the sform in metres): read
 // from the sform, converted to mm, with nothing to warn about.
