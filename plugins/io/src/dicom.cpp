@@ -948,9 +948,10 @@ LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx) {
   Geometry& g = layout.geometry;
   std::uint64_t voxels = 1;
   for (std::size_t extent : g.size) {
-    if (__builtin_mul_overflow(voxels, std::uint64_t{extent}, &voxels) || voxels > kMaxVoxels) {
+    if (__builtin_mul_overflow(voxels, std::uint64_t{extent}, &voxels) || voxels > request.max_voxels) {
       throw std::runtime_error("cannot read DICOM " + quoted(path) + ": " + g.size_string() +
-                               " voxels exceed the limit of 2^31 voxels");
+                               " voxels exceed the limit of " + std::to_string(request.max_voxels) +
+                               " voxels (parameter max_voxels)");
     }
   }
 
@@ -993,9 +994,10 @@ LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx) {
     }
   } else if (mosaic) {
     const SliceHeader& file = slices.front();
-    if (std::uint64_t{file.columns} * file.rows > kMaxVoxels) {
+    if (std::uint64_t{file.columns} * file.rows > request.max_voxels) {
       throw std::runtime_error("cannot read DICOM " + quoted(path) + ": its " + std::to_string(file.columns) + "x" +
-                               std::to_string(file.rows) + " pixels exceed the limit of 2^31 voxels");
+                               std::to_string(file.rows) + " pixels exceed the limit of " +
+                               std::to_string(request.max_voxels) + " voxels (parameter max_voxels)");
     }
     std::vector<float> tiles(std::size_t{file.columns} * file.rows);
     read_pixels(file.file, file.columns, file.rows, 1, tiles.data());

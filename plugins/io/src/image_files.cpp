@@ -14,6 +14,7 @@
 
 #include <fusionflow/itk_bridge.hpp>
 
+#include <itkExtractImageFilter.h>
 #include <itkImageFileReader.h>
 #include <itkImageIOBase.h>
 #include <itkMetaImageIO.h>
@@ -254,8 +255,9 @@ std::uint64_t nifti_data_offset(const fs::path& path, const std::string& head) {
 // niftilib (inside ITK's NIfTI reader) replaces NaN and Inf voxels of
 // float files by 0 without a word, which would hide them from the loaders'
 // non-finite check. This puts them back from the file (hand-read header
-// fields; zlib's gzread reads plain and gzip files alike).
-void restore_nifti_nonfinite(const fs::path& path, Volume& volume) {
+// fields; zlib's gzread reads plain and gzip files alike). `first_voxel`:
+// where the volume starts in the file's voxel data (4D files).
+void restore_nifti_nonfinite(const fs::path& path, Volume& volume, std::uint64_t first_voxel = 0) {
   const std::string name = lower(path.filename().string());
   if (!ends_with(name, ".nii") && !ends_with(name, ".nii.gz")) return;
   gzFile file = gzopen(path.c_str(), "rb");
@@ -299,7 +301,7 @@ void restore_nifti_nonfinite(const fs::path& path, Volume& volume) {
   if (slope == 0.0 || !std::isfinite(slope)) slope = 1.0;
   const double intercept = std::isfinite(intercept_raw) ? intercept_raw : 0.0;
   const std::size_t bytes = datatype == 16 ? 4 : datatype == 64 ? 8 : 0;  // FLOAT32, FLOAT64
-  if (bytes == 0 || gzseek(file, static_cast<z_off_t>(offset), SEEK_SET) < 0) {
+  if (bytes == 0 || gzseek(file, static_cast<z_off_t>(offset + first_voxel * bytes), SEEK_SET) < 0) {
     gzclose(file);
     return;
   }
@@ -515,6 +517,85 @@ bool looks_like_dicom_file(const fs::path& path) {
   return head.size() == 132 && head.compare(128, 4, "DICM") == 0;
 }
 
+namespace {
+
+// qform and sform both set but further apart than this (mm, anywhere in the
+// image) is reported: well above single-precision noise of the header
+// (about 1e-4 mm over 500 mm), well below anything that matters clinically.
+constexpr double kQformSformToleranceMm = 0.01;
+
+// The header transform ITK 5.2 took its geometry from (ITK does not say): the
+// code > 0 candidate whose translation and normalised columns are nearest to
+// ITK's origin and direction (in LPS).
+bool itk_used_sform(const NiftiHeader& header, const itk::ImageIOBase& io) {
+  auto deviation = [&](const NiftiAffine& affine) {
+    double largest = 0;
+    for (unsigned r = 0; r < 3 && r < io.GetNumberOfDimensions(); ++r) {
+      const double sign = r < 2 ? -1.0 : 1.0;
+      largest = std::max(largest, std::abs(io.GetOrigin(r) - sign * affine[r][3]));
+    }
+    for (unsigned c = 0; c < 3 && c < io.GetNumberOfDimensions(); ++c) {
+      const double norm = std::sqrt(affine[0][c] * affine[0][c] + affine[1][c] * affine[1][c] +
+                                    affine[2][c] * affine[2][c]);
+      const auto column = io.GetDirection(c);
+      for (unsigned r = 0; r < 3 && r < column.size(); ++r) {
+        const double sign = r < 2 ? -1.0 : 1.0;
+        largest = std::max(largest, std::abs(column[r] - sign * affine[r][c] / norm));
+      }
+    }
+    return largest;
+  };
+  if (header.sform_code <= 0) return false;
+  if (header.qform_code <= 0) return true;
+  return deviation(header.sform) <= deviation(header.qform);
+}
+
+// Reads volume `volume` of a 4D image through ITK, streaming only that
+// volume from the file where the ImageIO can (NIfTI, uncompressed MetaImage).
+Volume read_itk_volume_of_4d(const fs::path& path, itk::ImageIOBase* io, std::size_t volume) {
+  using Image4 = itk::Image<float, 4>;
+  auto reader = itk::ImageFileReader<Image4>::New();
+  reader->SetImageIO(io);
+  reader->SetFileName(path.string());
+  reader->UpdateOutputInformation();
+  auto region = reader->GetOutput()->GetLargestPossibleRegion();
+  region.SetIndex(3, region.GetIndex(3) + static_cast<itk::IndexValueType>(volume));
+  region.SetSize(3, 0);  // collapse the 4th axis
+  auto extract = itk::ExtractImageFilter<Image4, ItkFloatImage>::New();
+  extract->SetInput(reader->GetOutput());
+  extract->SetExtractionRegion(region);
+  extract->SetDirectionCollapseToSubmatrix();
+  extract->Update();
+  VolumeMetadata metadata;
+  metadata.source = path.string();
+  return from_itk(*extract->GetOutput(), std::move(metadata));
+}
+
+// Whether ITK reads volume `volume` of a 4D image alone (NIfTI, uncompressed
+// MetaImage) or the whole image (NRRD, compressed MetaImage), as ITK's
+// ImageFileReader (which streams by default) decides it.
+bool itk_streams_one_volume(itk::ImageIOBase& io, std::size_t volume) {
+  io.SetUseStreamedReading(true);
+  itk::ImageIORegion requested(io.GetNumberOfDimensions());
+  for (unsigned axis = 0; axis < io.GetNumberOfDimensions(); ++axis) {
+    requested.SetIndex(axis, 0);
+    requested.SetSize(axis, io.GetDimensions(axis));
+  }
+  requested.SetIndex(3, static_cast<itk::IndexValueType>(volume));
+  requested.SetSize(3, 1);
+  return io.GenerateStreamableReadRegionFromRequestedRegion(requested).GetSize(3) == 1;
+}
+
+bool supported_nifti_datatype(int datatype) {
+  // NIfTI-1 DT_UINT8, INT16, INT32, FLOAT32, FLOAT64, INT8, UINT16, UINT32, INT64, UINT64.
+  for (int scalar : {2, 4, 8, 16, 64, 256, 512, 768, 1024, 1280}) {
+    if (datatype == scalar) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
   const fs::path& path = request.path;
   register_itk_image_io();
@@ -537,27 +618,50 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
                              " file (unreadable, truncated or corrupt header)");
   }
   io->SetFileName(path.string());
+  // NIfTI: the header as niftilib reads it, for the geometry reports, and for
+  // the sforms ITK 5.2 refuses ("ITK only supports orthonormal direction
+  // cosines": sheared, or scales it does not expect), whose geometry is then
+  // made here and whose voxels niftilib reads.
+  std::optional<NiftiHeader> nifti;
+  if (format == FileFormat::Nifti) nifti = read_nifti_header(path);
+  bool own_geometry = false;
+  std::vector<std::uint64_t> size;
+  std::uint64_t component_size = 0;
   try {
     io->ReadImageInformation();
+    for (unsigned axis = 0; axis < io->GetNumberOfDimensions(); ++axis) size.push_back(io->GetDimensions(axis));
   } catch (const itk::ExceptionObject& error) {
-    throw std::runtime_error("cannot read " + quoted(path) + ": corrupt " + kind +
-                             " header: " + itk_reason(error.GetDescription()));
+    const std::string reason = itk_reason(error.GetDescription());
+    own_geometry = nifti && nifti->sform_code > 0 && nifti->qform_code <= 0 &&
+                   reason.find("orthonormal direction cosines") != std::string::npos;
+    if (!own_geometry) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": corrupt " + kind + " header: " + reason);
+    }
+  }
+  if (own_geometry) {
+    size.assign(nifti->dim.begin(), nifti->dim.begin() + std::clamp(nifti->ndim, 0, 7));
+    component_size = static_cast<std::uint64_t>(std::max(0, nifti->bytes_per_voxel));
+    if (!supported_nifti_datatype(nifti->datatype)) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": unsupported pixel type (NIfTI datatype " +
+                               std::to_string(nifti->datatype) +
+                               "); the io loaders read single-component (grey-level) images: convert colour or "
+                               "complex images first");
+    }
   }
 
-  // Dimensions: at most 3 that are larger than 1.
-  const unsigned dims = io->GetNumberOfDimensions();
-  std::vector<std::uint64_t> size(dims);
-  for (unsigned axis = 0; axis < dims; ++axis) size[axis] = io->GetDimensions(axis);
+  // Dimensions: at most 3 that are larger than 1, or a 4th one choosing
+  // among volumes (volume_index).
+  const auto dims = static_cast<unsigned>(size.size());
   std::string grid;
   for (unsigned axis = 0; axis < dims; ++axis) grid += (axis ? "x" : "") + std::to_string(size[axis]);
   if (dims < 2) {
     throw std::runtime_error("cannot read " + quoted(path) + ": a " + std::to_string(dims) +
                              "D image; the io loaders read 2D and 3D images");
   }
-  for (unsigned axis = 3; axis < dims; ++axis) {
+  for (unsigned axis = 4; axis < dims; ++axis) {
     if (size[axis] > 1) {
       throw std::runtime_error("cannot read " + quoted(path) + ": a " + std::to_string(dims) + "D image (" + grid +
-                               "), but a 3D volume is expected; extract one volume first (e.g. one time point)");
+                               "), but a 3D volume (or a 4D series of them, with volume_index) is expected");
     }
   }
   for (unsigned axis = 0; axis < dims; ++axis) {
@@ -566,29 +670,61 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
                                std::to_string(axis) + " (" + grid + "): the header is corrupt");
     }
   }
-  // Pixel type: one scalar component of a plain numeric type.
-  const auto pixel = io->GetPixelType();
-  const auto component = io->GetComponentType();
-  if (pixel != itk::IOPixelEnum::SCALAR || io->GetNumberOfComponents() != 1 ||
-      component == itk::IOComponentEnum::UNKNOWNCOMPONENTTYPE) {
-    throw std::runtime_error("cannot read " + quoted(path) + ": unsupported pixel type '" +
-                             itk::ImageIOBase::GetPixelTypeAsString(pixel) + "' of " +
-                             itk::ImageIOBase::GetComponentTypeAsString(component) + " with " +
-                             std::to_string(io->GetNumberOfComponents()) +
-                             " component(s); the io loaders read single-component (grey-level) images: convert "
-                             "colour or complex images first");
-  }
-  // Voxel count without overflow.
-  std::uint64_t voxels = 1;
-  for (unsigned axis = 0; axis < dims; ++axis) {
-    if (__builtin_mul_overflow(voxels, size[axis], &voxels) || voxels > kMaxVoxels) {
-      throw std::runtime_error("cannot read " + quoted(path) + ": the header announces " + grid +
-                               " voxels, more than the limit of 2^31 voxels: the header is corrupt or the image "
-                               "too large for fusionflow");
+  const std::uint64_t volumes = dims > 3 ? size[3] : 1;
+  std::size_t volume = 0;
+  if (request.volume_index) {
+    if (*request.volume_index >= volumes) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": volume_index " +
+                               std::to_string(*request.volume_index) + " is out of range: the file holds " +
+                               std::to_string(volumes) + " volume" + (volumes == 1 ? "" : "s") + " (" + grid +
+                               "), indices 0 to " + std::to_string(volumes - 1));
     }
+    volume = *request.volume_index;
+  } else if (volumes > 1) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": a " + std::to_string(dims) + "D image (" + grid +
+                             "), but a 3D volume is expected: it holds " + std::to_string(volumes) +
+                             " volumes (e.g. time frames or diffusion directions); set volume_index (0 to " +
+                             std::to_string(volumes - 1) + ") to read one");
   }
-  const std::uint64_t voxel_bytes = voxels * io->GetComponentSize();
-  check_geometry(path, *io);
+  if (!own_geometry) {
+    // Pixel type: one scalar component of a plain numeric type.
+    const auto pixel = io->GetPixelType();
+    const auto component = io->GetComponentType();
+    if (pixel != itk::IOPixelEnum::SCALAR || io->GetNumberOfComponents() != 1 ||
+        component == itk::IOComponentEnum::UNKNOWNCOMPONENTTYPE) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": unsupported pixel type '" +
+                               itk::ImageIOBase::GetPixelTypeAsString(pixel) + "' of " +
+                               itk::ImageIOBase::GetComponentTypeAsString(component) + " with " +
+                               std::to_string(io->GetNumberOfComponents()) +
+                               " component(s); the io loaders read single-component (grey-level) images: convert "
+                               "colour or complex images first");
+    }
+    // The bytes a voxel takes in the file: for NIfTI, niftilib's (ITK reports
+    // integer data with scl_slope/scl_inter as float, 4 bytes).
+    component_size = nifti ? static_cast<std::uint64_t>(std::max(0, nifti->bytes_per_voxel)) : io->GetComponentSize();
+  }
+  // Voxel counts without overflow: what is allocated (one volume, or the
+  // whole 4D image where ITK cannot stream one volume) against max_voxels,
+  // and the whole image for the file size checks.
+  std::uint64_t volume_voxels = 1, total_voxels = 1;
+  bool overflow = false;
+  for (unsigned axis = 0; axis < dims; ++axis) {
+    overflow = overflow || __builtin_mul_overflow(total_voxels, size[axis], &total_voxels);
+    if (axis < 3) overflow = overflow || __builtin_mul_overflow(volume_voxels, size[axis], &volume_voxels);
+  }
+  const bool whole_4d = volumes > 1 && !own_geometry && !overflow && !itk_streams_one_volume(*io, volume);
+  const std::uint64_t allocated = whole_4d ? total_voxels : volume_voxels;
+  std::uint64_t voxel_bytes = 0;
+  overflow = overflow || __builtin_mul_overflow(total_voxels, component_size, &voxel_bytes);
+  if (overflow || allocated > request.max_voxels) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": the header announces " + grid +
+                             " voxels, more than the limit of " + std::to_string(request.max_voxels) +
+                             " voxels (parameter max_voxels)" +
+                             (whole_4d ? " (ITK reads all volumes of this file to extract one)" : "") +
+                             ": the header is corrupt or the image too large; raise max_voxels if the machine has "
+                             "the memory (4 bytes a voxel)");
+  }
+  if (!own_geometry) check_geometry(path, *io);
 
   switch (format) {
     case FileFormat::Nifti:
@@ -610,21 +746,92 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
   }
   ctx.throw_if_cancelled();
 
-  auto reader = itk::ImageFileReader<ItkFloatImage>::New();
-  reader->SetImageIO(io);
-  reader->SetFileName(path.string());
-  try {
-    reader->Update();
-  } catch (const itk::ExceptionObject& error) {
-    throw std::runtime_error("cannot read the voxels of " + quoted(path) + ": the file is truncated or corrupt (" +
-                             itk_reason(error.GetDescription()) + ")");
-  }
   LoadedImage loaded;
-  VolumeMetadata metadata;
-  metadata.source = path.string();
-  loaded.volume = from_itk(*reader->GetOutput(), std::move(metadata));
-  if (format == FileFormat::Nifti) restore_nifti_nonfinite(path, loaded.volume);
   loaded.format = format_key(format);
+  auto& extra = loaded.volume.metadata.extra;
+  const std::array<std::size_t, 3> grid3{size[0], size[1], dims > 2 ? size[2] : 1};
+  if (own_geometry) {
+    for (const auto& row : nifti->sform) {
+      for (double value : row) {
+        if (!std::isfinite(value)) {
+          throw std::runtime_error("cannot read " + quoted(path) +
+                                   ": the header's sform is not finite: the header is corrupt");
+        }
+      }
+    }
+    const PolarGeometry polar = polar_geometry(nifti->sform, grid3);
+    for (unsigned axis = 0; axis < 3; ++axis) {
+      if (!std::isfinite(polar.geometry.spacing[axis]) || !(polar.geometry.spacing[axis] > 0) ||
+          !std::isfinite(polar.geometry.origin[axis]) || !std::isfinite(polar.error_mm)) {
+        throw std::runtime_error("cannot read " + quoted(path) +
+                                 ": the header's sform is degenerate or not finite: the header is corrupt");
+      }
+    }
+    const std::string error = number_text(polar.error_mm);
+    if (!nifti->sform_usable_by_itk && polar.error_mm > request.max_shear_error_mm) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": its " + nifti->describe(true) +
+                               " is sheared (not a rotation times voxel sizes), and its nearest orthonormal "
+                               "geometry would misplace voxels by up to " + error +
+                               " mm over the image, more than max_shear_error_mm (" +
+                               number_text(request.max_shear_error_mm) +
+                               " mm); resample the image to an orthonormal grid, or raise max_shear_error_mm");
+    }
+    loaded.volume.geometry = polar.geometry;
+    loaded.volume.voxels = read_nifti_volume(path, volume);
+    loaded.volume.metadata.source = path.string();
+    if (nifti->sform_usable_by_itk) {
+      // Orthonormal, refused by ITK for its scales (e.g. pixdim against the
+      // column norms): read exactly, nothing to warn about.
+      extra["nifti.geometry"] = nifti->describe(true);
+    } else {
+      extra["nifti.geometry"] = nifti->describe(true) + ", sheared: nearest orthonormal direction";
+      extra["nifti.shear_error_mm"] = error;
+      ctx.log(LogLevel::Warn, "'" + path.string() + "': its " + nifti->describe(true) +
+                                  " is sheared; read with the nearest orthonormal direction (polar decomposition), "
+                                  "which places voxels up to " + error +
+                                  " mm from where the file's affine puts them (at most max_shear_error_mm = " +
+                                  number_text(request.max_shear_error_mm) + " mm)");
+    }
+  } else if (volumes > 1) {
+    try {
+      loaded.volume = read_itk_volume_of_4d(path, io, volume);
+    } catch (const itk::ExceptionObject& error) {
+      throw std::runtime_error("cannot read the voxels of " + quoted(path) +
+                               ": the file is truncated or corrupt (" + itk_reason(error.GetDescription()) + ")");
+    }
+  } else {
+    auto reader = itk::ImageFileReader<ItkFloatImage>::New();
+    reader->SetImageIO(io);
+    reader->SetFileName(path.string());
+    try {
+      reader->Update();
+    } catch (const itk::ExceptionObject& error) {
+      throw std::runtime_error("cannot read the voxels of " + quoted(path) +
+                               ": the file is truncated or corrupt (" + itk_reason(error.GetDescription()) + ")");
+    }
+    VolumeMetadata metadata;
+    metadata.source = path.string();
+    loaded.volume = from_itk(*reader->GetOutput(), std::move(metadata));
+  }
+  if (format == FileFormat::Nifti) restore_nifti_nonfinite(path, loaded.volume, volume * volume_voxels);
+  if (volumes > 1) extra["io.volume_index"] = std::to_string(volume) + " of " + std::to_string(volumes);
+  if (nifti) {
+    if (!own_geometry) {
+      extra["nifti.geometry"] = nifti->qform_code <= 0 && nifti->sform_code <= 0
+                                    ? "none (qform and sform codes 0: Analyze orientation, origin 0)"
+                                    : nifti->describe(itk_used_sform(*nifti, *io));
+    }
+    if (nifti->qform_code > 0 && nifti->sform_code > 0) {
+      const double difference = max_corner_distance(nifti->qform, nifti->sform, grid3);
+      if (difference > kQformSformToleranceMm) {
+        extra["nifti.qform_sform_difference_mm"] = number_text(difference);
+        ctx.log(LogLevel::Warn, "'" + path.string() + "': its " + nifti->describe(false) + " and " +
+                                    nifti->describe(true) + " disagree by up to " + number_text(difference) +
+                                    " mm over the image; the geometry is taken from the " +
+                                    extra["nifti.geometry"] + " (ITK's choice); check which one is right");
+      }
+    }
+  }
   return loaded;
 }
 

@@ -14,9 +14,16 @@
 
 namespace fusionflow::io {
 
-// Refuse grids above 2^31 voxels (8 GiB of float) before allocating anything,
-// like core.synthetic_volume.
+// Default of the loaders' max_voxels: refuse grids above 2^31 voxels (8 GiB
+// of float) before allocating anything, like core.synthetic_volume.
 inline constexpr std::size_t kMaxVoxels = std::size_t{1} << 31;
+
+// Default of max_shear_error_mm (NIfTI sheared sforms). 1 mm: about one
+// voxel of clinical CT and structural MR, and the order of the accuracy of
+// multimodal rigid registration; a sform further from orthonormal should be
+// resampled, not approximated. (ITK 5.3+'s opt-in ITK_NIFTI_SFORM_PERMISSIVE
+// mode orthogonalises any shear, with a warning but no bound and no number.)
+inline constexpr double kDefaultMaxShearErrorMm = 1.0;
 
 // What the loaders need to know about a DICOM series beyond its voxels. Read
 // from the first slice of the series (after sorting) unless stated otherwise.
@@ -67,8 +74,14 @@ struct LoadRequest {
   std::string series_description;  // ... or by SeriesDescription
   std::string expected_modality;   // "CT", "MR", "PT"; empty: any
   bool keep_identifiers = false;
+  // 4D files (NIfTI, NRRD, MetaImage): the 3D volume to read (0-based);
+  // none: a 4D file with more than one volume is refused.
+  std::optional<std::size_t> volume_index;
   // Refuse more voxels than this (header sizes, before allocating).
   std::uint64_t max_voxels = kMaxVoxels;
+  // NIfTI: largest position error (mm) accepted when a sheared sform is read
+  // with the nearest orthonormal direction.
+  double max_shear_error_mm = kDefaultMaxShearErrorMm;
   ColorOptions color;
 };
 
@@ -96,6 +109,50 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx);
 // request.color says; at most request.max_voxels pixels. Every libpng error
 // becomes a std::runtime_error naming the file.
 LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx);
+
+// --- NIfTI geometry (nifti_geometry.cpp, through ITK's own niftilib) ------------
+
+// Voxel (i, j, k) -> RAS mm, the 3x4 part of a NIfTI affine.
+using NiftiAffine = std::array<std::array<double, 4>, 3>;
+
+// What niftilib reads from a NIfTI-1 header (no voxels).
+struct NiftiHeader {
+  int ndim = 0;
+  std::array<std::size_t, 7> dim{};  // dim[1..7] of the header
+  int datatype = 0;
+  int bytes_per_voxel = 0;
+  int qform_code = 0, sform_code = 0;
+  // qto_xyz, sto_xyz (single precision in the file), in mm (converted from
+  // metres or microns as ITK does).
+  NiftiAffine qform{}, sform{};
+  // sform_code > 0 and its normalised columns orthonormal within 1e-4, ITK
+  // 5.2's condition for using it.
+  bool sform_usable_by_itk = false;
+  // "sform (code 2: aligned)" or "qform (code 1: scanner)".
+  std::string describe(bool use_sform) const;
+};
+
+// nullopt when niftilib cannot read the header (ITK's reader then reports it).
+std::optional<NiftiHeader> read_nifti_header(const std::filesystem::path& path);
+
+// Largest distance (mm) between the points two affines give to the corner
+// voxel centres of a grid of `size` (the largest over the whole grid, as the
+// difference is affine).
+double max_corner_distance(const NiftiAffine& a, const NiftiAffine& b, const std::array<std::size_t, 3>& size);
+
+// Geometry (LPS) with the nearest orthonormal direction to `affine`'s 3x3
+// part (polar decomposition A = R S), spacing its column norms, origin its
+// translation; error_mm: max_corner_distance between `affine` and it.
+struct PolarGeometry {
+  Geometry geometry;
+  double error_mm = 0;
+};
+PolarGeometry polar_geometry(const NiftiAffine& affine, const std::array<std::size_t, 3>& size);
+
+// Voxels of 3D volume `volume_index` of a NIfTI-1 file as float, with the
+// header's scl_slope/scl_inter applied as ITK does (niftilib reads only that
+// volume).
+std::vector<float> read_nifti_volume(const std::filesystem::path& path, std::size_t volume_index);
 
 // Reads a DICOM file or a DICOM series directory (dicom.cpp).
 LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx);

@@ -6,6 +6,12 @@
 //   io.format                 nifti | nrrd | metaimage | png | dicom | dicom-series
 //   io.nonfinite_replaced     number of NaN/Inf voxels replaced (nonfinite=replace)
 //   io.nonfinite_value        the replacement value
+//   io.volume_index           "T of N": the volume read from a 4D file (volume_index)
+//   nifti.geometry            the header transform the geometry comes from, e.g. "sform (code 2: aligned)",
+//                             "qform (code 1: scanner)"; ", sheared: nearest orthonormal direction" when
+//                             a sheared sform was read with the polar decomposition's rotation
+//   nifti.shear_error_mm      then: the largest voxel displacement that caused (mm, over the image)
+//   nifti.qform_sform_difference_mm   qform and sform (both codes > 0) disagree by this much (mm, > 0.01)
 //   io.png_color_type         PNG other than plain grey: palette | grey+alpha | rgb | rgba, and its bit depth
 //   io.color                  colour PNG: how it became one value (equal channels read as grey, BT.601 luma,
 //                             or the channel used; parameters color, channel)
@@ -75,6 +81,15 @@ void add_common_params(NodeSpec& spec) {
       .param("keep_identifiers", Param::Bool(false),
              "copy DICOM patient identifiers (name, ID, birth date, accession number, UIDs...) into the volume's "
              "metadata; off by default so they reach no output file, log or run record")
+      .param("volume_index", Param::Int(-1).at_least(-1),
+             "4D NIfTI, NRRD or MetaImage file (dynamic PET frames, DWI, fMRI): the 3D volume to read, from 0; -1 "
+             "(default): none, and a file with more than one volume is refused, saying how many it holds")
+      .param("max_voxels", Param::Int(static_cast<std::int64_t>(kMaxVoxels)).at_least(1),
+             "refuse images announcing more voxels than this (checked from the header, before any allocation; 4 "
+             "bytes a voxel)")
+      .param("max_shear_error_mm", Param::Float(kDefaultMaxShearErrorMm).at_least(0.0),
+             "NIfTI with a sheared sform (and no qform): read with the nearest orthonormal direction if that moves "
+             "no voxel by more than this (mm, logged), else refused with the error")
       .param("color", Param::Choice({"luma", "channel", "error"}, "luma"),
              "how colour images (PNG palette, RGB, RGBA; 8 or 16 bits per channel) become one value per voxel: "
              "luma = Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601, the fusion literature's convention), not "
@@ -91,6 +106,10 @@ LoadRequest request_from(NodeContext& ctx, const std::string& modality) {
   request.series_description = ctx.param<std::string>("series_description");
   request.expected_modality = modality;
   request.keep_identifiers = ctx.param<bool>("keep_identifiers");
+  const auto volume_index = ctx.param<std::int64_t>("volume_index");
+  if (volume_index >= 0) request.volume_index = static_cast<std::size_t>(volume_index);
+  request.max_voxels = static_cast<std::uint64_t>(ctx.param<std::int64_t>("max_voxels"));
+  request.max_shear_error_mm = ctx.param<double>("max_shear_error_mm");
   const std::string color = ctx.param<std::string>("color");
   request.color.mode = color == "channel" ? ColorOptions::Mode::Channel
                        : color == "error" ? ColorOptions::Mode::Error
@@ -137,7 +156,11 @@ void handle_nonfinite(Volume& volume, NodeContext& ctx) {
 // Shared by every loader: read, fill common metadata, handle non-finite voxels.
 LoadedImage load(NodeContext& ctx, const std::string& modality) {
   ctx.throw_if_cancelled();
-  LoadedImage loaded = load_any(request_from(ctx, modality), ctx);
+  const LoadRequest request = request_from(ctx, modality);
+  LoadedImage loaded = load_any(request, ctx);
+  if (loaded.dicom && request.volume_index) {
+    ctx.log(LogLevel::Warn, "volume_index ignored: '" + request.path.string() + "' is DICOM, not a 4D image file");
+  }
   Volume& volume = loaded.volume;
   auto& extra = volume.metadata.extra;
   extra["io.format"] = loaded.format;
@@ -157,10 +180,14 @@ LoadedImage load(NodeContext& ctx, const std::string& modality) {
 
 void finish(NodeContext& ctx, Volume&& volume) {
   const Geometry& g = volume.geometry;
-  ctx.log(LogLevel::Info, "loaded '" + volume.metadata.source + "' (" + volume.metadata.extra["io.format"] +
-                              "): " + g.size_string() + " voxels of " + number(g.spacing[0]) + "x" +
-                              number(g.spacing[1]) + "x" + number(g.spacing[2]) + " mm, " + volume.metadata.modality +
-                              " in " + volume.metadata.units);
+  std::string how = volume.metadata.extra["io.format"];
+  const auto& extra = volume.metadata.extra;
+  if (extra.count("io.volume_index")) how += ", volume " + extra.at("io.volume_index");
+  if (extra.count("nifti.geometry")) how += ", geometry from the " + extra.at("nifti.geometry");
+  ctx.log(LogLevel::Info, "loaded '" + volume.metadata.source + "' (" + how + "): " + g.size_string() +
+                              " voxels of " + number(g.spacing[0]) + "x" + number(g.spacing[1]) + "x" +
+                              number(g.spacing[2]) + " mm, " + volume.metadata.modality + " in " +
+                              volume.metadata.units);
   ctx.progress(1.0);
   ctx.output("volume", std::move(volume));
 }
