@@ -24,7 +24,8 @@ packages=(
   libx11-dev xdotool
   # `fusionflow graph ... | dot -Tpng`
   graphviz
-  # fuzz/make_seeds.py writes its seed images with nibabel
+  # io tests: nibabel reads Siemens mosaics and sheared NIfTI files as the reference (and ships real
+  # mosaics); fuzz/make_seeds.py writes its seed images with it
   python3-nibabel
 )
 if [ "${1:-}" = --fuzz ]; then

@@ -29,4 +29,7 @@ cmake --build "$sanitize_dir" --parallel "$(nproc)" --target sanitized-tests
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 cd "$sanitize_dir"
-ctest --output-on-failure --parallel "$(nproc)" --timeout 900 -L sanitized
+# Executor.FreedValuesAreReturnedToTheSystem measures glibc's heap trimming,
+# which ASan's allocator replaces: it runs in the normal build above.
+ctest --output-on-failure --parallel "$(nproc)" --timeout 900 -L sanitized -E '^Executor\.FreedValuesAreReturnedToTheSystem$'
+

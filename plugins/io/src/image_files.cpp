@@ -32,6 +32,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <tuple>
 #include <vector>
 
 namespace fusionflow::io {
@@ -252,52 +253,90 @@ std::uint64_t nifti_data_offset(const fs::path& path, const std::string& head) {
   return 540;
 }
 
-// niftilib (inside ITK's NIfTI reader) replaces NaN and Inf voxels of
-// float files by 0 without a word, which would hide them from the loaders'
-// non-finite check. This puts them back from the file (hand-read header
-// fields; zlib's gzread reads plain and gzip files alike). `first_voxel`:
-// where the volume starts in the file's voxel data (4D files).
-void restore_nifti_nonfinite(const fs::path& path, Volume& volume, std::uint64_t first_voxel = 0) {
-  const std::string name = lower(path.filename().string());
-  if (!ends_with(name, ".nii") && !ends_with(name, ".nii.gz")) return;
-  gzFile file = gzopen(path.c_str(), "rb");
-  if (file == nullptr) return;
-  std::string head(540, '\0');
-  const int got = gzread(file, head.data(), static_cast<unsigned>(head.size()));
-  head.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
-  if (head.size() < 348) {
-    gzclose(file);
-    return;
-  }
-  const bool nifti1 = read_u32(head, 0, false) == 348 || read_u32(head, 0, true) == 348;
-  const bool swap = read_u32(head, 0, false) != 348 && read_u32(head, 0, false) != 540;
-  auto u16 = [&](std::size_t offset) {
+// A NIfTI-1 or NIfTI-2 header as the file holds it, before niftilib's
+// repairs (zlib's gzread reads plain and gzip files alike).
+struct RawNiftiHeader {
+  std::string head;
+  bool nifti1 = false, swap = false;
+  std::uint16_t u16(std::size_t offset) const {
     std::uint16_t value = 0;
     std::memcpy(&value, head.data() + offset, sizeof value);
     return swap ? __builtin_bswap16(value) : value;
-  };
-  auto f32 = [&](std::size_t offset) {
+  }
+  double f32(std::size_t offset) const {
     const std::uint32_t raw = read_u32(head, offset, swap);
     float value = 0;
     std::memcpy(&value, &raw, sizeof value);
     return double(value);
-  };
-  auto f64 = [&](std::size_t offset) {
+  }
+  double f64(std::size_t offset) const {
     std::uint64_t raw = 0;
     std::memcpy(&raw, head.data() + offset, sizeof raw);
     if (swap) raw = __builtin_bswap64(raw);
     double value = 0;
     std::memcpy(&value, &raw, sizeof value);
     return value;
-  };
-  if (!nifti1 && head.size() < 540) {
-    gzclose(file);
-    return;
   }
-  const unsigned datatype = nifti1 ? u16(70) : u16(12);
-  const std::uint64_t offset = nifti_data_offset(path, head);
-  double slope = nifti1 ? f32(112) : f64(176);
-  const double intercept_raw = nifti1 ? f32(116) : f64(184);
+  // pixdim[n], n = 0..7
+  double pixdim(int n) const { return nifti1 ? f32(76 + 4 * std::size_t(n)) : f64(104 + 8 * std::size_t(n)); }
+};
+
+std::optional<RawNiftiHeader> read_raw_nifti_header(const fs::path& path) {
+  const std::string name = lower(path.filename().string());
+  if (!ends_with(name, ".nii") && !ends_with(name, ".nii.gz")) return std::nullopt;
+  gzFile file = gzopen(path.c_str(), "rb");
+  if (file == nullptr) return std::nullopt;
+  RawNiftiHeader header;
+  header.head.assign(540, '\0');
+  const int got = gzread(file, header.head.data(), static_cast<unsigned>(header.head.size()));
+  gzclose(file);
+  header.head.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+  if (header.head.size() < 348) return std::nullopt;
+  header.nifti1 = read_u32(header.head, 0, false) == 348 || read_u32(header.head, 0, true) == 348;
+  header.swap = read_u32(header.head, 0, false) != 348 && read_u32(header.head, 0, false) != 540;
+  if (!header.nifti1 && header.head.size() < 540) return std::nullopt;
+  return header;
+}
+
+// What niftilib lets through and then misreads: a header size that is
+// neither NIfTI-1's nor NIfTI-2's, and a zero or non-finite pixdim, which it
+// replaces by 1 without a word (where the spacing comes from pixdim, no
+// sform, the image would get a 1 mm spacing nobody wrote).
+void check_raw_nifti_header(const fs::path& path, const NiftiHeader& nifti) {
+  const auto raw = read_raw_nifti_header(path);
+  if (!raw) return;
+  const std::uint32_t sizeof_hdr = read_u32(raw->head, 0, raw->swap);
+  if (sizeof_hdr != 348 && sizeof_hdr != 540) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": not a valid NIfTI file: its header size (sizeof_hdr) "
+                             "is " + std::to_string(read_u32(raw->head, 0, false)) +
+                             ", not 348 (NIfTI-1) or 540 (NIfTI-2): the header is corrupt");
+  }
+  if (nifti.sform_code > 0) return;  // the sform's columns give the spacing
+  for (int axis = 1; axis <= std::min(3, nifti.ndim); ++axis) {
+    const double value = raw->pixdim(axis);
+    if (!std::isfinite(value) || value == 0.0) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": the header's voxel size pixdim[" +
+                               std::to_string(axis) + "] is " + number_text(value) +
+                               " and no sform gives the geometry: the header is corrupt (its spacing is unknown)");
+    }
+  }
+}
+
+// niftilib (inside ITK's NIfTI reader) replaces NaN and Inf voxels of
+// float files by 0 without a word, which would hide them from the loaders'
+// non-finite check. This puts them back from the file (hand-read header
+// fields). `first_voxel`: where the volume starts in the file's voxel data
+// (4D files).
+void restore_nifti_nonfinite(const fs::path& path, Volume& volume, std::uint64_t first_voxel = 0) {
+  const auto header = read_raw_nifti_header(path);
+  if (!header) return;
+  const bool nifti1 = header->nifti1, swap = header->swap;
+  gzFile file = gzopen(path.c_str(), "rb");
+  if (file == nullptr) return;
+  const unsigned datatype = nifti1 ? header->u16(70) : header->u16(12);
+  const std::uint64_t offset = nifti_data_offset(path, header->head);
+  double slope = nifti1 ? header->f32(112) : header->f64(176);
+  const double intercept_raw = nifti1 ? header->f32(116) : header->f64(184);
   if (slope == 0.0 || !std::isfinite(slope)) slope = 1.0;
   const double intercept = std::isfinite(intercept_raw) ? intercept_raw : 0.0;
   const std::size_t bytes = datatype == 16 ? 4 : datatype == 64 ? 8 : 0;  // FLOAT32, FLOAT64
@@ -624,6 +663,25 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
   // made here and whose voxels niftilib reads.
   std::optional<NiftiHeader> nifti;
   if (format == FileFormat::Nifti) nifti = read_nifti_header(path);
+  if (nifti) {
+    // ITK's NIfTI reader hands the transforms to vnl, which calls abort() on
+    // a matrix with non-finite elements: refuse them before ITK sees them.
+    const auto finite = [](const NiftiAffine& affine) {
+      for (const auto& row : affine)
+        for (double value : row)
+          if (!std::isfinite(value)) return false;
+      return true;
+    };
+    for (const auto& [code, affine, name] : {std::tuple{nifti->sform_code, &nifti->sform, "sform (srow_x/y/z)"},
+                                             std::tuple{nifti->qform_code, &nifti->qform, "qform (quatern_*, qoffset_*, "
+                                                                                         "pixdim)"}}) {
+      if (code > 0 && !finite(*affine)) {
+        throw std::runtime_error("cannot read " + quoted(path) + ": the header's " + name +
+                                 " holds non-finite numbers (NaN or infinity): the header is corrupt");
+      }
+    }
+    check_raw_nifti_header(path, *nifti);
+  }
   bool own_geometry = false;
   std::vector<std::uint64_t> size;
   std::uint64_t component_size = 0;
