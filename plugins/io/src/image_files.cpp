@@ -229,7 +229,11 @@ std::uint32_t read_u32(const std::string& bytes, std::size_t offset, bool swap) 
 }
 
 // NIfTI-1 / NIfTI-2 header: size and voxel offset (hand-read: ITK's NIfTI IO
-// does not expose the voxel offset). Returns the offset of the voxel data.
+// does not expose the voxel offset). Returns the offset of the voxel data,
+// at most kBeyondAnyFile (an offset no file reaches, which the size checks
+// then report as truncation; a larger float would not convert, and offset
+// arithmetic near 2^64 would wrap).
+constexpr std::uint64_t kBeyondAnyFile = std::uint64_t{1} << 62;
 std::uint64_t nifti_data_offset(const fs::path& path, const std::string& head) {
   if (head.size() < 348) {
     throw std::runtime_error("cannot read " + quoted(path) + ": the NIfTI header is truncated (" +
@@ -242,13 +246,14 @@ std::uint64_t nifti_data_offset(const fs::path& path, const std::string& head) {
     float vox_offset = 0.0f;
     std::memcpy(&vox_offset, &raw, sizeof vox_offset);
     const double offset = std::isfinite(vox_offset) && vox_offset > 0 ? double(vox_offset) : 0.0;
+    if (offset >= double(kBeyondAnyFile)) return kBeyondAnyFile;
     return std::max<std::uint64_t>(348, static_cast<std::uint64_t>(offset));
   }
   if (head.size() >= 176) {
     std::uint64_t value = 0;
     std::memcpy(&value, head.data() + 168, sizeof value);
     if (swap) value = __builtin_bswap64(value);
-    return std::max<std::uint64_t>(540, value);
+    return std::clamp<std::uint64_t>(value, 540, kBeyondAnyFile);
   }
   return 540;
 }

@@ -8,6 +8,8 @@
 #include "io_test_files.hpp"
 #include "test_support.hpp"
 
+#include <fusionflow/testing.hpp>
+
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <nlohmann/json.hpp>
 #include <sys/stat.h>
@@ -18,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -209,6 +212,9 @@ std::vector<ImageCase> image_cases() {
        "spacing|pixdim|finite"},
       {"nifti_voxels_past_the_end", file("offset.nii", [=] { return with_field<float>(nii, 108, 4000.0f); }), 1,
        "truncated|offset"},
+      // found by fuzz_nifti: a vox_offset beyond 2^64 did not convert to an integer (UBSan)
+      {"nifti_vox_offset_beyond_any_integer",
+       file("far.nii", [=] { return with_field<float>(nii, 108, 2.7e28f); }), 1, "the file is truncated"},
       {"nifti_nan_voxel", file("nan.nii", [=] { return with_field<float>(nii, 352 + 4 * 7, NAN); }), 1,
        "1 non-finite voxel \\(1 NaN"},
       {"nifti_nan_voxel_replaced", file("nan_ok.nii", [=] { return with_field<float>(nii, 352 + 4 * 7, NAN); }), 0,
@@ -476,6 +482,34 @@ TEST_P(ImageCorpus, GivesItsExitCodeAndMessage) {
 
 INSTANTIATE_TEST_SUITE_P(Files, ImageCorpus, ::testing::ValuesIn(image_cases()),
                          [](const ::testing::TestParamInfo<ImageCase>& param_info) { return param_info.param.name; });
+
+// Every input a fuzzer found a crash, hang or sanitizer report with
+// (tests/data/fuzz-regressions/<format>/, named after what it broke) loads or
+// is refused naming the file; the sanitizer suite runs this too.
+TEST(FuzzRegressions, EveryFindingLoadsOrIsRefusedNamingTheFile) {
+  const fs::path root = fs::path(FUSIONFLOW_SOURCE_DIR) / "tests/data/fuzz-regressions";
+  const std::map<std::string, std::string> extension = {
+      {"nifti", ".nii"}, {"nrrd", ".nrrd"}, {"metaimage", ".mha"}, {"png", ".png"}, {"dicom", ".dcm"}};
+  const fs::path dir = testing::fresh_temp_directory("fuzz-regressions");
+  std::size_t count = 0;
+  for (const auto& [format, suffix] : extension) {
+    if (!fs::is_directory(root / format)) continue;
+    for (const auto& entry : fs::directory_iterator(root / format)) {
+      const fs::path input = dir / (entry.path().stem().string() + suffix);
+      write_bytes(input, read_bytes(entry.path()));
+      testing::NodeHarness node(testing::bundled_plugins(), "io.load_image");
+      node.set_param("path", input.string());
+      try {
+        node.run();
+      } catch (const std::exception& error) {
+        EXPECT_NE(std::string(error.what()).find(input.string()), std::string::npos) << error.what();
+      }
+      ++count;
+    }
+  }
+  fs::remove_all(dir);
+  EXPECT_GE(count, 1u);
+}
 
 TEST(ImageCorpusSize, HoldsAtLeastSixtyCasesWithUniqueNames) {
   const auto cases = image_cases();
