@@ -462,9 +462,18 @@ void check_meta_container(const fs::path& path, std::uint64_t voxel_bytes, const
   if (header.data_file == "LOCAL") {
     data_path = path;
     offset = header.data_offset;
-  } else if (header.data_file.empty() || header.data_file.find("LIST") == 0 ||
-             header.data_file.find('%') != std::string::npos || header.data_file.find(' ') != std::string::npos) {
-    return;  // lists and file patterns: ITK reads the slices itself
+  } else if (header.data_file.empty()) {
+    return;  // MetaIO reports the missing field itself
+  } else if (header.data_file.find("LIST") == 0 || header.data_file.find('%') != std::string::npos ||
+             header.data_file.find(' ') != std::string::npos) {
+    // A series of data files. MetaIO formats a pattern with the file's own
+    // text as the printf format (a format-string hole on untrusted files) and
+    // loops over whatever range the header gives (found by fuzz_metaimage: a
+    // stray '%' took minutes); a LIST may name devices or FIFOs.
+    throw std::runtime_error("cannot read " + quoted(path) + ": its ElementDataFile '" +
+                             header.data_file.substr(0, 80) +
+                             "' names a series of data files (a file-name pattern or LIST), which fusionflow does not "
+                             "read; save the image as one .mha, or an .mhd with one data file");
   } else {
     data_path = path.parent_path() / header.data_file;
     std::error_code ec;

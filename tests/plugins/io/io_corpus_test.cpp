@@ -316,6 +316,13 @@ std::vector<ImageCase> image_cases() {
        "the file is truncated"},
       {"metaimage_missing_data_file",
        file("detached.mhd", [] { return meta_header("4 4 4", "MET_FLOAT", "", "nowhere.raw"); }), 1, "does not exist"},
+      // found by fuzz_metaimage: MetaIO formats file-name patterns with the header's text
+      {"metaimage_data_file_pattern",
+       file("pattern.mhd", [] { return meta_header("4 4 4", "MET_FLOAT", "", "slice%03d.raw 1 4 1"); }), 1,
+       "names a series of data files"},
+      {"metaimage_data_file_list",
+       file("list.mhd", [] { return meta_header("4 4 2", "MET_FLOAT", "", "LIST 2D") + "/dev/zero\n/dev/zero\n"; }),
+       1, "names a series of data files"},
       {"metaimage_data_file_is_a_device",
        file("device.mhd", [] { return meta_header("4 4 4", "MET_FLOAT", "", "/dev/zero"); }), 1,
        "truncated|regular|device"},
