@@ -3,8 +3,10 @@
 // Headers are parsed with DCMTK (dcmdata), which reports truncated and corrupt
 // files as errors. Debian's GDCM is built with assertions: on some truncated
 // files (63 of 507 prefixes of pydicom's CT_small.dcm, measured) it aborts the
-// process, so GDCM (through ITK's GDCMImageIO, or its series helper) only
-// sees files DCMTK has parsed completely. Series are grouped by
+// process, and on some files DCMTK reads completely (an invalid VR in the
+// file meta group, found by fuzzing), so GDCM (through ITK's GDCMImageIO)
+// only sees copies of the files that DCMTK has parsed and written out again
+// (ScratchDicom). Series are grouped by
 // SeriesInstanceUID, sorted by position along the slice normal and checked
 // (orientation, in-plane size and spacing, uniform slice spacing, no shear)
 // here; ITK's GDCMImageIO then decodes each slice's pixels with that slice's
@@ -28,10 +30,16 @@
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/oflog/oflog.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -886,12 +894,58 @@ DicomAttributes read_attributes(const SliceHeader& first, const std::vector<Slic
   return a;
 }
 
+// A private temporary copy of a DICOM file, removed with this object.
+class ScratchDicom {
+ public:
+  // DCMTK writes `file` (which it has parsed) out again as well-formed
+  // DICOM: a new file meta group, the same transfer syntax and pixel data.
+  explicit ScratchDicom(const fs::path& file) {
+    static std::atomic<unsigned long> counter{0};
+    std::error_code ec;
+    const fs::path shm = "/dev/shm";
+    const fs::path dir = fs::is_directory(shm, ec) ? shm : fs::temp_directory_path();
+    path_ = dir / ("fusionflow-dicom-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".dcm");
+    // Created here, readable by this user only: the copy holds whatever
+    // identifiers the original holds.
+    const int descriptor = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (descriptor < 0) {
+      throw std::runtime_error("cannot decode DICOM file " + quoted(file) + ": cannot create a temporary file in " +
+                               quoted(dir) + ": " + std::strerror(errno));
+    }
+    ::close(descriptor);
+    DcmFileFormat parsed;
+    load_dicom(file, parsed);
+    const OFCondition status = parsed.saveFile(OFFilename(path_.c_str()), EXS_Unknown, EET_ExplicitLength,
+                                               EGL_recalcGL, EPD_noChange, 0, 0, EWM_createNewMeta);
+    if (status.bad()) {
+      fs::remove(path_, ec);
+      throw std::runtime_error("cannot decode DICOM file " + quoted(file) + ": " + explain(status));
+    }
+  }
+  ~ScratchDicom() {
+    std::error_code ec;
+    fs::remove(path_, ec);
+  }
+  ScratchDicom(const ScratchDicom&) = delete;
+  ScratchDicom& operator=(const ScratchDicom&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
 // Decodes one file's pixels (rescaled) with ITK's GDCMImageIO into `target`.
+// GDCM (Debian's is built with assertions) aborts the process on some files
+// that DCMTK reads and checks (found by fuzz_dicom: an invalid VR in the file
+// meta group), so it never sees the user's bytes: it decodes the copy DCMTK
+// writes (ScratchDicom). The cost is one more write and read of each file,
+// in memory where /dev/shm exists.
 void read_pixels(const fs::path& file, std::size_t columns, std::size_t rows, std::size_t frames, float* target) {
+  const ScratchDicom scratch(file);
   auto io = itk::GDCMImageIO::New();
   auto reader = itk::ImageFileReader<ItkFloatImage>::New();
   reader->SetImageIO(io);
-  reader->SetFileName(file.string());
+  reader->SetFileName(scratch.path().string());
   try {
     reader->Update();
   } catch (const itk::ExceptionObject& error) {
@@ -965,11 +1019,13 @@ LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx) {
   const std::size_t slice_voxels = g.size[0] * g.size[1];
   volume.voxels.resize(static_cast<std::size_t>(voxels));
   if (slices.size() == 1 && slices.front().frames > 1) {
-    // One multi-frame file: ITK (GDCM) knows its per-frame geometry.
+    // One multi-frame file: ITK (GDCM) knows its per-frame geometry. GDCM
+    // reads DCMTK's copy, as in read_pixels.
+    const ScratchDicom scratch(path);
     auto io = itk::GDCMImageIO::New();
     auto reader = itk::ImageFileReader<ItkFloatImage>::New();
     reader->SetImageIO(io);
-    reader->SetFileName(path.string());
+    reader->SetFileName(scratch.path().string());
     try {
       reader->Update();
     } catch (const itk::ExceptionObject& error) {
