@@ -53,7 +53,6 @@ namespace fusionflow::io {
 namespace {
 namespace fs = std::filesystem;
 
-std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
 
 void quiet_dcmtk() {
   // DCMTK logs parse errors to stderr; we report them in our own messages.

@@ -78,7 +78,6 @@ bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
 
 std::string number_text(double value) {
   std::ostringstream text;

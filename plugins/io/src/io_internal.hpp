@@ -14,6 +14,9 @@
 
 namespace fusionflow::io {
 
+// A path as messages quote it: 'path'.
+inline std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+
 // Default of the loaders' max_voxels: refuse grids above 2^31 voxels (8 GiB
 // of float) before allocating anything, like core.synthetic_volume.
 inline constexpr std::size_t kMaxVoxels = std::size_t{1} << 31;

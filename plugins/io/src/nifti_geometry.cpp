@@ -29,7 +29,6 @@
 namespace fusionflow::io {
 namespace {
 
-std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
 
 using Affine = NiftiAffine;
 

@@ -165,7 +165,6 @@ class PngReader {
   PngMessages messages_;
 };
 
-std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
 
 // libpng's message, phrased for the user.
 std::string libpng_reason(const PngMessages& messages) {
