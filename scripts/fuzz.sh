@@ -47,20 +47,22 @@ mkdir -p "$(dirname "$log")"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 status=0
+started=$SECONDS
 "$build_dir/bin/fuzz_$target" "$corpus" "fuzz/seeds/$target" -max_total_time="$seconds" -timeout=20 \
   -rss_limit_mb=3072 -malloc_limit_mb=3072 -max_len=65536 -print_final_stats=1 \
   -artifact_prefix="$findings/" "$@" > "$log" 2>&1 || status=$?
+elapsed=$((SECONDS - started))  # less than SECONDS when a finding stops the run
 executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 coverage=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
 features=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
 corpus_size=$(find "$corpus" -type f | wc -l)
 found=$(find "$findings" -type f | wc -l)
 [ -f "$build_dir/fuzz-log.tsv" ] ||
-  printf 'date\ttarget\tseconds\texecutions\tcoverage_edges\tfeatures\tcorpus\tfindings_total\texit\n' \
+  printf 'date\ttarget\tseconds_run\texecutions\tcoverage_edges\tfeatures\tcorpus\tfindings_total\texit\n' \
     > "$build_dir/fuzz-log.tsv"
-printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$target" "$seconds" "${executions:-?}" \
+printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$target" "$elapsed" "${executions:-?}" \
   "${coverage:-?}" "${features:-?}" "$corpus_size" "$found" "$status" >> "$build_dir/fuzz-log.tsv"
-echo "fuzz $target: ${seconds} s, ${executions:-?} executions, coverage ${coverage:-?} edges," \
+echo "fuzz $target: ${elapsed} s, ${executions:-?} executions, coverage ${coverage:-?} edges," \
   "${features:-?} features, corpus $corpus_size, findings so far $found (log: $log)"
 if [ "$status" -ne 0 ]; then
   echo "fuzz $target: the fuzzer stopped with a finding (exit $status):" >&2

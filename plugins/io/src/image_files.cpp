@@ -678,19 +678,35 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
   if (format == FileFormat::Nifti) nifti = read_nifti_header(path);
   if (nifti) {
     // ITK's NIfTI reader hands the transforms to vnl, which calls abort() on
-    // a matrix with non-finite elements: refuse them before ITK sees them.
-    const auto finite = [](const NiftiAffine& affine) {
+    // a matrix with non-finite elements, and whose SVD never ends on
+    // extreme ones (found by fuzz_nifti: elements of 1e-37 and 1e38): refuse
+    // transforms no scanner writes before ITK sees them. Voxel sizes and
+    // offsets beyond a kilometre, or voxel sizes below a nanometre, are
+    // corrupt, whatever the units.
+    constexpr double kLargestMm = 1e6, kSmallestVoxelMm = 1e-6;
+    const auto implausible = [&](const NiftiAffine& affine) -> std::string {
       for (const auto& row : affine)
         for (double value : row)
-          if (!std::isfinite(value)) return false;
-      return true;
+          if (!std::isfinite(value)) return "holds non-finite numbers (NaN or infinity)";
+      for (int column = 0; column < 4; ++column) {
+        double norm = 0;
+        for (int row = 0; row < 3; ++row) norm += affine[row][column] * affine[row][column];
+        norm = std::sqrt(norm);
+        if (norm > kLargestMm || (column < 3 && norm < kSmallestVoxelMm)) {
+          return std::string("gives ") + (column < 3 ? "a voxel size of " : "an origin ") + number_text(norm) +
+                 " mm" + (column < 3 ? " along axis " + std::to_string(column) : std::string(" away")) +
+                 ", outside what any image has";
+        }
+      }
+      return {};
     };
     for (const auto& [code, affine, name] : {std::tuple{nifti->sform_code, &nifti->sform, "sform (srow_x/y/z)"},
                                              std::tuple{nifti->qform_code, &nifti->qform, "qform (quatern_*, qoffset_*, "
                                                                                          "pixdim)"}}) {
-      if (code > 0 && !finite(*affine)) {
-        throw std::runtime_error("cannot read " + quoted(path) + ": the header's " + name +
-                                 " holds non-finite numbers (NaN or infinity): the header is corrupt");
+      const std::string problem = code > 0 ? implausible(*affine) : std::string();
+      if (!problem.empty()) {
+        throw std::runtime_error("cannot read " + quoted(path) + ": the header's " + name + " " + problem +
+                                 ": the header is corrupt");
       }
     }
     check_raw_nifti_header(path, *nifti);
