@@ -26,6 +26,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -421,6 +422,7 @@ void check_nifti_container(const fs::path& path, std::uint64_t voxel_bytes, cons
 // data offset, and MetaIO only prints a warning for missing data).
 struct MetaHeader {
   bool compressed = false;
+  std::string compressed_size;  // CompressedDataSize as written, if given
   std::string data_file;
   std::uint64_t data_offset = 0;
 };
@@ -445,6 +447,7 @@ MetaHeader parse_meta_header(const fs::path& path) {
     const std::string key = trim(line.substr(0, equals));
     const std::string value = trim(line.substr(equals + 1));
     if (key == "CompressedData") header.compressed = lower(value) == "true";
+    if (key == "CompressedDataSize") header.compressed_size = value;
     if (key == "ElementDataFile") {
       header.data_file = value;
       header.data_offset = position;
@@ -489,6 +492,19 @@ void check_meta_container(const fs::path& path, std::uint64_t voxel_bytes, const
                       data_path == path ? "the data after its header is only" : quoted(data_path) + " holds only");
     }
     return;
+  }
+  if (!header.compressed_size.empty()) {
+    // MetaIO allocates CompressedDataSize bytes before reading them (found by
+    // fuzz_metaimage: 1e31 made it ask for 2^63 bytes).
+    char* end = nullptr;
+    const double declared = std::strtod(header.compressed_size.c_str(), &end);
+    if (end == header.compressed_size.c_str() || !std::isfinite(declared) || declared < 0 ||
+        declared > double(available)) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": its CompressedDataSize '" +
+                               header.compressed_size.substr(0, 40) + "' is not a byte count the file holds (" +
+                               std::to_string(available) + " bytes of data): the file is truncated or its header "
+                               "corrupt");
+    }
   }
   check_plausible_size(path, available, voxel_bytes, grid);
   const InflateResult inflated = inflate_file(data_path, offset, 0);

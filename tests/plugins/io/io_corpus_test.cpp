@@ -325,6 +325,15 @@ std::vector<ImageCase> image_cases() {
        "the file is truncated"},
       {"metaimage_missing_data_file",
        file("detached.mhd", [] { return meta_header("4 4 4", "MET_FLOAT", "", "nowhere.raw"); }), 1, "does not exist"},
+      // found by fuzz_metaimage: MetaIO allocated CompressedDataSize bytes before reading
+      {"metaimage_compressed_size_beyond_the_file",
+       file("huge_zip.mha",
+            [=] {
+              std::string bytes = compressed_meta(values, 1 << 20);
+              const auto at = bytes.find("CompressedDataSize = ") + 21;
+              return bytes.replace(at, bytes.find('\n', at) - at, "1e31");
+            }),
+       1, "CompressedDataSize '1e31' is not a byte count the file holds"},
       // found by fuzz_metaimage: MetaIO formats file-name patterns with the header's text
       {"metaimage_data_file_pattern",
        file("pattern.mhd", [] { return meta_header("4 4 4", "MET_FLOAT", "", "slice%03d.raw 1 4 1"); }), 1,
