@@ -401,6 +401,29 @@ bool read_slice_header(const fs::path& path, SliceHeader& slice) {
     throw std::runtime_error("cannot read DICOM file " + quoted(path) + ": unsupported pixel type: BitsAllocated " +
                              std::to_string(slice.bits_allocated) + " (8, 16 or 32 are supported)");
   }
+  // The rest of the pixel module, checked here because GDCM asserts (and so
+  // aborts the process) on what it cannot handle: found by fuzz_dicom, a
+  // signed MONOCHROME1 image (GDCM inverts only unsigned ones).
+  const std::string photometric = get_string(data, DCM_PhotometricInterpretation);
+  if (photometric != "MONOCHROME1" && photometric != "MONOCHROME2") {
+    throw std::runtime_error("cannot read DICOM file " + quoted(path) + ": unsupported PhotometricInterpretation '" +
+                             photometric.substr(0, 40) +
+                             "'; the io loaders read grey-level images (MONOCHROME1 or MONOCHROME2)");
+  }
+  const std::uint32_t bits_stored = get_count(data, DCM_BitsStored, slice.bits_allocated);
+  const std::uint32_t high_bit = get_count(data, DCM_HighBit, bits_stored - 1);
+  const std::uint32_t representation = get_count(data, DCM_PixelRepresentation, 0);
+  if (bits_stored == 0 || bits_stored > slice.bits_allocated || high_bit != bits_stored - 1 || representation > 1) {
+    throw std::runtime_error("cannot read DICOM file " + quoted(path) + ": inconsistent pixel description (BitsAllocated " +
+                             std::to_string(slice.bits_allocated) + ", BitsStored " + std::to_string(bits_stored) +
+                             ", HighBit " + std::to_string(high_bit) + ", PixelRepresentation " +
+                             std::to_string(representation) + "): the header is corrupt");
+  }
+  if (photometric == "MONOCHROME1" && representation == 1) {
+    throw std::runtime_error("cannot read DICOM file " + quoted(path) +
+                             ": a signed MONOCHROME1 image (inverted grey scale with signed pixels), which the DICOM "
+                             "decoder (GDCM) cannot invert; convert it to MONOCHROME2");
+  }
   const DcmXfer transfer(data.getOriginalXfer());
   if (!transfer.isEncapsulated()) {
     const std::uint64_t needed = std::uint64_t{slice.rows} * slice.columns * slice.frames * (slice.bits_allocated / 8);
@@ -898,7 +921,9 @@ class ScratchDicom {
  public:
   // DCMTK writes `file` (which it has parsed) out again as well-formed
   // DICOM: a new file meta group, the same transfer syntax and pixel data.
-  explicit ScratchDicom(const fs::path& file) {
+  // strip_rescale: the copy has no RescaleSlope/RescaleIntercept; they are
+  // returned by rescale() for the caller to apply.
+  explicit ScratchDicom(const fs::path& file, bool strip_rescale = false) {
     static std::atomic<unsigned long> counter{0};
     std::error_code ec;
     const fs::path shm = "/dev/shm";
@@ -914,6 +939,18 @@ class ScratchDicom {
     ::close(descriptor);
     DcmFileFormat parsed;
     load_dicom(file, parsed);
+    if (strip_rescale) {
+      DcmDataset& data = *parsed.getDataset();
+      slope_ = get_number(data, DCM_RescaleSlope).value_or(1.0);
+      intercept_ = get_number(data, DCM_RescaleIntercept).value_or(0.0);
+      if (slope_ == 0.0) {
+        fs::remove(path_, ec);
+        throw std::runtime_error("cannot read DICOM file " + quoted(file) +
+                                 ": its RescaleSlope (0028,1053) is 0: the header is corrupt");
+      }
+      data.findAndDeleteElement(DCM_RescaleSlope);
+      data.findAndDeleteElement(DCM_RescaleIntercept);
+    }
     const OFCondition status = parsed.saveFile(OFFilename(path_.c_str()), EXS_Unknown, EET_ExplicitLength,
                                                EGL_recalcGL, EPD_noChange, 0, 0, EWM_createNewMeta);
     if (status.bad()) {
@@ -928,9 +965,11 @@ class ScratchDicom {
   ScratchDicom(const ScratchDicom&) = delete;
   ScratchDicom& operator=(const ScratchDicom&) = delete;
   const fs::path& path() const { return path_; }
+  float rescale(float stored) const { return static_cast<float>(double(stored) * slope_ + intercept_); }
 
  private:
   fs::path path_;
+  double slope_ = 1.0, intercept_ = 0.0;
 };
 
 // Decodes one file's pixels (rescaled) with ITK's GDCMImageIO into `target`.
@@ -938,9 +977,11 @@ class ScratchDicom {
 // that DCMTK reads and checks (found by fuzz_dicom: an invalid VR in the file
 // meta group), so it never sees the user's bytes: it decodes the copy DCMTK
 // writes (ScratchDicom). The cost is one more write and read of each file,
-// in memory where /dev/shm exists.
+// in memory where /dev/shm exists. The rescale is applied here, in double,
+// not by GDCM: ITK's GDCMImageIO asserts when a rescale moves signed values
+// into an unsigned range (found by fuzz_dicom: intercept 61024).
 void read_pixels(const fs::path& file, std::size_t columns, std::size_t rows, std::size_t frames, float* target) {
-  const ScratchDicom scratch(file);
+  const ScratchDicom scratch(file, true);
   auto io = itk::GDCMImageIO::New();
   auto reader = itk::ImageFileReader<ItkFloatImage>::New();
   reader->SetImageIO(io);
@@ -958,7 +999,8 @@ void read_pixels(const fs::path& file, std::size_t columns, std::size_t rows, st
                              std::to_string(size[1]) + "x" + std::to_string(size[2]) + " pixels but the header says " +
                              std::to_string(columns) + "x" + std::to_string(rows) + "x" + std::to_string(frames));
   }
-  std::copy(image.GetBufferPointer(), image.GetBufferPointer() + columns * rows * frames, target);
+  std::transform(image.GetBufferPointer(), image.GetBufferPointer() + columns * rows * frames, target,
+                 [&scratch](float stored) { return scratch.rescale(stored); });
 }
 
 }  // namespace
