@@ -423,6 +423,7 @@ void check_nifti_container(const fs::path& path, std::uint64_t voxel_bytes, cons
 struct MetaHeader {
   bool compressed = false;
   std::string compressed_size;  // CompressedDataSize as written, if given
+  std::string ndims, channels;  // NDims, ElementNumberOfChannels as written, if given
   std::string data_file;
   std::uint64_t data_offset = 0;
 };
@@ -448,6 +449,8 @@ MetaHeader parse_meta_header(const fs::path& path) {
     const std::string value = trim(line.substr(equals + 1));
     if (key == "CompressedData") header.compressed = lower(value) == "true";
     if (key == "CompressedDataSize") header.compressed_size = value;
+    if (key == "NDims") header.ndims = value;
+    if (key == "ElementNumberOfChannels") header.channels = value;
     if (key == "ElementDataFile") {
       header.data_file = value;
       header.data_offset = position;
@@ -455,6 +458,24 @@ MetaHeader parse_meta_header(const fs::path& path) {
     }
   }
   return header;
+}
+
+// MetaIO sizes its arrays from NDims and ElementNumberOfChannels before
+// reading them (found by fuzz_metaimage: NDims = 77777777777773 kept it busy
+// for minutes): counts no image has are refused before MetaIO reads the file.
+void check_meta_counts(const fs::path& path) {
+  const MetaHeader header = parse_meta_header(path);
+  const auto check = [&](const std::string& value, const char* field, long largest) {
+    if (value.empty()) return;
+    char* end = nullptr;
+    const long count = std::strtol(value.c_str(), &end, 10);
+    if (end == value.c_str() || *end != '\0' || count < 1 || count > largest) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": corrupt MetaImage header: " + field + " is '" +
+                               value.substr(0, 40) + "', not a whole number from 1 to " + std::to_string(largest));
+    }
+  };
+  check(header.ndims, "NDims", 8);
+  check(header.channels, "ElementNumberOfChannels", 4096);
 }
 
 void check_meta_container(const fs::path& path, std::uint64_t voxel_bytes, const std::string& grid) {
@@ -730,6 +751,7 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
   bool own_geometry = false;
   std::vector<std::uint64_t> size;
   std::uint64_t component_size = 0;
+  if (format == FileFormat::MetaImage) check_meta_counts(path);
   try {
     io->ReadImageInformation();
     for (unsigned axis = 0; axis < io->GetNumberOfDimensions(); ++axis) size.push_back(io->GetDimensions(axis));

@@ -325,6 +325,12 @@ std::vector<ImageCase> image_cases() {
        "the file is truncated"},
       {"metaimage_missing_data_file",
        file("detached.mhd", [] { return meta_header("4 4 4", "MET_FLOAT", "", "nowhere.raw"); }), 1, "does not exist"},
+      // found by fuzz_metaimage: MetaIO sized its arrays from NDims before reading them
+      {"metaimage_ndims_huge", file("ndims.mha", [] {
+         return std::string("ObjectType = Image\nNDims = 77777777777773\nDimSize = 5 4 3\nElementType = MET_SHORT\n"
+                            "ElementDataFile = LOCAL\n") + std::string(120, '\0');
+       }),
+       1, "NDims is '77777777777773', not a whole number from 1 to 8"},
       // found by fuzz_metaimage: MetaIO allocated CompressedDataSize bytes before reading
       {"metaimage_compressed_size_beyond_the_file",
        file("huge_zip.mha",
