@@ -939,6 +939,10 @@ class ScratchDicom {
     ::close(descriptor);
     DcmFileFormat parsed;
     load_dicom(file, parsed);
+    // GDCM asserts that a retired ACR-NEMA RecognitionCode (0008,0010) says
+    // "ACR-NEMA" (found by fuzz_dicom); it means nothing to a DICOM 3 reader,
+    // so the copy goes without it.
+    parsed.getDataset()->findAndDeleteElement(DCM_RETIRED_RecognitionCode);
     if (strip_rescale) {
       DcmDataset& data = *parsed.getDataset();
       slope_ = get_number(data, DCM_RescaleSlope).value_or(1.0);

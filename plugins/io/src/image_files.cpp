@@ -486,7 +486,10 @@ void check_meta_container(const fs::path& path, std::uint64_t voxel_bytes, const
     data_path = path;
     offset = header.data_offset;
   } else if (header.data_file.empty()) {
-    return;  // MetaIO reports the missing field itself
+    // MetaIO goes on without it and, for compressed data, allocates a size it
+    // never learnt (found by fuzz_metaimage: 2^64 - 1 bytes).
+    throw std::runtime_error("cannot read " + quoted(path) +
+                             ": corrupt MetaImage header: no 'ElementDataFile = ...' line (LOCAL or the data file)");
   } else if (header.data_file.find("LIST") == 0 || header.data_file.find('%') != std::string::npos ||
              header.data_file.find(' ') != std::string::npos) {
     // A series of data files. MetaIO formats a pattern with the file's own

@@ -325,6 +325,13 @@ std::vector<ImageCase> image_cases() {
        "the file is truncated"},
       {"metaimage_missing_data_file",
        file("detached.mhd", [] { return meta_header("4 4 4", "MET_FLOAT", "", "nowhere.raw"); }), 1, "does not exist"},
+      // found by fuzz_metaimage: without ElementDataFile MetaIO allocated 2^64 - 1 bytes
+      {"metaimage_no_element_data_file",
+       file("no_data.mha", [=] {
+         std::string bytes = compressed_meta(values, 1 << 20);
+         return bytes.replace(bytes.find("ElementDataFile = LOCAL"), 23, "ElementDataFile");
+       }),
+       1, "no 'ElementDataFile = ...' line"},
       // found by fuzz_metaimage: MetaIO sized its arrays from NDims before reading them
       {"metaimage_ndims_huge", file("ndims.mha", [] {
          return std::string("ObjectType = Image\nNDims = 77777777777773\nDimSize = 5 4 3\nElementType = MET_SHORT\n"
