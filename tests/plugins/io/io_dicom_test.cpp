@@ -53,16 +53,6 @@ class IoDicom : public ::testing::Test {
 
 using Slice = io_test::DicomSlice;
 
-std::string run_error(NodeHarness& node) {
-  try {
-    node.run();
-  } catch (const std::exception& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "the node did not fail";
-  return {};
-}
-
 std::string load_error(const std::string& type, const fs::path& path,
                        const std::vector<std::pair<std::string, ParamValue>>& params = {}) {
   NodeHarness node(bundled(), type);
@@ -512,11 +502,6 @@ TEST_F(IoDicom, PetInCountsCannotBecomeSuv) {
 
 // --- privacy end to end: a pipeline run with its record ------------------------
 
-std::string read_all(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 TEST_F(IoDicom, IdentifiersReachNoOutputFileLogOrRunRecord) {
   write_dicom_series(dir_ / "pet", pet_series(PetTags{}));
   const fs::path pipeline = dir_ / "pipeline.json";
@@ -540,12 +525,12 @@ TEST_F(IoDicom, IdentifiersReachNoOutputFileLogOrRunRecord) {
                               " --set pet=" + (dir_ / "pet").string() + " --set out=" + out.string() + " --record " +
                               (out / "run.json").string() + " > " + (dir_ / "console.txt").string() + " 2>&1";
   const int status = std::system(command.c_str());
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_all(dir_ / "console.txt");
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_bytes(dir_ / "console.txt");
   std::vector<fs::path> checked = {dir_ / "console.txt"};
   for (const auto& entry : fs::directory_iterator(out)) checked.push_back(entry.path());
   ASSERT_EQ(checked.size(), 5u);
   for (const fs::path& file : checked) {
-    const std::string bytes = read_all(file);
+    const std::string bytes = read_bytes(file);
     EXPECT_FALSE(bytes.empty()) << file;
     for (const char* identifier : {"Doe^Jane", "PID-4711", "ACC-999", "19700101"}) {
       EXPECT_EQ(bytes.find(identifier), std::string::npos) << identifier << " found in " << file;

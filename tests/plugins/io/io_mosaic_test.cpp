@@ -53,11 +53,6 @@ class IoMosaic : public ::testing::Test {
   fs::path dir_;
 };
 
-std::string read_all(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // nibabel's file `name`, gunzipped into `dir` if it is compressed.
 fs::path nibabel_file(const std::string& name, const fs::path& dir) {
   const fs::path source = kNibabelData / name;
@@ -74,16 +69,6 @@ fs::path nibabel_file(const std::string& name, const fs::path& dir) {
   for (int count; in != nullptr && (count = gzread(in, buffer, sizeof buffer)) > 0;) out.write(buffer, count);
   if (in != nullptr) gzclose(in);
   return target;
-}
-
-std::string run_error(NodeHarness& node) {
-  try {
-    node.run();
-  } catch (const std::exception& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "the node did not fail";
-  return {};
 }
 
 std::string load_error(const std::string& type, const fs::path& path) {
@@ -150,7 +135,7 @@ NibabelVolume read_with_nibabel(const fs::path& file, const fs::path& dir) {
   for (auto& v : expected.origin) in >> v;
   for (auto& v : expected.direction) in >> v;
   EXPECT_TRUE(in) << result.text;
-  const std::string bytes = read_all(raw);
+  const std::string bytes = read_bytes(raw);
   expected.voxels.resize(bytes.size() / sizeof(double));
   std::copy(bytes.begin(), bytes.end(), reinterpret_cast<char*>(expected.voxels.data()));
   EXPECT_EQ(expected.voxels.size(), expected.size[0] * expected.size[1] * expected.size[2]);
@@ -410,7 +395,7 @@ for name, tag in sorted(header['tags'].items()):
 
 TEST_F(IoMosaic, CsaParserReadsNibabelsHeadersAsNibabelDoes) {
   for (const char* name : {"csa2_b0.bin", "csa2_b1000.bin", "csa2_zero_len.bin.gz"}) {
-    const std::string bytes = read_all(nibabel_file(name, dir_));
+    const std::string bytes = read_bytes(nibabel_file(name, dir_));
     const io::CsaHeader header =
         io::parse_csa_header(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
     std::ofstream(dir_ / "csa.py") << kNibabelCsaScript;
@@ -457,7 +442,7 @@ TEST_F(IoMosaic, CsaParserReadsNibabelsHeadersAsNibabelDoes) {
     EXPECT_EQ(elements, header.elements.size()) << name;
     EXPECT_GT(values, 50u) << name;
   }
-  const std::string b0 = read_all(kNibabelData / "csa2_b0.bin");
+  const std::string b0 = read_bytes(kNibabelData / "csa2_b0.bin");
   const io::CsaHeader header = io::parse_csa_header(reinterpret_cast<const std::uint8_t*>(b0.data()), b0.size());
   EXPECT_EQ(header.number("NumberOfImagesInMosaic"), 48.0);
   EXPECT_TRUE(header.has_text("AcquisitionMatrixText"));
@@ -480,7 +465,7 @@ void expect_parses_or_refuses(const std::string& bytes, const std::string& label
 }
 
 TEST(CsaHeader, AnyBytesGiveAHeaderOrAClearError) {
-  const std::string good = read_all(kNibabelData / "csa2_b1000.bin");
+  const std::string good = read_bytes(kNibabelData / "csa2_b1000.bin");
   ASSERT_GT(good.size(), 10000u) << "install Debian's python3-nibabel";
   // Every truncation is an error, except of the unused bytes after the last
   // element (then the header is the same).

@@ -42,6 +42,16 @@ std::string gzip(const std::string& bytes) {
   return out;
 }
 
+std::string run_error(testing::NodeHarness& node) {
+  try {
+    node.run();
+  } catch (const std::exception& error) {
+    return error.what();
+  }
+  ADD_FAILURE() << "the node did not fail";
+  return {};
+}
+
 std::string floats(const std::vector<float>& values) {
   return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
 }

@@ -8,6 +8,8 @@
 #include <dcmtk/dcmdata/dcitem.h>
 #include <png.h>
 
+#include <fusionflow/testing.hpp>
+
 #include <array>
 #include <cstdint>
 #include <filesystem>
@@ -23,6 +25,9 @@ void write_bytes(const std::filesystem::path& path, const std::string& bytes);
 std::string read_bytes(const std::filesystem::path& path);
 std::string gzip(const std::string& bytes);
 std::string floats(const std::vector<float>& values);
+
+// Runs a node that must fail and returns its error message.
+std::string run_error(testing::NodeHarness& node);
 
 // A NIfTI-1 single file (.nii) written field by field. `dims` are dim[1..];
 // without sform/qform codes the file has neither (ITK then uses pixdim).
