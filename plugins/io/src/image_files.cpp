@@ -29,6 +29,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -142,13 +144,16 @@ struct InflateResult {
   std::string head;         // first bytes of the decompressed data
 };
 
-// Inflates the file from `offset` to its end without keeping the output
-// (zlib with automatic zlib/gzip header detection; concatenated gzip members
-// are followed). Reads everything so that the trailer's checksum is verified.
-InflateResult inflate_file(const fs::path& path, std::uint64_t offset, std::size_t head_bytes) {
+// Inflates the file from `offset` to its end, or over `length` bytes when
+// given, without keeping the output (zlib with automatic zlib/gzip header
+// detection; concatenated gzip members are followed). Reads everything so
+// that the trailer's checksum is verified.
+InflateResult inflate_file(const fs::path& path, std::uint64_t offset, std::size_t head_bytes,
+                           std::optional<std::uint64_t> length = std::nullopt) {
   InflateResult result;
   std::ifstream in(path, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(offset));
+  std::uint64_t unread = length.value_or(std::numeric_limits<std::uint64_t>::max());
   z_stream stream{};
   if (inflateInit2(&stream, 15 + 32) != Z_OK) {
     result.error = "zlib initialisation failed";
@@ -160,9 +165,12 @@ InflateResult inflate_file(const fs::path& path, std::uint64_t offset, std::size
   int status = Z_OK;
   while (true) {
     if (stream.avail_in == 0) {
-      in.read(reinterpret_cast<char*>(input.data()), static_cast<std::streamsize>(input.size()));
+      const auto want = static_cast<std::streamsize>(std::min<std::uint64_t>(input.size(), unread));
+      if (want == 0) break;
+      in.read(reinterpret_cast<char*>(input.data()), want);
       const auto got = in.gcount();
       if (got <= 0) break;
+      unread -= static_cast<std::uint64_t>(got);
       stream.next_in = input.data();
       stream.avail_in = static_cast<uInt>(got);
     }
@@ -190,6 +198,13 @@ InflateResult inflate_file(const fs::path& path, std::uint64_t offset, std::size
       continue;
     }
     if (status == Z_BUF_ERROR && stream.avail_in == 0) continue;  // needs more input
+    if (status == Z_NEED_DICT) {
+      // A zlib stream made with a preset dictionary (FDICT): no image writer
+      // uses one, and MetaIO's inflate loop never returns on it (found by
+      // fuzz_metaimage).
+      result.error = "the zlib stream asks for a preset dictionary, which image files never use";
+      break;
+    }
     if (status != Z_OK) {
       result.error = stream.msg != nullptr ? stream.msg : ("zlib error " + std::to_string(status));
       break;
@@ -438,7 +453,8 @@ MetaHeader parse_meta_header(const fs::path& path) {
     if (last) end = head.size();
     const std::string line = head.substr(position, end - position);
     position = last ? end : end + 1;
-    const auto equals = line.find('=');
+    // MetaIO ends a field name at the first '=' or ':'.
+    const auto equals = line.find_first_of("=:");
     if (equals == std::string::npos) continue;
     auto trim = [](std::string text) {
       const auto first = text.find_first_not_of(" \t\r");
@@ -447,7 +463,8 @@ MetaHeader parse_meta_header(const fs::path& path) {
     };
     const std::string key = trim(line.substr(0, equals));
     const std::string value = trim(line.substr(equals + 1));
-    if (key == "CompressedData") header.compressed = lower(value) == "true";
+    // MetaIO reads a boolean from its first letter: T, t or 1 is true.
+    if (key == "CompressedData") header.compressed = !value.empty() && (value[0] == 'T' || value[0] == 't' || value[0] == '1');
     if (key == "CompressedDataSize") header.compressed_size = value;
     if (key == "NDims") header.ndims = value;
     if (key == "ElementNumberOfChannels") header.channels = value;
@@ -517,9 +534,12 @@ void check_meta_container(const fs::path& path, std::uint64_t voxel_bytes, const
     }
     return;
   }
+  std::optional<std::uint64_t> compressed_bytes;
   if (!header.compressed_size.empty()) {
     // MetaIO allocates CompressedDataSize bytes before reading them (found by
-    // fuzz_metaimage: 1e31 made it ask for 2^63 bytes).
+    // fuzz_metaimage: 1e31 made it ask for 2^63 bytes), and inflates only
+    // those: the stream must end within them, or the image would be silently
+    // cut short.
     char* end = nullptr;
     const double declared = std::strtod(header.compressed_size.c_str(), &end);
     if (end == header.compressed_size.c_str() || !std::isfinite(declared) || declared < 0 ||
@@ -529,12 +549,20 @@ void check_meta_container(const fs::path& path, std::uint64_t voxel_bytes, const
                                std::to_string(available) + " bytes of data): the file is truncated or its header "
                                "corrupt");
     }
+    // 0 is what MetaIO writes when it did not know the size: it then reads to the end.
+    if (declared >= 1) compressed_bytes = static_cast<std::uint64_t>(declared);
   }
   check_plausible_size(path, available, voxel_bytes, grid);
-  const InflateResult inflated = inflate_file(data_path, offset, 0);
+  const InflateResult inflated = inflate_file(data_path, offset, 0, compressed_bytes);
   if (!inflated.error.empty()) {
     throw std::runtime_error("cannot read " + quoted(path) + ": the compressed voxel data is corrupt (" +
                              inflated.error + "); re-export or re-copy the file");
+  }
+  if (!inflated.complete && compressed_bytes) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": its compressed voxel data does not end within the " +
+                             std::to_string(*compressed_bytes) + " bytes its CompressedDataSize gives (" +
+                             std::to_string(inflated.bytes) + " of " + std::to_string(voxel_bytes) +
+                             " bytes inflated): the header is corrupt or the data truncated; re-export the file");
   }
   if (!inflated.complete || inflated.bytes < voxel_bytes) {
     throw_truncated(path, grid, voxel_bytes, inflated.bytes,

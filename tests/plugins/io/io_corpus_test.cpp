@@ -347,6 +347,34 @@ std::vector<ImageCase> image_cases() {
               return bytes.replace(at, bytes.find('\n', at) - at, "1e31");
             }),
        1, "CompressedDataSize '1e31' is not a byte count the file holds"},
+      // found by fuzz_metaimage: MetaIO inflates only CompressedDataSize bytes (a shorter
+      // size silently cut the image; with a preset-dictionary stream it never returned)
+      {"metaimage_compressed_size_shorter_than_stream",
+       file("short_size.mha",
+            [=] {
+              std::string bytes = compressed_meta(values, 1 << 20);
+              const auto at = bytes.find("CompressedDataSize = ") + 21;
+              return bytes.replace(at, bytes.find('\n', at) - at, "20");
+            }),
+       1, "does not end within the 20 bytes its CompressedDataSize gives"},
+      {"metaimage_zlib_preset_dictionary",
+       file("dictionary.mha",
+            [=] {
+              std::string bytes = compressed_meta(values, 1 << 20);
+              const auto at = bytes.find("ElementDataFile = LOCAL\n") + 24;
+              bytes[at] = '\x78';  // 0x78BB: a valid zlib header with FDICT set
+              bytes[at + 1] = '\xbb';
+              return bytes;
+            }),
+       1, "preset dictionary"},
+      // MetaIO reads booleans from their first letter and accepts ':' as the separator
+      {"metaimage_compressed_flag_spelt_1_and_colon",
+       file("colon.mha",
+            [=] {
+              std::string bytes = compressed_meta(values, 1 << 20);
+              return bytes.replace(bytes.find("CompressedData = True"), 21, "CompressedData: 1");
+            }),
+       0, "", {}, 120},
       // found by fuzz_metaimage: MetaIO formats file-name patterns with the header's text
       {"metaimage_data_file_pattern",
        file("pattern.mhd", [] { return meta_header("4 4 4", "MET_FLOAT", "", "slice%03d.raw 1 4 1"); }), 1,
