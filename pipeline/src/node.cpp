@@ -17,6 +17,11 @@ NodeSpec& NodeSpec::param(std::string name, const Param& param, std::string desc
   return *this;
 }
 
+NodeSpec& NodeSpec::add_param(ParamSpec param) {
+  params_.push_back(std::move(param));
+  return *this;
+}
+
 NodeSpec& NodeSpec::memory_intensive(bool value) {
   memory_intensive_ = value;
   return *this;

@@ -20,49 +20,31 @@ NodeHarness::NodeHarness(NodeSpec spec, RunFunction run) : spec_(std::move(spec)
   }
 }
 
+NodeHarness::NodeHarness(NodeDefinition definition)
+    : NodeHarness(std::move(definition.spec), std::move(definition.run)) {}
+
 NodeHarness::NodeHarness(const NodeRegistry& registry, const std::string& type)
     : NodeHarness(find_or_throw(registry, type).spec(), find_or_throw(registry, type).definition.run) {}
 
 NodeHarness& NodeHarness::set_param(const std::string& name, ParamValue value) {
   const ParamSpec* spec = spec_.find_param(name);
   if (spec == nullptr) throw std::invalid_argument("node type '" + spec_.type() + "' has no parameter '" + name + "'");
-  // The kind, range, choice and length checks a pipeline file gets.
-  auto in_range = [&](double number) {
-    return !(spec->min && number < *spec->min) && !(spec->max && number > *spec->max);
-  };
-  bool ok = true;
-  switch (spec->kind) {
-    case ParamKind::Bool: ok = std::holds_alternative<bool>(value); break;
-    case ParamKind::Int:
-      ok = std::holds_alternative<std::int64_t>(value) && in_range(double(std::get<std::int64_t>(value)));
-      break;
-    case ParamKind::Float:
-      if (const auto* integer = std::get_if<std::int64_t>(&value)) value = double(*integer);
-      ok = std::holds_alternative<double>(value) && in_range(std::get<double>(value));
-      break;
-    case ParamKind::Choice:
-      ok = std::holds_alternative<std::string>(value) &&
-           std::find(spec->choices.begin(), spec->choices.end(), std::get<std::string>(value)) != spec->choices.end();
-      break;
-    case ParamKind::String:
-    case ParamKind::InputPath:
-    case ParamKind::OutputPath: ok = std::holds_alternative<std::string>(value); break;
-    case ParamKind::IntList: {
-      const auto* list = std::get_if<std::vector<std::int64_t>>(&value);
-      ok = list != nullptr && (!spec->list_length || list->size() == *spec->list_length);
-      for (std::size_t i = 0; ok && i < list->size(); ++i) ok = in_range(double((*list)[i]));
-      break;
-    }
-    case ParamKind::FloatList: {
-      const auto* list = std::get_if<std::vector<double>>(&value);
-      ok = list != nullptr && (!spec->list_length || list->size() == *spec->list_length);
-      for (std::size_t i = 0; ok && i < list->size(); ++i) ok = in_range((*list)[i]);
-      break;
-    }
+  // As in a pipeline file, a whole number may be given for a float.
+  if (spec->kind == ParamKind::Float) {
+    if (const auto* integer = std::get_if<std::int64_t>(&value)) value = double(*integer);
   }
-  if (!ok) {
+  // The checks a pipeline file gets (one validator for the loader, the
+  // registry and this harness).
+  const std::vector<ParamProblem> problems = check_param_value(*spec, value);
+  if (!problems.empty()) {
+    std::string reasons;
+    for (const ParamProblem& problem : problems) {
+      reasons += (reasons.empty() ? "" : "; ") + problem.message;
+      if (problem.element) reasons += " (element " + std::to_string(*problem.element) + ")";
+      if (!problem.hint.empty()) reasons += " (" + problem.hint + ")";
+    }
     throw std::invalid_argument("value " + param_value_to_json(value) + " does not fit parameter '" + name + "' (" +
-                                to_string(spec->kind) + ")");
+                                to_string(spec->kind) + "): " + reasons);
   }
   params_[name] = std::move(value);
   return *this;

@@ -152,18 +152,6 @@ std::string json_kind(const json& value) {
   }
 }
 
-std::string describe_range(const ParamSpec& spec) {
-  auto number = [](double v) {
-    std::ostringstream text;
-    text << v;
-    return text.str();
-  };
-  if (spec.min && spec.max) return "allowed range: [" + number(*spec.min) + ", " + number(*spec.max) + "]";
-  if (spec.min) return "allowed: at least " + number(*spec.min);
-  if (spec.max) return "allowed: at most " + number(*spec.max);
-  return {};
-}
-
 const char* const kDescriptionHint = "a description is free text: \"description\": \"...\"";
 
 // Loads one pipeline document, collecting every problem.
@@ -549,26 +537,37 @@ class PipelineLoader {
             spec.description);
       return std::nullopt;
     }
-    if (!std::isfinite(number)) {
-      error(location, "parameter '" + spec.name + "' must be finite", spec.description);
-      return std::nullopt;
-    }
-    if (integer && (number != std::floor(number) || std::abs(number) > 9.0e15)) {
+    // Only what an integer cannot hold is refused here; finiteness and the
+    // range are the shared validator's (check_param_value).
+    if (integer && (!std::isfinite(number) || number != std::floor(number) || std::abs(number) > 9.0e15)) {
       error(location, "parameter '" + spec.name + "' expects an integer, got " + excerpt(value.dump()),
             spec.description);
-      return std::nullopt;
-    }
-    if ((spec.min && number < *spec.min) || (spec.max && number > *spec.max)) {
-      std::ostringstream text;
-      text << number;
-      error(location, "value " + text.str() + " of parameter '" + spec.name + "' is out of range",
-            describe_range(spec));
       return std::nullopt;
     }
     return number;
   }
 
+  // Turns the JSON value into a parameter value, then checks it with the
+  // validator the registry and NodeHarness use.
   std::optional<ParamValue> read_param(const json& value, const std::string& location, const ParamSpec& spec) {
+    std::optional<ParamValue> converted = convert_param(value, location, spec);
+    if (!converted) return std::nullopt;
+    const std::vector<ParamProblem> problems = check_param_value(spec, *converted);
+    for (const ParamProblem& problem : problems) {
+      const std::string where = problem.element ? location + "/" + std::to_string(*problem.element) : location;
+      if (problem.rule == ParamProblem::Rule::Choice) {
+        const std::string& text = std::get<std::string>(*converted);
+        error(where, problem.message, did_you_mean(text, spec.choices, [](const std::string& c) { return c; }, "choice"));
+      } else {
+        error(where, problem.message, problem.hint);
+      }
+    }
+    if (!problems.empty()) return std::nullopt;
+    return converted;
+  }
+
+  // JSON (or text after ${name} substitution) to the parameter's value type.
+  std::optional<ParamValue> convert_param(const json& value, const std::string& location, const ParamSpec& spec) {
     switch (spec.kind) {
       case ParamKind::Bool: {
         if (value.is_boolean()) return ParamValue(value.get<bool>());
@@ -602,21 +601,6 @@ class PipelineLoader {
         }
         std::optional<std::string> text = substitute(value.get<std::string>(), location, spec);
         if (!text) return std::nullopt;
-        if (spec.kind == ParamKind::Choice &&
-            std::find(spec.choices.begin(), spec.choices.end(), *text) == spec.choices.end()) {
-          error(location, "\"" + excerpt(*text) + "\" is not a valid choice for parameter '" + spec.name + "'",
-                did_you_mean(*text, spec.choices, [](const std::string& c) { return c; }, "choice"));
-          return std::nullopt;
-        }
-        if ((spec.kind == ParamKind::InputPath || spec.kind == ParamKind::OutputPath) && text->empty()) {
-          error(location, "parameter '" + spec.name + "' is an empty path", spec.description);
-          return std::nullopt;
-        }
-        // A NUL would silently cut the string wherever it reaches a C API (paths above all).
-        if (text->find('\0') != std::string::npos) {
-          error(location, "parameter '" + spec.name + "' contains a NUL character (\\u0000)", spec.description);
-          return std::nullopt;
-        }
         return ParamValue(*text);
       }
       case ParamKind::IntList:
@@ -625,11 +609,6 @@ class PipelineLoader {
         if (!value.is_array()) {
           error(location, "parameter '" + spec.name + "' expects a list of " + (integer ? "integers" : "numbers") +
                               ", got " + json_kind(value), spec.description);
-          return std::nullopt;
-        }
-        if (spec.list_length && value.size() != *spec.list_length) {
-          error(location, "parameter '" + spec.name + "' needs exactly " + std::to_string(*spec.list_length) +
-                              " values, got " + std::to_string(value.size()), spec.description);
           return std::nullopt;
         }
         std::vector<double> numbers;

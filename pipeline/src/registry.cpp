@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "fusionflow/latent.hpp"
+#include "fusionflow/pipeline.hpp"  // param_value_to_json
 #include "fusionflow/payload_types.hpp"
 #include "fusionflow/transform.hpp"
 
@@ -27,57 +28,27 @@ bool is_snake_name(const std::string& name) {
 }
 
 void check_default_fits(const NodeSpec& spec, const ParamSpec& param) {
-  if (!param.default_value) return;
-  const ParamValue& value = *param.default_value;
   const std::string where = "parameter '" + param.name + "' of '" + spec.type() + "'";
-  auto check_number = [&](double number) {
-    if ((param.min && number < *param.min) || (param.max && number > *param.max)) {
-      throw std::invalid_argument(where + ": default " + std::to_string(number) + " is outside its range");
-    }
-  };
-  switch (param.kind) {
-    case ParamKind::Bool:
-      if (!std::holds_alternative<bool>(value)) throw std::invalid_argument(where + ": default is not a bool");
-      break;
-    case ParamKind::Int:
-      if (!std::holds_alternative<std::int64_t>(value)) throw std::invalid_argument(where + ": default is not an int");
-      check_number(static_cast<double>(std::get<std::int64_t>(value)));
-      break;
-    case ParamKind::Float:
-      if (!std::holds_alternative<double>(value)) throw std::invalid_argument(where + ": default is not a float");
-      check_number(std::get<double>(value));
-      break;
-    case ParamKind::Choice:
-      if (param.choices.empty()) throw std::invalid_argument(where + ": a choice needs at least one option");
-      if (!std::holds_alternative<std::string>(value) ||
-          std::find(param.choices.begin(), param.choices.end(), std::get<std::string>(value)) == param.choices.end()) {
-        throw std::invalid_argument(where + ": default is not one of its choices");
-      }
-      break;
-    case ParamKind::String:
-    case ParamKind::InputPath:
-    case ParamKind::OutputPath:
-      if (!std::holds_alternative<std::string>(value)) throw std::invalid_argument(where + ": default is not a string");
-      break;
-    case ParamKind::IntList: {
-      const auto* list = std::get_if<std::vector<std::int64_t>>(&value);
-      if (list == nullptr) throw std::invalid_argument(where + ": default is not a list of ints");
-      if (param.list_length && list->size() != *param.list_length) {
-        throw std::invalid_argument(where + ": default has the wrong length");
-      }
-      for (std::int64_t item : *list) check_number(static_cast<double>(item));
-      break;
-    }
-    case ParamKind::FloatList: {
-      const auto* list = std::get_if<std::vector<double>>(&value);
-      if (list == nullptr) throw std::invalid_argument(where + ": default is not a list of floats");
-      if (param.list_length && list->size() != *param.list_length) {
-        throw std::invalid_argument(where + ": default has the wrong length");
-      }
-      for (double item : *list) check_number(item);
-      break;
-    }
+  if (param.kind == ParamKind::Choice && param.choices.empty()) {
+    throw std::invalid_argument(where + ": a choice needs at least one option");
   }
+  if (!param.default_value) return;
+  // The validator pipeline values go through (check_param_value).
+  const std::vector<ParamProblem> problems = check_param_value(param, *param.default_value);
+  if (problems.empty()) return;
+  const ParamProblem& problem = problems.front();
+  const char* why = "does not fit";
+  switch (problem.rule) {
+    case ParamProblem::Rule::Kind: why = "is not of its kind"; break;
+    case ParamProblem::Rule::Finite: why = "is not finite"; break;
+    case ParamProblem::Rule::Range: why = "is outside its range"; break;
+    case ParamProblem::Rule::Choice: why = "is not one of its choices"; break;
+    case ParamProblem::Rule::Length: why = "has the wrong length"; break;
+    case ParamProblem::Rule::EmptyPath: why = "is an empty path"; break;
+    case ParamProblem::Rule::Nul: why = "contains a NUL character"; break;
+  }
+  throw std::invalid_argument(where + ": default " + param_value_to_json(*param.default_value) + " " + why + " (" +
+                              problem.message + ")");
 }
 
 }  // namespace

@@ -30,6 +30,28 @@
 
 namespace fusionflow {
 
+// A port named once with its payload type: declare it as a constant beside
+// the node and use that constant both in the declaration and in the run
+// function, so the name and the type cannot drift apart.
+//
+//   constexpr InputPort<Volume> kVolumeIn{"volume"};
+//   spec.input(kVolumeIn, "the volume to smooth");   ...   ctx.input(kVolumeIn)
+template <class T>
+struct InputPort {
+  std::string_view name;
+};
+template <class T>
+struct OutputPort {
+  std::string_view name;
+};
+
+namespace detail {
+template <class T>
+struct SameType {
+  using type = T;
+};
+}  // namespace detail
+
 struct PortSpec {
   std::string name;
   std::string type;  // stable payload type name, e.g. "Volume"
@@ -63,6 +85,28 @@ class NodeSpec {
   NodeSpec& optional_output(std::string name, std::string description) {
     return add_output({std::move(name), payload_type_name<T>(), std::move(description), false, true});
   }
+  template <class T>
+  NodeSpec& input(InputPort<T> port, std::string description) {
+    return input<T>(std::string(port.name), std::move(description));
+  }
+  template <class T>
+  NodeSpec& optional_input(InputPort<T> port, std::string description) {
+    return optional_input<T>(std::string(port.name), std::move(description));
+  }
+  template <class T>
+  NodeSpec& multi_input(InputPort<T> port, std::string description, bool optional = false) {
+    return multi_input<T>(std::string(port.name), std::move(description), optional);
+  }
+  template <class T>
+  NodeSpec& output(OutputPort<T> port, std::string description) {
+    return output<T>(std::string(port.name), std::move(description));
+  }
+  template <class T>
+  NodeSpec& optional_output(OutputPort<T> port, std::string description) {
+    return optional_output<T>(std::string(port.name), std::move(description));
+  }
+  // An untyped parameter, read with ctx.param<T>(name). Nodes in the tree
+  // declare typed ones instead (NodeType in fusionflow/node_type.hpp).
   NodeSpec& param(std::string name, const Param& param, std::string description);
   // Declares that the node needs working memory of a few times its inputs
   // while it runs (multiscale transforms, fusion rules, volume rendering).
@@ -72,6 +116,7 @@ class NodeSpec {
 
   NodeSpec& add_input(PortSpec port);
   NodeSpec& add_output(PortSpec port);
+  NodeSpec& add_param(ParamSpec param);
 
   const std::string& type() const { return type_; }
   const std::string& version() const { return version_; }
@@ -142,7 +187,33 @@ class NodeContext {
     return values;
   }
 
+  // The same through typed ports (the type comes from the port).
+  template <class T>
+  bool has_input(InputPort<T> port) const {
+    return has_input(port.name);
+  }
+  template <class T>
+  const T& input(InputPort<T> port) const {
+    return *single_input(port.name).template get<T>();
+  }
+  template <class T>
+  std::shared_ptr<const T> input_ptr(InputPort<T> port) const {
+    return single_input(port.name).template get<T>();
+  }
+  template <class T>
+  std::vector<std::shared_ptr<const T>> inputs(InputPort<T> port) const {
+    return inputs<T>(port.name);
+  }
+
   // --- outputs --------------------------------------------------------------
+  template <class T>
+  void output(OutputPort<T> port, typename detail::SameType<T>::type value) {
+    set_output(port.name, Payload::of<T>(std::make_shared<const T>(std::move(value))));
+  }
+  template <class T>
+  void output(OutputPort<T> port, std::shared_ptr<const T> value) {
+    set_output(port.name, Payload::of<T>(std::move(value)));
+  }
   template <class T>
   void output(std::string_view port, std::shared_ptr<const T> value) {
     set_output(port, Payload::of<T>(std::move(value)));

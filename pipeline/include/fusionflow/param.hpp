@@ -42,6 +42,23 @@ struct ParamSpec {
   bool required() const { return !default_value.has_value(); }
 };
 
+// The one check of a parameter value against its declaration, used by the
+// pipeline loader (after it has turned JSON into a value), the registry (for
+// defaults) and NodeHarness (for values a test sets): the value's kind,
+// finite numbers, the range (of each list element), the choices, the list
+// length, non-empty paths and no NUL characters in text.
+struct ParamProblem {
+  enum class Rule { Kind, Finite, Range, Choice, Length, EmptyPath, Nul };
+  Rule rule = Rule::Kind;
+  std::string message;                 // e.g. "value 40 of parameter 'radius' is out of range"
+  std::string hint;                    // e.g. "allowed range: [0, 32]"
+  std::optional<std::size_t> element;  // the list element at fault
+};
+// Every problem (a wrong list length is reported alone); empty if the value fits.
+std::vector<ParamProblem> check_param_value(const ParamSpec& spec, const ParamValue& value);
+// "allowed range: [0, 32]", "allowed: at least 0", or empty.
+std::string describe_range(const ParamSpec& spec);
+
 // Fluent construction of a ParamSpec, used in NodeSpec::param:
 //   spec.param("sigma", Param::Float(1.0).range(0.0, 20.0), "Gaussian sigma (mm)");
 //   spec.param("path", Param::InputPath(), "image file to read");

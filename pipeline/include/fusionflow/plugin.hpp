@@ -14,10 +14,11 @@
 #include <vector>
 
 #include "fusionflow/node.hpp"
+#include "fusionflow/node_type.hpp"
 
 // Bumped whenever a change to the SDK headers breaks binary compatibility of
 // plugins (layout of NodeSpec, NodeContext, payload types, registrar).
-#define FUSIONFLOW_PLUGIN_ABI_VERSION 2u
+#define FUSIONFLOW_PLUGIN_ABI_VERSION 3u
 
 // Set by fusionflow_add_plugin() from the ITK/VTK the plugin is built with;
 // empty when a plugin uses neither.
@@ -57,6 +58,12 @@ struct PluginDescriptor {
 // only enter the registry if the whole function returns normally.
 class PluginRegistrar {
  public:
+  // A typed node (fusionflow/node_type.hpp): `run` takes the node's filled options.
+  template <class Options, class Run>
+  void add_node(const NodeType<Options>& node, Run run) {
+    nodes_.push_back(node.bind(std::move(run)));
+  }
+  // An untyped node, which reads its parameters by name.
   void add_node(NodeSpec spec, RunFunction run) { nodes_.push_back({std::move(spec), std::move(run)}); }
   void add_payload_type(std::string name, std::string description) {
     payload_types_.push_back({std::move(name), std::move(description)});

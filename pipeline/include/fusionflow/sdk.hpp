@@ -3,7 +3,9 @@
 
 #include "fusionflow/atomic_file.hpp"
 #include "fusionflow/latent.hpp"
+#include "fusionflow/choice_list.hpp"
 #include "fusionflow/node.hpp"
+#include "fusionflow/node_type.hpp"
 #include "fusionflow/param.hpp"
 #include "fusionflow/payload.hpp"
 #include "fusionflow/payload_types.hpp"

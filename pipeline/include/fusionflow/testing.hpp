@@ -22,6 +22,8 @@ namespace fusionflow::testing {
 class NodeHarness {
  public:
   NodeHarness(NodeSpec spec, RunFunction run);
+  // A typed node: NodeHarness(my_node().bind(run_my_node)).
+  explicit NodeHarness(NodeDefinition definition);
   // A node type from a registry (e.g. one filled by load_plugins).
   NodeHarness(const NodeRegistry& registry, const std::string& type);
 
