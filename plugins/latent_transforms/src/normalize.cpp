@@ -10,27 +10,6 @@
 
 namespace fusionflow::latent {
 
-NormalizeMode parse_normalize_mode(const std::string& name) {
-  if (name == "ct_window") return NormalizeMode::CtWindow;
-  if (name == "suv_range") return NormalizeMode::SuvRange;
-  if (name == "percentile") return NormalizeMode::Percentile;
-  if (name == "zscore") return NormalizeMode::ZScore;
-  if (name == "minmax") return NormalizeMode::MinMax;
-  throw std::invalid_argument("unknown normalisation mode '" + name +
-                              "': use ct_window, suv_range, percentile, zscore or minmax");
-}
-
-const char* to_string(NormalizeMode mode) {
-  switch (mode) {
-    case NormalizeMode::CtWindow: return "ct_window";
-    case NormalizeMode::SuvRange: return "suv_range";
-    case NormalizeMode::Percentile: return "percentile";
-    case NormalizeMode::ZScore: return "zscore";
-    case NormalizeMode::MinMax: return "minmax";
-  }
-  return "?";
-}
-
 namespace {
 
 std::string number(double value) {
@@ -157,7 +136,7 @@ NormalizeResult normalize_intensity(const Volume& volume, const NormalizeOptions
 
   const bool degenerate = !(result.high > result.low);
   if (degenerate) {
-    result.warning = std::string(to_string(options.mode)) + ": the mapped range is empty (low " + number(result.low) +
+    result.warning = kNormalizeModeNames.name(options.mode) + ": the mapped range is empty (low " + number(result.low) +
                      ", high " + number(result.high) + "): the output is all 0";
   }
   const double scale = degenerate ? 0.0 : 1.0 / (result.high - result.low);
@@ -178,7 +157,7 @@ NormalizeResult normalize_intensity(const Volume& volume, const NormalizeOptions
     });
   });
   VolumeMetadata& m = result.volume.metadata;
-  m.extra["normalize_mode"] = to_string(options.mode);
+  m.extra["normalize_mode"] = kNormalizeModeNames.name(options.mode);
   m.extra["normalize_low"] = number(result.low);
   m.extra["normalize_high"] = number(result.high);
   m.extra["normalize_input_units"] = volume.metadata.units;

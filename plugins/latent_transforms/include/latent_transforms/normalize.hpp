@@ -17,6 +17,7 @@
 
 #include <string>
 
+#include <fusionflow/choice_list.hpp>
 #include <fusionflow/volume.hpp>
 
 #include "latent_transforms/control.hpp"
@@ -25,9 +26,12 @@ namespace fusionflow::latent {
 
 enum class NormalizeMode { CtWindow, SuvRange, Percentile, ZScore, MinMax };
 
-// "ct_window", "suv_range", "percentile", "zscore", "minmax".
-NormalizeMode parse_normalize_mode(const std::string& name);
-const char* to_string(NormalizeMode mode);
+// The modes' names, as pipelines and metadata spell them.
+inline const ChoiceList<NormalizeMode> kNormalizeModeNames{{NormalizeMode::CtWindow, "ct_window"},
+                                                           {NormalizeMode::SuvRange, "suv_range"},
+                                                           {NormalizeMode::Percentile, "percentile"},
+                                                           {NormalizeMode::ZScore, "zscore"},
+                                                           {NormalizeMode::MinMax, "minmax"}};
 
 struct NormalizeOptions {
   NormalizeMode mode = NormalizeMode::MinMax;
