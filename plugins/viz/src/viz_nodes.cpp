@@ -59,71 +59,95 @@ std::string describe(const Volume& volume, const std::string& fallback) {
 // ===========================================================================
 // viz.render3d
 
-NodeSpec render3d_spec() {
-  NodeSpec spec("viz.render3d", "1.0.0",
-                "VTK volume rendering of a volume (optionally with a functional volume, e.g. CT grey + PET hot) to a "
-                "PNG, in true physical geometry (LPS), with transfer-function and camera presets");
-  spec.input<Volume>("volume", "the (anatomical) volume to render")
-      .optional_input<Volume>("functional",
-                              "optional functional volume (PET, fused) rendered together with the first; any grid")
-      .param("preset", Param::Choice({"auto", "ct_bone", "ct_soft_tissue", "mri", "pet", "fused"}, "auto"),
-             "transfer function of `volume`: auto (by modality: CT ct_bone, MR mri, PT pet, FUSED fused), ct_bone, "
-             "ct_soft_tissue, mri, pet, fused")
-      .param("functional_preset", Param::Choice({"auto", "ct_bone", "ct_soft_tissue", "mri", "pet", "fused"}, "auto"), "transfer function of `functional`")
-      .param("volume_opacity", Param::Float(0.0).range(0.0, 10.0),
-             "scales the opacity of `volume` (0: auto, 1 alone and 0.06 with a functional volume, so that the "
-             "functional volume shows through the bone)")
-      .param("functional_opacity", Param::Float(1.0).range(0.0, 10.0), "scales the functional opacity")
-      .param("camera", Param::Choice({"anterior", "posterior", "left", "right", "lateral", "superior", "inferior", "oblique", "custom"},
-                           "anterior"),
-             "view: anterior (facing the patient: patient right on image left), posterior, left (= lateral), right, "
-             "superior, inferior, oblique (anterior-left, from above), custom (= anterior + azimuth/elevation)")
-      .param("azimuth", Param::Float(0.0).range(-360, 360), "degrees about the view-up axis, after the preset")
-      .param("elevation", Param::Float(0.0).range(-89, 89), "degrees up, after the preset")
-      .param("zoom", Param::Float(1.0).range(0.1, 20), "zoom factor (>1 closer)")
-      .param("iso_surface", Param::Bool(false), "show `volume` as an iso-surface at iso_value instead of volume rendering")
-      .param("iso_value", Param::Float(300.0), "iso-surface value in the volume's units (e.g. 300 HU for bone)")
-      .param("iso_opacity", Param::Float(1.0).range(0.0, 1.0), "iso-surface opacity")
-      .param("smoothing_mm", Param::Float(0.0).range(0.0, 20.0),
-             "display-only Gaussian smoothing (sigma, mm) of `volume` before rendering; about 0.7 voxel removes the "
-             "stair-steps of near-binary data such as the phantom")
-      .param("sample_distance_mm", Param::Float(0.0).range(0.0, 100.0),
-             "ray-casting step in mm (0: the smallest voxel spacing; steps are jittered)")
-      .param("image_sample_distance", Param::Float(0.0).range(0.0, 8.0),
-             "pixels between cast rays, the image is scaled up (0: automatic, about one ray per voxel on screen, 1 "
-             "to 2)")
-      .param("width", Param::Int(800).range(16, 4096), "image width in pixels")
-      .param("height", Param::Int(800).range(16, 4096), "image height in pixels")
-      .param("background", Param::String("black"), "background colour: name, #rrggbb or r,g,b in [0,1]")
-      .param("annotate", Param::Bool(true), "orientation letters at the image edges and a caption")
-      .param("path", Param::OutputPath(), "PNG file to write")
-      .memory_intensive();  // cropped, smoothed and GPU copies of the volumes
-  return spec;
+// A preset parameter's choices: "auto" (by modality), then the presets.
+std::vector<std::string> preset_choices() {
+  std::vector<std::string> choices{"auto"};
+  choices.insert(choices.end(), kPresetNames.names().begin(), kPresetNames.names().end());
+  return choices;
 }
 
-void run_render3d(NodeContext& ctx) {
-  const Volume& volume = ctx.input<Volume>("volume");
-  const Volume* functional = ctx.has_input("functional") ? &ctx.input<Volume>("functional") : nullptr;
-  SceneOptions options;
-  const std::string preset = ctx.param<std::string>("preset");
-  options.preset = preset == "auto" ? auto_preset(volume.metadata) : preset_from_name(preset);
+// "auto" -> by the volume's modality, else the named preset.
+Preset resolve_preset(const std::string& choice, const Volume& volume) {
+  return choice == "auto" ? auto_preset(volume.metadata) : kPresetNames.parse(choice);
+}
+
+// The scene's options plus the node's own. The scene's preset,
+// functional_preset and opacity are not parameters: they are resolved from
+// preset_choice, functional_preset_choice (text, because of "auto") and
+// volume_opacity (0: auto) once the inputs are known.
+struct Render3dOptions : SceneOptions {
+  std::string preset_choice = "auto";
+  std::string functional_preset_choice = "auto";
+  double volume_opacity = 0.0;
+  Camera camera = Camera::Anterior;
+  double azimuth = 0.0;
+  double elevation = 0.0;
+  double zoom = 1.0;
+  double image_sample_distance = 0.0;
+  int width = 800;
+  int height = 800;
+  std::string background = "black";
+  bool annotate = true;
+  std::filesystem::path path;
+};
+
+constexpr InputPort<Volume> kVolumeIn{"volume"};
+// Optional here, required by viz.overlay.
+constexpr InputPort<Volume> kFunctionalIn{"functional"};
+
+NodeType<Render3dOptions> render3d_node() {
+  using O = Render3dOptions;
+  NodeType<O> node("viz.render3d", "1.0.0",
+                   "VTK volume rendering of a volume (optionally with a functional volume, e.g. CT grey + PET hot) to "
+                   "a PNG, in true physical geometry (LPS), with transfer-function and camera presets");
+  node.input(kVolumeIn, "the (anatomical) volume to render")
+      .optional_input(kFunctionalIn,
+                      "optional functional volume (PET, fused) rendered together with the first; any grid")
+      .choice(&O::preset_choice, "preset", preset_choices(),
+              "transfer function of `volume`: auto (by modality: CT ct_bone, MR mri, PT pet, FUSED fused), ct_bone, "
+              "ct_soft_tissue, mri, pet, fused")
+      .choice(&O::functional_preset_choice, "functional_preset", preset_choices(), "transfer function of `functional`")
+      .param(&O::volume_opacity, "volume_opacity", Limits::range(0.0, 10.0),
+             "scales the opacity of `volume` (0: auto, 1 alone and 0.06 with a functional volume, so that the "
+             "functional volume shows through the bone)")
+      .param(&O::functional_opacity, "functional_opacity", Limits::range(0.0, 10.0), "scales the functional opacity")
+      .choice(&O::camera, "camera", kCameraNames,
+              "view: anterior (facing the patient: patient right on image left), posterior, left (= lateral), right, "
+              "superior, inferior, oblique (anterior-left, from above), custom (= anterior + azimuth/elevation)")
+      .param(&O::azimuth, "azimuth", Limits::range(-360, 360), "degrees about the view-up axis, after the preset")
+      .param(&O::elevation, "elevation", Limits::range(-89, 89), "degrees up, after the preset")
+      .param(&O::zoom, "zoom", Limits::range(0.1, 20), "zoom factor (>1 closer)")
+      .param(&O::iso_surface, "iso_surface", "show `volume` as an iso-surface at iso_value instead of volume rendering")
+      .param(&O::iso_value, "iso_value", "iso-surface value in the volume's units (e.g. 300 HU for bone)")
+      .param(&O::iso_opacity, "iso_opacity", Limits::range(0.0, 1.0), "iso-surface opacity")
+      .param(&O::smoothing_mm, "smoothing_mm", Limits::range(0.0, 20.0),
+             "display-only Gaussian smoothing (sigma, mm) of `volume` before rendering; about 0.7 voxel removes the "
+             "stair-steps of near-binary data such as the phantom")
+      .param(&O::sample_distance_mm, "sample_distance_mm", Limits::range(0.0, 100.0),
+             "ray-casting step in mm (0: the smallest voxel spacing; steps are jittered)")
+      .param(&O::image_sample_distance, "image_sample_distance", Limits::range(0.0, 8.0),
+             "pixels between cast rays, the image is scaled up (0: automatic, about one ray per voxel on screen, 1 "
+             "to 2)")
+      .param(&O::width, "width", Limits::range(16, 4096), "image width in pixels")
+      .param(&O::height, "height", Limits::range(16, 4096), "image height in pixels")
+      .param(&O::background, "background", "background colour: name, #rrggbb or r,g,b in [0,1]")
+      .param(&O::annotate, "annotate", "orientation letters at the image edges and a caption")
+      .output_path(&O::path, "path", "PNG file to write")
+      .memory_intensive();  // cropped, smoothed and GPU copies of the volumes
+  return node;
+}
+
+void run_render3d(NodeContext& ctx, const Render3dOptions& options) {
+  const Volume& volume = ctx.input(kVolumeIn);
+  const Volume* functional = ctx.has_input(kFunctionalIn) ? &ctx.input(kFunctionalIn) : nullptr;
+  SceneOptions scene_options = options;
+  scene_options.preset = resolve_preset(options.preset_choice, volume);
   if (functional != nullptr) {
-    const std::string functional_preset = ctx.param<std::string>("functional_preset");
-    options.functional_preset =
-        functional_preset == "auto" ? auto_preset(functional->metadata) : preset_from_name(functional_preset);
+    scene_options.functional_preset = resolve_preset(options.functional_preset_choice, *functional);
   }
-  options.functional_opacity = ctx.param<double>("functional_opacity");
-  const double volume_opacity = ctx.param<double>("volume_opacity");
-  options.opacity = volume_opacity > 0 ? volume_opacity : functional != nullptr ? 0.06 : 1.0;
-  options.iso_surface = ctx.param<bool>("iso_surface");
-  options.iso_value = ctx.param<double>("iso_value");
-  options.iso_opacity = ctx.param<double>("iso_opacity");
-  options.sample_distance_mm = ctx.param<double>("sample_distance_mm");
-  options.smoothing_mm = ctx.param<double>("smoothing_mm");
-  const int width = ctx.param<int>("width"), height = ctx.param<int>("height");
-  const auto background = parse_colour(ctx.param<std::string>("background"));
-  const std::string camera = ctx.param<std::string>("camera");
-  const auto path = ctx.param<std::filesystem::path>("path");
+  scene_options.opacity = options.volume_opacity > 0 ? options.volume_opacity : functional != nullptr ? 0.06 : 1.0;
+  const int width = options.width, height = options.height;
+  const auto background = parse_colour(options.background);
 
   ctx.log(LogLevel::Debug, ensure_display());
   ctx.throw_if_cancelled();
@@ -132,15 +156,14 @@ void run_render3d(NodeContext& ctx) {
   {
     auto lock = lock_rendering();
     ctx.progress(0.1);
-    Scene scene = build_scene(volume, functional, options);
+    Scene scene = build_scene(volume, functional, scene_options);
     ctx.progress(0.4);
     ctx.throw_if_cancelled();
     scene.renderer->SetBackground(background[0], background[1], background[2]);
     auto window = make_offscreen_window(width, height);
     window->AddRenderer(scene.renderer);
-    set_camera(scene.renderer, scene.bounds, camera, ctx.param<double>("azimuth"), ctx.param<double>("elevation"),
-               ctx.param<double>("zoom"));
-    set_image_sample_distance(scene, height, ctx.param<double>("image_sample_distance"));
+    set_camera(scene.renderer, scene.bounds, options.camera, options.azimuth, options.elevation, options.zoom);
+    set_image_sample_distance(scene, height, options.image_sample_distance);
     render_scene(window, scene);
     image = capture(window);
     letters = view_orientation(scene.renderer);
@@ -151,7 +174,7 @@ void run_render3d(NodeContext& ctx) {
                              std::to_string(image.height) + ", not the requested " + std::to_string(width) + "x" +
                              std::to_string(height) + " (larger than the X screen?)");
   }
-  if (ctx.param<bool>("annotate")) {
+  if (options.annotate) {
     const int font = std::clamp(std::min(width, height) / 28, 10, 48);
     const std::array<double, 3> colour{1.0, 0.85, 0.2};
     const int margin = font / 2;
@@ -159,13 +182,16 @@ void run_render3d(NodeContext& ctx) {
     draw_text(image, opposite(letters[0]), margin, height / 2, font, colour, TextAnchor::CentreLeft, true);
     draw_text(image, letters[1], width / 2, margin, font, colour, TextAnchor::TopCentre, true);
     draw_text(image, opposite(letters[1]), width / 2, height - margin, font, colour, TextAnchor::BottomCentre, true);
-    std::string caption = describe(volume, "volume") + (options.iso_surface ? " iso-surface" : std::string(" ") + preset_name(options.preset));
-    if (functional != nullptr) caption += " + " + describe(*functional, "functional") + " " + preset_name(options.functional_preset);
-    draw_text(image, caption + ", " + camera, margin, height - margin, std::max(10, font * 3 / 4), {1, 1, 1},
-              TextAnchor::BottomLeft);
+    std::string caption = describe(volume, "volume") +
+                          (options.iso_surface ? " iso-surface" : " " + kPresetNames.name(scene_options.preset));
+    if (functional != nullptr) {
+      caption += " + " + describe(*functional, "functional") + " " + kPresetNames.name(scene_options.functional_preset);
+    }
+    draw_text(image, caption + ", " + kCameraNames.name(options.camera), margin, height - margin,
+              std::max(10, font * 3 / 4), {1, 1, 1}, TextAnchor::BottomLeft);
   }
-  write_png(image, path);
-  ctx.log(LogLevel::Info, "wrote " + path.string());
+  write_png(image, options.path);
+  ctx.log(LogLevel::Info, "wrote " + options.path.string());
   ctx.progress(1.0);
 }
 
@@ -193,35 +219,64 @@ constexpr PanelLayout kPanels[3] = {{"axial", 2, 0, +1, 1, +1, "R", "L", "A", "P
                                     {"coronal", 1, 0, +1, 2, -1, "R", "L", "S", "I"},
                                     {"sagittal", 0, 1, +1, 2, -1, "A", "P", "S", "I"}};
 
-NodeSpec overlay_spec() {
-  NodeSpec spec("viz.overlay", "1.0.0",
-                "Clinical fusion view: axial, coronal and sagittal slices through a point, the anatomical volume in "
-                "grey (window/level) under the functional volume in a colour map, with colour bar and orientation "
-                "labels (radiological convention)");
-  spec.input<Volume>("anatomical", "anatomical volume (CT or MRI), shown in grey")
-      .input<Volume>("functional", "functional or fused volume (PET, ...), shown in colour; any grid")
-      .output<Table>("points",
-                     "one row per panel: the slice point (LPS mm) and its pixel position (column, row) in the PNG file, "
-                     "panel placement and scale")
-      .param("point_mm", Param::FloatList({}), "slice point (x, y, z) in LPS mm; empty: see point_mode")
-      .param("point_mode", Param::Choice({"hottest", "centre"}, "hottest"),
-             "when point_mm is empty: hottest (maximum of the smoothed functional volume) or centre of the anatomy")
-      .param("window", Param::Float(0.0).at_least(0.0),
+enum class PointMode { Hottest, Centre };
+const ChoiceList<PointMode> kPointModeNames{{PointMode::Hottest, "hottest"}, {PointMode::Centre, "centre"}};
+enum class ThresholdMode { Fraction, Value };
+const ChoiceList<ThresholdMode> kThresholdModeNames{{ThresholdMode::Fraction, "fraction"},
+                                                    {ThresholdMode::Value, "value"}};
+enum class OverlayLayout { Montage, Planes };
+const ChoiceList<OverlayLayout> kOverlayLayoutNames{{OverlayLayout::Montage, "montage"},
+                                                    {OverlayLayout::Planes, "planes"}};
+
+struct OverlayOptions {
+  std::vector<double> point_mm;  // empty: point_mode
+  PointMode point_mode = PointMode::Hottest;
+  double window = 0.0;  // 0: auto
+  double level = 40.0;
+  Colormap colormap = Colormap::Hot;
+  double opacity = 0.6;
+  double threshold = 0.35;
+  ThresholdMode threshold_mode = ThresholdMode::Fraction;
+  double range_max = 0.0;  // 0: the functional maximum
+  OverlayLayout layout = OverlayLayout::Montage;
+  int panel_size = 384;
+  bool crosshair = true;
+  std::filesystem::path path;
+};
+
+constexpr InputPort<Volume> kAnatomicalIn{"anatomical"};
+constexpr OutputPort<Table> kPointsOut{"points"};
+
+NodeType<OverlayOptions> overlay_node() {
+  using O = OverlayOptions;
+  NodeType<O> node("viz.overlay", "1.0.0",
+                   "Clinical fusion view: axial, coronal and sagittal slices through a point, the anatomical volume in "
+                   "grey (window/level) under the functional volume in a colour map, with colour bar and orientation "
+                   "labels (radiological convention)");
+  node.input(kAnatomicalIn, "anatomical volume (CT or MRI), shown in grey")
+      .input(kFunctionalIn, "functional or fused volume (PET, ...), shown in colour; any grid")
+      .output(kPointsOut,
+              "one row per panel: the slice point (LPS mm) and its pixel position (column, row) in the PNG file, "
+              "panel placement and scale")
+      .param(&O::point_mm, "point_mm", "slice point (x, y, z) in LPS mm; empty: see point_mode")
+      .choice(&O::point_mode, "point_mode", kPointModeNames,
+              "when point_mm is empty: hottest (maximum of the smoothed functional volume) or centre of the anatomy")
+      .param(&O::window, "window", Limits::at_least(0.0),
              "grey window width in the anatomical units (0: auto, CT brain window W 80 / L 40, else 1st-99.5th "
              "percentile)")
-      .param("level", Param::Float(40.0), "grey window centre (used when window > 0)")
-      .param("colormap", Param::Choice({"hot", "jet", "viridis", "gray"}, "hot"), "colour map of the functional volume")
-      .param("opacity", Param::Float(0.6).range(0.0, 1.0), "functional colour opacity over the grey image")
-      .param("threshold", Param::Float(0.35).at_least(0.0), "functional values below this are not coloured")
-      .param("threshold_mode", Param::Choice({"fraction", "value"}, "fraction"),
-             "fraction: threshold is a fraction of the colour range; value: in the functional units")
-      .param("range_max", Param::Float(0.0), "top of the colour range (0: the functional maximum)")
-      .param("layout", Param::Choice({"montage", "planes"}, "montage"),
-             "montage: one PNG with three panels; planes: <stem>_axial.png, <stem>_coronal.png, <stem>_sagittal.png")
-      .param("panel_size", Param::Int(384).range(64, 4096), "panel width and height in pixels")
-      .param("crosshair", Param::Bool(true), "reference lines through the point (with a gap around it)")
-      .param("path", Param::OutputPath(), "PNG file (montage) or the stem's file name (planes)");
-  return spec;
+      .param(&O::level, "level", "grey window centre (used when window > 0)")
+      .choice(&O::colormap, "colormap", kColormapNames, "colour map of the functional volume")
+      .param(&O::opacity, "opacity", Limits::range(0.0, 1.0), "functional colour opacity over the grey image")
+      .param(&O::threshold, "threshold", Limits::at_least(0.0), "functional values below this are not coloured")
+      .choice(&O::threshold_mode, "threshold_mode", kThresholdModeNames,
+              "fraction: threshold is a fraction of the colour range; value: in the functional units")
+      .param(&O::range_max, "range_max", "top of the colour range (0: the functional maximum)")
+      .choice(&O::layout, "layout", kOverlayLayoutNames,
+              "montage: one PNG with three panels; planes: <stem>_axial.png, <stem>_coronal.png, <stem>_sagittal.png")
+      .param(&O::panel_size, "panel_size", Limits::range(64, 4096), "panel width and height in pixels")
+      .param(&O::crosshair, "crosshair", "reference lines through the point (with a gap around it)")
+      .output_path(&O::path, "path", "PNG file (montage) or the stem's file name (planes)");
+  return node;
 }
 
 // The hottest region of `functional` inside `bounds`: maximum of the volume
@@ -273,7 +328,7 @@ struct OverlayStyle {
   double window_low = 0, window_width = 1;
   double range_min = 0, range_max = 1, threshold = 0.5;
   double opacity = 0.6;
-  std::string colormap = "hot";
+  Colormap colormap = Colormap::Hot;
 };
 
 std::array<std::uint8_t, 3> overlay_pixel(float anatomical, float functional, const OverlayStyle& style) {
@@ -332,13 +387,12 @@ RgbImage colour_bar(int width, int height, const OverlayStyle& style, const Volu
   return strip;
 }
 
-void run_overlay(NodeContext& ctx) {
-  const Volume& anatomical = ctx.input<Volume>("anatomical");
-  const Volume& functional = ctx.input<Volume>("functional");
+void run_overlay(NodeContext& ctx, const OverlayOptions& options) {
+  const Volume& anatomical = ctx.input(kAnatomicalIn);
+  const Volume& functional = ctx.input(kFunctionalIn);
   const VolumeSampler sample_anatomical(anatomical), sample_functional(functional);
-  const int size = ctx.param<int>("panel_size");
-  const std::string layout = ctx.param<std::string>("layout");
-  std::filesystem::path path = ctx.param<std::filesystem::path>("path");
+  const int size = options.panel_size;
+  std::filesystem::path path = options.path;
 
   // --- geometry: one square field of view for all panels, the largest
   // extent of the anatomy (voxel edges), centred on it.
@@ -354,14 +408,14 @@ void run_overlay(NodeContext& ctx) {
 
   // --- the point
   std::array<double, 3> point{};
-  const auto point_mm = ctx.param<std::vector<double>>("point_mm");
+  const std::vector<double>& point_mm = options.point_mm;
   std::string point_source;
   if (point_mm.size() == 3) {
     point = {point_mm[0], point_mm[1], point_mm[2]};
     point_source = "given";
   } else if (!point_mm.empty()) {
     throw std::invalid_argument("point_mm needs three values (x, y, z in LPS mm) or none");
-  } else if (ctx.param<std::string>("point_mode") == "hottest") {
+  } else if (options.point_mode == PointMode::Hottest) {
     point = hottest_point(functional, centres);
     point_source = "hottest";
   } else {
@@ -373,13 +427,13 @@ void run_overlay(NodeContext& ctx) {
 
   // --- intensities
   OverlayStyle style;
-  style.colormap = ctx.param<std::string>("colormap");
-  style.opacity = ctx.param<double>("opacity");
-  const double window = ctx.param<double>("window");
+  style.colormap = options.colormap;
+  style.opacity = options.opacity;
+  const double window = options.window;
   const IntensityStats anatomy_stats = intensity_stats(anatomical);
   if (window > 0) {
     style.window_width = window;
-    style.window_low = ctx.param<double>("level") - window / 2;
+    style.window_low = options.level - window / 2;
   } else if (anatomical.metadata.modality == "CT") {
     style.window_width = 80;
     style.window_low = 0;
@@ -389,18 +443,15 @@ void run_overlay(NodeContext& ctx) {
   }
   const IntensityStats functional_stats = intensity_stats(functional);
   style.range_min = std::min(0.0, functional_stats.min);
-  const double range_max = ctx.param<double>("range_max");
-  style.range_max = range_max != 0 ? range_max : functional_stats.max;
+  style.range_max = options.range_max != 0 ? options.range_max : functional_stats.max;
   if (!(style.range_max > style.range_min)) style.range_max = style.range_min + 1;
-  const double threshold = ctx.param<double>("threshold");
-  style.threshold = ctx.param<std::string>("threshold_mode") == "fraction"
-                        ? style.range_min + threshold * (style.range_max - style.range_min)
-                        : threshold;
+  style.threshold = options.threshold_mode == ThresholdMode::Fraction
+                        ? style.range_min + options.threshold * (style.range_max - style.range_min)
+                        : options.threshold;
 
   // --- panels
   const int bar_width = std::max(96, size / 4);
   const int font = std::clamp(size / 24, 9, 40);
-  const bool crosshair = ctx.param<bool>("crosshair");
   std::vector<RgbImage> panels;
   std::vector<std::array<double, 2>> point_pixels;  // column, row within the panel
   for (const PanelLayout& layout_of : kPanels) {
@@ -421,7 +472,7 @@ void run_overlay(NodeContext& ctx) {
     const double point_row =
         (point[layout_of.row_axis] - centre[layout_of.row_axis]) / (layout_of.row_sign * mm_per_pixel) + size / 2.0 - 0.5;
     point_pixels.push_back({point_column, point_row});
-    if (crosshair) {
+    if (options.crosshair) {
       const int gap = size / 12;
       const int pc = static_cast<int>(std::lround(point_column)), pr = static_cast<int>(std::lround(point_row));
       auto blend = [&](int x, int y) {
@@ -474,7 +525,7 @@ void run_overlay(NodeContext& ctx) {
                    {"threshold", style.threshold},
                    {"range_max", style.range_max}});
   };
-  if (layout == "montage") {
+  if (options.layout == OverlayLayout::Montage) {
     RgbImage montage(3 * size + bar_width, size);
     for (std::size_t p = 0; p < 3; ++p) {
       montage.paste(panels[p], static_cast<int>(p) * size, 0);
@@ -498,33 +549,53 @@ void run_overlay(NodeContext& ctx) {
   }
   ctx.log(LogLevel::Info, "overlay through (" + format_number(point[0]) + ", " + format_number(point[1]) + ", " +
                               format_number(point[2]) + ") mm LPS (" + point_source + ") written to " + path.string());
-  ctx.output("points", std::move(table));
+  ctx.output(kPointsOut, std::move(table));
   ctx.progress(1.0);
 }
 
 // ===========================================================================
 // viz.histogram
 
-NodeSpec histogram_spec() {
-  NodeSpec spec("viz.histogram", "1.0.0",
-                "Intensity histograms of one or more volumes as a VTK chart (PNG) and bin counts (table, CSV)");
-  spec.multi_input<Volume>("volumes", "the volumes, e.g. each modality and the fused result")
-      .output<Table>("counts", "label, modality, units, bin, lower, upper, count (one row per volume and bin)")
-      .param("bins", Param::Int(128).range(2, 100000), "number of bins")
-      .param("range", Param::FloatList({}), "bin range [low, high] for every volume; empty: automatic")
-      .param("layout", Param::Choice({"auto", "overlaid", "stacked"}, "auto"),
-             "overlaid: one chart and one range for all volumes; stacked: one chart per volume, each on its own "
-             "range and units; auto: overlaid if all volumes have the same units (or a range is given)")
-      .param("labels", Param::String(""),
-             "comma-separated legend names, one per volume (default: each volume's modality)")
-      .param("log_y", Param::Bool(true), "logarithmic count axis (empty bins are not drawn)")
-      .param("title", Param::String("Intensity histogram"), "chart title")
-      .param("width", Param::Int(900).range(64, 4096), "image width in pixels")
-      .param("height", Param::Int(600).range(64, 4096), "image height in pixels")
-      .param("path", Param::OutputPath(), "PNG file to write")
+enum class HistogramLayout { Auto, Overlaid, Stacked };
+const ChoiceList<HistogramLayout> kHistogramLayoutNames{
+    {HistogramLayout::Auto, "auto"}, {HistogramLayout::Overlaid, "overlaid"}, {HistogramLayout::Stacked, "stacked"}};
+
+struct HistogramOptions {
+  int bins = 128;
+  std::vector<double> range;  // empty: automatic
+  HistogramLayout layout = HistogramLayout::Auto;
+  std::string labels;
+  bool log_y = true;
+  std::string title = "Intensity histogram";
+  int width = 900;
+  int height = 600;
+  std::filesystem::path path;
+  std::filesystem::path csv_path;  // empty: none
+};
+
+constexpr InputPort<Volume> kVolumesIn{"volumes"};
+constexpr OutputPort<Table> kCountsOut{"counts"};
+
+NodeType<HistogramOptions> histogram_node() {
+  using O = HistogramOptions;
+  NodeType<O> node("viz.histogram", "1.0.0",
+                   "Intensity histograms of one or more volumes as a VTK chart (PNG) and bin counts (table, CSV)");
+  node.multi_input(kVolumesIn, "the volumes, e.g. each modality and the fused result")
+      .output(kCountsOut, "label, modality, units, bin, lower, upper, count (one row per volume and bin)")
+      .param(&O::bins, "bins", Limits::range(2, 100000), "number of bins")
+      .param(&O::range, "range", "bin range [low, high] for every volume; empty: automatic")
+      .choice(&O::layout, "layout", kHistogramLayoutNames,
+              "overlaid: one chart and one range for all volumes; stacked: one chart per volume, each on its own "
+              "range and units; auto: overlaid if all volumes have the same units (or a range is given)")
+      .param(&O::labels, "labels", "comma-separated legend names, one per volume (default: each volume's modality)")
+      .param(&O::log_y, "log_y", "logarithmic count axis (empty bins are not drawn)")
+      .param(&O::title, "title", "chart title")
+      .param(&O::width, "width", Limits::range(64, 4096), "image width in pixels")
+      .param(&O::height, "height", Limits::range(64, 4096), "image height in pixels")
+      .output_path(&O::path, "path", "PNG file to write")
       // A String, not an OutputPath: an output path cannot default to empty.
-      .param("csv_path", Param::String(""), "CSV file with the bin counts (empty: none)");
-  return spec;
+      .param(&O::csv_path, "csv_path", "CSV file with the bin counts (empty: none)");
+  return node;
 }
 
 struct Histogram {
@@ -562,24 +633,24 @@ void style_axis(vtkAxis* axis, const std::string& title, int font) {
   axis->GetLabelProperties()->SetFontSize(font * 5 / 6);
 }
 
-void run_histogram(NodeContext& ctx) {
-  const auto volumes = ctx.inputs<Volume>("volumes");
+void run_histogram(NodeContext& ctx, const HistogramOptions& options) {
+  const auto volumes = ctx.inputs(kVolumesIn);
   if (volumes.empty()) throw std::invalid_argument("viz.histogram needs at least one volume");
-  const int bins = ctx.param<int>("bins");
-  const auto range = ctx.param<std::vector<double>>("range");
+  const int bins = options.bins;
+  const std::vector<double>& range = options.range;
   if (!range.empty() && (range.size() != 2 || !(range[1] > range[0]))) {
     throw std::invalid_argument("range needs two values, low < high (or none for automatic)");
   }
-  const auto labels = split_labels(ctx.param<std::string>("labels"));
+  const auto labels = split_labels(options.labels);
   if (!labels.empty() && labels.size() != volumes.size()) {
     throw std::invalid_argument("labels has " + std::to_string(labels.size()) + " names for " +
                                 std::to_string(volumes.size()) + " volumes");
   }
-  std::string layout = ctx.param<std::string>("layout");
-  if (layout == "auto") {
+  HistogramLayout layout = options.layout;
+  if (layout == HistogramLayout::Auto) {
     bool same_units = true;
     for (const auto& volume : volumes) same_units = same_units && volume->metadata.units == volumes[0]->metadata.units;
-    layout = same_units || !range.empty() ? "overlaid" : "stacked";
+    layout = same_units || !range.empty() ? HistogramLayout::Overlaid : HistogramLayout::Stacked;
   }
 
   std::vector<Histogram> histograms(volumes.size());
@@ -598,7 +669,7 @@ void run_histogram(NodeContext& ctx) {
     if (!range.empty()) {
       h.low = range[0];
       h.high = range[1];
-    } else if (layout == "overlaid") {
+    } else if (layout == HistogramLayout::Overlaid) {
       h.low = shared_low;
       h.high = shared_high;
     }
@@ -635,9 +706,9 @@ void run_histogram(NodeContext& ctx) {
   }
 
   // --- the chart
-  const int width = ctx.param<int>("width"), height = ctx.param<int>("height");
-  const bool log_y = ctx.param<bool>("log_y");
-  const std::string title = ctx.param<std::string>("title");
+  const int width = options.width, height = options.height;
+  const bool log_y = options.log_y;
+  const std::string& title = options.title;
   const int font = std::clamp(std::min(width, height) / 40, 9, 36);
   ctx.log(LogLevel::Debug, ensure_display());
   RgbImage image;
@@ -691,7 +762,7 @@ void run_histogram(NodeContext& ctx) {
       chart->GetTitleProperties()->SetFontSize(font * 6 / 5);
       chart->GetTitleProperties()->SetBold(1);
     };
-    if (layout == "overlaid") {
+    if (layout == HistogramLayout::Overlaid) {
       vtkNew<vtkChartXY> chart;
       actor->GetScene()->AddItem(chart);
       std::vector<const Histogram*> shown;
@@ -716,12 +787,12 @@ void run_histogram(NodeContext& ctx) {
     image = capture(window);
   }
   ctx.progress(0.8);
-  const auto path = ctx.param<std::filesystem::path>("path");
+  const std::filesystem::path& path = options.path;
   write_png(image, path);
-  const std::filesystem::path csv_path = ctx.param<std::string>("csv_path");
+  const std::filesystem::path& csv_path = options.csv_path;
   if (!csv_path.empty()) write_file_atomically(csv_path, table.to_csv());
   ctx.log(LogLevel::Info, "wrote " + path.string() + (csv_path.empty() ? "" : " and " + csv_path.string()));
-  ctx.output("counts", std::move(table));
+  ctx.output(kCountsOut, std::move(table));
   ctx.progress(1.0);
 }
 
@@ -730,7 +801,7 @@ void run_histogram(NodeContext& ctx) {
 
 FUSIONFLOW_PLUGIN("viz", "1.0.0", "Visualizers: 3D volume rendering, PET-over-CT slice overlays, histograms (VTK)") {
   using namespace fusionflow::viz;
-  registrar.add_node(render3d_spec(), run_render3d);
-  registrar.add_node(overlay_spec(), run_overlay);
-  registrar.add_node(histogram_spec(), run_histogram);
+  registrar.add_node(render3d_node(), run_render3d);
+  registrar.add_node(overlay_node(), run_overlay);
+  registrar.add_node(histogram_node(), run_histogram);
 }

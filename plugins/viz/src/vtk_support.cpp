@@ -223,31 +223,28 @@ std::array<double, 3> parse_colour(const std::string& text) {
   throw std::invalid_argument("unknown colour '" + text + "': use a name (black, white, ...), #rrggbb or r,g,b in [0,1]");
 }
 
-const std::vector<std::string>& colormap_names() {
-  static const std::vector<std::string> names{"hot", "jet", "viridis", "gray"};
-  return names;
-}
-
-std::array<double, 3> colormap(const std::string& name, double t) {
+std::array<double, 3> colormap(Colormap map, double t) {
   t = clamp01(t);
-  if (name == "hot") return {clamp01(3 * t), clamp01(3 * t - 1), clamp01(3 * t - 2)};
-  if (name == "jet") {
-    return {clamp01(1.5 - std::abs(4 * t - 3)), clamp01(1.5 - std::abs(4 * t - 2)), clamp01(1.5 - std::abs(4 * t - 1))};
+  switch (map) {
+    case Colormap::Hot: return {clamp01(3 * t), clamp01(3 * t - 1), clamp01(3 * t - 2)};
+    case Colormap::Jet:
+      return {clamp01(1.5 - std::abs(4 * t - 3)), clamp01(1.5 - std::abs(4 * t - 2)),
+              clamp01(1.5 - std::abs(4 * t - 1))};
+    case Colormap::Viridis: {
+      static const std::array<std::array<double, 3>, 5> stops{{{0.267, 0.005, 0.329},
+                                                               {0.229, 0.322, 0.546},
+                                                               {0.128, 0.567, 0.551},
+                                                               {0.369, 0.789, 0.383},
+                                                               {0.993, 0.906, 0.144}}};
+      const double x = t * 4;
+      const auto i = static_cast<std::size_t>(std::min(3.0, std::floor(x)));
+      const double f = x - static_cast<double>(i);
+      return {stops[i][0] * (1 - f) + stops[i + 1][0] * f, stops[i][1] * (1 - f) + stops[i + 1][1] * f,
+              stops[i][2] * (1 - f) + stops[i + 1][2] * f};
+    }
+    case Colormap::Gray: return {t, t, t};
   }
-  if (name == "viridis") {
-    static const std::array<std::array<double, 3>, 5> stops{{{0.267, 0.005, 0.329},
-                                                             {0.229, 0.322, 0.546},
-                                                             {0.128, 0.567, 0.551},
-                                                             {0.369, 0.789, 0.383},
-                                                             {0.993, 0.906, 0.144}}};
-    const double x = t * 4;
-    const auto i = static_cast<std::size_t>(std::min(3.0, std::floor(x)));
-    const double f = x - static_cast<double>(i);
-    return {stops[i][0] * (1 - f) + stops[i + 1][0] * f, stops[i][1] * (1 - f) + stops[i + 1][1] * f,
-            stops[i][2] * (1 - f) + stops[i + 1][2] * f};
-  }
-  if (name == "gray") return {t, t, t};
-  throw std::invalid_argument("unknown colour map '" + name + "'");
+  throw std::logic_error("colour map " + std::to_string(static_cast<int>(map)) + " has no colours");
 }
 
 void draw_text(RgbImage& image, const std::string& text, int x, int y, int font_size, std::array<double, 3> colour,
@@ -318,19 +315,10 @@ void draw_text(RgbImage& image, const std::string& text, int x, int y, int font_
 // ---------------------------------------------------------------------------
 // Presets
 
-const std::vector<std::string>& preset_names() {
-  static const std::vector<std::string> names{"ct_bone", "ct_soft_tissue", "mri", "pet", "fused"};
-  return names;
-}
-
 Preset preset_from_name(const std::string& name) {
-  const auto& names = preset_names();
-  const auto found = std::find(names.begin(), names.end(), name);
-  if (found == names.end()) throw std::invalid_argument("unknown transfer-function preset '" + name + "'");
-  return static_cast<Preset>(found - names.begin());
+  if (const auto preset = kPresetNames.find(name)) return *preset;
+  throw std::invalid_argument("unknown transfer-function preset '" + name + "'");
 }
-
-const char* preset_name(Preset preset) { return preset_names().at(static_cast<std::size_t>(preset)).c_str(); }
 
 Preset auto_preset(const VolumeMetadata& metadata) {
   std::string modality = metadata.modality;
@@ -760,34 +748,30 @@ void render_scene(vtkRenderWindow* window, const Scene& scene) {
   window->Render();
 }
 
-const std::vector<std::string>& camera_names() {
-  static const std::vector<std::string> names{"anterior", "posterior", "left", "right", "lateral",
-                                              "superior", "inferior", "oblique", "custom"};
-  return names;
-}
-
-void set_camera(vtkRenderer* renderer, const std::array<double, 6>& bounds, const std::string& preset, double azimuth,
+void set_camera(vtkRenderer* renderer, const std::array<double, 6>& bounds, Camera preset, double azimuth,
                 double elevation, double zoom) {
   // Direction of projection (camera -> focal point) and view up, in LPS.
   std::array<double, 3> projection{0, 1, 0}, up{0, 0, 1};  // anterior
   double extra_azimuth = 0, extra_elevation = 0;
-  if (preset == "posterior") {
-    projection = {0, -1, 0};
-  } else if (preset == "left" || preset == "lateral") {
-    projection = {-1, 0, 0};
-  } else if (preset == "right") {
-    projection = {1, 0, 0};
-  } else if (preset == "superior") {
-    projection = {0, 0, -1};
-    up = {0, -1, 0};
-  } else if (preset == "inferior") {
-    projection = {0, 0, 1};
-    up = {0, -1, 0};
-  } else if (preset == "oblique") {
-    extra_azimuth = 40;
-    extra_elevation = 25;
-  } else if (preset != "anterior" && preset != "custom") {
-    throw std::invalid_argument("unknown camera preset '" + preset + "'");
+  switch (preset) {
+    case Camera::Anterior:
+    case Camera::Custom: break;
+    case Camera::Posterior: projection = {0, -1, 0}; break;
+    case Camera::Left:
+    case Camera::Lateral: projection = {-1, 0, 0}; break;
+    case Camera::Right: projection = {1, 0, 0}; break;
+    case Camera::Superior:
+      projection = {0, 0, -1};
+      up = {0, -1, 0};
+      break;
+    case Camera::Inferior:
+      projection = {0, 0, 1};
+      up = {0, -1, 0};
+      break;
+    case Camera::Oblique:
+      extra_azimuth = 40;
+      extra_elevation = 25;
+      break;
   }
   const double centre[3] = {(bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2, (bounds[4] + bounds[5]) / 2};
   vtkCamera* camera = renderer->GetActiveCamera();

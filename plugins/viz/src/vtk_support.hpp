@@ -32,6 +32,7 @@
 #include <vtkSmartPointer.h>
 #include <vtkVolume.h>
 
+#include "fusionflow/choice_list.hpp"
 #include "fusionflow/volume.hpp"
 
 class vtkRenderWindow;
@@ -91,11 +92,13 @@ vtkSmartPointer<vtkRenderWindow> make_offscreen_window(int width, int height);
 
 // "black", "white", any vtkNamedColors name, "#rrggbb", or "r,g,b" in [0, 1].
 std::array<double, 3> parse_colour(const std::string& text);
-// Colour map names accepted by colormap().
-const std::vector<std::string>& colormap_names();
-// t in [0, 1] (clamped) -> RGB in [0, 1]. "hot": black, red, yellow, white
-// (PET style); "jet"; "viridis"; "gray".
-std::array<double, 3> colormap(const std::string& name, double t);
+enum class Colormap { Hot, Jet, Viridis, Gray };
+// The colour maps' names, as pipelines spell them.
+inline const ChoiceList<Colormap> kColormapNames{
+    {Colormap::Hot, "hot"}, {Colormap::Jet, "jet"}, {Colormap::Viridis, "viridis"}, {Colormap::Gray, "gray"}};
+// t in [0, 1] (clamped) -> RGB in [0, 1]. Hot: black, red, yellow, white
+// (PET style); Jet; Viridis; Gray.
+std::array<double, 3> colormap(Colormap map, double t);
 
 enum class TextAnchor { TopLeft, TopCentre, TopRight, CentreLeft, Centre, CentreRight, BottomLeft, BottomCentre, BottomRight };
 // Draws text (FreeType through VTK, no display needed) with a dark outline so
@@ -107,10 +110,12 @@ void draw_text(RgbImage& image, const std::string& text, int x, int y, int font_
 // Intensities and transfer-function presets
 
 enum class Preset { CtBone, CtSoftTissue, Mri, Pet, Fused };
-// "ct_bone", "ct_soft_tissue", "mri", "pet", "fused" (in this order).
-const std::vector<std::string>& preset_names();
-Preset preset_from_name(const std::string& name);  // throws std::invalid_argument
-const char* preset_name(Preset preset);
+// The presets' names, as pipelines and captions spell them.
+inline const ChoiceList<Preset> kPresetNames{{Preset::CtBone, "ct_bone"},
+                                             {Preset::CtSoftTissue, "ct_soft_tissue"},
+                                             {Preset::Mri, "mri"},
+                                             {Preset::Pet, "pet"},
+                                             {Preset::Fused, "fused"}};
 // By metadata.modality: CT -> ct_bone, MR -> mri, PT/PET -> pet, FUSED -> fused,
 // anything else -> mri (a grey ramp over the robust range).
 Preset auto_preset(const VolumeMetadata& metadata);
@@ -215,14 +220,38 @@ void render_scene(vtkRenderWindow* window, const Scene& scene);
 // left, face to the image left), right, superior (from above, anterior up),
 // inferior, oblique (anterior turned 40 degrees toward the patient's left and
 // 25 degrees up), custom (= anterior). Then azimuth (degrees about the view
-// up), elevation, zoom.
-const std::vector<std::string>& camera_names();
-void set_camera(vtkRenderer* renderer, const std::array<double, 6>& bounds, const std::string& preset, double azimuth,
+// up), elevation, zoom. Lateral and Custom are values of their own so that
+// captions name the view as it was asked for.
+enum class Camera { Anterior, Posterior, Left, Right, Lateral, Superior, Inferior, Oblique, Custom };
+inline const ChoiceList<Camera> kCameraNames{{Camera::Anterior, "anterior"}, {Camera::Posterior, "posterior"},
+                                             {Camera::Left, "left"},         {Camera::Right, "right"},
+                                             {Camera::Lateral, "lateral"},   {Camera::Superior, "superior"},
+                                             {Camera::Inferior, "inferior"}, {Camera::Oblique, "oblique"},
+                                             {Camera::Custom, "custom"}};
+void set_camera(vtkRenderer* renderer, const std::array<double, 6>& bounds, Camera preset, double azimuth,
                 double elevation, double zoom);
 // Patient direction letter(s) of an LPS world direction: the dominant axis
 // ("L", "R", "P", "A", "S", "I").
 std::string orientation_letter(const std::array<double, 3>& direction);
 // Letters for the right and top edges of the current view: {right, top}.
 std::array<std::string, 2> view_orientation(vtkRenderer* renderer);
+
+// ---------------------------------------------------------------------------
+// By name, for fusionflow-view (apps/fusionflow-view), which still names
+// presets, colour maps and cameras as text. They go once it uses the lists
+// above.
+
+inline const std::vector<std::string>& preset_names() { return kPresetNames.names(); }
+inline const char* preset_name(Preset preset) { return kPresetNames.name(preset).c_str(); }
+// Throws std::invalid_argument "unknown transfer-function preset '<name>'"
+// (the viewer's --preset error).
+Preset preset_from_name(const std::string& name);
+inline std::array<double, 3> colormap(const std::string& name, double t) {
+  return colormap(kColormapNames.parse(name), t);
+}
+inline void set_camera(vtkRenderer* renderer, const std::array<double, 6>& bounds, const std::string& camera,
+                       double azimuth, double elevation, double zoom) {
+  set_camera(renderer, bounds, kCameraNames.parse(camera), azimuth, elevation, zoom);
+}
 
 }  // namespace fusionflow::viz
