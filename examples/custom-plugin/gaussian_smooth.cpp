@@ -8,12 +8,24 @@
 namespace {
 using namespace fusionflow;
 
-NodeSpec gaussian_spec() {
-  NodeSpec spec("smoothing.gaussian", "1.0.0", "Gaussian smoothing with a physical width (separable, edges clamped)");
-  spec.input<Volume>("volume", "the volume to smooth")
-      .output<Volume>("volume", "the smoothed volume, same grid and metadata")
-      .param("sigma_mm", Param::Float(2.0).range(0.0, 100.0), "standard deviation of the Gaussian in mm");
-  return spec;
+// Each parameter is a field of the node's options, declared once below; its
+// default is the field's initialiser.
+struct GaussianOptions {
+  double sigma_mm = 2.0;
+};
+
+// Ports are named once, with their payload type.
+constexpr InputPort<Volume> kVolumeIn{"volume"};
+constexpr OutputPort<Volume> kVolumeOut{"volume"};
+
+NodeType<GaussianOptions> gaussian_node() {
+  NodeType<GaussianOptions> node("smoothing.gaussian", "1.0.0",
+                                 "Gaussian smoothing with a physical width (separable, edges clamped)");
+  node.input(kVolumeIn, "the volume to smooth")
+      .output(kVolumeOut, "the smoothed volume, same grid and metadata")
+      .param(&GaussianOptions::sigma_mm, "sigma_mm", Limits::range(0.0, 100.0),
+             "standard deviation of the Gaussian in mm");
+  return node;
 }
 
 // Normalised 1D kernel, truncated at 3 sigma.
@@ -55,20 +67,21 @@ void smooth_along(std::vector<float>& voxels, const Geometry& g, int axis, doubl
   }
 }
 
-void run_gaussian(NodeContext& ctx) {
-  const Volume& input = ctx.input<Volume>("volume");
-  const double sigma_mm = ctx.param<double>("sigma_mm");
+// Called with the parameters already checked against their declaration.
+void run_gaussian(NodeContext& ctx, const GaussianOptions& options) {
+  const Volume& input = ctx.input(kVolumeIn);
+  const double sigma_mm = options.sigma_mm;
   Volume output = input;  // same geometry and metadata; voxels replaced below
   for (int axis = 0; axis < 3; ++axis) {
     smooth_along(output.voxels, output.geometry, axis, sigma_mm, ctx);
     ctx.progress((axis + 1) / 3.0);
   }
   ctx.log(LogLevel::Info, "smoothed with sigma " + std::to_string(sigma_mm) + " mm");
-  ctx.output("volume", std::move(output));
+  ctx.output(kVolumeOut, std::move(output));
 }
 
 }  // namespace
 
 FUSIONFLOW_PLUGIN("smoothing", "1.0.0", "Example out-of-tree plugin: Gaussian smoothing") {
-  registrar.add_node(gaussian_spec(), run_gaussian);
+  registrar.add_node(gaussian_node(), run_gaussian);
 }

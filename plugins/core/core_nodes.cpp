@@ -3,6 +3,7 @@
 #include <fusionflow/sdk.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -15,24 +16,39 @@ namespace {
 // Refuse absurd grids before allocating (2^31 voxels = 8 GiB of floats).
 constexpr std::size_t kMaxVoxels = std::size_t{1} << 31;
 
-NodeSpec synthetic_volume_spec() {
-  NodeSpec spec("core.synthetic_volume", "1.0.0",
-                "A deterministic synthetic volume (sphere, gradient or noise) for examples and tests");
-  spec.output<Volume>("volume", "the generated volume")
-      .param("size", Param::IntList({64, 64, 64}).length(3).range(1, 4096), "voxels along i, j, k")
-      .param("spacing", Param::FloatList({1.0, 1.0, 1.0}).length(3).range(1e-6, 1e6), "voxel spacing in mm")
-      .param("pattern", Param::Choice({"sphere", "gradient", "noise"}, "sphere"),
-             "sphere: 1 inside a centred ball of radius 0.35 x field of view, else 0; gradient: 0..1 along i; "
-             "noise: uniform in [0, 1)")
-      .param("seed", Param::Int(0).at_least(0), "random seed for the noise pattern")
-      .param("modality", Param::String(""), "modality recorded in the volume's metadata");
-  return spec;
+enum class Pattern { Sphere, Gradient, Noise };
+const ChoiceList<Pattern> kPatternNames{
+    {Pattern::Sphere, "sphere"}, {Pattern::Gradient, "gradient"}, {Pattern::Noise, "noise"}};
+
+struct SyntheticVolumeOptions {
+  std::array<std::size_t, 3> size{64, 64, 64};
+  std::array<double, 3> spacing{1.0, 1.0, 1.0};
+  Pattern pattern = Pattern::Sphere;
+  std::uint64_t seed = 0;
+  std::string modality;
+};
+
+constexpr OutputPort<Volume> kVolumeOut{"volume"};
+
+NodeType<SyntheticVolumeOptions> synthetic_volume_node() {
+  using O = SyntheticVolumeOptions;
+  NodeType<O> node("core.synthetic_volume", "1.0.0",
+                   "A deterministic synthetic volume (sphere, gradient or noise) for examples and tests");
+  node.output(kVolumeOut, "the generated volume")
+      .param(&O::size, "size", Limits::range(1, 4096), "voxels along i, j, k")
+      .param(&O::spacing, "spacing", Limits::range(1e-6, 1e6), "voxel spacing in mm")
+      .choice(&O::pattern, "pattern", kPatternNames,
+              "sphere: 1 inside a centred ball of radius 0.35 x field of view, else 0; gradient: 0..1 along i; "
+              "noise: uniform in [0, 1)")
+      .param(&O::seed, "seed", Limits::at_least(0), "random seed for the noise pattern")
+      .param(&O::modality, "modality", "modality recorded in the volume's metadata");
+  return node;
 }
 
-void run_synthetic_volume(NodeContext& ctx) {
-  const auto size = ctx.param<std::vector<std::int64_t>>("size");
-  const auto spacing = ctx.param<std::vector<double>>("spacing");
-  const std::string pattern = ctx.param<std::string>("pattern");
+void run_synthetic_volume(NodeContext& ctx, const SyntheticVolumeOptions& options) {
+  const auto& size = options.size;
+  const auto& spacing = options.spacing;
+  const Pattern pattern = options.pattern;
   Volume volume;
   for (int axis = 0; axis < 3; ++axis) {
     volume.geometry.size[axis] = static_cast<std::size_t>(size[axis]);
@@ -46,12 +62,12 @@ void run_synthetic_volume(NodeContext& ctx) {
                                 std::to_string(size[2]) + " exceeds the limit of 2^31 voxels");
   }
   volume.voxels.resize(voxel_count);
-  volume.metadata.modality = ctx.param<std::string>("modality");
+  volume.metadata.modality = options.modality;
   volume.metadata.units = "a.u.";
-  volume.metadata.quantity = "synthetic " + pattern;
+  volume.metadata.quantity = "synthetic " + kPatternNames.name(pattern);
   volume.metadata.source = ctx.node_id();
 
-  std::mt19937_64 random(static_cast<std::uint64_t>(ctx.param<std::int64_t>("seed")));
+  std::mt19937_64 random(options.seed);
   std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
   const Geometry& g = volume.geometry;
   double field_of_view = std::numeric_limits<double>::max();
@@ -64,10 +80,10 @@ void run_synthetic_volume(NodeContext& ctx) {
     for (std::size_t j = 0; j < g.size[1]; ++j) {
       for (std::size_t i = 0; i < g.size[0]; ++i) {
         float value = 0.0f;
-        if (pattern == "sphere") {
+        if (pattern == Pattern::Sphere) {
           const auto p = g.index_to_point({double(i), double(j), double(k)});
           value = std::sqrt(p[0] * p[0] + p[1] * p[1] + p[2] * p[2]) <= radius ? 1.0f : 0.0f;
-        } else if (pattern == "gradient") {
+        } else if (pattern == Pattern::Gradient) {
           value = g.size[0] > 1 ? float(double(i) / double(g.size[0] - 1)) : 0.0f;
         } else {
           value = uniform(random);
@@ -77,19 +93,26 @@ void run_synthetic_volume(NodeContext& ctx) {
     }
     ctx.progress(double(k + 1) / double(g.size[2]));
   }
-  ctx.output("volume", std::move(volume));
+  ctx.output(kVolumeOut, std::move(volume));
 }
 
-NodeSpec volume_stats_spec() {
-  NodeSpec spec("core.volume_stats", "1.0.0", "Intensity statistics of a volume as a one-row table");
-  spec.input<Volume>("volume", "the volume to summarise")
-      .output<Table>("stats", "label, modality, units, voxels, min, max, mean, std, p01, p50, p99, non_finite")
-      .param("label", Param::String(""), "row label (default: the node id)");
-  return spec;
+struct VolumeStatsOptions {
+  std::string label;
+};
+
+constexpr InputPort<Volume> kVolumeIn{"volume"};
+constexpr OutputPort<Table> kStatsOut{"stats"};
+
+NodeType<VolumeStatsOptions> volume_stats_node() {
+  NodeType<VolumeStatsOptions> node("core.volume_stats", "1.0.0", "Intensity statistics of a volume as a one-row table");
+  node.input(kVolumeIn, "the volume to summarise")
+      .output(kStatsOut, "label, modality, units, voxels, min, max, mean, std, p01, p50, p99, non_finite")
+      .param(&VolumeStatsOptions::label, "label", "row label (default: the node id)");
+  return node;
 }
 
-void run_volume_stats(NodeContext& ctx) {
-  const Volume& volume = ctx.input<Volume>("volume");
+void run_volume_stats(NodeContext& ctx, const VolumeStatsOptions& options) {
+  const Volume& volume = ctx.input(kVolumeIn);
   std::vector<float> finite;
   finite.reserve(volume.voxels.size());
   double sum = 0.0;
@@ -115,8 +138,7 @@ void run_volume_stats(NodeContext& ctx) {
   };
   const double p01 = percentile(1), p50 = percentile(50), p99 = percentile(99);
   const auto [min_it, max_it] = std::minmax_element(finite.begin(), finite.end());
-  std::string label = ctx.param<std::string>("label");
-  if (label.empty()) label = ctx.node_id();
+  const std::string label = options.label.empty() ? ctx.node_id() : options.label;
 
   Table table;
   table.add_row({{"label", label},
@@ -131,18 +153,22 @@ void run_volume_stats(NodeContext& ctx) {
                  {"p50", p50},
                  {"p99", p99},
                  {"non_finite", static_cast<double>(volume.voxels.size() - finite.size())}});
-  ctx.output("stats", std::move(table));
+  ctx.output(kStatsOut, std::move(table));
 }
 
-NodeSpec merge_tables_spec() {
-  NodeSpec spec("core.merge_tables", "1.0.0", "Concatenates the rows of several tables (columns matched by name)");
-  spec.multi_input<Table>("tables", "the tables, in order").output<Table>("table", "all rows");
-  return spec;
+constexpr InputPort<Table> kTablesIn{"tables"};
+constexpr OutputPort<Table> kTableOut{"table"};
+
+NodeType<NoOptions> merge_tables_node() {
+  NodeType<NoOptions> node("core.merge_tables", "1.0.0",
+                           "Concatenates the rows of several tables (columns matched by name)");
+  node.multi_input(kTablesIn, "the tables, in order").output(kTableOut, "all rows");
+  return node;
 }
 
-void run_merge_tables(NodeContext& ctx) {
+void run_merge_tables(NodeContext& ctx, const NoOptions&) {
   Table merged;
-  for (const auto& table : ctx.inputs<Table>("tables")) {
+  for (const auto& table : ctx.inputs(kTablesIn)) {
     for (const auto& row : table->rows) {
       std::vector<std::pair<std::string, Table::Cell>> cells;
       for (std::size_t c = 0; c < table->columns.size() && c < row.size(); ++c) {
@@ -151,23 +177,34 @@ void run_merge_tables(NodeContext& ctx) {
       merged.add_row(cells);
     }
   }
-  ctx.output("table", std::move(merged));
+  ctx.output(kTableOut, std::move(merged));
 }
 
-NodeSpec write_table_spec() {
-  NodeSpec spec("core.write_table", "1.0.0", "Writes a table as CSV or JSON (atomically)");
-  spec.input<Table>("table", "the table to write")
-      .param("path", Param::OutputPath(), "output file; missing directories are created")
-      .param("format", Param::Choice({"auto", "csv", "json"}, "auto"), "auto: from the file extension (.json, else CSV)");
-  return spec;
+enum class TableFormat { Auto, Csv, Json };
+const ChoiceList<TableFormat> kTableFormatNames{
+    {TableFormat::Auto, "auto"}, {TableFormat::Csv, "csv"}, {TableFormat::Json, "json"}};
+
+struct WriteTableOptions {
+  std::filesystem::path path;
+  TableFormat format = TableFormat::Auto;
+};
+
+constexpr InputPort<Table> kTableIn{"table"};
+
+NodeType<WriteTableOptions> write_table_node() {
+  NodeType<WriteTableOptions> node("core.write_table", "1.0.0", "Writes a table as CSV or JSON (atomically)");
+  node.input(kTableIn, "the table to write")
+      .output_path(&WriteTableOptions::path, "path", "output file; missing directories are created")
+      .choice(&WriteTableOptions::format, "format", kTableFormatNames, "auto: from the file extension (.json, else CSV)");
+  return node;
 }
 
-void run_write_table(NodeContext& ctx) {
-  const Table& table = ctx.input<Table>("table");
-  const std::filesystem::path path = ctx.param<std::filesystem::path>("path");
-  std::string format = ctx.param<std::string>("format");
-  if (format == "auto") format = path.extension() == ".json" ? "json" : "csv";
-  write_file_atomically(path, format == "json" ? table.to_json() : table.to_csv());
+void run_write_table(NodeContext& ctx, const WriteTableOptions& options) {
+  const Table& table = ctx.input(kTableIn);
+  const std::filesystem::path& path = options.path;
+  TableFormat format = options.format;
+  if (format == TableFormat::Auto) format = path.extension() == ".json" ? TableFormat::Json : TableFormat::Csv;
+  write_file_atomically(path, format == TableFormat::Json ? table.to_json() : table.to_csv());
   ctx.log(LogLevel::Info, "wrote " + path.string());
 }
 
@@ -176,8 +213,8 @@ void run_write_table(NodeContext& ctx) {
 
 FUSIONFLOW_PLUGIN("core", "1.0.0", "General-purpose nodes: synthetic volumes, statistics, tables") {
   using namespace fusionflow::core_nodes;
-  registrar.add_node(synthetic_volume_spec(), run_synthetic_volume);
-  registrar.add_node(volume_stats_spec(), run_volume_stats);
-  registrar.add_node(merge_tables_spec(), run_merge_tables);
-  registrar.add_node(write_table_spec(), run_write_table);
+  registrar.add_node(synthetic_volume_node(), run_synthetic_volume);
+  registrar.add_node(volume_stats_node(), run_volume_stats);
+  registrar.add_node(merge_tables_node(), run_merge_tables);
+  registrar.add_node(write_table_node(), run_write_table);
 }

@@ -134,6 +134,23 @@ TEST(NodeType, ImpliesTheRangeTheFieldTypeHolds) {
   EXPECT_EQ(param(spec, "radius").max, 32.0);
   testing::NodeHarness node(shape_node().bind(run_shape));
   EXPECT_THROW(node.set_param("count", -1), std::invalid_argument);
+
+  // A float cannot hold 1e39 (it would become infinity); a double needs no bound.
+  struct Numbers {
+    float single = 0.0f;
+    double wide = 0.0;
+    std::int64_t big = 0;
+  };
+  NodeType<Numbers> numbers("test.numbers", "1.0.0", "implied ranges");
+  numbers.param(&Numbers::single, "single", "a float")
+      .param(&Numbers::wide, "wide", "a double")
+      .param(&Numbers::big, "big", "an int64");
+  EXPECT_EQ(param(numbers.spec(), "single").max, double(std::numeric_limits<float>::max()));
+  EXPECT_FALSE(param(numbers.spec(), "wide").max.has_value());
+  EXPECT_FALSE(param(numbers.spec(), "big").min.has_value());
+  testing::NodeHarness harness(numbers.bind([](NodeContext&, const Numbers&) {}));
+  EXPECT_THROW(harness.set_param("single", ParamValue(1e39)), std::invalid_argument);
+  EXPECT_NO_THROW(harness.set_param("wide", ParamValue(1e39)));
 }
 
 TEST(NodeType, TheRunFunctionReceivesTheFilledOptions) {

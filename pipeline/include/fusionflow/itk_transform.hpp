@@ -6,13 +6,15 @@
 #include <functional>
 #include <optional>
 
+#include "fusionflow/choice_list.hpp"
 #include "fusionflow/transform.hpp"
 #include "fusionflow/volume.hpp"
 
 namespace fusionflow {
 
 enum class Interpolation { Nearest, Linear, BSpline };
-Interpolation interpolation_from_name(const std::string& name);  // "nearest", "linear", "bspline"
+inline const ChoiceList<Interpolation> kInterpolationNames{
+    {Interpolation::Linear, "linear"}, {Interpolation::BSpline, "bspline"}, {Interpolation::Nearest, "nearest"}};
 
 // Resamples `moving` onto `grid`: every output voxel at fixed point x takes
 // moving's value at transform(x) (identity if absent); points outside the

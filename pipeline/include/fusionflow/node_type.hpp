@@ -195,6 +195,9 @@ Field from_param_value(const ParamValue& value) {
 
 }  // namespace detail
 
+// The options of a node without parameters: NodeType<NoOptions>.
+struct NoOptions {};
+
 template <class Options>
 class NodeType {
  public:
@@ -358,14 +361,19 @@ class NodeType {
       }
       // What the field's type cannot hold is refused as out of range rather
       // than converted (an unsigned field takes no negative values).
+      // A double, or a 64-bit integer (whose file values are limited to
+      // +-9e15 anyway), needs no implied bound; a float does (1e39 would
+      // become infinity).
+      const bool wide = !std::is_same_v<Number, float> && lowest <= -9.0e15 && highest >= 9.0e15;
+      const bool wide_above = !std::is_same_v<Number, float> && highest >= 9.0e15;
       spec.min = limits.min ? *limits.min : lowest;
       spec.max = limits.max ? *limits.max : highest;
-      if (!limits.min && !limits.max && lowest <= -9.0e15 && highest >= 9.0e15) {
-        spec.min.reset();  // a full-range integer or double: no range to show
+      if (!limits.min && !limits.max && wide) {
+        spec.min.reset();
         spec.max.reset();
-      } else if (!limits.max && highest >= 9.0e15) {
+      } else if (!limits.max && wide_above) {
         spec.max.reset();
-      } else if (!limits.min && lowest <= -9.0e15) {
+      } else if (!limits.min && wide) {
         spec.min.reset();
       }
       if constexpr (detail::IsArray<Field>::value) {

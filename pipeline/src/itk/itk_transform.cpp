@@ -23,13 +23,6 @@
 
 namespace fusionflow {
 
-Interpolation interpolation_from_name(const std::string& name) {
-  if (name == "nearest") return Interpolation::Nearest;
-  if (name == "linear") return Interpolation::Linear;
-  if (name == "bspline") return Interpolation::BSpline;
-  throw std::invalid_argument("unknown interpolation '" + name + "' (nearest, linear or bspline)");
-}
-
 namespace {
 
 using AffineTransform = itk::AffineTransform<double, 3>;

@@ -7,6 +7,7 @@
 // loads all bundled plugins, does not pay LibTorch's start-up.
 #include <dlfcn.h>
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <mutex>
@@ -64,123 +65,170 @@ const char* kModelHelp =
     "model file (.ffmodel) written by `fusionflow train`; the repository's phantom model is "
     "models/phantom_ct_mri.ffmodel";
 
-NodeSpec encode_spec() {
-  NodeSpec spec("learned.encode", "1.0.0",
-                "Encodes a volume into the learned shared latent space with the model's encoder for its modality: "
-                "the model's intensity normalisation (e.g. CT HU window, MRI percentiles), then a 2D network on "
-                "every axial slice (with neighbouring slices as channels). The latent (kind 'learned') has one "
-                "level 'features' (role features, C channels) on the source grid made 2^downsampling coarser "
-                "in-plane (origin and direction kept); fuse with fuse.latent, decode with learned.decode.");
-  spec.input<Volume>("volume", "the volume, in the units the model expects (e.g. CT in HU)")
+struct EncodeOptions {
+  std::filesystem::path model;
+  std::string modality;
+};
+
+constexpr InputPort<Volume> kVolumeIn{"volume"};
+constexpr OutputPort<Latent> kLatentOut{"latent"};
+constexpr OutputPort<Volume> kNormalisedOut{"normalised"};
+
+NodeType<EncodeOptions> encode_node() {
+  NodeType<EncodeOptions> node(
+      "learned.encode", "1.0.0",
+      "Encodes a volume into the learned shared latent space with the model's encoder for its modality: "
+      "the model's intensity normalisation (e.g. CT HU window, MRI percentiles), then a 2D network on "
+      "every axial slice (with neighbouring slices as channels). The latent (kind 'learned') has one "
+      "level 'features' (role features, C channels) on the source grid made 2^downsampling coarser "
+      "in-plane (origin and direction kept); fuse with fuse.latent, decode with learned.decode.");
+  node.input(kVolumeIn, "the volume, in the units the model expects (e.g. CT in HU)")
       .memory_intensive()
-      .output<Latent>("latent", "kind 'learned'")
-      .optional_output<Volume>("normalised", "the input after the model's normalisation (0..1), e.g. for metrics")
-      .param("model", Param::InputPath(), kModelHelp)
-      .param("modality", Param::String(""), "the model's encoder to use (CT, MR, ...); empty: the volume's modality");
-  return spec;
+      .output(kLatentOut, "kind 'learned'")
+      .optional_output(kNormalisedOut, "the input after the model's normalisation (0..1), e.g. for metrics")
+      .input_path(&EncodeOptions::model, "model", kModelHelp)
+      .param(&EncodeOptions::modality, "modality",
+             "the model's encoder to use (CT, MR, ...); empty: the volume's modality");
+  return node;
 }
 
-NodeSpec decode_spec() {
-  NodeSpec spec("learned.decode", "1.0.0",
-                "Decodes a learned latent (encoded or fused) with the model's decoder for `modality`, back on the "
-                "source grid. Decoding another modality's latent translates (e.g. MR latent -> CT decoder = "
-                "synthetic CT). units 'modality' inverts the normalisation (HU for CT); MR percentile "
-                "normalisation is only invertible for a latent of the same MR volume, otherwise the output stays "
-                "normalised.");
-  spec.input<Latent>("latent", "a latent from learned.encode or fuse.latent")
+enum class DecodeUnits { Modality, Normalised };
+const ChoiceList<DecodeUnits> kDecodeUnitsNames{{DecodeUnits::Modality, "modality"},
+                                                {DecodeUnits::Normalised, "normalised"}};
+
+struct DecodeOptions {
+  std::filesystem::path model;
+  std::string modality = "CT";
+  DecodeUnits units = DecodeUnits::Modality;
+};
+
+constexpr InputPort<Latent> kLatentIn{"latent"};
+constexpr OutputPort<Volume> kVolumeOut{"volume"};
+
+NodeType<DecodeOptions> decode_node() {
+  NodeType<DecodeOptions> node(
+      "learned.decode", "1.0.0",
+      "Decodes a learned latent (encoded or fused) with the model's decoder for `modality`, back on the "
+      "source grid. Decoding another modality's latent translates (e.g. MR latent -> CT decoder = "
+      "synthetic CT). units 'modality' inverts the normalisation (HU for CT); MR percentile "
+      "normalisation is only invertible for a latent of the same MR volume, otherwise the output stays "
+      "normalised.");
+  node.input(kLatentIn, "a latent from learned.encode or fuse.latent")
       .memory_intensive()
-      .output<Volume>("volume", "the decoded volume on the source grid")
-      .param("model", Param::InputPath(), kModelHelp)
-      .param("modality", Param::String("CT"), "whose decoder: CT, MR, ... (a modality of the model)")
-      .param("units", Param::Choice({"modality", "normalised"}, "modality"),
-             "modality: the modality's units (e.g. HU); normalised: the network's 0..1 scale");
-  return spec;
+      .output(kVolumeOut, "the decoded volume on the source grid")
+      .input_path(&DecodeOptions::model, "model", kModelHelp)
+      .param(&DecodeOptions::modality, "modality", "whose decoder: CT, MR, ... (a modality of the model)")
+      .choice(&DecodeOptions::units, "units", kDecodeUnitsNames,
+              "modality: the modality's units (e.g. HU); normalised: the network's 0..1 scale");
+  return node;
 }
 
-NodeSpec synthesize_spec() {
-  NodeSpec spec("learned.synthesize", "1.0.0",
-                "Cross-modal synthesis: encodes the volume with its modality's encoder and decodes the code with "
-                "the target modality's decoder, e.g. MRI -> synthetic CT in HU (learned.encode + learned.decode in "
-                "one node).");
-  spec.input<Volume>("volume", "the source volume (e.g. T1 MRI)")
+struct SynthesizeOptions {
+  std::filesystem::path model;
+  std::string source_modality;
+  std::string target_modality = "CT";
+};
+
+constexpr InputPort<Volume> kStyleReferenceIn{"style_reference"};
+
+NodeType<SynthesizeOptions> synthesize_node() {
+  NodeType<SynthesizeOptions> node(
+      "learned.synthesize", "1.0.0",
+      "Cross-modal synthesis: encodes the volume with its modality's encoder and decodes the code with "
+      "the target modality's decoder, e.g. MRI -> synthetic CT in HU (learned.encode + learned.decode in "
+      "one node).");
+  node.input(kVolumeIn, "the source volume (e.g. T1 MRI)")
       .memory_intensive()
-      .optional_input<Volume>("style_reference",
-                              "models with a content/style split: a volume of the target modality whose mean style "
-                              "the output takes (MUNIT's example-guided translation); unset: the zero style")
-      .output<Volume>("volume", "the synthetic volume on the source grid, in the target's units")
-      .param("model", Param::InputPath(), kModelHelp)
-      .param("source_modality", Param::String(""), "encoder to use; empty: the volume's modality")
-      .param("target_modality", Param::String("CT"), "decoder to use");
-  return spec;
+      .optional_input(kStyleReferenceIn,
+                      "models with a content/style split: a volume of the target modality whose mean style "
+                      "the output takes (MUNIT's example-guided translation); unset: the zero style")
+      .output(kVolumeOut, "the synthetic volume on the source grid, in the target's units")
+      .input_path(&SynthesizeOptions::model, "model", kModelHelp)
+      .param(&SynthesizeOptions::source_modality, "source_modality", "encoder to use; empty: the volume's modality")
+      .param(&SynthesizeOptions::target_modality, "target_modality", "decoder to use");
+  return node;
 }
 
-NodeSpec random_generator_spec() {
-  NodeSpec spec("learned.random_generator", "1.0.0",
-                "An untrained MUNIT-style generator with random weights from `seed` maps a random style vector to "
-                "a 3 x size x size image (AdaIN decoder: linear map to 4x4 features, then upsampling "
-                "convolutions with style-driven adaptive instance normalisation, tanh). The image is returned as "
-                "a size x size x 3 volume (channels as slices); its size is logged.");
-  spec.output<Volume>("volume", "the image, size x size x 3, values in -1..1")
-      .param("seed", Param::Int(0).range(0, 1e15), "seed of the weights and of the random vector")
-      .param("latent_dim", Param::Int(8).range(1, 1024), "length of the random vector")
-      .param("width", Param::Int(64).range(4, 512), "feature channels")
-      .param("size", Param::Int(64).range(8, 1024), "image width and height (a power of two)");
-  return spec;
+NodeType<learned::RandomGeneratorOptions> random_generator_node() {
+  using O = learned::RandomGeneratorOptions;
+  NodeType<O> node(
+      "learned.random_generator", "1.0.0",
+      "An untrained MUNIT-style generator with random weights from `seed` maps a random style vector to "
+      "a 3 x size x size image (AdaIN decoder: linear map to 4x4 features, then upsampling "
+      "convolutions with style-driven adaptive instance normalisation, tanh). The image is returned as "
+      "a size x size x 3 volume (channels as slices); its size is logged.");
+  node.output(kVolumeOut, "the image, size x size x 3, values in -1..1")
+      .param(&O::seed, "seed", Limits::range(0, 1e15), "seed of the weights and of the random vector")
+      .param(&O::latent_dim, "latent_dim", Limits::range(1, 1024), "length of the random vector")
+      .param(&O::width, "width", Limits::range(4, 512), "feature channels")
+      .param(&O::size, "size", Limits::range(8, 1024), "image width and height (a power of two)");
+  return node;
 }
 
-NodeSpec synthesis_metrics_spec() {
-  NodeSpec spec("learned.synthesis_metrics", "1.0.0",
-                "Compares a synthetic volume with a reference on the same grid: MAE in the reference's units (e.g. "
-                "HU) over a mask (reference > mask_threshold, e.g. the head in CT), PSNR (dB, over the mask's "
-                "bounding voxels, data range `data_range`) and SSIM (mean over axial slices, 7x7 windows, "
-                "values clipped to the data range). One row.");
-  spec.input<Volume>("synthetic", "the synthetic volume (e.g. learned.synthesize output)")
-      .input<Volume>("reference", "the reference (e.g. the real CT)")
-      .output<Table>("metrics", "columns label, mae, mae_units, psnr_db, ssim, mask_voxels")
-      .param("mask_threshold", Param::Float(-500.0), "voxels with reference > threshold are evaluated (CT: -500 HU = head)")
-      .param("data_range", Param::FloatList({-1000.0, 2000.0}).length(2), "value range for PSNR and SSIM")
-      .param("label", Param::String(""), "row label (default: the node id)");
-  return spec;
+struct SynthesisMetricsOptions {
+  double mask_threshold = -500.0;
+  std::array<double, 2> data_range{-1000.0, 2000.0};
+  std::string label;
+};
+
+constexpr InputPort<Volume> kSyntheticIn{"synthetic"};
+constexpr InputPort<Volume> kReferenceIn{"reference"};
+constexpr OutputPort<Table> kMetricsOut{"metrics"};
+
+NodeType<SynthesisMetricsOptions> synthesis_metrics_node() {
+  using O = SynthesisMetricsOptions;
+  NodeType<O> node(
+      "learned.synthesis_metrics", "1.0.0",
+      "Compares a synthetic volume with a reference on the same grid: MAE in the reference's units (e.g. "
+      "HU) over a mask (reference > mask_threshold, e.g. the head in CT), PSNR (dB, over the mask's "
+      "bounding voxels, data range `data_range`) and SSIM (mean over axial slices, 7x7 windows, "
+      "values clipped to the data range). One row.");
+  node.input(kSyntheticIn, "the synthetic volume (e.g. learned.synthesize output)")
+      .input(kReferenceIn, "the reference (e.g. the real CT)")
+      .output(kMetricsOut, "columns label, mae, mae_units, psnr_db, ssim, mask_voxels")
+      .param(&O::mask_threshold, "mask_threshold",
+             "voxels with reference > threshold are evaluated (CT: -500 HU = head)")
+      .param(&O::data_range, "data_range", "value range for PSNR and SSIM")
+      .param(&O::label, "label", "row label (default: the node id)");
+  return node;
 }
 
-void run_encode(NodeContext& ctx) {
-  const Volume& volume = ctx.input<Volume>("volume");
-  std::string modality = ctx.param<std::string>("modality");
-  if (modality.empty()) modality = volume.metadata.modality;
-  auto model = engine().load_model(ctx.param<std::filesystem::path>("model"));
+void run_encode(NodeContext& ctx, const EncodeOptions& options) {
+  const Volume& volume = ctx.input(kVolumeIn);
+  const std::string modality = options.modality.empty() ? volume.metadata.modality : options.modality;
+  auto model = engine().load_model(options.model);
   Volume normalised;
   Latent latent = model->encode(volume, modality, inference_options(ctx), &normalised);
   ctx.log(LogLevel::Info, "encoded " + modality + " " + volume.geometry.size_string() + " into " +
                               std::to_string(latent.levels[0].channels) + " channels on " +
                               latent.levels[0].geometry.size_string());
-  ctx.output("normalised", std::move(normalised));
-  ctx.output("latent", std::move(latent));
+  ctx.output(kNormalisedOut, std::move(normalised));
+  ctx.output(kLatentOut, std::move(latent));
 }
 
-void run_decode(NodeContext& ctx) {
-  const Latent& latent = ctx.input<Latent>("latent");
-  auto model = engine().load_model(ctx.param<std::filesystem::path>("model"));
-  const std::string modality = ctx.param<std::string>("modality");
-  Volume volume = model->decode(latent, modality, ctx.param<std::string>("units") == "modality", inference_options(ctx));
+void run_decode(NodeContext& ctx, const DecodeOptions& options) {
+  const Latent& latent = ctx.input(kLatentIn);
+  auto model = engine().load_model(options.model);
+  const std::string& modality = options.modality;
+  Volume volume = model->decode(latent, modality, options.units == DecodeUnits::Modality, inference_options(ctx));
   ctx.log(LogLevel::Info, "decoded " + latent.source_metadata.modality + " latent with the " + modality +
                               " decoder to " + volume.geometry.size_string() + " (" + volume.metadata.units + ")");
-  ctx.output("volume", std::move(volume));
+  ctx.output(kVolumeOut, std::move(volume));
 }
 
-void run_synthesize(NodeContext& ctx) {
-  const Volume& volume = ctx.input<Volume>("volume");
-  std::string source = ctx.param<std::string>("source_modality");
-  if (source.empty()) source = volume.metadata.modality;
-  const std::string target = ctx.param<std::string>("target_modality");
-  auto model = engine().load_model(ctx.param<std::filesystem::path>("model"));
+void run_synthesize(NodeContext& ctx, const SynthesizeOptions& request) {
+  const Volume& volume = ctx.input(kVolumeIn);
+  const std::string source = request.source_modality.empty() ? volume.metadata.modality : request.source_modality;
+  const std::string& target = request.target_modality;
+  auto model = engine().load_model(request.model);
   auto options = inference_options(ctx);
   auto report = options.progress;
   options.progress = [report](double f) { report(0.5 * f); };
   const Latent latent = model->encode(volume, source, options);
   options.progress = [report](double f) { report(0.5 + 0.5 * f); };
   std::vector<float> style;
-  if (ctx.has_input("style_reference")) {
-    const Volume& reference = ctx.input<Volume>("style_reference");
+  if (ctx.has_input(kStyleReferenceIn)) {
+    const Volume& reference = ctx.input(kStyleReferenceIn);
     model->check_input(reference, target);  // also for models without a style, which ignore it
     learned::InferenceOptions quiet = options;
     quiet.progress = nullptr;
@@ -190,22 +238,17 @@ void run_synthesize(NodeContext& ctx) {
   Volume result = model->decode(latent, target, true, options, style);
   ctx.log(LogLevel::Info, "synthesised " + target + " (" + result.metadata.units + ") from " + source + " " +
                               volume.geometry.size_string());
-  ctx.output("volume", std::move(result));
+  ctx.output(kVolumeOut, std::move(result));
 }
 
-void run_random_generator(NodeContext& ctx) {
-  learned::RandomGeneratorOptions options;
-  options.seed = std::uint64_t(ctx.param<std::int64_t>("seed"));
-  options.latent_dim = ctx.param<int>("latent_dim");
-  options.width = ctx.param<int>("width");
-  options.size = ctx.param<int>("size");
+void run_random_generator(NodeContext& ctx, const learned::RandomGeneratorOptions& options) {
   Volume image = engine().random_generator(options);
   const auto [min, max] = std::minmax_element(image.voxels.begin(), image.voxels.end());
   ctx.log(LogLevel::Info, "generated image of size 3x" + std::to_string(options.size) + "x" +
                               std::to_string(options.size) + " (channels x height x width) from a random vector of " +
                               std::to_string(options.latent_dim) + " values; pixel range " + std::to_string(*min) +
                               " .. " + std::to_string(*max));
-  ctx.output("volume", std::move(image));
+  ctx.output(kVolumeOut, std::move(image));
 }
 
 // SSIM (Wang et al. 2004) of one axial slice with 7x7 uniform windows.
@@ -232,15 +275,15 @@ double slice_ssim(const std::vector<double>& a, const std::vector<double>& b, st
   return sum / double(count);
 }
 
-void run_synthesis_metrics(NodeContext& ctx) {
-  const Volume& s = ctx.input<Volume>("synthetic");
-  const Volume& r = ctx.input<Volume>("reference");
+void run_synthesis_metrics(NodeContext& ctx, const SynthesisMetricsOptions& options) {
+  const Volume& s = ctx.input(kSyntheticIn);
+  const Volume& r = ctx.input(kReferenceIn);
   if (!s.geometry.same_grid(r.geometry, 1e-4)) {
     throw std::invalid_argument("synthetic (" + s.geometry.size_string() + ") and reference (" + r.geometry.size_string() +
                                 ") are not on the same grid: resample one onto the other");
   }
-  const double threshold = ctx.param<double>("mask_threshold");
-  const auto range = ctx.param<std::vector<double>>("data_range");
+  const double threshold = options.mask_threshold;
+  const auto& range = options.data_range;
   const double low = range[0], high = range[1], span = high - low;
   if (!(span > 0)) throw std::invalid_argument("data_range: high must exceed low");
   double abs_sum = 0, sq_sum = 0;
@@ -272,7 +315,7 @@ void run_synthesis_metrics(NodeContext& ctx) {
     const double value = slice_ssim(a, b, nx, ny, span);
     if (std::isfinite(value)) ssim_sum += value, ++slices;
   }
-  const std::string label = ctx.param<std::string>("label").empty() ? ctx.node_id() : ctx.param<std::string>("label");
+  const std::string label = options.label.empty() ? ctx.node_id() : options.label;
   Table table;
   table.add_row({{"label", label},
                  {"mae", mae},
@@ -282,7 +325,7 @@ void run_synthesis_metrics(NodeContext& ctx) {
                  {"mask_voxels", double(mask)}});
   ctx.log(LogLevel::Info, "MAE " + std::to_string(mae) + " " + r.metadata.units + " over " + std::to_string(mask) +
                               " voxels, PSNR " + std::to_string(psnr) + " dB");
-  ctx.output("metrics", std::move(table));
+  ctx.output(kMetricsOut, std::move(table));
 }
 
 }  // namespace
@@ -311,9 +354,9 @@ extern "C" __attribute__((visibility("default"))) int fusionflow_learned_train(c
 FUSIONFLOW_PLUGIN("learned", "1.0.0",
                   "Learned shared latent space (LibTorch): per-modality encoders/decoders, synthesis, demo generator") {
   using namespace fusionflow::learned_nodes;
-  registrar.add_node(encode_spec(), run_encode);
-  registrar.add_node(decode_spec(), run_decode);
-  registrar.add_node(synthesize_spec(), run_synthesize);
-  registrar.add_node(random_generator_spec(), run_random_generator);
-  registrar.add_node(synthesis_metrics_spec(), run_synthesis_metrics);
+  registrar.add_node(encode_node(), run_encode);
+  registrar.add_node(decode_node(), run_decode);
+  registrar.add_node(synthesize_node(), run_synthesize);
+  registrar.add_node(random_generator_node(), run_random_generator);
+  registrar.add_node(synthesis_metrics_node(), run_synthesis_metrics);
 }

@@ -14,66 +14,64 @@
 namespace fusionflow::register_nodes {
 namespace {
 
-NodeSpec registration_spec(const std::string& kind) {
-  const bool rigid = kind == "rigid";
-  NodeSpec spec("register." + kind, "2.0.0",
-                rigid ? "Rigid (rotation + translation) registration, Mattes mutual information, multi-resolution"
-                      : "Affine registration, Mattes mutual information, multi-resolution");
-  spec.input<Volume>("fixed", "the reference volume (e.g. CT)")
-      .input<Volume>("moving", "the volume to align (e.g. MRI or PET)")
-      .output<Transform>("transform", "maps fixed physical points to moving physical points (ITK convention)")
-      .output<Volume>("registered", "the moving volume resampled onto the fixed grid")
-      .output<Table>("report", "per resolution level: iterations, final metric, stop condition")
-      .param("initialization", Param::Choice({"geometry", "moments", "none"}, "geometry"),
-             "initial alignment: grid centres (geometry), intensity centres of mass (moments; not for CT, whose "
-             "air is negative), or none")
-      .param("shrink_factors", Param::IntList({4, 2, 1}).range(1, 64),
+// registration::Settings plus what the node does with the result.
+struct RegistrationOptions : registration::Settings {
+  Interpolation interpolation = Interpolation::Linear;  // of the registered output
+  float default_value = 0.0f;
+};
+
+constexpr InputPort<Volume> kFixedIn{"fixed"};
+constexpr InputPort<Volume> kMovingIn{"moving"};
+constexpr OutputPort<Transform> kTransformOut{"transform"};
+constexpr OutputPort<Volume> kRegisteredOut{"registered"};
+constexpr OutputPort<Table> kReportOut{"report"};
+
+NodeType<RegistrationOptions> registration_node(registration::TransformKind kind) {
+  const bool rigid = kind == registration::TransformKind::Rigid;
+  RegistrationOptions defaults;
+  defaults.transform_kind = kind;
+  NodeType<RegistrationOptions> node(
+      "register." + registration::kTransformKindNames.name(kind), "2.0.0",
+      rigid ? "Rigid (rotation + translation) registration, Mattes mutual information, multi-resolution"
+            : "Affine registration, Mattes mutual information, multi-resolution",
+      defaults);
+  using O = RegistrationOptions;
+  node.input(kFixedIn, "the reference volume (e.g. CT)")
+      .input(kMovingIn, "the volume to align (e.g. MRI or PET)")
+      .output(kTransformOut, "maps fixed physical points to moving physical points (ITK convention)")
+      .output(kRegisteredOut, "the moving volume resampled onto the fixed grid")
+      .output(kReportOut, "per resolution level: iterations, final metric, stop condition")
+      .choice(&O::initialization, "initialization", registration::kInitializationNames,
+              "initial alignment: grid centres (geometry), intensity centres of mass (moments; not for CT, whose "
+              "air is negative), or none")
+      .param(&O::shrink_factors, "shrink_factors", Limits::range(1, 64),
              "per level, coarse to fine: samples are drawn from every n-th fixed voxel per axis")
-      .param("smoothing_sigmas_mm", Param::FloatList({2.0, 1.0, 0.0}).range(0.0, 50.0),
+      .param(&O::smoothing_sigmas_mm, "smoothing_sigmas_mm", Limits::range(0.0, 50.0),
              "Gaussian smoothing of both volumes per level, in mm")
-      .param("iterations", Param::IntList({300, 300, 300}).range(1, 100000), "maximum iterations per level")
-      .param("histogram_bins", Param::Int(32).range(8, 256), "Mattes mutual information histogram bins")
-      .param("samples_per_iteration", Param::Int(2048).range(64, 10000000),
+      .param(&O::iterations, "iterations", Limits::range(1, 100000), "maximum iterations per level")
+      .param(&O::histogram_bins, "histogram_bins", Limits::range(8, 256), "Mattes mutual information histogram bins")
+      .param(&O::samples_per_iteration, "samples_per_iteration", Limits::range(64, 10000000),
              "fixed voxels drawn at random, afresh at every iteration, for the metric and its gradient")
-      .param("seed", Param::Int(1).range(0, 2147483646), "seed of the random sampling")
-      .param("max_step_mm", Param::Float(2.0).range(1e-4, 100.0),
+      .param(&O::seed, "seed", Limits::range(0, 2147483646), "seed of the random sampling")
+      .param(&O::max_step_mm, "max_step_mm", Limits::range(1e-4, 100.0),
              "largest voxel motion of a step at the coarsest level (finer levels: times the square of their shrink "
              "factor over the coarsest one's)")
-      .param("convergence_mm", Param::Float(0.5).range(1e-7, 10.0),
+      .param(&O::convergence_mm, "convergence_mm", Limits::range(1e-7, 10.0),
              "a level has converged when the mean positions of its last two windows of iterations differ by less "
              "than this (RMS voxel motion)")
-      .param("convergence_window", Param::Int(50).range(2, 10000),
+      .param(&O::convergence_window, "convergence_window", Limits::range(2, 10000),
              "iterations per window; the last two windows are averaged for the level's answer")
-      .param("require_convergence", Param::Bool(true),
+      .param(&O::require_convergence, "require_convergence",
              "fail if the finest level stops at its iteration limit instead of converging")
-      .param("interpolation", Param::Choice({"linear", "bspline", "nearest"}, "linear"),
-             "interpolation of the registered output")
-      .param("default_value", Param::Float(0.0), "value of registered voxels outside the moving volume");
-  return spec;
+      .choice(&O::interpolation, "interpolation", kInterpolationNames, "interpolation of the registered output")
+      .param(&O::default_value, "default_value", "value of registered voxels outside the moving volume");
+  return node;
 }
 
-void run_registration(NodeContext& ctx, const std::string& kind) {
-  const Volume& fixed = ctx.input<Volume>("fixed");
-  const Volume& moving = ctx.input<Volume>("moving");
-  registration::Settings settings;
-  settings.transform_kind = kind;
-  settings.initialization = ctx.param<std::string>("initialization");
-  settings.shrink_factors.clear();
-  for (std::int64_t factor : ctx.param<std::vector<std::int64_t>>("shrink_factors")) {
-    settings.shrink_factors.push_back(static_cast<int>(factor));
-  }
-  settings.smoothing_sigmas_mm = ctx.param<std::vector<double>>("smoothing_sigmas_mm");
-  settings.iterations.clear();
-  for (std::int64_t count : ctx.param<std::vector<std::int64_t>>("iterations")) {
-    settings.iterations.push_back(static_cast<int>(count));
-  }
-  settings.histogram_bins = ctx.param<int>("histogram_bins");
-  settings.samples_per_iteration = ctx.param<long>("samples_per_iteration");
-  settings.seed = static_cast<std::uint64_t>(ctx.param<std::int64_t>("seed"));
-  settings.max_step_mm = ctx.param<double>("max_step_mm");
-  settings.convergence_mm = ctx.param<double>("convergence_mm");
-  settings.convergence_window = ctx.param<int>("convergence_window");
-  settings.require_convergence = ctx.param<bool>("require_convergence");
+void run_registration(NodeContext& ctx, const RegistrationOptions& options) {
+  const Volume& fixed = ctx.input(kFixedIn);
+  const Volume& moving = ctx.input(kMovingIn);
+  registration::Settings settings = options;
   settings.threads = ctx.thread_budget();
 
   registration::Callbacks callbacks;
@@ -82,8 +80,9 @@ void run_registration(NodeContext& ctx, const std::string& kind) {
   registration::Result result = registration::register_volumes(fixed, moving, settings, callbacks);
 
   std::ostringstream summary;
-  summary << kind << " registration: metric " << result.final_metric << " after " << result.total_iterations
-          << " iterations (" << result.levels.back().stop_condition << ")";
+  summary << registration::kTransformKindNames.name(options.transform_kind) << " registration: metric "
+          << result.final_metric << " after " << result.total_iterations << " iterations ("
+          << result.levels.back().stop_condition << ")";
   ctx.log(LogLevel::Info, summary.str());
 
   Table report;
@@ -95,46 +94,71 @@ void run_registration(NodeContext& ctx, const std::string& kind) {
                     {"converged", level.converged ? 1.0 : 0.0},
                     {"stop_condition", level.stop_condition}});
   }
-  Volume registered = resample_volume(moving, fixed.geometry, &result.transform,
-                                      interpolation_from_name(ctx.param<std::string>("interpolation")),
-                                      ctx.param<float>("default_value"));
+  Volume registered =
+      resample_volume(moving, fixed.geometry, &result.transform, options.interpolation, options.default_value);
   registered.metadata.extra["registered_to"] = fixed.metadata.source;
-  ctx.output("transform", std::move(result.transform));
-  ctx.output("registered", std::move(registered));
-  ctx.output("report", std::move(report));
+  ctx.output(kTransformOut, std::move(result.transform));
+  ctx.output(kRegisteredOut, std::move(registered));
+  ctx.output(kReportOut, std::move(report));
   ctx.progress(1.0);
 }
 
-NodeSpec write_transform_spec() {
-  NodeSpec spec("register.write_transform", "1.0.0", "Writes a transform in ITK's transform file format (atomically)");
-  spec.input<Transform>("transform", "the transform to write")
-      .param("path", Param::OutputPath(), "output file: .tfm or .txt (ITK text), .h5 (HDF5) or .mat");
-  return spec;
+struct TransformFileOptions {
+  std::filesystem::path path;
+};
+
+constexpr InputPort<Transform> kTransformIn{"transform"};
+
+NodeType<TransformFileOptions> write_transform_node() {
+  NodeType<TransformFileOptions> node("register.write_transform", "1.0.0",
+                                      "Writes a transform in ITK's transform file format (atomically)");
+  node.input(kTransformIn, "the transform to write")
+      .output_path(&TransformFileOptions::path, "path", "output file: .tfm or .txt (ITK text), .h5 (HDF5) or .mat");
+  return node;
 }
 
-NodeSpec load_transform_spec() {
-  NodeSpec spec("register.load_transform", "1.0.0", "Reads a linear transform from an ITK transform file");
-  spec.output<Transform>("transform", "the transform")
-      .param("path", Param::InputPath(), "ITK transform file (.tfm, .txt, .h5, .mat)");
-  return spec;
+void run_write_transform(NodeContext& ctx, const TransformFileOptions& options) {
+  write_transform_file(ctx.input(kTransformIn), options.path);
 }
 
-NodeSpec target_error_spec() {
-  NodeSpec spec("register.target_error", "1.0.0",
-                "Target registration error: distance between landmarks mapped by an estimated and a true transform");
-  spec.input<Transform>("estimated", "the transform registration found (fixed -> moving)")
-      .input<Transform>("truth", "the true transform (fixed -> moving)")
-      .input<Table>("landmarks", "landmarks in the fixed space, columns <prefix>_x, <prefix>_y, <prefix>_z")
-      .param("prefix", Param::String("ct"), "column prefix of the fixed-space coordinates")
-      .output<Table>("errors", "per landmark: error in mm; a last row 'mean' with the mean and max");
-  return spec;
+NodeType<TransformFileOptions> load_transform_node() {
+  NodeType<TransformFileOptions> node("register.load_transform", "1.0.0",
+                                      "Reads a linear transform from an ITK transform file");
+  node.output(kTransformOut, "the transform")
+      .input_path(&TransformFileOptions::path, "path", "ITK transform file (.tfm, .txt, .h5, .mat)");
+  return node;
 }
 
-void run_target_error(NodeContext& ctx) {
-  const Transform& estimated = ctx.input<Transform>("estimated");
-  const Transform& truth = ctx.input<Transform>("truth");
-  const Table& landmarks = ctx.input<Table>("landmarks");
-  const std::string prefix = ctx.param<std::string>("prefix");
+void run_load_transform(NodeContext& ctx, const TransformFileOptions& options) {
+  ctx.output(kTransformOut, read_transform_file(options.path));
+}
+
+struct TargetErrorOptions {
+  std::string prefix = "ct";
+};
+
+constexpr InputPort<Transform> kEstimatedIn{"estimated"};
+constexpr InputPort<Transform> kTruthIn{"truth"};
+constexpr InputPort<Table> kLandmarksIn{"landmarks"};
+constexpr OutputPort<Table> kErrorsOut{"errors"};
+
+NodeType<TargetErrorOptions> target_error_node() {
+  NodeType<TargetErrorOptions> node(
+      "register.target_error", "1.0.0",
+      "Target registration error: distance between landmarks mapped by an estimated and a true transform");
+  node.input(kEstimatedIn, "the transform registration found (fixed -> moving)")
+      .input(kTruthIn, "the true transform (fixed -> moving)")
+      .input(kLandmarksIn, "landmarks in the fixed space, columns <prefix>_x, <prefix>_y, <prefix>_z")
+      .param(&TargetErrorOptions::prefix, "prefix", "column prefix of the fixed-space coordinates")
+      .output(kErrorsOut, "per landmark: error in mm; a last row 'mean' with the mean and max");
+  return node;
+}
+
+void run_target_error(NodeContext& ctx, const TargetErrorOptions& options) {
+  const Transform& estimated = ctx.input(kEstimatedIn);
+  const Transform& truth = ctx.input(kTruthIn);
+  const Table& landmarks = ctx.input(kLandmarksIn);
+  const std::string& prefix = options.prefix;
   std::array<std::size_t, 3> columns{};
   for (int axis = 0; axis < 3; ++axis) {
     const std::string name = prefix + "_" + "xyz"[axis];
@@ -167,7 +191,7 @@ void run_target_error(NodeContext& ctx) {
   text << "mean target registration error " << mean << " mm (max " << worst << " mm, " << landmarks.rows.size()
        << " landmarks)";
   ctx.log(LogLevel::Info, text.str());
-  ctx.output("errors", std::move(errors));
+  ctx.output(kErrorsOut, std::move(errors));
 }
 
 }  // namespace
@@ -176,15 +200,11 @@ void run_target_error(NodeContext& ctx) {
 FUSIONFLOW_PLUGIN("register", "2.0.0", "Rigid and affine registration (Mattes MI, stochastic gradient descent) and transform files") {
   using namespace fusionflow;
   using namespace fusionflow::register_nodes;
-  registrar.add_node(registration_spec("rigid"), [](NodeContext& ctx) { run_registration(ctx, "rigid"); });
-  registrar.add_node(registration_spec("affine"), [](NodeContext& ctx) { run_registration(ctx, "affine"); });
-  registrar.add_node(write_transform_spec(), [](NodeContext& ctx) {
-    write_transform_file(ctx.input<Transform>("transform"), ctx.param<std::filesystem::path>("path"));
-  });
-  registrar.add_node(target_error_spec(), run_target_error);
-  registrar.add_node(load_transform_spec(), [](NodeContext& ctx) {
-    ctx.output("transform", read_transform_file(ctx.param<std::filesystem::path>("path")));
-  });
+  registrar.add_node(registration_node(registration::TransformKind::Rigid), run_registration);
+  registrar.add_node(registration_node(registration::TransformKind::Affine), run_registration);
+  registrar.add_node(write_transform_node(), run_write_transform);
+  registrar.add_node(target_error_node(), run_target_error);
+  registrar.add_node(load_transform_node(), run_load_transform);
   // ITK filters inside nodes share ITK's own pool: cap it to the run's threads.
   registrar.add_thread_budget_hook([](int threads) {
     itk::MultiThreaderBase::SetGlobalDefaultNumberOfThreads(static_cast<itk::ThreadIdType>(threads));

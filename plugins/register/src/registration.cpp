@@ -225,13 +225,13 @@ Result run(const Volume& fixed, const Volume& moving, const Settings& settings, 
   const auto moving_image = to_itk_view(moving);
 
   auto transform = ItkTransform::New();
-  if (settings.initialization != "none") {
+  if (settings.initialization != Initialization::None) {
     using Initializer = itk::CenteredTransformInitializer<ItkTransform, Image, Image>;
     auto initializer = Initializer::New();
     initializer->SetTransform(transform);
     initializer->SetFixedImage(fixed_image);
     initializer->SetMovingImage(moving_image);
-    if (settings.initialization == "moments") initializer->MomentsOn();
+    if (settings.initialization == Initialization::Moments) initializer->MomentsOn();
     else initializer->GeometryOn();
     initializer->InitializeTransform();
   }
@@ -397,7 +397,7 @@ Result register_volumes(const Volume& fixed, const Volume& moving, const Setting
                                 std::to_string(settings.smoothing_sigmas_mm.size()) + ", " +
                                 std::to_string(settings.iterations.size()) + ")");
   }
-  if (settings.transform_kind == "affine") return run<itk::AffineTransform<double, 3>>(fixed, moving, settings, callbacks, "affine");
+  if (settings.transform_kind == TransformKind::Affine) return run<itk::AffineTransform<double, 3>>(fixed, moving, settings, callbacks, "affine");
   return run<itk::Euler3DTransform<double>>(fixed, moving, settings, callbacks, "rigid");
 }
 

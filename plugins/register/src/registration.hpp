@@ -8,14 +8,25 @@
 #include <string>
 #include <vector>
 
+#include "fusionflow/choice_list.hpp"
 #include "fusionflow/transform.hpp"
 #include "fusionflow/volume.hpp"
 
 namespace fusionflow::registration {
 
+enum class TransformKind { Rigid, Affine };
+inline const ChoiceList<TransformKind> kTransformKindNames{{TransformKind::Rigid, "rigid"},
+                                                           {TransformKind::Affine, "affine"}};
+
+// How the transform starts: grid centres aligned, intensity centres of mass
+// aligned, or the identity.
+enum class Initialization { Geometry, Moments, None };
+inline const ChoiceList<Initialization> kInitializationNames{
+    {Initialization::Geometry, "geometry"}, {Initialization::Moments, "moments"}, {Initialization::None, "none"}};
+
 struct Settings {
-  std::string transform_kind = "rigid";   // rigid | affine
-  std::string initialization = "geometry";  // geometry | moments | none
+  TransformKind transform_kind = TransformKind::Rigid;
+  Initialization initialization = Initialization::Geometry;
   std::vector<int> shrink_factors{4, 2, 1};  // samples on every n-th fixed voxel per axis
   std::vector<double> smoothing_sigmas_mm{2.0, 1.0, 0.0};
   int histogram_bins = 32;
