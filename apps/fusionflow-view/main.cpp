@@ -38,6 +38,7 @@
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 
 #include "vtk_support.hpp"
 
@@ -73,7 +74,7 @@ struct Viewer {
 
   void update_status() {
     std::ostringstream text;
-    text << "preset " << preset_name(preset);
+    text << "preset " << kPresetNames.name(preset);
     if (overlay) text << "   overlay opacity " << std::lround(overlay_opacity * 100) << "%";
     status->SetInput(text.str().c_str());
   }
@@ -91,9 +92,9 @@ struct Viewer {
   }
 
   void next_preset() {
-    preset = static_cast<Preset>((static_cast<std::size_t>(preset) + 1) % preset_names().size());
+    preset = static_cast<Preset>((static_cast<std::size_t>(preset) + 1) % kPresetNames.names().size());
     apply_transfer_functions();
-    std::cout << "preset " << preset_name(preset) << std::endl;
+    std::cout << "preset " << kPresetNames.name(preset) << std::endl;
   }
 
   void change_overlay_opacity(double step) {
@@ -242,7 +243,13 @@ int run(int argc, char** argv) {
     overlay.metadata.modality = overlay_modality.empty() ? "PT" : overlay_modality;
     viewer.overlay = std::move(overlay);
   }
-  viewer.preset = preset_option == "auto" ? auto_preset(viewer.anatomical.metadata) : preset_from_name(preset_option);
+  if (preset_option == "auto") {
+    viewer.preset = auto_preset(viewer.anatomical.metadata);
+  } else if (const auto preset = kPresetNames.find(preset_option)) {
+    viewer.preset = *preset;
+  } else {
+    throw std::invalid_argument("unknown transfer-function preset '" + preset_option + "'");
+  }
 
   // Before any VTK window: a display, or Xvfb, or a clear error.
   const std::string display = ensure_display();
@@ -278,7 +285,7 @@ int run(int argc, char** argv) {
     hot->SetTableRange(0.0, top);
     for (int i = 0; i < 256; ++i) {
       const double t = i / 255.0;
-      const auto colour = colormap("hot", t);
+      const auto colour = colormap(Colormap::Hot, t);
       hot->SetTableValue(i, colour[0], colour[1], colour[2], t < 0.35 ? 0.0 : 1.0);
     }
     hot->Build();
@@ -313,7 +320,7 @@ int run(int argc, char** argv) {
   style->viewer = &viewer;
   interactor->SetInteractorStyle(style);
   interactor->Initialize();
-  set_camera(viewer.scene.renderer, viewer.scene.bounds, "oblique", 0, 0, 1);
+  set_camera(viewer.scene.renderer, viewer.scene.bounds, Camera::Oblique, 0, 0, 1);
   render_scene(viewer.window, viewer.scene);
   std::cout << "ready window=" << reinterpret_cast<std::uintptr_t>(viewer.window->GetGenericWindowId())
             << " width=" << viewer.window->GetSize()[0] << " height=" << viewer.window->GetSize()[1] << std::endl;

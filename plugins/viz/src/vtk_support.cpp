@@ -315,11 +315,6 @@ void draw_text(RgbImage& image, const std::string& text, int x, int y, int font_
 // ---------------------------------------------------------------------------
 // Presets
 
-Preset preset_from_name(const std::string& name) {
-  if (const auto preset = kPresetNames.find(name)) return *preset;
-  throw std::invalid_argument("unknown transfer-function preset '" + name + "'");
-}
-
 Preset auto_preset(const VolumeMetadata& metadata) {
   std::string modality = metadata.modality;
   std::transform(modality.begin(), modality.end(), modality.begin(), [](unsigned char c) { return std::toupper(c); });

@@ -236,22 +236,4 @@ std::string orientation_letter(const std::array<double, 3>& direction);
 // Letters for the right and top edges of the current view: {right, top}.
 std::array<std::string, 2> view_orientation(vtkRenderer* renderer);
 
-// ---------------------------------------------------------------------------
-// By name, for fusionflow-view (apps/fusionflow-view), which still names
-// presets, colour maps and cameras as text. They go once it uses the lists
-// above.
-
-inline const std::vector<std::string>& preset_names() { return kPresetNames.names(); }
-inline const char* preset_name(Preset preset) { return kPresetNames.name(preset).c_str(); }
-// Throws std::invalid_argument "unknown transfer-function preset '<name>'"
-// (the viewer's --preset error).
-Preset preset_from_name(const std::string& name);
-inline std::array<double, 3> colormap(const std::string& name, double t) {
-  return colormap(kColormapNames.parse(name), t);
-}
-inline void set_camera(vtkRenderer* renderer, const std::array<double, 6>& bounds, const std::string& camera,
-                       double azimuth, double elevation, double zoom) {
-  set_camera(renderer, bounds, kCameraNames.parse(camera), azimuth, elevation, zoom);
-}
-
 }  // namespace fusionflow::viz
