@@ -9,22 +9,29 @@
 namespace fusionflow::decode_nodes {
 namespace {
 
-NodeSpec latent_spec() {
-  NodeSpec spec("decode.latent", "1.0.0",
-                "Decodes a latent back to image space, choosing the inverse transform from the latent's kind "
-                "(laplacian_pyramid, atrous_wavelet, guided_filter). The volume gets the latent's source grid and "
-                "metadata (modality FUSED and the sources for a fused latent).");
-  spec.input<Latent>("latent", "an encoded or fused latent")
-      .output<Volume>("volume", "the decoded volume on the source grid");
-  return spec;
+constexpr InputPort<Latent> kLatentIn{"latent"};
+constexpr OutputPort<Volume> kVolumeOut{"volume"};
+
+// decode.latent has no parameters: the latent says how to decode it.
+struct DecodeOptions {};
+
+NodeType<DecodeOptions> latent_node() {
+  NodeType<DecodeOptions> node(
+      "decode.latent", "1.0.0",
+      "Decodes a latent back to image space, choosing the inverse transform from the latent's kind "
+      "(laplacian_pyramid, atrous_wavelet, guided_filter). The volume gets the latent's source grid and "
+      "metadata (modality FUSED and the sources for a fused latent).");
+  node.input(kLatentIn, "an encoded or fused latent")
+      .output(kVolumeOut, "the decoded volume on the source grid");
+  return node;
 }
 
-void run_latent(NodeContext& ctx) {
-  const Latent& latent = ctx.input<Latent>("latent");
+void run_latent(NodeContext& ctx, const DecodeOptions&) {
+  const Latent& latent = ctx.input(kLatentIn);
   Volume volume = latent::decode_latent(latent, latent::control_for(ctx));
   ctx.log(LogLevel::Info, "decoded " + latent.kind + " (" + std::to_string(latent.levels.size()) + " levels) to " +
                               latent::size_string(volume.geometry));
-  ctx.output("volume", std::move(volume));
+  ctx.output(kVolumeOut, std::move(volume));
 }
 
 }  // namespace
@@ -32,5 +39,5 @@ void run_latent(NodeContext& ctx) {
 
 FUSIONFLOW_PLUGIN("decode", "1.0.0", "Decoder of shared latents back to volumes") {
   using namespace fusionflow::decode_nodes;
-  registrar.add_node(latent_spec(), run_latent);
+  registrar.add_node(latent_node(), run_latent);
 }

@@ -9,57 +9,64 @@
 namespace fusionflow::metrics_nodes {
 namespace {
 
-NodeSpec fusion_spec() {
-  NodeSpec spec("metrics.fusion", "1.0.0",
-                "Fusion-quality metrics of a fused volume against its sources: EN, SD, SF, MI (sum over sources), "
-                "SCD (two sources), VIF (sum of vifp_mscale), Qabf (Xydeas-Petrovic) and SSIM (sum over sources), "
-                "on 8-bit grey levels (one linear map of [range] or the joint min/max onto 0..255). Per axial "
-                "slice plus their mean, as papers report, or on the whole volume.");
-  spec.input<Volume>("fused", "the fused volume")
-      .multi_input<Volume>("sources", "the source volumes, on the fused volume's grid (for SCD: exactly two)")
-      .output<Table>("metrics",
-                     "columns label, scope (slice|mean|volume), slice, slices, en_<unit>, sd, sf, mi_<unit>, scd, vif, "
-                     "qabf, ssim; <unit> = bits or nats; undefined values are empty")
-      .param("mode", Param::Choice({"slices_axial", "volume3d"}, "slices_axial"),
-             "slices_axial: per axial (k) slice and their mean; volume3d: one row for the whole volume (Qabf and "
-             "VIF pooled over slices, SSIM with a 11^3 window)")
-      .param("slices", Param::IntList({}).at_least(0), "axial slices to evaluate; empty = all")
-      .param("skip_empty_slices", Param::Bool(true),
+constexpr InputPort<Volume> kFusedIn{"fused"};
+constexpr InputPort<Volume> kSourcesIn{"sources"};
+constexpr OutputPort<Table> kMetricsOut{"metrics"};
+
+using latent::MetricsOptions;
+using latent::MetricsTableOptions;
+
+// The table's options, with the grey-level range as the one list the node
+// takes (empty or [low, high]) rather than the library's two numbers.
+struct FusionMetricsParams : MetricsTableOptions {
+  std::vector<double> range;
+};
+
+NodeType<FusionMetricsParams> fusion_node() {
+  NodeType<FusionMetricsParams> node(
+      "metrics.fusion", "1.0.0",
+      "Fusion-quality metrics of a fused volume against its sources: EN, SD, SF, MI (sum over sources), "
+      "SCD (two sources), VIF (sum of vifp_mscale), Qabf (Xydeas-Petrovic) and SSIM (sum over sources), "
+      "on 8-bit grey levels (one linear map of [range] or the joint min/max onto 0..255). Per axial "
+      "slice plus their mean, as papers report, or on the whole volume.");
+  node.input(kFusedIn, "the fused volume")
+      .multi_input(kSourcesIn, "the source volumes, on the fused volume's grid (for SCD: exactly two)")
+      .output(kMetricsOut,
+              "columns label, scope (slice|mean|volume), slice, slices, en_<unit>, sd, sf, mi_<unit>, scd, vif, "
+              "qabf, ssim; <unit> = bits or nats; undefined values are empty")
+      .choice(&MetricsTableOptions::mode, "mode", latent::kMetricsModeNames,
+              "slices_axial: per axial (k) slice and their mean; volume3d: one row for the whole volume (Qabf and "
+              "VIF pooled over slices, SSIM with a 11^3 window)")
+      .param(&MetricsTableOptions::slices, "slices", Limits::at_least(0), "axial slices to evaluate; empty = all")
+      .param(&MetricsTableOptions::skip_empty_slices, "skip_empty_slices",
              "with 'slices' empty: skip slices where the fused image and every source are constant")
-      .param("per_slice_rows", Param::Bool(true), "slices_axial: one row per slice before the mean row")
-      .param("bins", Param::Int(256).range(2, 256), "histogram bins for EN and MI (grey levels 0..255)")
-      .param("units", Param::Choice({"bits", "nats"}, "bits"), "units of EN and MI (in the column names)")
-      .param("range", Param::FloatList({}),
+      .param(&MetricsTableOptions::per_slice_rows, "per_slice_rows",
+             "slices_axial: one row per slice before the mean row")
+      .param(&MetricsOptions::bins, "bins", Limits::range(2, 256), "histogram bins for EN and MI (grey levels 0..255)")
+      .choice(&MetricsOptions::units, "units", latent::kInformationUnitNames,
+              "units of EN and MI (in the column names)")
+      .param(&FusionMetricsParams::range, "range",
              "[low, high] mapped to grey levels 0 and 255; empty = joint min/max of the fused volume and sources")
-      .param("label", Param::String(""), "row label (default: the node id)");
-  return spec;
+      .param(&MetricsTableOptions::label, "label", "row label (default: the node id)");
+  return node;
 }
 
-void run_fusion(NodeContext& ctx) {
-  const Volume& fused = ctx.input<Volume>("fused");
-  const auto inputs = ctx.inputs<Volume>("sources");
+void run_fusion(NodeContext& ctx, const FusionMetricsParams& params) {
+  const Volume& fused = ctx.input(kFusedIn);
+  const auto inputs = ctx.inputs(kSourcesIn);
   std::vector<const Volume*> sources;
   for (const auto& input : inputs) sources.push_back(input.get());
-  latent::MetricsTableOptions options;
-  options.mode = ctx.param<std::string>("mode") == "volume3d" ? latent::MetricsMode::Volume3d
-                                                              : latent::MetricsMode::SlicesAxial;
-  options.slices = ctx.param<std::vector<std::int64_t>>("slices");
-  options.skip_empty_slices = ctx.param<bool>("skip_empty_slices");
-  options.per_slice_rows = ctx.param<bool>("per_slice_rows");
-  options.metrics.bins = ctx.param<std::size_t>("bins");
-  options.metrics.nats = ctx.param<std::string>("units") == "nats";
-  const auto range = ctx.param<std::vector<double>>("range");
-  if (!range.empty()) {
-    if (range.size() != 2 || !(range[0] < range[1])) {
+  MetricsTableOptions options = params;
+  if (!params.range.empty()) {
+    if (params.range.size() != 2 || !(params.range[0] < params.range[1])) {
       throw std::invalid_argument("range must be empty or [low, high] with low < high");
     }
-    options.metrics.range_low = range[0];
-    options.metrics.range_high = range[1];
+    options.range_low = params.range[0];
+    options.range_high = params.range[1];
   }
-  options.label = ctx.param<std::string>("label");
   if (options.label.empty()) options.label = ctx.node_id();
   if (sources.size() != 2) ctx.log(LogLevel::Info, "SCD is defined for two sources; its column stays empty");
-  ctx.output("metrics", latent::fusion_metrics_table(fused, sources, options, latent::control_for(ctx)));
+  ctx.output(kMetricsOut, latent::fusion_metrics_table(fused, sources, options, latent::control_for(ctx)));
 }
 
 }  // namespace
@@ -67,5 +74,5 @@ void run_fusion(NodeContext& ctx) {
 
 FUSIONFLOW_PLUGIN("metrics", "1.0.0", "Image-quality metrics as tables (fusion quality)") {
   using namespace fusionflow::metrics_nodes;
-  registrar.add_node(fusion_spec(), run_fusion);
+  registrar.add_node(fusion_node(), run_fusion);
 }

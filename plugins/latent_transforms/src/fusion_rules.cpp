@@ -15,27 +15,6 @@ using detail::Dims;
 using detail::dims_of;
 using detail::parallel_index;
 
-Rule parse_rule(const std::string& name) {
-  if (name == "average") return Rule::Average;
-  if (name == "max_abs") return Rule::MaxAbs;
-  if (name == "local_energy") return Rule::LocalEnergy;
-  if (name == "salience_match") return Rule::SalienceMatch;
-  if (name == "guided_filter") return Rule::GuidedFilter;
-  throw std::invalid_argument("unknown fusion rule '" + name +
-                              "': use average, max_abs, local_energy, salience_match or guided_filter");
-}
-
-const char* to_string(Rule rule) {
-  switch (rule) {
-    case Rule::Average: return "average";
-    case Rule::MaxAbs: return "max_abs";
-    case Rule::LocalEnergy: return "local_energy";
-    case Rule::SalienceMatch: return "salience_match";
-    case Rule::GuidedFilter: return "guided_filter";
-  }
-  return "?";
-}
-
 namespace {
 
 std::string describe(const std::vector<const Latent*>& latents, std::size_t n) {
@@ -622,14 +601,14 @@ Latent fuse_latents(const std::vector<const Latent*>& latents, const FusionOptio
   }
   fused.source_metadata.modality = "FUSED";
   fused.source_metadata.units = units;
-  fused.source_metadata.quantity = std::string("fused (") + to_string(options.detail_rule) + " detail, " +
-                                   to_string(options.base_rule) + " base)";
+  fused.source_metadata.quantity = "fused (" + kRuleNames.name(options.detail_rule) + " detail, " +
+                                   kRuleNames.name(options.base_rule) + " base)";
   fused.source_metadata.series_description.clear();
   fused.source_metadata.extra.clear();
   fused.source_metadata.extra["fusion_sources"] = sources;
   fused.source_metadata.extra["fusion_kind"] = first.kind;
-  fused.source_metadata.extra["fusion_detail_rule"] = to_string(options.detail_rule);
-  fused.source_metadata.extra["fusion_base_rule"] = to_string(options.base_rule);
+  fused.source_metadata.extra["fusion_detail_rule"] = kRuleNames.name(options.detail_rule);
+  fused.source_metadata.extra["fusion_base_rule"] = kRuleNames.name(options.base_rule);
   {
     std::ostringstream w;
     for (std::size_t n = 0; n < weights.size(); ++n) w << (n ? "," : "") << weights[n];

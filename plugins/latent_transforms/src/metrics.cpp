@@ -45,7 +45,7 @@ bool is_constant(const Grey& grey) {
   return std::all_of(grey.q.begin(), grey.q.end(), [&](std::uint8_t value) { return value == grey.q[0]; });
 }
 
-double log_base(const MetricsOptions& options) { return options.nats ? 1.0 : std::log(2.0); }
+double log_base(const MetricsOptions& options) { return options.units == InformationUnit::Nats ? 1.0 : std::log(2.0); }
 
 std::size_t bin_of(std::uint8_t q, std::size_t bins) { return static_cast<std::size_t>(q) * bins / 256; }
 
@@ -447,8 +447,8 @@ FusionMetrics volume_metrics(const Volume& fused, const std::vector<const Volume
 
 Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>& sources,
                            const MetricsTableOptions& options, const Control& control) {
-  check_inputs(fused, sources, options.metrics);
-  const std::string unit = options.metrics.nats ? "nats" : "bits";
+  check_inputs(fused, sources, options);
+  const std::string& unit = kInformationUnitNames.name(options.units);
   const std::size_t nz = fused.geometry.size[2];
   auto cell = [](double value) -> Table::Cell {
     if (std::isfinite(value)) return value;
@@ -468,7 +468,7 @@ Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>
 
   Table table;
   if (options.mode == MetricsMode::Volume3d) {
-    const FusionMetrics m = volume_metrics(fused, sources, options.metrics, control);
+    const FusionMetrics m = volume_metrics(fused, sources, options, control);
     table.add_row(row("volume", std::monostate{}, static_cast<double>(nz), m));
     return table;
   }
@@ -486,7 +486,7 @@ Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>
     }
   }
   const bool skip_empty = options.slices.empty() && options.skip_empty_slices;
-  const auto [low, high] = metrics_range(fused, sources, options.metrics);
+  const auto [low, high] = metrics_range(fused, sources, options);
   std::vector<FusionMetrics> results(candidates.size());
   std::vector<char> evaluated(candidates.size(), 0);
   // Slices in chunks, in parallel within a chunk; progress after each chunk.
@@ -502,7 +502,7 @@ Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>
         std::vector<Grey> s;
         for (const Volume* source : sources) s.push_back(to_grey(*source, k, k + 1, low, high));
         if (skip_empty && is_constant(f) && std::all_of(s.begin(), s.end(), is_constant)) return;
-        FusionMetrics m = metrics_of(f, s, options.metrics, false);
+        FusionMetrics m = metrics_of(f, s, options, false);
         m.vif = 0.0;
         for (const Grey& source : s) m.vif += ratio(vif_parts(source, f));
         m.qabf = ratio(qabf_parts(f, s));

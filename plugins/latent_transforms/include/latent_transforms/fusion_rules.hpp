@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include <fusionflow/choice_list.hpp>
 #include <fusionflow/latent.hpp>
 
 #include "latent_transforms/control.hpp"
@@ -37,9 +38,12 @@ namespace fusionflow::latent {
 
 enum class Rule { Average, MaxAbs, LocalEnergy, SalienceMatch, GuidedFilter };
 
-// "average", "max_abs", "local_energy", "salience_match", "guided_filter".
-Rule parse_rule(const std::string& name);
-const char* to_string(Rule rule);
+// The rules' names, as pipelines and metadata spell them.
+inline const ChoiceList<Rule> kRuleNames{{Rule::Average, "average"},
+                                         {Rule::MaxAbs, "max_abs"},
+                                         {Rule::LocalEnergy, "local_energy"},
+                                         {Rule::SalienceMatch, "salience_match"},
+                                         {Rule::GuidedFilter, "guided_filter"}};
 
 struct FusionOptions {
   Rule detail_rule = Rule::MaxAbs;

@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include <fusionflow/choice_list.hpp>
 #include <fusionflow/table.hpp>
 #include <fusionflow/volume.hpp>
 
@@ -50,10 +51,15 @@
 
 namespace fusionflow::latent {
 
+// The unit of EN and MI (log base 2 or e); its name is the column names' suffix.
+enum class InformationUnit { Bits, Nats };
+inline const ChoiceList<InformationUnit> kInformationUnitNames{{InformationUnit::Bits, "bits"},
+                                                               {InformationUnit::Nats, "nats"}};
+
 struct MetricsOptions {
-  std::size_t bins = 256;  // 2..256
-  bool nats = false;       // EN and MI in nats instead of bits
-  double range_low = 0.0;  // mapped to grey level 0; range_low >= range_high: joint min/max
+  std::size_t bins = 256;                         // 2..256
+  InformationUnit units = InformationUnit::Bits;  // of EN and MI
+  double range_low = 0.0;                         // mapped to grey level 0; range_low >= range_high: joint min/max
   double range_high = 0.0;
 };
 
@@ -62,14 +68,17 @@ struct FusionMetrics {
 };
 
 enum class MetricsMode { SlicesAxial, Volume3d };
+inline const ChoiceList<MetricsMode> kMetricsModeNames{{MetricsMode::SlicesAxial, "slices_axial"},
+                                                       {MetricsMode::Volume3d, "volume3d"}};
 
-struct MetricsTableOptions {
+// The table's options extend the metrics' own (a base rather than a member, so
+// that a node binds its parameters to every field directly).
+struct MetricsTableOptions : MetricsOptions {
   MetricsMode mode = MetricsMode::SlicesAxial;
   std::vector<std::int64_t> slices;  // axial (k) slices; empty = all
   bool skip_empty_slices = true;     // with `slices` empty: skip slices where every image is constant
   bool per_slice_rows = true;        // slices mode: a row per slice before the mean row
   std::string label;
-  MetricsOptions metrics;
 };
 
 // The intensity range used for the grey-level mapping.
