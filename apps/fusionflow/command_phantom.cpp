@@ -1,10 +1,12 @@
 // `fusionflow phantom`: writes the digital head phantom. Runs the
 // testdata.write_phantom node from the testdata plugin, so the program itself
 // knows nothing about phantoms.
+#include <cstdint>
 #include <iostream>
+#include <vector>
 
 #include <fusionflow/executor.hpp>
-#include <nlohmann/json.hpp>
+#include <fusionflow/pipeline_builder.hpp>
 #include <spdlog/spdlog.h>
 
 #include "commands.hpp"
@@ -12,29 +14,31 @@
 namespace fusionflow::cli {
 
 int phantom_command(Session& session, const PhantomArguments& arguments) {
-  nlohmann::json params{{"out", arguments.out},
-                        {"seed", arguments.seed},
-                        {"anatomy_seed", arguments.anatomy_seed},
-                        {"lesion_count", arguments.lesions},
-                        {"pet_spacing_mm", arguments.pet_spacing_mm},
-                        {"pet_fwhm_mm", arguments.pet_fwhm_mm}};
+  std::vector<std::int64_t> size;
   if (arguments.size.size() == 1) {
-    params["size"] = {arguments.size[0], arguments.size[0], arguments.size[0]};
+    size.assign(3, arguments.size[0]);
   } else if (arguments.size.size() == 3) {
-    params["size"] = arguments.size;
+    size.assign(arguments.size.begin(), arguments.size.end());
   } else {
     std::cerr << "error: --size takes one value (a cube) or three (i j k)\n";
     return kInvalid;
   }
-  if (arguments.spacing_mm > 0) params["spacing"] = {arguments.spacing_mm, arguments.spacing_mm, arguments.spacing_mm};
-  const nlohmann::json pipeline{
-      {"format_version", 1},
-      {"description", "fusionflow phantom"},
-      {"nodes", {{{"id", "phantom"}, {"type", "testdata.write_phantom"}, {"params", params}}}}};
+  PipelineBuilder pipeline("fusionflow phantom");
+  pipeline.description("fusionflow phantom")
+      .add_node("phantom", "testdata.write_phantom")
+      .set_param("phantom", "out", ParamValue(arguments.out))
+      .set_param("phantom", "seed", ParamValue(std::int64_t(arguments.seed)))
+      .set_param("phantom", "anatomy_seed", ParamValue(std::int64_t(arguments.anatomy_seed)))
+      .set_param("phantom", "lesion_count", ParamValue(std::int64_t(arguments.lesions)))
+      .set_param("phantom", "pet_spacing_mm", ParamValue(double(arguments.pet_spacing_mm)))
+      .set_param("phantom", "pet_fwhm_mm", ParamValue(double(arguments.pet_fwhm_mm)))
+      .set_param("phantom", "size", ParamValue(size));
+  if (arguments.spacing_mm > 0) {
+    pipeline.set_param("phantom", "spacing", ParamValue(std::vector<double>(3, arguments.spacing_mm)));
+  }
   LoadOptions options;
   options.plugin_failures = session.plugin_failures();
-  LoadResult loaded = load_pipeline_text(pipeline.dump(), "fusionflow phantom", std::filesystem::current_path(),
-                                         session.registry(), options);
+  LoadResult loaded = pipeline.build(session.registry(), options);
   if (!loaded.ok()) {
     for (const Diagnostic& diagnostic : loaded.diagnostics) {
       // Locations point into the generated pipeline: name the option instead.
