@@ -53,8 +53,8 @@ started=$SECONDS
   -artifact_prefix="$findings/" "$@" > "$log" 2>&1 || status=$?
 elapsed=$((SECONDS - started))  # less than SECONDS when a finding stops the run
 executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-coverage=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-features=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+coverage=$(grep -a -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+features=$(grep -a -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
 corpus_size=$(find "$corpus" -type f | wc -l)
 found=$(find "$findings" -type f | wc -l)
 [ -f "$build_dir/fuzz-log.tsv" ] ||
@@ -66,6 +66,6 @@ echo "fuzz $target: ${elapsed} s, ${executions:-?} executions, coverage ${covera
   "${features:-?} features, corpus $corpus_size, findings so far $found (log: $log)"
 if [ "$status" -ne 0 ]; then
   echo "fuzz $target: the fuzzer stopped with a finding (exit $status):" >&2
-  grep -E 'ERROR|SUMMARY|Test unit written|deadly signal|runtime error' "$log" | head -20 >&2
+  grep -a -E 'ERROR|SUMMARY|Test unit written|deadly signal|runtime error' "$log" | head -20 >&2
   exit 1
 fi
