@@ -828,14 +828,14 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
   }
   const std::uint64_t volumes = dims > 3 ? size[3] : 1;
   std::size_t volume = 0;
-  if (request.volume_index) {
-    if (*request.volume_index >= volumes) {
+  if (request.volume_index >= 0) {
+    if (static_cast<std::uint64_t>(request.volume_index) >= volumes) {
       throw std::runtime_error("cannot read " + quoted(path) + ": volume_index " +
-                               std::to_string(*request.volume_index) + " is out of range: the file holds " +
+                               std::to_string(request.volume_index) + " is out of range: the file holds " +
                                std::to_string(volumes) + " volume" + (volumes == 1 ? "" : "s") + " (" + grid +
                                "), indices 0 to " + std::to_string(volumes - 1));
     }
-    volume = *request.volume_index;
+    volume = static_cast<std::size_t>(request.volume_index);
   } else if (volumes > 1) {
     throw std::runtime_error("cannot read " + quoted(path) + ": a " + std::to_string(dims) + "D image (" + grid +
                              "), but a 3D volume is expected: it holds " + std::to_string(volumes) +

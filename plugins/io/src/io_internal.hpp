@@ -71,21 +71,27 @@ struct ColorOptions {
   int channel = 0;  // 0 red, 1 green, 2 blue
 };
 
-struct LoadRequest {
+// The `color` parameter's names of the modes.
+inline const ChoiceList<ColorOptions::Mode> kColorModeNames{
+    {ColorOptions::Mode::Luma, "luma"}, {ColorOptions::Mode::Channel, "channel"}, {ColorOptions::Mode::Error, "error"}};
+
+// What to read and how. The loaders' parameters bind to these fields and to
+// the ColorOptions it extends (hence volume_index -1 for none, as the
+// parameter says it, rather than an optional).
+struct LoadRequest : ColorOptions {
   std::filesystem::path path;      // file, or directory holding a DICOM series
   std::string series_uid;          // DICOM directory: select by SeriesInstanceUID
   std::string series_description;  // ... or by SeriesDescription
   std::string expected_modality;   // "CT", "MR", "PT"; empty: any
   bool keep_identifiers = false;
   // 4D files (NIfTI, NRRD, MetaImage): the 3D volume to read (0-based);
-  // none: a 4D file with more than one volume is refused.
-  std::optional<std::size_t> volume_index;
+  // -1: none, and a 4D file with more than one volume is refused.
+  std::int64_t volume_index = -1;
   // Refuse more voxels than this (header sizes, before allocating).
   std::uint64_t max_voxels = kMaxVoxels;
   // NIfTI: largest position error (mm) accepted when a sheared sform is read
   // with the nearest orthonormal direction.
   double max_shear_error_mm = kDefaultMaxShearErrorMm;
-  ColorOptions color;
 };
 
 struct LoadedImage {
@@ -109,8 +115,8 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx);
 
 // Reads the PNG file request.path with libpng (png_file.cpp): any bit depth,
 // grey, palette, RGB, with or without alpha, interlaced or not; colour as
-// request.color says; at most request.max_voxels pixels. Every libpng error
-// becomes a std::runtime_error naming the file.
+// the request's ColorOptions say; at most request.max_voxels pixels. Every
+// libpng error becomes a std::runtime_error naming the file.
 LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx);
 
 // --- NIfTI geometry (nifti_geometry.cpp, through ITK's own niftilib) ------------
@@ -216,15 +222,94 @@ void set_itk_threads(int threads);
 void n4_correct(Volume& volume, const N4Options& options, NodeContext& ctx);
 
 // --- node types (loaders.cpp, writer.cpp) ---------------------------------------
-NodeSpec load_ct_spec();
-NodeSpec load_mri_spec();
-NodeSpec load_pet_spec();
-NodeSpec load_image_spec();
-NodeSpec write_spec();
-void run_load_ct(NodeContext& ctx);
-void run_load_mri(NodeContext& ctx);
-void run_load_pet(NodeContext& ctx);
-void run_load_image(NodeContext& ctx);
-void run_write(NodeContext& ctx);
+// Each node's options: its parameters, bound field by field in its NodeType.
+
+// What the loaders do with NaN or infinite voxels (`nonfinite`).
+enum class NonFinite { Error, Replace };
+inline const ChoiceList<NonFinite> kNonFiniteNames{{NonFinite::Error, "error"}, {NonFinite::Replace, "replace"}};
+
+// The parameters every loader has: what to read (all of LoadRequest but
+// expected_modality, which each loader sets) and what to do with NaN/Inf.
+struct LoadOptions : LoadRequest {
+  NonFinite nonfinite = NonFinite::Error;
+  double nonfinite_value = 0.0;
+};
+
+struct LoadCtOptions : LoadOptions {
+  bool clamp = false;
+  double clamp_min = -1024.0;
+  double clamp_max = 3071.0;
+};
+
+// io.load_mri's `normalise` and `normalise_region` (also the metadata's
+// mr.normalise and mr.normalise_region).
+enum class MriNormalise { None, Percentile, ZScore };
+inline const ChoiceList<MriNormalise> kMriNormaliseNames{
+    {MriNormalise::None, "none"}, {MriNormalise::Percentile, "percentile"}, {MriNormalise::ZScore, "zscore"}};
+enum class MriNormaliseRegion { NonZero, All };
+inline const ChoiceList<MriNormaliseRegion> kMriNormaliseRegionNames{{MriNormaliseRegion::NonZero, "nonzero"},
+                                                                     {MriNormaliseRegion::All, "all"}};
+
+// N4Options holds n4_shrink and n4_iterations; its threads come from the
+// run's thread budget, not from a parameter.
+struct LoadMriOptions : LoadOptions, N4Options {
+  std::string contrast;
+  bool n4 = false;
+  MriNormalise normalise = MriNormalise::None;
+  std::array<double, 2> percentiles{1.0, 99.0};
+  MriNormaliseRegion normalise_region = MriNormaliseRegion::NonZero;
+};
+
+// io.load_pet's `suv` (the units wanted), `input_units` (the units stored)
+// and `decay_correction` (what the images are decay-corrected to).
+enum class PetSuv { Auto, BqMl, SuvBw };
+inline const ChoiceList<PetSuv> kPetSuvNames{{PetSuv::Auto, "auto"}, {PetSuv::BqMl, "bq_ml"}, {PetSuv::SuvBw, "suvbw"}};
+enum class PetInputUnits { Auto, BqMl, SuvBw };
+inline const ChoiceList<PetInputUnits> kPetInputUnitsNames{
+    {PetInputUnits::Auto, "auto"}, {PetInputUnits::BqMl, "bq_ml"}, {PetInputUnits::SuvBw, "suvbw"}};
+enum class PetDecayCorrection { Dicom, Start, Admin };
+inline const ChoiceList<PetDecayCorrection> kPetDecayCorrectionNames{
+    {PetDecayCorrection::Dicom, "dicom"}, {PetDecayCorrection::Start, "start"}, {PetDecayCorrection::Admin, "admin"}};
+
+// Weight, dose and half-life 0 and uptake_s -1 mean "from DICOM".
+struct LoadPetOptions : LoadOptions {
+  PetSuv suv = PetSuv::Auto;
+  PetInputUnits input_units = PetInputUnits::Auto;
+  double weight_kg = 0.0;
+  double injected_dose_bq = 0.0;
+  double half_life_s = 0.0;
+  std::string injection_time;
+  double uptake_s = -1.0;
+  PetDecayCorrection decay_correction = PetDecayCorrection::Dicom;
+};
+
+struct LoadImageOptions : LoadOptions {
+  std::string modality;
+  std::string units;
+};
+
+// io.write's `storage`: a VoxelStorage, or auto (the smallest that holds the
+// voxels exactly).
+enum class WriteStorage { Float32, Int16, UInt8, Auto };
+inline const ChoiceList<WriteStorage> kWriteStorageNames{{WriteStorage::Float32, "float32"},
+                                                         {WriteStorage::Int16, "int16"},
+                                                         {WriteStorage::UInt8, "uint8"},
+                                                         {WriteStorage::Auto, "auto"}};
+
+struct WriteOptions {
+  std::filesystem::path path;
+  WriteStorage storage = WriteStorage::Float32;
+};
+
+NodeType<LoadCtOptions> load_ct_node();
+NodeType<LoadMriOptions> load_mri_node();
+NodeType<LoadPetOptions> load_pet_node();
+NodeType<LoadImageOptions> load_image_node();
+NodeType<WriteOptions> write_node();
+void run_load_ct(NodeContext& ctx, const LoadCtOptions& options);
+void run_load_mri(NodeContext& ctx, const LoadMriOptions& options);
+void run_load_pet(NodeContext& ctx, const LoadPetOptions& options);
+void run_load_image(NodeContext& ctx, const LoadImageOptions& options);
+void run_write(NodeContext& ctx, const WriteOptions& options);
 
 }  // namespace fusionflow::io

@@ -69,56 +69,42 @@ const char* kPathHelp =
     "slice; grey, palette or colour: see color), a DICOM file, or a directory holding DICOM series (slices sorted by "
     "position)";
 
-void add_common_params(NodeSpec& spec) {
-  spec.param("path", Param::InputPath(), kPathHelp)
-      .param("series_uid", Param::String(""),
+constexpr OutputPort<Volume> kVolumeOut{"volume"};
+
+// The parameters every loader declares first (LoadOptions), on the node type
+// of the loader's own options, which extend LoadOptions.
+template <class Options>
+void add_common_params(NodeType<Options>& node) {
+  node.input_path(&LoadRequest::path, "path", kPathHelp)
+      .param(&LoadRequest::series_uid, "series_uid",
              "DICOM directory: the SeriesInstanceUID to load (when it holds several series)")
-      .param("series_description", Param::String(""),
+      .param(&LoadRequest::series_description, "series_description",
              "DICOM directory: load the series with this SeriesDescription (exact match)")
-      .param("nonfinite", Param::Choice({"error", "replace"}, "error"),
-             "NaN or infinite voxels: error (fail, naming the file and count) or replace them with nonfinite_value")
-      .param("nonfinite_value", Param::Float(0.0), "replacement for NaN/Inf voxels when nonfinite=replace")
-      .param("keep_identifiers", Param::Bool(false),
+      .choice(&LoadOptions::nonfinite, "nonfinite", kNonFiniteNames,
+              "NaN or infinite voxels: error (fail, naming the file and count) or replace them with nonfinite_value")
+      .param(&LoadOptions::nonfinite_value, "nonfinite_value", "replacement for NaN/Inf voxels when nonfinite=replace")
+      .param(&LoadRequest::keep_identifiers, "keep_identifiers",
              "copy DICOM patient identifiers (name, ID, birth date, accession number, UIDs...) into the volume's "
              "metadata; off by default so they reach no output file, log or run record")
-      .param("volume_index", Param::Int(-1).at_least(-1),
+      .param(&LoadRequest::volume_index, "volume_index", Limits::at_least(-1),
              "4D NIfTI, NRRD or MetaImage file (dynamic PET frames, DWI, fMRI): the 3D volume to read, from 0; -1 "
              "(default): none, and a file with more than one volume is refused, saying how many it holds")
-      .param("max_voxels", Param::Int(static_cast<std::int64_t>(kMaxVoxels)).at_least(1),
+      .param(&LoadRequest::max_voxels, "max_voxels", Limits::at_least(1),
              "refuse images announcing more voxels than this (checked from the header, before any allocation; 4 "
              "bytes a voxel)")
-      .param("max_shear_error_mm", Param::Float(kDefaultMaxShearErrorMm).at_least(0.0),
+      .param(&LoadRequest::max_shear_error_mm, "max_shear_error_mm", Limits::at_least(0.0),
              "NIfTI with a sheared sform (and no qform): read with the nearest orthonormal direction if that moves "
              "no voxel by more than this (mm, logged), else refused with the error")
-      .param("color", Param::Choice({"luma", "channel", "error"}, "luma"),
-             "how colour images (PNG palette, RGB, RGBA; 8 or 16 bits per channel) become one value per voxel: "
-             "luma = Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601, the fusion literature's convention), not "
-             "rounded; channel = the channel given by `channel`; error = refuse them. Whatever the mode, an image "
-             "whose every pixel has R = G = B (a grey palette, grey saved as RGB) reads exactly as grey. The "
-             "volume's metadata (io.color) says which was done; alpha is ignored")
-      .param("channel", Param::Int(0).range(0, 2), "color=channel: 0 red, 1 green, 2 blue");
+      .choice(&ColorOptions::mode, "color", kColorModeNames,
+              "how colour images (PNG palette, RGB, RGBA; 8 or 16 bits per channel) become one value per voxel: "
+              "luma = Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601, the fusion literature's convention), not "
+              "rounded; channel = the channel given by `channel`; error = refuse them. Whatever the mode, an image "
+              "whose every pixel has R = G = B (a grey palette, grey saved as RGB) reads exactly as grey. The "
+              "volume's metadata (io.color) says which was done; alpha is ignored")
+      .param(&ColorOptions::channel, "channel", Limits::range(0, 2), "color=channel: 0 red, 1 green, 2 blue");
 }
 
-LoadRequest request_from(NodeContext& ctx, const std::string& modality) {
-  LoadRequest request;
-  request.path = ctx.param<std::filesystem::path>("path");
-  request.series_uid = ctx.param<std::string>("series_uid");
-  request.series_description = ctx.param<std::string>("series_description");
-  request.expected_modality = modality;
-  request.keep_identifiers = ctx.param<bool>("keep_identifiers");
-  const auto volume_index = ctx.param<std::int64_t>("volume_index");
-  if (volume_index >= 0) request.volume_index = static_cast<std::size_t>(volume_index);
-  request.max_voxels = static_cast<std::uint64_t>(ctx.param<std::int64_t>("max_voxels"));
-  request.max_shear_error_mm = ctx.param<double>("max_shear_error_mm");
-  const std::string color = ctx.param<std::string>("color");
-  request.color.mode = color == "channel" ? ColorOptions::Mode::Channel
-                       : color == "error" ? ColorOptions::Mode::Error
-                                          : ColorOptions::Mode::Luma;
-  request.color.channel = ctx.param<int>("channel");
-  return request;
-}
-
-void handle_nonfinite(Volume& volume, NodeContext& ctx) {
+void handle_nonfinite(Volume& volume, const LoadOptions& options, NodeContext& ctx) {
   std::size_t nan = 0, positive = 0, negative = 0, first = volume.voxels.size();
   for (std::size_t n = 0; n < volume.voxels.size(); ++n) {
     const float value = volume.voxels[n];
@@ -140,11 +126,11 @@ void handle_nonfinite(Volume& volume, NodeContext& ctx) {
                            std::to_string(nan) + " NaN, " + std::to_string(positive) + " +Inf, " +
                            std::to_string(negative) + " -Inf; the first at voxel (" + std::to_string(i) + ", " +
                            std::to_string(j) + ", " + std::to_string(k) + "))";
-  if (ctx.param<std::string>("nonfinite") == "error") {
+  if (options.nonfinite == NonFinite::Error) {
     throw std::runtime_error("'" + volume.metadata.source + "' has " + what +
                              "; set nonfinite=replace to replace them with nonfinite_value");
   }
-  const auto replacement = static_cast<float>(ctx.param<double>("nonfinite_value"));
+  const auto replacement = static_cast<float>(options.nonfinite_value);
   for (float& value : volume.voxels) {
     if (!std::isfinite(value)) value = replacement;
   }
@@ -154,11 +140,12 @@ void handle_nonfinite(Volume& volume, NodeContext& ctx) {
 }
 
 // Shared by every loader: read, fill common metadata, handle non-finite voxels.
-LoadedImage load(NodeContext& ctx, const std::string& modality) {
+LoadedImage load(NodeContext& ctx, const LoadOptions& options, const std::string& modality) {
   ctx.throw_if_cancelled();
-  const LoadRequest request = request_from(ctx, modality);
+  LoadRequest request = options;  // the parameters, but the modality is the loader's
+  request.expected_modality = modality;
   LoadedImage loaded = load_any(request, ctx);
-  if (loaded.dicom && request.volume_index) {
+  if (loaded.dicom && request.volume_index >= 0) {
     ctx.log(LogLevel::Warn, "volume_index ignored: '" + request.path.string() + "' is DICOM, not a 4D image file");
   }
   Volume& volume = loaded.volume;
@@ -173,7 +160,7 @@ LoadedImage load(NodeContext& ctx, const std::string& modality) {
     if (dicom.rescale_intercept) extra["dicom.rescale_intercept"] = number(*dicom.rescale_intercept);
     for (const auto& [key, value] : dicom.identifiers) extra[key] = value;  // only with keep_identifiers
   }
-  handle_nonfinite(volume, ctx);
+  handle_nonfinite(volume, options, ctx);
   ctx.progress(0.9);
   return loaded;
 }
@@ -189,7 +176,7 @@ void finish(NodeContext& ctx, Volume&& volume) {
                               number(g.spacing[2]) + " mm, " + volume.metadata.modality + " in " +
                               volume.metadata.units);
   ctx.progress(1.0);
-  ctx.output("volume", std::move(volume));
+  ctx.output(kVolumeOut, std::move(volume));
 }
 
 // Nearest-rank percentile (as core.volume_stats) of `values`, which it reorders.
@@ -200,14 +187,13 @@ double percentile(std::vector<float>& values, double p) {
   return values[index];
 }
 
-void normalise_mri(Volume& volume, NodeContext& ctx) {
-  const std::string mode = ctx.param<std::string>("normalise");
-  if (mode == "none") return;
-  const std::string region = ctx.param<std::string>("normalise_region");
+void normalise_mri(Volume& volume, const LoadMriOptions& options) {
+  if (options.normalise == MriNormalise::None) return;
+  const bool all = options.normalise_region == MriNormaliseRegion::All;
   std::vector<float> values;
   values.reserve(volume.voxels.size());
   for (float value : volume.voxels) {
-    if (region == "all" || value != 0.0f) values.push_back(value);
+    if (all || value != 0.0f) values.push_back(value);
   }
   if (values.empty()) {
     throw std::runtime_error("cannot normalise '" + volume.metadata.source +
@@ -215,8 +201,8 @@ void normalise_mri(Volume& volume, NodeContext& ctx) {
   }
   double offset = 0.0, scale = 1.0;
   auto& extra = volume.metadata.extra;
-  if (mode == "percentile") {
-    const auto bounds = ctx.param<std::vector<double>>("percentiles");
+  if (options.normalise == MriNormalise::Percentile) {
+    const std::array<double, 2>& bounds = options.percentiles;
     if (!(bounds[0] < bounds[1])) {
       throw std::invalid_argument("parameter percentiles must be increasing, got [" + number(bounds[0]) + ", " +
                                   number(bounds[1]) + "]");
@@ -249,40 +235,37 @@ void normalise_mri(Volume& volume, NodeContext& ctx) {
     extra["mr.normalise_std"] = number(deviation);
   }
   for (float& value : volume.voxels) value = static_cast<float>((value - offset) / scale);
-  extra["mr.normalise"] = mode;
-  extra["mr.normalise_region"] = region;
+  extra["mr.normalise"] = kMriNormaliseNames.name(options.normalise);
+  extra["mr.normalise_region"] = kMriNormaliseRegionNames.name(options.normalise_region);
 }
 
 // Optional positive number from a parameter where 0 means "not given".
-std::optional<double> given(NodeContext& ctx, const char* name) {
-  const double value = ctx.param<double>(name);
-  return value > 0 ? std::optional<double>(value) : std::nullopt;
-}
+std::optional<double> given(double value) { return value > 0 ? std::optional<double>(value) : std::nullopt; }
 
 }  // namespace
 
 // --- io.load_ct --------------------------------------------------------------
 
-NodeSpec load_ct_spec() {
-  NodeSpec spec("io.load_ct", "1.0.0",
-                "Loads a CT volume in Hounsfield units (DICOM rescale slope/intercept applied per slice; other "
-                "formats are taken to hold HU already), optionally clamped");
-  spec.output<Volume>("volume", "CT volume: modality CT, units HU");
-  add_common_params(spec);
-  spec.param("clamp", Param::Bool(false), "clamp values to [clamp_min, clamp_max]")
-      .param("clamp_min", Param::Float(-1024.0), "lower clamp bound in HU (when clamp=true)")
-      .param("clamp_max", Param::Float(3071.0), "upper clamp bound in HU (when clamp=true)");
-  return spec;
+NodeType<LoadCtOptions> load_ct_node() {
+  NodeType<LoadCtOptions> node("io.load_ct", "1.0.0",
+                               "Loads a CT volume in Hounsfield units (DICOM rescale slope/intercept applied per "
+                               "slice; other formats are taken to hold HU already), optionally clamped");
+  node.output(kVolumeOut, "CT volume: modality CT, units HU");
+  add_common_params(node);
+  node.param(&LoadCtOptions::clamp, "clamp", "clamp values to [clamp_min, clamp_max]")
+      .param(&LoadCtOptions::clamp_min, "clamp_min", "lower clamp bound in HU (when clamp=true)")
+      .param(&LoadCtOptions::clamp_max, "clamp_max", "upper clamp bound in HU (when clamp=true)");
+  return node;
 }
 
-void run_load_ct(NodeContext& ctx) {
-  LoadedImage loaded = load(ctx, "CT");
+void run_load_ct(NodeContext& ctx, const LoadCtOptions& options) {
+  LoadedImage loaded = load(ctx, options, "CT");
   Volume& volume = loaded.volume;
   volume.metadata.modality = "CT";
   volume.metadata.units = "HU";
   volume.metadata.quantity = "X-ray attenuation (Hounsfield units)";
-  if (ctx.param<bool>("clamp")) {
-    const double low = ctx.param<double>("clamp_min"), high = ctx.param<double>("clamp_max");
+  if (options.clamp) {
+    const double low = options.clamp_min, high = options.clamp_max;
     if (!(low < high)) {
       throw std::invalid_argument("clamp_min (" + number(low) + ") must be below clamp_max (" + number(high) + ")");
     }
@@ -301,49 +284,47 @@ void run_load_ct(NodeContext& ctx) {
 
 // --- io.load_mri -------------------------------------------------------------
 
-NodeSpec load_mri_spec() {
-  NodeSpec spec("io.load_mri", "1.0.0",
-                "Loads an MRI volume (arbitrary units), optionally N4 bias-field corrected (ITK) and normalised "
-                "(percentile or z-score)");
-  spec.output<Volume>("volume", "MR volume: modality MR, units a.u.");
-  add_common_params(spec);
-  spec.param("contrast", Param::String(""), "what the intensities are, e.g. 'T1-weighted' (metadata quantity)")
-      .param("n4", Param::Bool(false), "N4 bias-field correction (voxels <= 0 are background)")
-      .param("n4_shrink", Param::Int(4).range(1, 16), "N4 fits on a grid shrunk by this factor")
-      .param("n4_iterations", Param::IntList({50, 50, 30, 20}).range(1, 1000),
+NodeType<LoadMriOptions> load_mri_node() {
+  NodeType<LoadMriOptions> node("io.load_mri", "1.0.0",
+                                "Loads an MRI volume (arbitrary units), optionally N4 bias-field corrected (ITK) and "
+                                "normalised (percentile or z-score)");
+  node.output(kVolumeOut, "MR volume: modality MR, units a.u.");
+  add_common_params(node);
+  node.param(&LoadMriOptions::contrast, "contrast",
+             "what the intensities are, e.g. 'T1-weighted' (metadata quantity)")
+      .param(&LoadMriOptions::n4, "n4", "N4 bias-field correction (voxels <= 0 are background)")
+      .param(&N4Options::shrink, "n4_shrink", Limits::range(1, 16), "N4 fits on a grid shrunk by this factor")
+      .param(&N4Options::iterations, "n4_iterations", Limits::range(1, 1000),
              "N4 iterations per fitting level (the list length is the number of levels)")
-      .param("normalise", Param::Choice({"none", "percentile", "zscore"}, "none"),
-             "percentile: linear map of the percentiles to 0 and 1 (not clipped); zscore: (v - mean) / std; applied "
-             "after N4")
-      .param("percentiles", Param::FloatList({1.0, 99.0}).length(2).range(0.0, 100.0),
+      .choice(&LoadMriOptions::normalise, "normalise", kMriNormaliseNames,
+              "percentile: linear map of the percentiles to 0 and 1 (not clipped); zscore: (v - mean) / std; "
+              "applied after N4")
+      .param(&LoadMriOptions::percentiles, "percentiles", Limits::range(0.0, 100.0),
              "low and high percentile for normalise=percentile (nearest rank)")
-      .param("normalise_region", Param::Choice({"nonzero", "all"}, "nonzero"),
-             "voxels the statistics are computed on: non-zero (foreground) voxels or all");
-  return spec;
+      .choice(&LoadMriOptions::normalise_region, "normalise_region", kMriNormaliseRegionNames,
+              "voxels the statistics are computed on: non-zero (foreground) voxels or all");
+  return node;
 }
 
-void run_load_mri(NodeContext& ctx) {
-  LoadedImage loaded = load(ctx, "MR");
+void run_load_mri(NodeContext& ctx, const LoadMriOptions& options) {
+  LoadedImage loaded = load(ctx, options, "MR");
   Volume& volume = loaded.volume;
   volume.metadata.modality = "MR";
   volume.metadata.units = "a.u.";
-  const std::string contrast = ctx.param<std::string>("contrast");
-  volume.metadata.quantity = contrast.empty() ? "MR signal intensity" : contrast;
-  if (ctx.param<bool>("n4")) {
-    N4Options options;
-    options.shrink = ctx.param<int>("n4_shrink");
-    options.iterations = ctx.param<std::vector<std::int64_t>>("n4_iterations");
-    options.threads = ctx.thread_budget();
-    if (options.iterations.empty()) throw std::invalid_argument("n4_iterations needs at least one level");
-    n4_correct(volume, options, ctx);
+  volume.metadata.quantity = options.contrast.empty() ? "MR signal intensity" : options.contrast;
+  if (options.n4) {
+    N4Options n4 = options;
+    n4.threads = ctx.thread_budget();
+    if (n4.iterations.empty()) throw std::invalid_argument("n4_iterations needs at least one level");
+    n4_correct(volume, n4, ctx);
     std::string levels;
-    for (std::size_t n = 0; n < options.iterations.size(); ++n) {
-      levels += (n ? "," : "") + std::to_string(options.iterations[n]);
+    for (std::size_t n = 0; n < n4.iterations.size(); ++n) {
+      levels += (n ? "," : "") + std::to_string(n4.iterations[n]);
     }
-    volume.metadata.extra["mr.n4"] = "shrink " + std::to_string(options.shrink) + ", iterations " + levels;
+    volume.metadata.extra["mr.n4"] = "shrink " + std::to_string(n4.shrink) + ", iterations " + levels;
     volume.metadata.quantity += ", N4 bias-field corrected";
   }
-  normalise_mri(volume, ctx);
+  normalise_mri(volume, options);
   if (volume.metadata.extra.count("mr.normalise")) {
     volume.metadata.quantity += ", " + volume.metadata.extra["mr.normalise"] + " normalised";
   }
@@ -352,35 +333,38 @@ void run_load_mri(NodeContext& ctx) {
 
 // --- io.load_pet -------------------------------------------------------------
 
-NodeSpec load_pet_spec() {
-  NodeSpec spec("io.load_pet", "1.0.0",
-                "Loads a PET volume as activity concentration (Bq/mL) or SUVbw, from DICOM attributes (weight, "
-                "dose, half-life, injection and scan times, decay correction, units) completed or overridden by "
-                "parameters");
-  spec.output<Volume>("volume", "PET volume: modality PT, units Bq/mL or SUVbw");
-  add_common_params(spec);
-  spec.param("suv", Param::Choice({"auto", "bq_ml", "suvbw"}, "auto"),
-             "auto: SUVbw when everything it needs is known, else Bq/mL (logged); bq_ml: keep Bq/mL; suvbw: SUVbw "
-             "or fail naming every missing piece")
-      .param("input_units", Param::Choice({"auto", "bq_ml", "suvbw"}, "auto"),
-             "units of the stored values: auto = DICOM Units (0054,1001), Bq/mL for other formats")
-      .param("weight_kg", Param::Float(0.0).range(0.0, 1000.0), "patient weight in kg (0: from DICOM)")
-      .param("injected_dose_bq", Param::Float(0.0).at_least(0.0), "injected activity in Bq (0: from DICOM)")
-      .param("half_life_s", Param::Float(0.0).at_least(0.0), "radionuclide half-life in s (0: from DICOM)")
-      .param("injection_time", Param::String(""),
+NodeType<LoadPetOptions> load_pet_node() {
+  NodeType<LoadPetOptions> node("io.load_pet", "1.0.0",
+                                "Loads a PET volume as activity concentration (Bq/mL) or SUVbw, from DICOM attributes "
+                                "(weight, dose, half-life, injection and scan times, decay correction, units) "
+                                "completed or overridden by parameters");
+  node.output(kVolumeOut, "PET volume: modality PT, units Bq/mL or SUVbw");
+  add_common_params(node);
+  node.choice(&LoadPetOptions::suv, "suv", kPetSuvNames,
+              "auto: SUVbw when everything it needs is known, else Bq/mL (logged); bq_ml: keep Bq/mL; suvbw: SUVbw "
+              "or fail naming every missing piece")
+      .choice(&LoadPetOptions::input_units, "input_units", kPetInputUnitsNames,
+              "units of the stored values: auto = DICOM Units (0054,1001), Bq/mL for other formats")
+      .param(&LoadPetOptions::weight_kg, "weight_kg", Limits::range(0.0, 1000.0),
+             "patient weight in kg (0: from DICOM)")
+      .param(&LoadPetOptions::injected_dose_bq, "injected_dose_bq", Limits::at_least(0.0),
+             "injected activity in Bq (0: from DICOM)")
+      .param(&LoadPetOptions::half_life_s, "half_life_s", Limits::at_least(0.0),
+             "radionuclide half-life in s (0: from DICOM)")
+      .param(&LoadPetOptions::injection_time, "injection_time",
              "injection time, DICOM TM (HHMMSS[.ffffff], same day as the scan) or DT (YYYYMMDDHHMMSS[.ffffff]); "
              "empty: from DICOM")
-      .param("uptake_s", Param::Float(-1.0).at_least(-1.0),
+      .param(&LoadPetOptions::uptake_s, "uptake_s", Limits::at_least(-1.0),
              "seconds from injection to the decay reference time (series start); -1: computed from the injection "
              "and scan times")
-      .param("decay_correction", Param::Choice({"dicom", "start", "admin"}, "dicom"),
-             "what the images are decay-corrected to: dicom = DecayCorrection (0054,1102); start = series start; "
-             "admin = injection time");
-  return spec;
+      .choice(&LoadPetOptions::decay_correction, "decay_correction", kPetDecayCorrectionNames,
+              "what the images are decay-corrected to: dicom = DecayCorrection (0054,1102); start = series start; "
+              "admin = injection time");
+  return node;
 }
 
-void run_load_pet(NodeContext& ctx) {
-  LoadedImage loaded = load(ctx, "PT");
+void run_load_pet(NodeContext& ctx, const LoadPetOptions& options) {
+  LoadedImage loaded = load(ctx, options, "PT");
   Volume& volume = loaded.volume;
   auto& extra = volume.metadata.extra;
   volume.metadata.modality = "PT";
@@ -388,31 +372,33 @@ void run_load_pet(NodeContext& ctx) {
   std::vector<std::string> from_parameters;
 
   SuvInputs in;
-  const std::string input_units = ctx.param<std::string>("input_units");
-  if (input_units == "bq_ml") {
+  if (options.input_units == PetInputUnits::BqMl) {
     in.units = "BQML";
-  } else if (input_units == "suvbw") {
+  } else if (options.input_units == PetInputUnits::SuvBw) {
     in.units = "GML";
   } else {
     in.units = loaded.dicom ? dicom.units : "BQML";
   }
-  const std::string decay = ctx.param<std::string>("decay_correction");
-  in.decay_correction = decay == "dicom" ? dicom.decay_correction : decay == "start" ? "START" : "ADMIN";
-  if (decay != "dicom") from_parameters.push_back("decay_correction");
+  const PetDecayCorrection decay = options.decay_correction;
+  in.decay_correction = decay == PetDecayCorrection::Dicom   ? dicom.decay_correction
+                        : decay == PetDecayCorrection::Start ? "START"
+                                                             : "ADMIN";
+  if (decay != PetDecayCorrection::Dicom) from_parameters.push_back("decay_correction");
   // QIBA: images count as decay corrected only if CorrectedImage lists DECY.
-  if (decay == "dicom" && !dicom.corrected_image.empty() && dicom.corrected_image.find("DECY") == std::string::npos) {
+  if (decay == PetDecayCorrection::Dicom && !dicom.corrected_image.empty() &&
+      dicom.corrected_image.find("DECY") == std::string::npos) {
     in.decay_correction = "NONE";
   }
-  auto pick = [&](const char* name, std::optional<double> from_dicom) {
-    const auto parameter = given(ctx, name);
+  auto pick = [&](const char* name, double value, std::optional<double> from_dicom) {
+    const auto parameter = given(value);
     if (parameter) from_parameters.push_back(name);
     return parameter ? parameter : from_dicom;
   };
-  in.weight_kg = pick("weight_kg", dicom.patient_weight_kg);
-  in.dose_bq = pick("injected_dose_bq", dicom.total_dose_bq);
-  in.half_life_s = pick("half_life_s", dicom.half_life_s);
-  const double uptake_parameter = ctx.param<double>("uptake_s");
-  const std::string injection_time = ctx.param<std::string>("injection_time");
+  in.weight_kg = pick("weight_kg", options.weight_kg, dicom.patient_weight_kg);
+  in.dose_bq = pick("injected_dose_bq", options.injected_dose_bq, dicom.total_dose_bq);
+  in.half_life_s = pick("half_life_s", options.half_life_s, dicom.half_life_s);
+  const double uptake_parameter = options.uptake_s;
+  const std::string& injection_time = options.injection_time;
   if (uptake_parameter >= 0) {
     in.uptake_s = uptake_parameter;
     from_parameters.push_back("uptake_s");
@@ -429,13 +415,13 @@ void run_load_pet(NodeContext& ctx) {
   if (!dicom.radionuclide.empty()) extra["pet.radionuclide"] = dicom.radionuclide;
   if (!from_parameters.empty()) extra["pet.parameters_used"] = join(from_parameters, ",");
 
-  const std::string mode = ctx.param<std::string>("suv");
+  const PetSuv mode = options.suv;
   std::string units_upper = in.units;
   std::transform(units_upper.begin(), units_upper.end(), units_upper.begin(),
                  [](unsigned char c) { return char(std::toupper(c)); });
   if (units_upper == "GML") {
     // Already SUVbw (g/mL).
-    if (mode == "bq_ml") {
+    if (mode == PetSuv::BqMl) {
       throw std::runtime_error("'" + volume.metadata.source +
                                "' already holds SUVbw (units GML); it cannot be converted back to Bq/mL: use suv=auto "
                                "or suvbw");
@@ -445,7 +431,7 @@ void run_load_pet(NodeContext& ctx) {
     finish(ctx, std::move(volume));
     return;
   }
-  if (mode != "bq_ml") {
+  if (mode != PetSuv::BqMl) {
     const std::vector<std::string> missing = suv_missing_pieces(in);
     if (missing.empty()) {
       const SuvFactor suv = suv_factor(in);
@@ -464,7 +450,7 @@ void run_load_pet(NodeContext& ctx) {
       finish(ctx, std::move(volume));
       return;
     }
-    if (mode == "suvbw") {
+    if (mode == PetSuv::SuvBw) {
       std::string list;
       for (const std::string& piece : missing) list += "\n  - " + piece;
       throw std::runtime_error("cannot compute SUVbw for '" + volume.metadata.source + "': missing " +
@@ -491,23 +477,24 @@ void run_load_pet(NodeContext& ctx) {
 
 // --- io.load_image -----------------------------------------------------------
 
-NodeSpec load_image_spec() {
-  NodeSpec spec("io.load_image", "1.0.0",
-                "Loads any supported image or DICOM series as a volume without modality processing (DICOM rescale "
-                "slope/intercept applied)");
-  spec.output<Volume>("volume", "the volume");
-  add_common_params(spec);
-  spec.param("modality", Param::String(""), "modality recorded in the metadata (default: DICOM Modality)")
-      .param("units", Param::String(""), "units recorded in the metadata (default: HU for DICOM CT, else a.u.)");
-  return spec;
+NodeType<LoadImageOptions> load_image_node() {
+  NodeType<LoadImageOptions> node("io.load_image", "1.0.0",
+                                  "Loads any supported image or DICOM series as a volume without modality processing "
+                                  "(DICOM rescale slope/intercept applied)");
+  node.output(kVolumeOut, "the volume");
+  add_common_params(node);
+  node.param(&LoadImageOptions::modality, "modality", "modality recorded in the metadata (default: DICOM Modality)")
+      .param(&LoadImageOptions::units, "units",
+             "units recorded in the metadata (default: HU for DICOM CT, else a.u.)");
+  return node;
 }
 
-void run_load_image(NodeContext& ctx) {
-  LoadedImage loaded = load(ctx, "");
+void run_load_image(NodeContext& ctx, const LoadImageOptions& options) {
+  LoadedImage loaded = load(ctx, options, "");
   Volume& volume = loaded.volume;
   const std::string dicom_modality = loaded.dicom ? loaded.dicom->modality : "";
-  const std::string modality = ctx.param<std::string>("modality");
-  const std::string units = ctx.param<std::string>("units");
+  const std::string& modality = options.modality;
+  const std::string& units = options.units;
   volume.metadata.modality = modality.empty() ? dicom_modality : modality;
   std::string default_units = "a.u.";
   if (dicom_modality == "CT") default_units = "HU";

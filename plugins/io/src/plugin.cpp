@@ -5,11 +5,11 @@ FUSIONFLOW_PLUGIN("io", "1.0.0",
                   "Modality loaders (CT in HU, MRI with N4/normalisation, PET in Bq/mL or SUVbw) from NIfTI, NRRD, "
                   "MetaImage, PNG and DICOM, and the volume writer") {
   using namespace fusionflow::io;
-  registrar.add_node(load_ct_spec(), run_load_ct);
-  registrar.add_node(load_mri_spec(), run_load_mri);
-  registrar.add_node(load_pet_spec(), run_load_pet);
-  registrar.add_node(load_image_spec(), run_load_image);
-  registrar.add_node(write_spec(), run_write);
+  registrar.add_node(load_ct_node(), run_load_ct);
+  registrar.add_node(load_mri_node(), run_load_mri);
+  registrar.add_node(load_pet_node(), run_load_pet);
+  registrar.add_node(load_image_node(), run_load_image);
+  registrar.add_node(write_node(), run_write);
   // --threads caps ITK's pool (N4, readers) as well as the graph.
   registrar.add_thread_budget_hook([](int threads) { set_itk_threads(threads); });
 }

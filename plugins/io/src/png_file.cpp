@@ -236,7 +236,7 @@ void check_plausible_size(const fs::path& path, const PngLayout& layout, std::ui
 
 LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx) {
   const fs::path& path = request.path;
-  const ColorOptions& color = request.color;
+  const ColorOptions& color = request;
   PngReader reader(path);
   if (reader.file() == nullptr) {
     throw std::runtime_error("cannot open " + quoted(path) + ": " + std::strerror(errno) +

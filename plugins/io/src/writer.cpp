@@ -17,6 +17,8 @@ namespace fusionflow::io {
 namespace {
 namespace fs = std::filesystem;
 
+constexpr InputPort<Volume> kVolumeIn{"volume"};
+
 std::string lower(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   return text;
@@ -73,23 +75,24 @@ Range range_of(const std::vector<float>& voxels) {
 
 }  // namespace
 
-NodeSpec write_spec() {
-  NodeSpec spec("io.write", "1.0.0",
-                "Writes a volume to NIfTI (.nii, .nii.gz), NRRD (.nrrd) or MetaImage (.mha) with its geometry, "
-                "atomically (temporary file, then rename); refuses to overwrite the volume's own source file");
-  spec.input<Volume>("volume", "the volume to write")
-      .param("path", Param::OutputPath(),
-             "output file; the format follows the extension; missing directories are "
-             "created")
-      .param("storage", Param::Choice({"float32", "int16", "uint8", "auto"}, "float32"),
-             "voxel type on disk: float32; int16 or uint8 (rounded to nearest, clamped to the type's range, NaN "
-             "written as 0); auto: the smallest of uint8, int16, float32 that holds every voxel exactly");
-  return spec;
+NodeType<WriteOptions> write_node() {
+  NodeType<WriteOptions> node("io.write", "1.0.0",
+                              "Writes a volume to NIfTI (.nii, .nii.gz), NRRD (.nrrd) or MetaImage (.mha) with its "
+                              "geometry, atomically (temporary file, then rename); refuses to overwrite the volume's "
+                              "own source file");
+  node.input(kVolumeIn, "the volume to write")
+      .output_path(&WriteOptions::path, "path",
+                   "output file; the format follows the extension; missing directories are "
+                   "created")
+      .choice(&WriteOptions::storage, "storage", kWriteStorageNames,
+              "voxel type on disk: float32; int16 or uint8 (rounded to nearest, clamped to the type's range, NaN "
+              "written as 0); auto: the smallest of uint8, int16, float32 that holds every voxel exactly");
+  return node;
 }
 
-void run_write(NodeContext& ctx) {
-  const Volume& volume = ctx.input<Volume>("volume");
-  const fs::path path = ctx.param<fs::path>("path");
+void run_write(NodeContext& ctx, const WriteOptions& options) {
+  const Volume& volume = ctx.input(kVolumeIn);
+  const fs::path& path = options.path;
   check_extension(path);
   if (!volume.metadata.source.empty() && same_file(path, volume.metadata.source)) {
     throw std::invalid_argument("refusing to write '" + path.string() +
@@ -101,34 +104,34 @@ void run_write(NodeContext& ctx) {
                                 std::to_string(volume.voxels.size()) + " voxels but its geometry needs " +
                                 std::to_string(volume.geometry.voxel_count()));
   }
-  std::string storage = ctx.param<std::string>("storage");
+  WriteStorage storage = options.storage;
   const Range range = range_of(volume.voxels);
-  if (storage == "auto") {
-    storage = "float32";
+  if (storage == WriteStorage::Auto) {
+    storage = WriteStorage::Float32;
     if (range.finite && range.integral) {
       if (range.min >= 0 && range.max <= 255) {
-        storage = "uint8";
+        storage = WriteStorage::UInt8;
       } else if (range.min >= -32768 && range.max <= 32767) {
-        storage = "int16";
+        storage = WriteStorage::Int16;
       }
     }
-  } else if (storage != "float32") {
-    const double low = storage == "uint8" ? 0.0 : -32768.0;
-    const double high = storage == "uint8" ? 255.0 : 32767.0;
+  } else if (storage != WriteStorage::Float32) {
+    const double low = storage == WriteStorage::UInt8 ? 0.0 : -32768.0;
+    const double high = storage == WriteStorage::UInt8 ? 255.0 : 32767.0;
     if (!range.finite || !range.integral || range.min < low || range.max > high) {
-      ctx.log(LogLevel::Warn, "writing '" + path.string() + "' as " + storage + " changes voxel values (range [" +
-                                  std::to_string(range.min) + ", " + std::to_string(range.max) + "]" +
-                                  (range.integral ? "" : ", non-integral") + (range.finite ? "" : ", non-finite") +
-                                  "); use storage=float32 to keep them");
+      ctx.log(LogLevel::Warn, "writing '" + path.string() + "' as " + kWriteStorageNames.name(storage) +
+                                  " changes voxel values (range [" + std::to_string(range.min) + ", " +
+                                  std::to_string(range.max) + "]" + (range.integral ? "" : ", non-integral") +
+                                  (range.finite ? "" : ", non-finite") + "); use storage=float32 to keep them");
     }
   }
-  const VoxelStorage type = storage == "uint8"   ? VoxelStorage::UInt8
-                            : storage == "int16" ? VoxelStorage::Int16
-                                                 : VoxelStorage::Float32;
+  const VoxelStorage type = storage == WriteStorage::UInt8   ? VoxelStorage::UInt8
+                            : storage == WriteStorage::Int16 ? VoxelStorage::Int16
+                                                             : VoxelStorage::Float32;
   ctx.throw_if_cancelled();
   write_volume(volume, path, type);
   ctx.progress(1.0);
-  ctx.log(LogLevel::Info, "wrote '" + path.string() + "' (" + storage + ")");
+  ctx.log(LogLevel::Info, "wrote '" + path.string() + "' (" + kWriteStorageNames.name(storage) + ")");
 }
 
 }  // namespace fusionflow::io
