@@ -5,8 +5,8 @@
 set -euo pipefail
 
 packages=(
-  # toolchain
-  g++ cmake ninja-build pkg-config git
+  # toolchain; clang-format for the style check (scripts/check-format.sh), clang-tidy for scripts/tidy.sh
+  g++ cmake ninja-build pkg-config git clang-format clang-tidy
   # core library and CLI
   libboost-graph-dev libtbb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev
   # tests and benchmarks

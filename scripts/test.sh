@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, builds, and runs every test;
+# The test command: installs what is missing, checks the code's format
+# (.clang-format), builds, and runs every test;
 # then builds the programs that test the code reading users' files (core, io,
 # pipeline loader: ctest label `sanitized`) with AddressSanitizer and
 # UndefinedBehaviorSanitizer in a separate folder and runs them there.
@@ -7,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/check-format.sh
 bash scripts/build.sh
 build_dir=${FUSIONFLOW_BUILD_DIR:-build}
 (cd "$build_dir" && ctest --output-on-failure --parallel "$(nproc)" --timeout 600)
