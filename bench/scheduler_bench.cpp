@@ -78,8 +78,16 @@ void run(benchmark::State& state, const Pipeline& pipeline) {
 void BM_Chain(benchmark::State& state) { run(state, load(chain(static_cast<int>(state.range(0))))); }
 void BM_FanOutFanIn(benchmark::State& state) { run(state, load(fan_out_fan_in(static_cast<int>(state.range(0))))); }
 
-BENCHMARK(BM_Chain)->ArgsProduct({{10, 100, 1000}, {2}})->ArgNames({"nodes", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK(BM_FanOutFanIn)->ArgsProduct({{10, 100, 1000}, {2}})->ArgNames({"nodes", "threads"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_Chain)
+    ->ArgsProduct({{10, 100, 1000}, {2}})
+    ->ArgNames({"nodes", "threads"})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_FanOutFanIn)
+    ->ArgsProduct({{10, 100, 1000}, {2}})
+    ->ArgNames({"nodes", "threads"})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -37,8 +37,8 @@ std::string file_name(const std::uint8_t*, std::size_t) { return "input.dcm"; }
 const fs::path& work_dir() {
   static const fs::path dir = [] {
     const fs::path shm = "/dev/shm";
-    fs::path made = (fs::is_directory(shm) ? shm : fs::temp_directory_path()) /
-                    ("fusionflow-fuzz-" + std::to_string(::getpid()));
+    fs::path made =
+        (fs::is_directory(shm) ? shm : fs::temp_directory_path()) / ("fusionflow-fuzz-" + std::to_string(::getpid()));
     fs::create_directories(made);
     return made;
   }();

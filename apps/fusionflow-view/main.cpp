@@ -128,8 +128,7 @@ struct Viewer {
 class ViewerStyle : public vtkInteractorStyleTrackballCamera {
  public:
   static ViewerStyle* New();
-  vtkTypeMacro(ViewerStyle, vtkInteractorStyleTrackballCamera)
-  Viewer* viewer = nullptr;
+  vtkTypeMacro(ViewerStyle, vtkInteractorStyleTrackballCamera) Viewer* viewer = nullptr;
 
   void OnChar() override {
     vtkRenderWindowInteractor* interactor = this->Interactor;
@@ -197,18 +196,22 @@ vtkSmartPointer<vtkImageStack> make_plane(Viewer& viewer, vtkImageData* anatomy,
 }
 
 int run(int argc, char** argv) {
-  CLI::App app{"fusionflow-view: interactive 3D viewer of a volume with an optional functional overlay (volume "
-               "rendering and three orthogonal slice planes; physical LPS geometry).\n" +
-               std::string(kKeys)};
+  CLI::App app{
+      "fusionflow-view: interactive 3D viewer of a volume with an optional functional overlay (volume "
+      "rendering and three orthogonal slice planes; physical LPS geometry).\n" +
+      std::string(kKeys)};
   std::string volume_path, overlay_path, preset_option = "auto", modality, overlay_modality, screenshot_path;
   std::string size_option = "900x700";
-  app.add_option("volume", volume_path, "Volume file (NIfTI, NRRD, MetaImage, ...)")->required()->check(CLI::ExistingFile);
+  app.add_option("volume", volume_path, "Volume file (NIfTI, NRRD, MetaImage, ...)")
+      ->required()
+      ->check(CLI::ExistingFile);
   app.add_option("--overlay", overlay_path, "Functional volume (PET, fused) shown in hot colours")
       ->check(CLI::ExistingFile);
   app.add_option("--preset", preset_option,
                  "Transfer function: auto, ct_bone, ct_soft_tissue, mri, pet, fused (p cycles them)");
-  app.add_option("--modality", modality, "Modality of VOLUME (CT, MR, PT, FUSED); default: guessed (CT if it has air "
-                                         "at -1000)");
+  app.add_option("--modality", modality,
+                 "Modality of VOLUME (CT, MR, PT, FUSED); default: guessed (CT if it has air "
+                 "at -1000)");
   app.add_option("--overlay-modality", overlay_modality, "Modality of the overlay (default: PT)");
   app.add_option("--size", size_option, "Window size WIDTHxHEIGHT");
   app.add_option("--screenshot", screenshot_path,
@@ -221,8 +224,8 @@ int run(int argc, char** argv) {
   int width = 0, height = 0;
   char separator = 0;
   std::istringstream size_stream(size_option);
-  if (!(size_stream >> width >> separator >> height) || separator != 'x' || width < 64 || height < 64 ||
-      width > 4096 || height > 4096) {
+  if (!(size_stream >> width >> separator >> height) || separator != 'x' || width < 64 || height < 64 || width > 4096 ||
+      height > 4096) {
     std::cerr << "error: --size must be WIDTHxHEIGHT, 64..4096 each (got '" << size_option << "')\n";
     return 2;
   }

@@ -12,7 +12,10 @@ namespace {
 using ordered_json = nlohmann::ordered_json;
 
 ordered_json port_json(const PortSpec& port) {
-  return {{"name", port.name}, {"type", port.type}, {"multi", port.multi}, {"optional", port.optional},
+  return {{"name", port.name},
+          {"type", port.type},
+          {"multi", port.multi},
+          {"optional", port.optional},
           {"description", port.description}};
 }
 
@@ -29,14 +32,22 @@ ordered_json param_json(const ParamSpec& param) {
 
 std::string describe_param(const ParamSpec& param) {
   std::string text = param.name + " (" + to_string(param.kind);
-  if (param.default_value) text += ", default " + param_value_to_json(*param.default_value);
-  else text += ", required";
+  if (param.default_value)
+    text += ", default " + param_value_to_json(*param.default_value);
+  else
+    text += ", required";
   if (param.min || param.max) {
     std::ostringstream range;
     range << ", range [";
-    if (param.min) range << *param.min; else range << "-inf";
+    if (param.min)
+      range << *param.min;
+    else
+      range << "-inf";
     range << ", ";
-    if (param.max) range << *param.max; else range << "inf";
+    if (param.max)
+      range << *param.max;
+    else
+      range << "inf";
     text += range.str() + "]";
   }
   if (!param.choices.empty()) {
@@ -107,7 +118,8 @@ int plugins_command(Session& session, bool as_json) {
   std::cout << "\nNode types:\n";
   for (const RegisteredNode* node : registry.nodes()) {
     const NodeSpec& spec = node->spec();
-    std::cout << "\n" << spec.type() << " " << spec.version() << "  [" << node->origin.plugin_name << " "
+    std::cout << "\n"
+              << spec.type() << " " << spec.version() << "  [" << node->origin.plugin_name << " "
               << node->origin.plugin_version << ": " << node->origin.library_path << "]\n";
     std::cout << "  " << spec.description() << "\n";
     for (const PortSpec& port : spec.inputs()) {

@@ -12,8 +12,9 @@
 using namespace fusionflow::cli;
 
 int main(int argc, char** argv) {
-  CLI::App app{"fusionflow: dataflow pipelines for multimodal medical image fusion (MRI, CT, PET).\n"
-               "Exit codes: 0 success, 1 a run failed, 2 the command or pipeline is invalid."};
+  CLI::App app{
+      "fusionflow: dataflow pipelines for multimodal medical image fusion (MRI, CT, PET).\n"
+      "Exit codes: 0 success, 1 a run failed, 2 the command or pipeline is invalid."};
   app.set_version_flag("--version", fusionflow::version_string());
   app.require_subcommand(1);
   app.fallthrough();
@@ -82,7 +83,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string argument = argv[i];
     if (argument == "view") return view_command(std::vector<std::string>(argv + i + 1, argv + argc));
-    if (argument.empty() || argument[0] != '-') break;        // another subcommand
+    if (argument.empty() || argument[0] != '-') break;                 // another subcommand
     if (argument == "--plugin-dir" || argument == "--log-level") ++i;  // skip the option's value
   }
 

@@ -97,8 +97,8 @@ std::string format_summary(const Pipeline& pipeline, const RunResult& result) {
     const NodeRunInfo& info = result.nodes[i];
     if (info.status == NodeStatus::NotRun) {
       std::snprintf(buffer, sizeof buffer, "%-*s  %-*s  %-9s  %9s  %9s  %12s\n", int(id_width),
-                    pipeline.nodes[i].id.c_str(), int(type_width), pipeline.nodes[i].type.c_str(), "not_run", "-",
-                    "-", "-");
+                    pipeline.nodes[i].id.c_str(), int(type_width), pipeline.nodes[i].type.c_str(), "not_run", "-", "-",
+                    "-");
     } else {
       std::snprintf(buffer, sizeof buffer, "%-*s  %-*s  %-9s  %9.3f  %9.3f  %12.1f\n", int(id_width),
                     pipeline.nodes[i].id.c_str(), int(type_width), pipeline.nodes[i].type.c_str(),
@@ -107,9 +107,8 @@ std::string format_summary(const Pipeline& pipeline, const RunResult& result) {
     }
     table << buffer;
   }
-  std::snprintf(buffer, sizeof buffer, "total: %.3f s wall on %d thread%s, peak memory %.1f MiB\n",
-                result.wall_seconds, result.threads, result.threads == 1 ? "" : "s",
-                double(result.peak_memory_bytes) / (1024.0 * 1024.0));
+  std::snprintf(buffer, sizeof buffer, "total: %.3f s wall on %d thread%s, peak memory %.1f MiB\n", result.wall_seconds,
+                result.threads, result.threads == 1 ? "" : "s", double(result.peak_memory_bytes) / (1024.0 * 1024.0));
   table << buffer;
   return table.str();
 }

@@ -65,8 +65,8 @@ std::optional<Pipeline> Session::load_pipeline(const std::string& file, const st
   LoadResult result = load_pipeline_file(file, registry_, options);
   if (!result.ok()) {
     for (const Diagnostic& diagnostic : result.diagnostics) std::cerr << format_diagnostic(file, diagnostic) << "\n";
-    std::cerr << file << ": " << result.diagnostics.size() << (result.diagnostics.size() == 1 ? " problem" : " problems")
-              << " found; nothing was run\n";
+    std::cerr << file << ": " << result.diagnostics.size()
+              << (result.diagnostics.size() == 1 ? " problem" : " problems") << " found; nothing was run\n";
     return std::nullopt;
   }
   return std::move(result.pipeline);

@@ -247,7 +247,7 @@ class PipelineRun {
         if (!admissible(*it)) continue;
         // Larger is better: more inputs freed, a sink, listed earlier.
         const std::tuple<int, int, std::size_t> key{inputs_freed_by(*it), produces_for_others(*it) ? 0 : 1,
-                                                   pipeline_.nodes.size() - *it};
+                                                    pipeline_.nodes.size() - *it};
         if (best == ready_.end() || key > best_key) {
           best = it;
           best_key = key;
@@ -357,11 +357,11 @@ class PipelineRun {
   RunResult result_;
   std::atomic<bool> cancel_{false};
   std::chrono::steady_clock::time_point start_;
-  std::mutex mutex_;           // error, finished_
+  std::mutex mutex_;  // error, finished_
   // Scheduling state, guarded by schedule_mutex_.
   std::mutex schedule_mutex_;
   std::vector<std::vector<std::pair<OutputSlot*, int>>> claims_;  // per node: input slots and its references to each
-  std::vector<std::vector<std::size_t>> successors_;  // distinct consumers of each node
+  std::vector<std::vector<std::size_t>> successors_;              // distinct consumers of each node
   std::vector<std::size_t> unfinished_producers_;
   std::vector<std::size_t> ready_;
   std::set<std::size_t> running_nodes_;

@@ -96,7 +96,8 @@ std::string pipeline_to_dot(const Pipeline& pipeline) {
   struct EdgeLabel {
     std::string text;
   };
-  using LabelledGraph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS, boost::no_property, EdgeLabel>;
+  using LabelledGraph =
+      boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS, boost::no_property, EdgeLabel>;
   LabelledGraph graph(pipeline.nodes.size());
   for (std::size_t consumer = 0; consumer < pipeline.nodes.size(); ++consumer) {
     for (const auto& [input_port, refs] : pipeline.nodes[consumer].inputs) {

@@ -94,8 +94,8 @@ void NodeContext::set_output(std::string_view port, Payload payload) {
   }
   if (payload.empty()) throw std::logic_error("output '" + std::string(port) + "' set to an empty payload");
   if (payload.type_name() != spec->type) {
-    throw std::logic_error("output '" + std::string(port) + "' is declared as '" + spec->type + "' but the node wrote '" +
-                           payload.type_name() + "'");
+    throw std::logic_error("output '" + std::string(port) + "' is declared as '" + spec->type +
+                           "' but the node wrote '" + payload.type_name() + "'");
   }
   outputs_[std::string(port)] = std::move(payload);
 }
@@ -145,7 +145,8 @@ T NodeContext::param(std::string_view name) const {
     wrong_param_type(key, "a path");
   } else if constexpr (std::is_same_v<T, std::vector<double>>) {
     if (const auto* v = std::get_if<std::vector<double>>(&value)) return *v;
-    if (const auto* v = std::get_if<std::vector<std::int64_t>>(&value)) return std::vector<double>(v->begin(), v->end());
+    if (const auto* v = std::get_if<std::vector<std::int64_t>>(&value))
+      return std::vector<double>(v->begin(), v->end());
     wrong_param_type(key, "a list of numbers");
   } else if constexpr (std::is_same_v<T, std::vector<std::int64_t>>) {
     if (const auto* v = std::get_if<std::vector<std::int64_t>>(&value)) return *v;

@@ -145,39 +145,38 @@ std::vector<ParamProblem> check_param_value(const ParamSpec& spec, const ParamVa
     if (!std::isfinite(number)) {
       problems.push_back({Rule::Finite, name + " must be finite", spec.description, element});
     } else if ((spec.min && number < *spec.min) || (spec.max && number > *spec.max)) {
-      problems.push_back(
-          {Rule::Range, "value " + number_text(number) + " of " + name + " is out of range", describe_range(spec), element});
+      problems.push_back({Rule::Range, "value " + number_text(number) + " of " + name + " is out of range",
+                          describe_range(spec), element});
     }
   };
   auto check_list = [&](const auto& list) {
     if (spec.list_length && list.size() != *spec.list_length) {
-      problems.push_back({Rule::Length,
-                          name + " needs exactly " + std::to_string(*spec.list_length) + " values, got " +
-                              std::to_string(list.size()),
-                          spec.description, {}});
+      problems.push_back(
+          {Rule::Length,
+           name + " needs exactly " + std::to_string(*spec.list_length) + " values, got " + std::to_string(list.size()),
+           spec.description,
+           {}});
       return;
     }
     for (std::size_t i = 0; i < list.size(); ++i) check_number(static_cast<double>(list[i]), i);
   };
   switch (spec.kind) {
-    case ParamKind::Bool:
-      break;
-    case ParamKind::Int:
-      check_number(static_cast<double>(std::get<std::int64_t>(value)), std::nullopt);
-      break;
-    case ParamKind::Float:
-      check_number(std::get<double>(value), std::nullopt);
-      break;
+    case ParamKind::Bool: break;
+    case ParamKind::Int: check_number(static_cast<double>(std::get<std::int64_t>(value)), std::nullopt); break;
+    case ParamKind::Float: check_number(std::get<double>(value), std::nullopt); break;
     case ParamKind::String:
     case ParamKind::Choice:
     case ParamKind::InputPath:
     case ParamKind::OutputPath: {
       const std::string& text = std::get<std::string>(value);
-      if (spec.kind == ParamKind::Choice && std::find(spec.choices.begin(), spec.choices.end(), text) == spec.choices.end()) {
+      if (spec.kind == ParamKind::Choice &&
+          std::find(spec.choices.begin(), spec.choices.end(), text) == spec.choices.end()) {
         std::string list;
         for (const std::string& choice : spec.choices) list += (list.empty() ? "" : ", ") + choice;
-        problems.push_back({Rule::Choice, "\"" + detail::excerpt(text) + "\" is not a valid choice for " + name,
-                            "choices: " + list, {}});
+        problems.push_back({Rule::Choice,
+                            "\"" + detail::excerpt(text) + "\" is not a valid choice for " + name,
+                            "choices: " + list,
+                            {}});
       } else if ((spec.kind == ParamKind::InputPath || spec.kind == ParamKind::OutputPath) && text.empty() &&
                  spec.required()) {
         // An optional path defaults to "" (no file); a required one must name one.
@@ -188,12 +187,8 @@ std::vector<ParamProblem> check_param_value(const ParamSpec& spec, const ParamVa
       }
       break;
     }
-    case ParamKind::IntList:
-      check_list(std::get<std::vector<std::int64_t>>(value));
-      break;
-    case ParamKind::FloatList:
-      check_list(std::get<std::vector<double>>(value));
-      break;
+    case ParamKind::IntList: check_list(std::get<std::vector<std::int64_t>>(value)); break;
+    case ParamKind::FloatList: check_list(std::get<std::vector<double>>(value)); break;
   }
   return problems;
 }

@@ -169,8 +169,10 @@ class PipelineLoader {
     check_top_level_keys(document);
     read_format_version(document);
     if (document.contains("description")) {
-      if (document["description"].is_string()) pipeline_.description = document["description"];
-      else error("/description", "must be a string, not " + json_kind(document["description"]), kDescriptionHint);
+      if (document["description"].is_string())
+        pipeline_.description = document["description"];
+      else
+        error("/description", "must be a string, not " + json_kind(document["description"]), kDescriptionHint);
     }
     read_variables(document);
     read_nodes(document);
@@ -189,8 +191,9 @@ class PipelineLoader {
   LoadResult finish() {
     LoadResult result;
     if (unlisted_ > 0) {
-      diagnostics_.push_back({"", std::to_string(unlisted_) + " more problems not listed (only the first " +
-                                      std::to_string(PipelineLimits::max_diagnostics) + " are)",
+      diagnostics_.push_back({"",
+                              std::to_string(unlisted_) + " more problems not listed (only the first " +
+                                  std::to_string(PipelineLimits::max_diagnostics) + " are)",
                               "fix the problems above first"});
     }
     result.diagnostics = std::move(diagnostics_);
@@ -212,8 +215,9 @@ class PipelineLoader {
   bool too_long(const std::string& name, const std::string& location, const std::string& what,
                 const std::string& hint) {
     if (name.size() <= PipelineLimits::max_name_length) return false;
-    error(location, what + " '" + excerpt(name) + "' is too long: the limit is " +
-                        std::to_string(PipelineLimits::max_name_length) + " bytes",
+    error(location,
+          what + " '" + excerpt(name) + "' is too long: the limit is " +
+              std::to_string(PipelineLimits::max_name_length) + " bytes",
           hint);
     return true;
   }
@@ -223,7 +227,8 @@ class PipelineLoader {
     for (const auto& [key, value] : document.items()) {
       if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
         error("/" + pointer_token(key), "unknown top-level key '" + excerpt(key) + "'",
-              did_you_mean(key, kKeys, [](const std::string& k) { return k; }, "key"));
+              did_you_mean(
+                  key, kKeys, [](const std::string& k) { return k; }, "key"));
       }
     }
   }
@@ -279,7 +284,8 @@ class PipelineLoader {
 
   void unknown_variable(const std::string& name, const std::string& location) {
     error(location, "unknown variable '${" + excerpt(name) + "}'",
-          did_you_mean(name, variable_names_, [](const std::string& n) { return n; }, "variable") +
+          did_you_mean(
+              name, variable_names_, [](const std::string& n) { return n; }, "variable") +
               " (declare it under \"variables\")");
   }
 
@@ -293,8 +299,9 @@ class PipelineLoader {
       return false;
     }
     if (size > PipelineLimits::max_total_expanded_bytes - expanded_bytes_) {
-      error(location, "the pipeline's variables and string parameters expand to more than " +
-                          std::to_string(PipelineLimits::max_total_expanded_bytes >> 20) + " MiB in total, at " + what,
+      error(location,
+            "the pipeline's variables and string parameters expand to more than " +
+                std::to_string(PipelineLimits::max_total_expanded_bytes >> 20) + " MiB in total, at " + what,
             "use fewer or shorter values");
       return false;
     }
@@ -350,8 +357,10 @@ class PipelineLoader {
           } else if (default_value->is_number() || default_value->is_boolean()) {
             definitions[name] = {default_value->dump(), location};
           } else if (!default_value->is_null()) {
-            error(location, "default of variable '" + name + "' must be a string, number or boolean, not " +
-                                json_kind(*default_value), "e.g. \"" + name + "\": \"value\"");
+            error(location,
+                  "default of variable '" + name + "' must be a string, number or boolean, not " +
+                      json_kind(*default_value),
+                  "e.g. \"" + name + "\": \"value\"");
             unusable_variables_.insert(name);  // not reported again as "not set"
           }
         }
@@ -362,7 +371,8 @@ class PipelineLoader {
         std::vector<std::string> names(declared.begin(), declared.end());
         error("--set " + excerpt(name), "the pipeline declares no variable '" + excerpt(name) + "'",
               names.empty() ? "this pipeline has no variables"
-                            : did_you_mean(name, names, [](const std::string& n) { return n; }, "variable"));
+                            : did_you_mean(
+                                  name, names, [](const std::string& n) { return n; }, "variable"));
         continue;
       }
       definitions[name] = {value, "--set " + name};
@@ -477,7 +487,8 @@ class PipelineLoader {
     }
     if (!within_expansion_limits(size, location, "variable '" + name + "'",
                                  "a variable that uses another several times doubles its length at each step: "
-                                 "check the definitions of '" + name + "' and of the variables it uses")) {
+                                 "check the definitions of '" +
+                                     name + "' and of the variables it uses")) {
       return false;
     }
     std::string value;
@@ -557,7 +568,9 @@ class PipelineLoader {
       const std::string where = problem.element ? location + "/" + std::to_string(*problem.element) : location;
       if (problem.rule == ParamProblem::Rule::Choice) {
         const std::string& text = std::get<std::string>(*converted);
-        error(where, problem.message, did_you_mean(text, spec.choices, [](const std::string& c) { return c; }, "choice"));
+        error(where, problem.message,
+              did_you_mean(
+                  text, spec.choices, [](const std::string& c) { return c; }, "choice"));
       } else {
         error(where, problem.message, problem.hint);
       }
@@ -607,16 +620,20 @@ class PipelineLoader {
       case ParamKind::FloatList: {
         const bool integer = spec.kind == ParamKind::IntList;
         if (!value.is_array()) {
-          error(location, "parameter '" + spec.name + "' expects a list of " + (integer ? "integers" : "numbers") +
-                              ", got " + json_kind(value), spec.description);
+          error(location,
+                "parameter '" + spec.name + "' expects a list of " + (integer ? "integers" : "numbers") + ", got " +
+                    json_kind(value),
+                spec.description);
           return std::nullopt;
         }
         std::vector<double> numbers;
         bool ok = true;
         for (std::size_t i = 0; i < value.size(); ++i) {
           auto number = read_number(value[i], location + "/" + std::to_string(i), spec, integer);
-          if (number) numbers.push_back(*number);
-          else ok = false;
+          if (number)
+            numbers.push_back(*number);
+          else
+            ok = false;
         }
         if (!ok) return std::nullopt;
         if (integer) {
@@ -669,7 +686,8 @@ class PipelineLoader {
       for (const auto& [key, ignored] : entry.items()) {
         if (std::find(kNodeKeys.begin(), kNodeKeys.end(), key) == kNodeKeys.end()) {
           error(location + "/" + pointer_token(key), "unknown key '" + excerpt(key) + "' in node",
-                did_you_mean(key, kNodeKeys, [](const std::string& k) { return k; }, "key"));
+                did_you_mean(
+                    key, kNodeKeys, [](const std::string& k) { return k; }, "key"));
         }
       }
       if (entry.contains("description") && !entry["description"].is_string()) {
@@ -713,8 +731,7 @@ class PipelineLoader {
         if (!options_.plugin_failures.empty()) {
           hint += "; plugins that failed to load: " + join(options_.plugin_failures, "; ");
         }
-        error(location + "/type",
-              "unknown node type '" + type + "' (node '" + pipeline_.nodes[i].id + "')", hint);
+        error(location + "/type", "unknown node type '" + type + "' (node '" + pipeline_.nodes[i].id + "')", hint);
         continue;
       }
       usable[i] = !pipeline_.nodes[i].id.empty();
@@ -767,7 +784,8 @@ class PipelineLoader {
       if (param == nullptr) {
         error(location + "/" + pointer_token(name),
               "unknown parameter '" + excerpt(name) + "' for node type '" + spec.type() + "'",
-              did_you_mean(name, spec.params(), [](const ParamSpec& p) { return p.name; }, "parameter"));
+              did_you_mean(
+                  name, spec.params(), [](const ParamSpec& p) { return p.name; }, "parameter"));
         continue;
       }
       if (auto converted = read_param(value, location + "/" + pointer_token(name), *param)) {
@@ -791,8 +809,9 @@ class PipelineLoader {
     const NodeSpec& spec = node.definition->spec();
     const std::string location = "/nodes/" + std::to_string(index) + "/inputs";
     if (entry.contains("inputs") && !entry["inputs"].is_object()) {
-      error(location, "'inputs' must be an object mapping input ports to \"node.port\", not " +
-                          json_kind(entry["inputs"]), "e.g. \"inputs\": {\"volume\": \"ct.volume\"}");
+      error(location,
+            "'inputs' must be an object mapping input ports to \"node.port\", not " + json_kind(entry["inputs"]),
+            "e.g. \"inputs\": {\"volume\": \"ct.volume\"}");
       return;
     }
     static const json kNoInputs = json::object();
@@ -802,7 +821,8 @@ class PipelineLoader {
       const PortSpec* port = spec.find_input(port_name);
       if (port == nullptr) {
         error(port_location, "unknown input port '" + excerpt(port_name) + "' for node type '" + spec.type() + "'",
-              did_you_mean(port_name, spec.inputs(), [](const PortSpec& p) { return p.name; }, "input port"));
+              did_you_mean(
+                  port_name, spec.inputs(), [](const PortSpec& p) { return p.name; }, "input port"));
         continue;
       }
       std::vector<std::pair<const json*, std::string>> sources;
@@ -813,8 +833,8 @@ class PipelineLoader {
           continue;
         }
         if (value.empty() && !port->optional) {
-          error(port_location, "required input '" + port_name + "' (" + port->type + ") of node '" + node.id +
-                                   "' has an empty list",
+          error(port_location,
+                "required input '" + port_name + "' (" + port->type + ") of node '" + node.id + "' has an empty list",
                 "list at least one \"<node id>.<output port>\" with a " + port->type + " output");
           continue;
         }
@@ -834,10 +854,10 @@ class PipelineLoader {
     }
     for (const PortSpec& port : spec.inputs()) {
       if (port.optional || inputs.contains(port.name)) continue;
-      error(location, "required input '" + port.name + "' (" + port.type + ") of node '" + node.id +
-                          "' is not connected",
-            "add \"" + port.name + "\": \"<node id>.<output port>\" under \"inputs\", from a node with a " +
-                port.type + " output");
+      error(location,
+            "required input '" + port.name + "' (" + port.type + ") of node '" + node.id + "' is not connected",
+            "add \"" + port.name + "\": \"<node id>.<output port>\" under \"inputs\", from a node with a " + port.type +
+                " output");
     }
   }
 
@@ -860,7 +880,8 @@ class PipelineLoader {
     auto producer = ids.find(producer_id);
     if (producer == ids.end()) {
       error(location, "no node with id '" + excerpt(producer_id) + "'",
-            did_you_mean(producer_id, ids, [](const auto& entry) { return entry.first; }, "node id"));
+            did_you_mean(
+                producer_id, ids, [](const auto& entry) { return entry.first; }, "node id"));
       return std::nullopt;
     }
     const PipelineNode& producer_node = pipeline_.nodes[producer->second];
@@ -869,13 +890,15 @@ class PipelineLoader {
     if (output == nullptr) {
       error(location,
             "node '" + producer_id + "' (" + producer_node.type + ") has no output port '" + excerpt(output_port) + "'",
-            did_you_mean(output_port, producer_node.definition->spec().outputs(),
-                                  [](const PortSpec& p) { return p.name; }, "output port"));
+            did_you_mean(
+                output_port, producer_node.definition->spec().outputs(), [](const PortSpec& p) { return p.name; },
+                "output port"));
       return std::nullopt;
     }
     if (output->type != port.type) {
-      error(location, "type mismatch: '" + text + "' is " + output->type + " but input '" + port.name + "' of node '" +
-                          consumer.id + "' (" + consumer.type + ") takes " + port.type,
+      error(location,
+            "type mismatch: '" + text + "' is " + output->type + " but input '" + port.name + "' of node '" +
+                consumer.id + "' (" + consumer.type + ") takes " + port.type,
             "connect an output of type " + port.type + ", or convert with a node in between");
       return std::nullopt;
     }
@@ -924,10 +947,10 @@ class PipelineLoader {
   const LoadOptions& options_;
   Pipeline pipeline_;
   std::vector<Diagnostic> diagnostics_;
-  std::size_t unlisted_ = 0;                  // problems beyond PipelineLimits::max_diagnostics
+  std::size_t unlisted_ = 0;  // problems beyond PipelineLimits::max_diagnostics
   Suggester suggest_;
   std::vector<std::string> registered_types_;
-  std::vector<std::string> variable_names_;  // declared and built in, sorted (for suggestions)
+  std::vector<std::string> variable_names_;   // declared and built in, sorted (for suggestions)
   std::set<std::string> unusable_variables_;  // declared, but with no value: reported where declared
   std::size_t expanded_bytes_ = 0;            // of every variable and string parameter so far
 };

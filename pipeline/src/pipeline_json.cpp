@@ -21,13 +21,13 @@ std::string mebibytes(std::size_t bytes) {
   return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " MiB";
 }
 
-const std::string kSizeLimit =
-    std::to_string(PipelineLimits::max_file_bytes >> 20) + " MiB (" + std::to_string(PipelineLimits::max_file_bytes) +
-    " bytes)";
+const std::string kSizeLimit = std::to_string(PipelineLimits::max_file_bytes >> 20) + " MiB (" +
+                               std::to_string(PipelineLimits::max_file_bytes) + " bytes)";
 
 Diagnostic too_large(std::size_t bytes, const std::string& what) {
-  return {"", what + " is " + (bytes > PipelineLimits::max_file_bytes ? mebibytes(bytes) : "more than " + kSizeLimit) +
-                  "; the limit is " + kSizeLimit,
+  return {"",
+          what + " is " + (bytes > PipelineLimits::max_file_bytes ? mebibytes(bytes) : "more than " + kSizeLimit) +
+              "; the limit is " + kSizeLimit,
           "a pipeline holds nodes, parameters and variables; large data belongs in the files its nodes read"};
 }
 
@@ -130,9 +130,12 @@ std::string pointer_token(const std::string& key) {
   const std::string& shown = key.size() > PipelineLimits::max_name_length ? excerpt(key) : key;
   std::string escaped;
   for (char c : shown) {
-    if (c == '~') escaped += "~0";
-    else if (c == '/') escaped += "~1";
-    else escaped += c;
+    if (c == '~')
+      escaped += "~0";
+    else if (c == '/')
+      escaped += "~1";
+    else
+      escaped += c;
   }
   return escaped;
 }
@@ -203,8 +206,7 @@ class DocumentBuilder : public json::json_sax_t {
         while (backslashes < quote && text_[quote - 1 - backslashes] == '\\') ++backslashes;
         if (backslashes % 2 == 0) break;
       }
-      problem(located(pointer(false) + "/" + pointer_token(key), quote),
-              "duplicate key '" + excerpt(key) + "'",
+      problem(located(pointer(false) + "/" + pointer_token(key), quote), "duplicate key '" + excerpt(key) + "'",
               "a key may appear only once in an object (a JSON reader would silently keep one of the values): "
               "remove or rename one");
     }
@@ -338,9 +340,9 @@ class DocumentBuilder : public json::json_sax_t {
   const std::string& text_;
   const char* const& read_to_;
   json root_;
-  std::vector<json*> stack_;        // open containers, outermost first
-  std::vector<std::string> keys_;   // per open container: the key being read (objects)
-  json* pending_ = nullptr;         // where the value after the last key goes
+  std::vector<json*> stack_;       // open containers, outermost first
+  std::vector<std::string> keys_;  // per open container: the key being read (objects)
+  json* pending_ = nullptr;        // where the value after the last key goes
   std::vector<Diagnostic> problems_;
 };
 

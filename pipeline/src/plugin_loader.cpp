@@ -85,8 +85,8 @@ std::string check_descriptor(const PluginDescriptor& descriptor) {
              library;
     }
     if (major_minor(plugin_version) != major_minor(host_version)) {
-      return std::string("it was built against ") + library + " " + plugin_version + " but fusionflow uses " +
-             library + " " + host_version + "; rebuild the plugin against the installed SDK";
+      return std::string("it was built against ") + library + " " + plugin_version + " but fusionflow uses " + library +
+             " " + host_version + "; rebuild the plugin against the installed SDK";
     }
   }
   return {};
@@ -199,7 +199,8 @@ std::vector<PluginLoadReport> load_plugins(const std::vector<fs::path>& director
       const PluginDescriptor* descriptor = open_plugin(file, report);
       if (descriptor != nullptr && loaded_names.count(report.plugin_name) != 0) {
         // An earlier directory (e.g. --plugin-dir) overrides this one.
-        report.error = "skipped: a plugin named '" + report.plugin_name + "' was already loaded from an earlier directory";
+        report.error =
+            "skipped: a plugin named '" + report.plugin_name + "' was already loaded from an earlier directory";
       } else if (descriptor != nullptr) {
         register_plugin(*descriptor, registry, report);
         if (report.loaded) loaded_names.insert(report.plugin_name);

@@ -121,7 +121,8 @@ void NodeRegistry::add_node(NodeDefinition definition, Origin origin) {
                                 describe(existing->second->origin));
   }
   std::string key = spec.type();
-  nodes_.emplace(std::move(key), std::make_unique<RegisteredNode>(RegisteredNode{std::move(definition), std::move(origin)}));
+  nodes_.emplace(std::move(key),
+                 std::make_unique<RegisteredNode>(RegisteredNode{std::move(definition), std::move(origin)}));
 }
 
 const RegisteredNode* NodeRegistry::find_node(std::string_view type) const {
@@ -156,8 +157,7 @@ std::vector<std::string> NodeRegistry::nearest_node_types(std::string_view type,
     const std::size_t difference = type.size() > name.size() ? type.size() - name.size() : name.size() - type.size();
     if (difference <= limit) scored.emplace_back(edit_distance(type, name), name);
   }
-  std::stable_sort(scored.begin(), scored.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<std::string> nearest;
   for (const auto& [distance, name] : scored) {
     if (nearest.size() == count || distance > limit) break;

@@ -73,8 +73,8 @@ std::string Table::to_json() const {
     for (std::size_t i = 0; i < columns.size() && i < row.size(); ++i) {
       if (const auto* number = std::get_if<double>(&row[i])) {
         // JSON has no NaN/Inf: write them as strings so no value is lost.
-        object[columns[i]] = std::isfinite(*number) ? nlohmann::ordered_json(*number)
-                                                    : nlohmann::ordered_json(format_number(*number));
+        object[columns[i]] =
+            std::isfinite(*number) ? nlohmann::ordered_json(*number) : nlohmann::ordered_json(format_number(*number));
       } else if (const auto* text = std::get_if<std::string>(&row[i])) {
         object[columns[i]] = *text;
       } else {

@@ -104,7 +104,8 @@ constexpr InputPort<Volume> kVolumeIn{"volume"};
 constexpr OutputPort<Table> kStatsOut{"stats"};
 
 NodeType<VolumeStatsOptions> volume_stats_node() {
-  NodeType<VolumeStatsOptions> node("core.volume_stats", "1.0.0", "Intensity statistics of a volume as a one-row table");
+  NodeType<VolumeStatsOptions> node("core.volume_stats", "1.0.0",
+                                    "Intensity statistics of a volume as a one-row table");
   node.input(kVolumeIn, "the volume to summarise")
       .output(kStatsOut, "label, modality, units, voxels, min, max, mean, std, p01, p50, p99, non_finite")
       .param(&VolumeStatsOptions::label, "label", "row label (default: the node id)");
@@ -195,7 +196,8 @@ NodeType<WriteTableOptions> write_table_node() {
   NodeType<WriteTableOptions> node("core.write_table", "1.0.0", "Writes a table as CSV or JSON (atomically)");
   node.input(kTableIn, "the table to write")
       .output_path(&WriteTableOptions::path, "path", "output file; missing directories are created")
-      .choice(&WriteTableOptions::format, "format", kTableFormatNames, "auto: from the file extension (.json, else CSV)");
+      .choice(&WriteTableOptions::format, "format", kTableFormatNames,
+              "auto: from the file extension (.json, else CSV)");
   return node;
 }
 

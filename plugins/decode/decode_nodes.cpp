@@ -21,8 +21,7 @@ NodeType<DecodeOptions> latent_node() {
       "Decodes a latent back to image space, choosing the inverse transform from the latent's kind "
       "(laplacian_pyramid, atrous_wavelet, guided_filter). The volume gets the latent's source grid and "
       "metadata (modality FUSED and the sources for a fused latent).");
-  node.input(kLatentIn, "an encoded or fused latent")
-      .output(kVolumeOut, "the decoded volume on the source grid");
+  node.input(kLatentIn, "an encoded or fused latent").output(kVolumeOut, "the decoded volume on the source grid");
   return node;
 }
 

@@ -49,7 +49,8 @@ NodeType<NormalizeOptions> intensity_node() {
 
 void run_intensity(NodeContext& ctx, const NormalizeOptions& options) {
   const Volume& input = ctx.input(kVolumeIn);
-  if (options.mode == latent::NormalizeMode::CtWindow && !input.metadata.units.empty() && input.metadata.units != "HU") {
+  if (options.mode == latent::NormalizeMode::CtWindow && !input.metadata.units.empty() &&
+      input.metadata.units != "HU") {
     ctx.log(LogLevel::Warn, "ct_window on a volume in '" + input.metadata.units + "', not HU");
   }
   latent::NormalizeResult result = latent::normalize_intensity(input, options, latent::control_for(ctx));

@@ -45,8 +45,8 @@ TEST(Cli, ValidateReportsAllFivePlantedErrorsWithLocationsAndExits2) {
 
 TEST(Cli, RunWritesOutputsAndARecordShowingOverlappingBranches) {
   const fs::path dir = temp_dir("run");
-  Output out = run("run " + kExamples + "core_two_branches.json --threads 2 --set out=" + dir.string() +
-                   " --record " + (dir / "run.json").string());
+  Output out = run("run " + kExamples + "core_two_branches.json --threads 2 --set out=" + dir.string() + " --record " +
+                   (dir / "run.json").string());
   ASSERT_EQ(out.exit_code, 0) << out.text;
   EXPECT_TRUE(fs::exists(dir / "volume_stats.csv"));
   EXPECT_NE(out.text.find("total:"), std::string::npos);
@@ -55,7 +55,8 @@ TEST(Cli, RunWritesOutputsAndARecordShowingOverlappingBranches) {
   EXPECT_EQ(record["exit_status"], "succeeded");
   ASSERT_EQ(record["nodes"].size(), 6u);
   auto node = [&](const std::string& id) {
-    for (const auto& n : record["nodes"]) if (n["id"] == id) return n;
+    for (const auto& n : record["nodes"])
+      if (n["id"] == id) return n;
     return nlohmann::json();
   };
   // The two synthetic volumes are independent: their intervals overlap.
@@ -73,7 +74,8 @@ TEST(Cli, FailedRunExits1AndNamesTheNode) {
                    " --record " + (dir / "run.json").string());
   EXPECT_EQ(out.exit_code, 1) << out.text;
   EXPECT_NE(out.text.find("node 'write' (type core.write_table) failed: cannot create output directory"),
-            std::string::npos) << out.text;
+            std::string::npos)
+      << out.text;
   std::ifstream record_file(dir / "run.json");
   EXPECT_EQ(nlohmann::json::parse(record_file)["exit_code"], 1);
   fs::remove_all(dir);

@@ -517,20 +517,14 @@ TEST_P(PipelineCorpus, ValidateGivesTheExpectedExitCodeAndMessage) {
       std::ofstream(file, std::ios::binary) << c.text();
       break;
     }
-    case Source::Directory:
-      fs::create_directories(file);
-      break;
-    case Source::Fifo:
-      ASSERT_EQ(::mkfifo(file.c_str(), 0600), 0);
-      break;
+    case Source::Directory: fs::create_directories(file); break;
+    case Source::Fifo: ASSERT_EQ(::mkfifo(file.c_str(), 0600), 0); break;
     case Source::Sparse: {
       std::ofstream(file, std::ios::binary) << c.text();
       fs::resize_file(file, (16u << 20) + 1);  // one byte over the limit, nothing written
       break;
     }
-    case Source::Path:
-      file = c.text();
-      break;
+    case Source::Path: file = c.text(); break;
   }
   const auto start = std::chrono::steady_clock::now();
   // `timeout`: a regression that hangs fails here instead of stalling ctest.

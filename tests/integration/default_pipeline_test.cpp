@@ -43,10 +43,9 @@ class DefaultPipeline : public ::testing::Test {
     fs::remove_all(work_);
     phantom_ = run("phantom --size 64 --seed 3 --out " + (work_ / "phantom").string());
     pipeline_ = run("run " + std::string(FUSIONFLOW_SOURCE_DIR) + "/examples/pipelines/pet_ct_mri_fusion.json" +
-                    " --threads 2 --set ct=" + (work_ / "phantom/ct.nii.gz").string() +
-                    " --set mri=" + (work_ / "phantom/t1.nii.gz").string() +
-                    " --set pet=" + (work_ / "phantom/pet.nii.gz").string() + " --set out=" + (work_ / "out").string() +
-                    " --record " + (work_ / "out/run.json").string());
+                    " --threads 2 --set ct=" + (work_ / "phantom/ct.nii.gz").string() + " --set mri=" +
+                    (work_ / "phantom/t1.nii.gz").string() + " --set pet=" + (work_ / "phantom/pet.nii.gz").string() +
+                    " --set out=" + (work_ / "out").string() + " --record " + (work_ / "out/run.json").string());
   }
   static void TearDownTestSuite() { fs::remove_all(work_); }
 
@@ -60,8 +59,8 @@ TEST_F(DefaultPipeline, RunsAndWritesEveryOutput) {
   ASSERT_EQ(phantom_.exit_code, 0) << phantom_.text;
   ASSERT_EQ(pipeline_.exit_code, 0) << pipeline_.text;
   for (const char* file : {"fused.nii.gz", "mri_on_ct.nii.gz", "pet_on_ct.nii.gz", "mri_to_ct.tfm", "pet_to_ct.tfm",
-                           "fused_3d.png", "pet_ct_3d.png", "pet_ct_overlay.png", "histogram.png", "histogram.csv", "metrics.csv",
-                           "metrics.json", "run.json"}) {
+                           "fused_3d.png", "pet_ct_3d.png", "pet_ct_overlay.png", "histogram.png", "histogram.csv",
+                           "metrics.csv", "metrics.json", "run.json"}) {
     EXPECT_TRUE(fs::exists(work_ / "out" / file)) << file;
     EXPECT_GT(fs::file_size(work_ / "out" / file), 100u) << file;
   }

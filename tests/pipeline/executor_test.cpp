@@ -49,8 +49,7 @@ class Executor : public ::testing::Test {
   void SetUp() override { testing::observations().reset(); }
 
   Pipeline load(const std::string& nodes) {
-    LoadResult result =
-        testing::load_test_pipeline(R"({"format_version": 1, "nodes": [)" + nodes + "]}", registry_);
+    LoadResult result = testing::load_test_pipeline(R"({"format_version": 1, "nodes": [)" + nodes + "]}", registry_);
     if (!result.ok()) {
       std::string text;
       for (const auto& d : result.diagnostics) text += format_diagnostic("test", d) + "\n";
@@ -85,8 +84,10 @@ TEST_F(Executor, RunsNodesInDependencyOrder) {
     EXPECT_LE(info.start_seconds, info.end_seconds);
   }
   // Each node starts after its producers ended (recorded times, not only order).
-  EXPECT_GE(result.nodes[index_of(pipeline, "sum")].start_seconds, result.nodes[index_of(pipeline, "left")].end_seconds);
-  EXPECT_GE(result.nodes[index_of(pipeline, "final")].start_seconds, result.nodes[index_of(pipeline, "sum")].end_seconds);
+  EXPECT_GE(result.nodes[index_of(pipeline, "sum")].start_seconds,
+            result.nodes[index_of(pipeline, "left")].end_seconds);
+  EXPECT_GE(result.nodes[index_of(pipeline, "final")].start_seconds,
+            result.nodes[index_of(pipeline, "sum")].end_seconds);
 }
 
 TEST_F(Executor, IndependentBranchesOverlap) {
@@ -195,7 +196,10 @@ TEST_F(Executor, FreedValuesAreReturnedToTheSystem) {
   NodeSpec blocks_spec("test.heap_blocks", "1.0.0", "32 blocks of 1 MiB on the heap");
   blocks_spec.output<HeapBlocks>("blocks", "the blocks");
   registry_.add_node({blocks_spec, [](NodeContext& ctx) {
-                        { std::unique_ptr<char[]> large(new char[16u << 20]); std::memset(large.get(), 1, 16u << 20); }
+                        {
+                          std::unique_ptr<char[]> large(new char[16u << 20]);
+                          std::memset(large.get(), 1, 16u << 20);
+                        }
                         HeapBlocks value;
                         for (int n = 0; n < 32; ++n) {
                           value.blocks.emplace_back(new char[1u << 20]);
@@ -358,7 +362,7 @@ TEST_F(Executor, ReportsProgressEventsForEveryNode) {
   options.on_progress = [&](const ProgressEvent& event) { kinds.push_back(event.kind); };
   ASSERT_TRUE(run_pipeline(pipeline, registry_, options).succeeded);
   EXPECT_EQ(kinds, (std::vector<ProgressEvent::Kind>{ProgressEvent::Kind::Started, ProgressEvent::Kind::Progress,
-                                                    ProgressEvent::Kind::Finished}));
+                                                     ProgressEvent::Kind::Finished}));
 }
 
 TEST_F(Executor, ThreadBudgetHooksGetTheRunsThreadCount) {

@@ -47,8 +47,8 @@ class Validation : public ::testing::Test {
 const char* const kSource = R"({"id": "a", "type": "test.source"})";
 
 TEST_F(Validation, AcceptsAValidPipelineAndFillsDefaults) {
-  LoadResult result = load(with_nodes(std::string(kSource) +
-                                      R"(, {"id": "b", "type": "test.add", "inputs": {"values": ["a.value", "a.value"]}})"));
+  LoadResult result = load(with_nodes(
+      std::string(kSource) + R"(, {"id": "b", "type": "test.add", "inputs": {"values": ["a.value", "a.value"]}})"));
   ASSERT_TRUE(result.ok()) << dump(result);
   const Pipeline& pipeline = *result.pipeline;
   ASSERT_EQ(pipeline.nodes.size(), 2u);
@@ -75,19 +75,21 @@ TEST_F(Validation, UnknownNodeTypeListsPluginsThatFailedToLoad) {
 }
 
 TEST_F(Validation, UnknownInputPort) {
-  expect_error(with_nodes(std::string(kSource) + R"(, {"id": "b", "type": "test.sleep", "inputs": {"valuez": "a.value"}})"),
-               "/nodes/1/inputs/valuez", "unknown input port 'valuez' for node type 'test.sleep'",
-               "did you mean 'values'?");
+  expect_error(
+      with_nodes(std::string(kSource) + R"(, {"id": "b", "type": "test.sleep", "inputs": {"valuez": "a.value"}})"),
+      "/nodes/1/inputs/valuez", "unknown input port 'valuez' for node type 'test.sleep'", "did you mean 'values'?");
 }
 
 TEST_F(Validation, UnknownOutputPortOfTheProducer) {
-  expect_error(with_nodes(std::string(kSource) + R"(, {"id": "b", "type": "test.add", "inputs": {"values": "a.valeu"}})"),
-               "/nodes/1/inputs/values", "node 'a' (test.source) has no output port 'valeu'", "did you mean 'value'?");
+  expect_error(
+      with_nodes(std::string(kSource) + R"(, {"id": "b", "type": "test.add", "inputs": {"values": "a.valeu"}})"),
+      "/nodes/1/inputs/values", "node 'a' (test.source) has no output port 'valeu'", "did you mean 'value'?");
 }
 
 TEST_F(Validation, UnknownProducerNode) {
-  expect_error(with_nodes(std::string(kSource) + R"(, {"id": "b", "type": "test.add", "inputs": {"values": ["aa.value"]}})"),
-               "/nodes/1/inputs/values/0", "no node with id 'aa'", "did you mean 'a'?");
+  expect_error(
+      with_nodes(std::string(kSource) + R"(, {"id": "b", "type": "test.add", "inputs": {"values": ["aa.value"]}})"),
+      "/nodes/1/inputs/values/0", "no node with id 'aa'", "did you mean 'a'?");
 }
 
 TEST_F(Validation, UnknownParameter) {
@@ -109,13 +111,15 @@ TEST_F(Validation, WrongParameterType) {
 TEST_F(Validation, ParameterOutOfRange) {
   expect_error(with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "in.txt", "ratio": 1.5}})"),
                "/nodes/0/params/ratio", "value 1.5 of parameter 'ratio' is out of range", "allowed range: [0, 1]");
-  expect_error(with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "in.txt", "size": [1, 200, 3]}})"),
-               "/nodes/0/params/size/1", "value 200 of parameter 'size' is out of range", "allowed range: [1, 100]");
+  expect_error(
+      with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "in.txt", "size": [1, 200, 3]}})"),
+      "/nodes/0/params/size/1", "value 200 of parameter 'size' is out of range", "allowed range: [1, 100]");
 }
 
 TEST_F(Validation, InvalidChoice) {
-  expect_error(with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "in.txt", "rule": "max-abs"}})"),
-               "/nodes/0/params/rule", "\"max-abs\" is not a valid choice", "did you mean 'max_abs'?");
+  expect_error(
+      with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "in.txt", "rule": "max-abs"}})"),
+      "/nodes/0/params/rule", "\"max-abs\" is not a valid choice", "did you mean 'max_abs'?");
 }
 
 TEST_F(Validation, MissingRequiredParameter) {
@@ -129,13 +133,15 @@ TEST_F(Validation, MissingRequiredInput) {
 }
 
 TEST_F(Validation, OutputToInputTypeMismatch) {
-  expect_error(with_nodes(std::string(kSource) + R"(, {"id": "v", "type": "test.volume_sink", "inputs": {"volume": "a.value"}})"),
+  expect_error(with_nodes(std::string(kSource) +
+                          R"(, {"id": "v", "type": "test.volume_sink", "inputs": {"volume": "a.value"}})"),
                "/nodes/1/inputs/volume",
                "type mismatch: 'a.value' is TestValue but input 'volume' of node 'v' (test.volume_sink) takes Volume");
 }
 
 TEST_F(Validation, ListOnASingleInputPort) {
-  expect_error(with_nodes(std::string(kSource) + R"(, {"id": "v", "type": "test.volume_sink", "inputs": {"volume": ["a.value"]}})"),
+  expect_error(with_nodes(std::string(kSource) +
+                          R"(, {"id": "v", "type": "test.volume_sink", "inputs": {"volume": ["a.value"]}})"),
                "/nodes/1/inputs/volume", "takes one connection, not a list");
 }
 
@@ -176,8 +182,10 @@ TEST_F(Validation, CycleNamesItsNodes) {
 }
 
 TEST_F(Validation, OutputPathMayNotOverwriteAnInput) {
-  expect_error(with_nodes(R"({"id": "p", "type": "test.all_params", "params": {"input": "data/ct.nii", "output": "./data/../data/ct.nii"}})"),
-               "/nodes/0/params/output", "would overwrite an input of this pipeline (/nodes/0/params/input)");
+  expect_error(
+      with_nodes(
+          R"({"id": "p", "type": "test.all_params", "params": {"input": "data/ct.nii", "output": "./data/../data/ct.nii"}})"),
+      "/nodes/0/params/output", "would overwrite an input of this pipeline (/nodes/0/params/input)");
 }
 
 TEST_F(Validation, AnOptionalOutputPathMayStayEmpty) {
@@ -185,7 +193,8 @@ TEST_F(Validation, AnOptionalOutputPathMayStayEmpty) {
   NodeSpec spec("test.optional_output", "1.0.0", "writes a side file only when asked");
   spec.param("csv_path", Param::OutputPath(""), "optional file");
   registry.add_node({spec, [](NodeContext&) {}});
-  LoadResult result = testing::load_test_pipeline(with_nodes(R"({"id": "n", "type": "test.optional_output"})"), registry);
+  LoadResult result =
+      testing::load_test_pipeline(with_nodes(R"({"id": "n", "type": "test.optional_output"})"), registry);
   EXPECT_TRUE(result.ok()) << dump(result);
 }
 
@@ -193,7 +202,8 @@ TEST_F(Validation, TopLevelShapeErrors) {
   expect_error(R"({"nodes": [{"id": "a", "type": "test.source"}]})", "", "missing 'format_version'");
   expect_error(R"({"format_version": 2, "nodes": [{"id": "a", "type": "test.source"}]})", "/format_version",
                "format version 2 is not supported");
-  expect_error(R"({"format_version": 1, "nodez": [], "nodes": [{"id": "a", "type": "test.source"}]})", "/nodez", "unknown top-level key 'nodez'", "did you mean 'nodes'?");
+  expect_error(R"({"format_version": 1, "nodez": [], "nodes": [{"id": "a", "type": "test.source"}]})", "/nodez",
+               "unknown top-level key 'nodez'", "did you mean 'nodes'?");
 }
 
 TEST_F(Validation, ReportsEveryProblemAtOnce) {
@@ -206,8 +216,9 @@ TEST_F(Validation, ReportsEveryProblemAtOnce) {
   ASSERT_FALSE(result.ok());
   std::vector<std::string> locations;
   for (const auto& d : result.diagnostics) locations.push_back(d.location);
-  EXPECT_EQ(locations, (std::vector<std::string>{"/nodes/0/type", "/nodes/3/id", "/nodes/1/params/colour",
-                                                 "/nodes/1/params/ratio", "/nodes/2/inputs", "/nodes/4/inputs/values/0"}))
+  EXPECT_EQ(locations,
+            (std::vector<std::string>{"/nodes/0/type", "/nodes/3/id", "/nodes/1/params/colour", "/nodes/1/params/ratio",
+                                      "/nodes/2/inputs", "/nodes/4/inputs/values/0"}))
       << dump(result);
 }
 
@@ -225,8 +236,7 @@ TEST_F(Validation, VariablesAreSubstitutedAndOverridden) {
   EXPECT_EQ(std::get<double>(node.params.at("ratio")), 0.25);
   EXPECT_EQ(std::get<bool>(node.params.at("flag")), true);
   EXPECT_EQ(std::get<std::vector<std::int64_t>>(node.params.at("size")), (std::vector<std::int64_t>{4, 4, 5}));
-  EXPECT_EQ(std::get<std::string>(node.params.at("name")),
-            "cost $5 in " + std::filesystem::current_path().string());
+  EXPECT_EQ(std::get<std::string>(node.params.at("name")), "cost $5 in " + std::filesystem::current_path().string());
 
   LoadOptions options;
   options.variable_overrides = {{"subject", "s02"}, {"count", "7"}};

@@ -204,19 +204,23 @@ TEST(NodeType, DeclarationMistakesFailWhenThePluginRegisters) {
     }
     return std::string();
   };
-  EXPECT_NE(declared([](auto& n) { n.param(&Two::a, "a", "x").param(&Two::a, "again", "y"); })
-                .find("bound to the same field as 'a'"),
+  EXPECT_NE(declared([](auto& n) {
+              n.param(&Two::a, "a", "x").param(&Two::a, "again", "y");
+            }).find("bound to the same field as 'a'"),
             std::string::npos);
   EXPECT_NE(declared([](auto& n) { n.param(&Two::a, "a", "x").param(&Two::b, "a", "y"); }).find("declared twice"),
             std::string::npos);
-  EXPECT_NE(declared([](auto& n) { n.param(&Two::flag, "flag", Limits::range(0, 1), "x"); })
-                .find("limits are only for numbers"),
+  EXPECT_NE(declared([](auto& n) {
+              n.param(&Two::flag, "flag", Limits::range(0, 1), "x");
+            }).find("limits are only for numbers"),
             std::string::npos);
-  EXPECT_NE(declared([](auto& n) { n.param(&Two::small, "small", Limits::range(0, 1e12), "x"); })
-                .find("beyond what the field's type holds"),
+  EXPECT_NE(declared([](auto& n) {
+              n.param(&Two::small, "small", Limits::range(0, 1e12), "x");
+            }).find("beyond what the field's type holds"),
             std::string::npos);
-  EXPECT_NE(declared([](auto& n) { n.param(&Two::point, "point", Limits::exactly(2), "x"); })
-                .find("differs from the array's size"),
+  EXPECT_NE(declared([](auto& n) {
+              n.param(&Two::point, "point", Limits::exactly(2), "x");
+            }).find("differs from the array's size"),
             std::string::npos);
   EXPECT_NE(declared([](auto& n) { n.param(&Two::a, "a", Limits::exactly(2), "x"); }).find("only for lists"),
             std::string::npos);
@@ -302,8 +306,7 @@ TEST(ParamValidator, TheLoaderTheRegistryAndTheHarnessRefuseTheSameValues) {
       spec.param("pair", Param::FloatList(*list).range(0.0, 1.0).length(2), "two ratios");
       EXPECT_THROW(other.add_node({spec, [](NodeContext&) {}}), std::invalid_argument);
     } else {
-      EXPECT_THROW(other.add_node(declare(defaults).bind([](NodeContext&, const Checked&) {})),
-                   std::invalid_argument);
+      EXPECT_THROW(other.add_node(declare(defaults).bind([](NodeContext&, const Checked&) {})), std::invalid_argument);
     }
   }
 }

@@ -81,7 +81,8 @@ TEST(OutOfTreePlugin, BuildsAgainstTheInstalledSdkAndRunsInAPipeline) {
   const auto columns = split_csv_line(header);
   const auto before = split_csv_line(before_line), after = split_csv_line(after_line);
   auto value = [&](const std::vector<std::string>& row, const std::string& column) {
-    for (std::size_t i = 0; i < columns.size(); ++i) if (columns[i] == column) return std::stod(row.at(i));
+    for (std::size_t i = 0; i < columns.size(); ++i)
+      if (columns[i] == column) return std::stod(row.at(i));
     throw std::runtime_error("no column " + column);
   };
   EXPECT_EQ(value(before, "max"), 1.0);

@@ -55,8 +55,8 @@ TEST_F(PluginLoading, LoadsAGoodPluginAndRecordsWhereItsNodesCameFrom) {
 }
 
 TEST_F(PluginLoading, EachBrokenPluginIsReportedAndTheOthersStillWork) {
-  for (const char* name : {"test-good", "test-wrong-abi", "test-no-entry", "test-throwing", "test-duplicate",
-                           "test-itk-mismatch"}) {
+  for (const char* name :
+       {"test-good", "test-wrong-abi", "test-no-entry", "test-throwing", "test-duplicate", "test-itk-mismatch"}) {
     add(name);
   }
   std::ofstream(dir_ / "libfusionflow-not-a-library.so") << "this is a text file, not an ELF shared object\n";
@@ -66,10 +66,9 @@ TEST_F(PluginLoading, EachBrokenPluginIsReportedAndTheOthersStillWork) {
 
   const auto& wrong_abi = report_for(reports, "test-wrong-abi");
   EXPECT_FALSE(wrong_abi.loaded);
-  EXPECT_EQ(wrong_abi.error,
-            "built for plugin ABI version 999 but this fusionflow expects ABI version " +
-                std::to_string(FUSIONFLOW_PLUGIN_ABI_VERSION) +
-                "; rebuild the plugin against the installed fusionflow SDK");
+  EXPECT_EQ(wrong_abi.error, "built for plugin ABI version 999 but this fusionflow expects ABI version " +
+                                 std::to_string(FUSIONFLOW_PLUGIN_ABI_VERSION) +
+                                 "; rebuild the plugin against the installed fusionflow SDK");
 
   const auto& no_entry = report_for(reports, "test-no-entry");
   EXPECT_FALSE(no_entry.loaded);
@@ -114,8 +113,9 @@ TEST_F(PluginLoading, UnknownTypeErrorNamesThePluginsThatFailed) {
   for (const auto& report : reports) {
     if (!report.loaded) options.plugin_failures.push_back(report.file.string() + ": " + report.error);
   }
-  LoadResult result = load_pipeline_text(
-      R"({"format_version": 1, "nodes": [{"id": "model", "type": "throwing.first"}]})", "t.json", dir_, registry_, options);
+  LoadResult result =
+      load_pipeline_text(R"({"format_version": 1, "nodes": [{"id": "model", "type": "throwing.first"}]})", "t.json",
+                         dir_, registry_, options);
   ASSERT_FALSE(result.ok());
   EXPECT_NE(result.diagnostics[0].message.find("unknown node type 'throwing.first' (node 'model')"), std::string::npos);
   EXPECT_NE(result.diagnostics[0].hint.find("libfusionflow-test-throwing.so: its registration function threw: model "

@@ -25,7 +25,7 @@ struct TestValue {
 // Observations the test nodes make while a pipeline runs.
 struct Observations {
   std::mutex mutex;
-  std::vector<std::string> execution_order;          // node ids as they started
+  std::vector<std::string> execution_order;                // node ids as they started
   std::vector<std::pair<std::string, int>> live_at_probe;  // TestValue instances alive when a probe ran
   std::atomic<int> cancellations_seen{0};
   void reset();
@@ -38,7 +38,6 @@ Observations& observations();
 NodeRegistry make_test_registry();
 
 // Loads pipeline JSON text against `registry` (directory: the current one).
-LoadResult load_test_pipeline(const std::string& text, const NodeRegistry& registry,
-                              const LoadOptions& options = {});
+LoadResult load_test_pipeline(const std::string& text, const NodeRegistry& registry, const LoadOptions& options = {});
 
 }  // namespace fusionflow::testing

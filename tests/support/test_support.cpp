@@ -35,8 +35,8 @@ CommandOutput run_command(const std::string& command_line) {
 std::filesystem::path fresh_temp_directory(const std::string& label) {
   const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
   const std::string test_name = test != nullptr ? std::string("-") + test->name() : std::string();
-  const auto directory = std::filesystem::temp_directory_path() /
-                         ("fusionflow-" + label + "-" + std::to_string(::getpid()) + test_name);
+  const auto directory =
+      std::filesystem::temp_directory_path() / ("fusionflow-" + label + "-" + std::to_string(::getpid()) + test_name);
   std::filesystem::remove_all(directory);
   std::filesystem::create_directories(directory);
   return directory;

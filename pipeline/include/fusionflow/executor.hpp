@@ -21,16 +21,16 @@ const char* to_string(NodeStatus status);
 struct ProgressEvent {
   enum class Kind { Started, Progress, Finished };
   Kind kind;
-  std::size_t node;  // index into Pipeline::nodes
-  double fraction;   // 0..1
-  NodeStatus status; // for Finished
+  std::size_t node;   // index into Pipeline::nodes
+  double fraction;    // 0..1
+  NodeStatus status;  // for Finished
 };
 
 struct RunOptions {
-  int threads = 0;  // 0: one per core
-  std::function<void(const ProgressEvent&)> on_progress;  // called from worker threads, serialised
+  int threads = 0;                                                             // 0: one per core
+  std::function<void(const ProgressEvent&)> on_progress;                       // called from worker threads, serialised
   std::function<void(std::size_t node, LogLevel, const std::string&)> on_log;  // serialised too
-  const std::atomic<bool>* stop_requested = nullptr;  // e.g. set by SIGINT
+  const std::atomic<bool>* stop_requested = nullptr;                           // e.g. set by SIGINT
   // At most this many nodes whose type is declared memory-intensive
   // (NodeSpec::memory_intensive) run at the same time; 0: no limit.
   int max_memory_intensive_nodes = 1;
@@ -41,7 +41,7 @@ struct NodeRunInfo {
   double start_seconds = 0;  // since the run started
   double end_seconds = 0;
   double wall_seconds = 0;
-  double cpu_seconds = 0;    // CPU time of the thread that ran the node
+  double cpu_seconds = 0;             // CPU time of the thread that ran the node
   std::size_t peak_memory_bytes = 0;  // process peak RSS when the node ended
   std::string error;
 };
@@ -49,7 +49,7 @@ struct NodeRunInfo {
 struct RunResult {
   bool succeeded = false;
   bool stopped_by_user = false;
-  std::string error;  // "node 'x' (type t) failed: message" for the first failure
+  std::string error;               // "node 'x' (type t) failed: message" for the first failure
   std::vector<NodeRunInfo> nodes;  // parallel to Pipeline::nodes
   int threads = 0;
   double wall_seconds = 0;

@@ -256,10 +256,9 @@ class NodeType {
     spec.description = std::move(description);
     spec.default_value = detail::to_param_value(defaults_.*member);
     apply_limits<Field>(spec, limits);
-    add_binding(std::move(spec), offset_of(member),
-                [member](const ParamValue& value, Options& options) {
-                  options.*member = detail::from_param_value<Field>(value);
-                });
+    add_binding(std::move(spec), offset_of(member), [member](const ParamValue& value, Options& options) {
+      options.*member = detail::from_param_value<Field>(value);
+    });
     return *this;
   }
 
@@ -277,10 +276,9 @@ class NodeType {
     spec.choices = choices.names();
     if (!choices.contains(defaults_.*member)) fail(spec.name, "its default is not in its choice list");
     spec.default_value = choices.name(defaults_.*member);
-    add_binding(std::move(spec), offset_of(member),
-                [member, choices](const ParamValue& value, Options& options) {
-                  options.*member = choices.parse(std::get<std::string>(value));
-                });
+    add_binding(std::move(spec), offset_of(member), [member, choices](const ParamValue& value, Options& options) {
+      options.*member = choices.parse(std::get<std::string>(value));
+    });
     return *this;
   }
   // A Choice parameter kept as text (for values handed on as names).

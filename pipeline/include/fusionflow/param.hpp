@@ -27,7 +27,8 @@ const char* to_string(ParamKind kind);
 
 // Int and IntList hold int64; Float and FloatList hold double; the string
 // kinds (String, Choice, InputPath, OutputPath) hold std::string.
-using ParamValue = std::variant<bool, std::int64_t, double, std::string, std::vector<std::int64_t>, std::vector<double>>;
+using ParamValue =
+    std::variant<bool, std::int64_t, double, std::string, std::vector<std::int64_t>, std::vector<double>>;
 
 struct ParamSpec {
   std::string name;
@@ -35,8 +36,8 @@ struct ParamSpec {
   std::optional<ParamValue> default_value;  // absent: the parameter is required
   std::optional<double> min;                // numbers, and each element of lists
   std::optional<double> max;
-  std::vector<std::string> choices;         // Choice only
-  std::optional<std::size_t> list_length;   // lists: exact element count
+  std::vector<std::string> choices;        // Choice only
+  std::optional<std::size_t> list_length;  // lists: exact element count
   std::string description;
 
   bool required() const { return !default_value.has_value(); }
@@ -69,7 +70,7 @@ class Param {
   static Param Float(double default_value);
   static Param String(std::string default_value);
   static Param Choice(std::initializer_list<const char*> choices, std::string default_value);
-  static Param InputPath();  // required
+  static Param InputPath();   // required
   static Param OutputPath();  // required
   static Param OutputPath(std::string default_value);
   static Param IntList(std::vector<std::int64_t> default_value);

@@ -19,10 +19,10 @@ namespace fusionflow {
 template <class T>
 struct PayloadTypeName;
 
-#define FUSIONFLOW_PAYLOAD_TYPE(CppType, StableName)       \
-  template <>                                              \
-  struct fusionflow::PayloadTypeName<CppType> {            \
-    static constexpr const char* value = StableName;       \
+#define FUSIONFLOW_PAYLOAD_TYPE(CppType, StableName) \
+  template <>                                        \
+  struct fusionflow::PayloadTypeName<CppType> {      \
+    static constexpr const char* value = StableName; \
   }
 
 template <class T>

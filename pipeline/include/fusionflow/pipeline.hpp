@@ -59,18 +59,18 @@ struct PipelineNode {
   std::string id;
   std::string type;
   const RegisteredNode* definition = nullptr;
-  std::map<std::string, ParamValue> params;  // every declared parameter, defaults filled in
+  std::map<std::string, ParamValue> params;              // every declared parameter, defaults filled in
   std::map<std::string, std::vector<OutputRef>> inputs;  // by input port
 };
 
 struct Pipeline {
-  std::string source_name;        // file path, or a label for in-memory text
+  std::string source_name;          // file path, or a label for in-memory text
   std::filesystem::path directory;  // ${pipeline_dir}
-  std::string source_sha256;      // of the file's bytes
+  std::string source_sha256;        // of the file's bytes
   int format_version = kPipelineFormatVersion;
   std::string description;
   std::map<std::string, std::string> variables;  // after --set overrides
-  std::vector<PipelineNode> nodes;  // in file order
+  std::vector<PipelineNode> nodes;               // in file order
   std::vector<std::size_t> topological_order;
 
   std::optional<std::size_t> find_node(const std::string& id) const;

@@ -89,13 +89,18 @@ class PluginRegistrar {
 
 #define FUSIONFLOW_PLUGIN_ENTRY_SYMBOL "fusionflow_plugin_descriptor"
 
-#define FUSIONFLOW_PLUGIN(NAME, VERSION, DESCRIPTION)                                                      \
-  static void fusionflow_register_this_plugin(::fusionflow::PluginRegistrar& registrar);                \
-  extern "C" __attribute__((visibility("default"))) const ::fusionflow::PluginDescriptor*                 \
-  fusionflow_plugin_descriptor(void) {                                                                   \
-    static const ::fusionflow::PluginDescriptor descriptor{                                              \
-        FUSIONFLOW_PLUGIN_ABI_VERSION, NAME, VERSION, DESCRIPTION, FUSIONFLOW_COMPILER_ID,               \
-        FUSIONFLOW_PLUGIN_ITK_VERSION, FUSIONFLOW_PLUGIN_VTK_VERSION, &fusionflow_register_this_plugin}; \
-    return &descriptor;                                                                                  \
-  }                                                                                                      \
+#define FUSIONFLOW_PLUGIN(NAME, VERSION, DESCRIPTION)                                         \
+  static void fusionflow_register_this_plugin(::fusionflow::PluginRegistrar& registrar);      \
+  extern "C" __attribute__((visibility("default"))) const ::fusionflow::PluginDescriptor*     \
+  fusionflow_plugin_descriptor(void) {                                                        \
+    static const ::fusionflow::PluginDescriptor descriptor{FUSIONFLOW_PLUGIN_ABI_VERSION,     \
+                                                           NAME,                              \
+                                                           VERSION,                           \
+                                                           DESCRIPTION,                       \
+                                                           FUSIONFLOW_COMPILER_ID,            \
+                                                           FUSIONFLOW_PLUGIN_ITK_VERSION,     \
+                                                           FUSIONFLOW_PLUGIN_VTK_VERSION,     \
+                                                           &fusionflow_register_this_plugin}; \
+    return &descriptor;                                                                       \
+  }                                                                                           \
   static void fusionflow_register_this_plugin(::fusionflow::PluginRegistrar& registrar)

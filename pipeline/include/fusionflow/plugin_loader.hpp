@@ -13,10 +13,10 @@ namespace fusionflow {
 
 struct PluginLoadReport {
   std::filesystem::path file;
-  bool loaded = false;            // false: the whole plugin was refused
+  bool loaded = false;  // false: the whole plugin was refused
   std::string plugin_name;
   std::string plugin_version;
-  std::string error;              // why it was refused
+  std::string error;                    // why it was refused
   std::vector<std::string> node_types;  // registered from this file
   std::vector<std::string> warnings;    // e.g. a node type skipped as duplicate
 };
@@ -32,7 +32,8 @@ std::filesystem::path default_plugin_dir();
 // Loads every "*.so" file in each directory (sorted by name within a
 // directory). A plugin name already loaded from an earlier directory is
 // skipped with a warning, so --plugin-dir can override a bundled plugin.
-std::vector<PluginLoadReport> load_plugins(const std::vector<std::filesystem::path>& directories, NodeRegistry& registry);
+std::vector<PluginLoadReport> load_plugins(const std::vector<std::filesystem::path>& directories,
+                                           NodeRegistry& registry);
 
 PluginLoadReport load_plugin_file(const std::filesystem::path& file, NodeRegistry& registry);
 

@@ -17,9 +17,9 @@ namespace fusionflow {
 
 // Where a node or payload type came from.
 struct Origin {
-  std::string plugin_name;     // "core", or "(host)" for types registered in-process
+  std::string plugin_name;  // "core", or "(host)" for types registered in-process
   std::string plugin_version;
-  std::string library_path;    // empty for in-process registrations
+  std::string library_path;  // empty for in-process registrations
 };
 
 struct RegisteredNode {

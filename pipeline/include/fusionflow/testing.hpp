@@ -31,8 +31,12 @@ class NodeHarness {
   // declared kind, range and choices like a pipeline file's (throws
   // std::invalid_argument naming the parameter).
   NodeHarness& set_param(const std::string& name, ParamValue value);
-  NodeHarness& set_param(const std::string& name, int value) { return set_param(name, ParamValue(std::int64_t{value})); }
-  NodeHarness& set_param(const std::string& name, const char* value) { return set_param(name, ParamValue(std::string(value))); }
+  NodeHarness& set_param(const std::string& name, int value) {
+    return set_param(name, ParamValue(std::int64_t{value}));
+  }
+  NodeHarness& set_param(const std::string& name, const char* value) {
+    return set_param(name, ParamValue(std::string(value)));
+  }
 
   template <class T>
   NodeHarness& set_input(const std::string& port, T value) {

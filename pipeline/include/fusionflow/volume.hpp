@@ -39,10 +39,10 @@ struct Geometry {
 // What the intensities mean. Never holds patient identifiers: loaders keep
 // those out unless the user explicitly asks for them.
 struct VolumeMetadata {
-  std::string modality;            // "CT", "MR", "PT", "LABELS", "FUSED", ...
-  std::string units;               // "HU", "Bq/mL", "SUVbw", "a.u.", ...
-  std::string quantity;            // e.g. "attenuation", "T1-weighted", "activity concentration"
-  std::string source;              // file or node that produced it
+  std::string modality;  // "CT", "MR", "PT", "LABELS", "FUSED", ...
+  std::string units;     // "HU", "Bq/mL", "SUVbw", "a.u.", ...
+  std::string quantity;  // e.g. "attenuation", "T1-weighted", "activity concentration"
+  std::string source;    // file or node that produced it
   std::string series_description;
   std::map<std::string, std::string> extra;  // e.g. PET dose/weight for SUV
 };
@@ -52,9 +52,7 @@ struct Volume {
   std::vector<float> voxels;  // x (i) fastest, then j, then k
   VolumeMetadata metadata;
 
-  float at(std::size_t i, std::size_t j, std::size_t k) const {
-    return voxels[geometry.linear_index(i, j, k)];
-  }
+  float at(std::size_t i, std::size_t j, std::size_t k) const { return voxels[geometry.linear_index(i, j, k)]; }
 };
 
 }  // namespace fusionflow

@@ -184,15 +184,9 @@ void write_volume(const Volume& volume, const std::filesystem::path& path, Voxel
   check_voxel_count(volume);
   register_itk_image_io();
   switch (storage) {
-    case VoxelStorage::Float32:
-      write_as<float>(volume, path);
-      return;
-    case VoxelStorage::Int16:
-      write_as<std::int16_t>(volume, path);
-      return;
-    case VoxelStorage::UInt8:
-      write_as<std::uint8_t>(volume, path);
-      return;
+    case VoxelStorage::Float32: write_as<float>(volume, path); return;
+    case VoxelStorage::Int16: write_as<std::int16_t>(volume, path); return;
+    case VoxelStorage::UInt8: write_as<std::uint8_t>(volume, path); return;
   }
   throw std::runtime_error("unknown voxel storage type for '" + path.string() + "'");
 }

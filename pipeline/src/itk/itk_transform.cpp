@@ -62,8 +62,8 @@ bool is_rotation(const std::array<double, 9>& m) {
       if (std::abs(dot - (a == b ? 1.0 : 0.0)) > 1e-9) return false;
     }
   }
-  const double det = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) +
-                     m[2] * (m[3] * m[7] - m[4] * m[6]);
+  const double det =
+      m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) + m[2] * (m[3] * m[7] - m[4] * m[6]);
   return det > 0;
 }
 

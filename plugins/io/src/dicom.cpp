@@ -53,7 +53,6 @@ namespace fusionflow::io {
 namespace {
 namespace fs = std::filesystem;
 
-
 void quiet_dcmtk() {
   // DCMTK logs parse errors to stderr; we report them in our own messages.
   static std::once_flag once;
@@ -414,10 +413,10 @@ bool read_slice_header(const fs::path& path, SliceHeader& slice) {
   const std::uint32_t high_bit = get_count(data, DCM_HighBit, bits_stored - 1);
   const std::uint32_t representation = get_count(data, DCM_PixelRepresentation, 0);
   if (bits_stored == 0 || bits_stored > slice.bits_allocated || high_bit != bits_stored - 1 || representation > 1) {
-    throw std::runtime_error("cannot read DICOM file " + quoted(path) + ": inconsistent pixel description (BitsAllocated " +
-                             std::to_string(slice.bits_allocated) + ", BitsStored " + std::to_string(bits_stored) +
-                             ", HighBit " + std::to_string(high_bit) + ", PixelRepresentation " +
-                             std::to_string(representation) + "): the header is corrupt");
+    throw std::runtime_error("cannot read DICOM file " + quoted(path) +
+                             ": inconsistent pixel description (BitsAllocated " + std::to_string(slice.bits_allocated) +
+                             ", BitsStored " + std::to_string(bits_stored) + ", HighBit " + std::to_string(high_bit) +
+                             ", PixelRepresentation " + std::to_string(representation) + "): the header is corrupt");
   }
   if (photometric == "MONOCHROME1" && representation == 1) {
     throw std::runtime_error("cannot read DICOM file " + quoted(path) +
@@ -955,8 +954,8 @@ class ScratchDicom {
       data.findAndDeleteElement(DCM_RescaleSlope);
       data.findAndDeleteElement(DCM_RescaleIntercept);
     }
-    const OFCondition status = parsed.saveFile(OFFilename(path_.c_str()), EXS_Unknown, EET_ExplicitLength,
-                                               EGL_recalcGL, EPD_noChange, 0, 0, EWM_createNewMeta);
+    const OFCondition status = parsed.saveFile(OFFilename(path_.c_str()), EXS_Unknown, EET_ExplicitLength, EGL_recalcGL,
+                                               EPD_noChange, 0, 0, EWM_createNewMeta);
     if (status.bad()) {
       fs::remove(path_, ec);
       throw std::runtime_error("cannot decode DICOM file " + quoted(file) + ": " + explain(status));

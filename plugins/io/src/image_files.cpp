@@ -46,28 +46,20 @@ enum class FileFormat { Nifti, Nrrd, MetaImage, Png };
 
 const char* format_name(FileFormat format) {
   switch (format) {
-    case FileFormat::Nifti:
-      return "NIfTI";
-    case FileFormat::Nrrd:
-      return "NRRD";
-    case FileFormat::MetaImage:
-      return "MetaImage";
-    case FileFormat::Png:
-      return "PNG";
+    case FileFormat::Nifti: return "NIfTI";
+    case FileFormat::Nrrd: return "NRRD";
+    case FileFormat::MetaImage: return "MetaImage";
+    case FileFormat::Png: return "PNG";
   }
   return "image";
 }
 
 const char* format_key(FileFormat format) {
   switch (format) {
-    case FileFormat::Nifti:
-      return "nifti";
-    case FileFormat::Nrrd:
-      return "nrrd";
-    case FileFormat::MetaImage:
-      return "metaimage";
-    case FileFormat::Png:
-      return "png";
+    case FileFormat::Nifti: return "nifti";
+    case FileFormat::Nrrd: return "nrrd";
+    case FileFormat::MetaImage: return "metaimage";
+    case FileFormat::Png: return "png";
   }
   return "image";
 }
@@ -80,7 +72,6 @@ std::string lower(std::string text) {
 bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
-
 
 std::string number_text(double value) {
   std::ostringstream text;
@@ -103,12 +94,9 @@ FileFormat format_from_name(const fs::path& path) {
 
 itk::ImageIOBase::Pointer make_io(FileFormat format) {
   switch (format) {
-    case FileFormat::Nifti:
-      return itk::NiftiImageIO::New().GetPointer();
-    case FileFormat::Nrrd:
-      return itk::NrrdImageIO::New().GetPointer();
-    case FileFormat::MetaImage:
-      return itk::MetaImageIO::New().GetPointer();
+    case FileFormat::Nifti: return itk::NiftiImageIO::New().GetPointer();
+    case FileFormat::Nrrd: return itk::NrrdImageIO::New().GetPointer();
+    case FileFormat::MetaImage: return itk::MetaImageIO::New().GetPointer();
     case FileFormat::Png:  // read_png_file
       break;
   }
@@ -327,8 +315,10 @@ void check_raw_nifti_header(const fs::path& path, const NiftiHeader& nifti) {
   if (!raw) return;
   const std::uint32_t sizeof_hdr = read_u32(raw->head, 0, raw->swap);
   if (sizeof_hdr != 348 && sizeof_hdr != 540) {
-    throw std::runtime_error("cannot read " + quoted(path) + ": not a valid NIfTI file: its header size (sizeof_hdr) "
-                             "is " + std::to_string(read_u32(raw->head, 0, false)) +
+    throw std::runtime_error("cannot read " + quoted(path) +
+                             ": not a valid NIfTI file: its header size (sizeof_hdr) "
+                             "is " +
+                             std::to_string(read_u32(raw->head, 0, false)) +
                              ", not 348 (NIfTI-1) or 540 (NIfTI-2): the header is corrupt");
   }
   if (nifti.sform_code > 0) return;  // the sform's columns give the spacing
@@ -464,7 +454,8 @@ MetaHeader parse_meta_header(const fs::path& path) {
     const std::string key = trim(line.substr(0, equals));
     const std::string value = trim(line.substr(equals + 1));
     // MetaIO reads a boolean from its first letter: T, t or 1 is true.
-    if (key == "CompressedData") header.compressed = !value.empty() && (value[0] == 'T' || value[0] == 't' || value[0] == '1');
+    if (key == "CompressedData")
+      header.compressed = !value.empty() && (value[0] == 'T' || value[0] == 't' || value[0] == '1');
     if (key == "CompressedDataSize") header.compressed_size = value;
     if (key == "NDims") header.ndims = value;
     if (key == "ElementNumberOfChannels") header.channels = value;
@@ -546,7 +537,8 @@ void check_meta_container(const fs::path& path, std::uint64_t voxel_bytes, const
         declared > double(available)) {
       throw std::runtime_error("cannot read " + quoted(path) + ": its CompressedDataSize '" +
                                header.compressed_size.substr(0, 40) + "' is not a byte count the file holds (" +
-                               std::to_string(available) + " bytes of data): the file is truncated or its header "
+                               std::to_string(available) +
+                               " bytes of data): the file is truncated or its header "
                                "corrupt");
     }
     // 0 is what MetaIO writes when it did not know the size: it then reads to the end.
@@ -655,8 +647,8 @@ bool itk_used_sform(const NiftiHeader& header, const itk::ImageIOBase& io) {
       largest = std::max(largest, std::abs(io.GetOrigin(r) - sign * affine[r][3]));
     }
     for (unsigned c = 0; c < 3 && c < io.GetNumberOfDimensions(); ++c) {
-      const double norm = std::sqrt(affine[0][c] * affine[0][c] + affine[1][c] * affine[1][c] +
-                                    affine[2][c] * affine[2][c]);
+      const double norm =
+          std::sqrt(affine[0][c] * affine[0][c] + affine[1][c] * affine[1][c] + affine[2][c] * affine[2][c]);
       const auto column = io.GetDirection(c);
       for (unsigned r = 0; r < 3 && r < column.size(); ++r) {
         const double sign = r < 2 ? -1.0 : 1.0;
@@ -761,16 +753,17 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
         for (int row = 0; row < 3; ++row) norm += affine[row][column] * affine[row][column];
         norm = std::sqrt(norm);
         if (norm > kLargestMm || (column < 3 && norm < kSmallestVoxelMm)) {
-          return std::string("gives ") + (column < 3 ? "a voxel size of " : "an origin ") + number_text(norm) +
-                 " mm" + (column < 3 ? " along axis " + std::to_string(column) : std::string(" away")) +
+          return std::string("gives ") + (column < 3 ? "a voxel size of " : "an origin ") + number_text(norm) + " mm" +
+                 (column < 3 ? " along axis " + std::to_string(column) : std::string(" away")) +
                  ", outside what any image has";
         }
       }
       return {};
     };
     for (const auto& [code, affine, name] : {std::tuple{nifti->sform_code, &nifti->sform, "sform (srow_x/y/z)"},
-                                             std::tuple{nifti->qform_code, &nifti->qform, "qform (quatern_*, qoffset_*, "
-                                                                                         "pixdim)"}}) {
+                                             std::tuple{nifti->qform_code, &nifti->qform,
+                                                        "qform (quatern_*, qoffset_*, "
+                                                        "pixdim)"}}) {
       const std::string problem = code > 0 ? implausible(*affine) : std::string();
       if (!problem.empty()) {
         throw std::runtime_error("cannot read " + quoted(path) + ": the header's " + name + " " + problem +
@@ -883,12 +876,8 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
   if (!own_geometry) check_geometry(path, *io);
 
   switch (format) {
-    case FileFormat::Nifti:
-      check_nifti_container(path, voxel_bytes, grid);
-      break;
-    case FileFormat::MetaImage:
-      check_meta_container(path, voxel_bytes, grid);
-      break;
+    case FileFormat::Nifti: check_nifti_container(path, voxel_bytes, grid); break;
+    case FileFormat::MetaImage: check_meta_container(path, voxel_bytes, grid); break;
     case FileFormat::Nrrd:
       // teem reports truncated raw and compressed data itself; only refuse
       // headers no file of this size could satisfy (detached .nhdr data
@@ -927,8 +916,8 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
     if (!nifti->sform_usable_by_itk && polar.error_mm > request.max_shear_error_mm) {
       throw std::runtime_error("cannot read " + quoted(path) + ": its " + nifti->describe(true) +
                                " is sheared (not a rotation times voxel sizes), and its nearest orthonormal "
-                               "geometry would misplace voxels by up to " + error +
-                               " mm over the image, more than max_shear_error_mm (" +
+                               "geometry would misplace voxels by up to " +
+                               error + " mm over the image, more than max_shear_error_mm (" +
                                number_text(request.max_shear_error_mm) +
                                " mm); resample the image to an orthonormal grid, or raise max_shear_error_mm");
     }
@@ -944,16 +933,16 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
       extra["nifti.shear_error_mm"] = error;
       ctx.log(LogLevel::Warn, "'" + path.string() + "': its " + nifti->describe(true) +
                                   " is sheared; read with the nearest orthonormal direction (polar decomposition), "
-                                  "which places voxels up to " + error +
-                                  " mm from where the file's affine puts them (at most max_shear_error_mm = " +
+                                  "which places voxels up to " +
+                                  error + " mm from where the file's affine puts them (at most max_shear_error_mm = " +
                                   number_text(request.max_shear_error_mm) + " mm)");
     }
   } else if (volumes > 1) {
     try {
       loaded.volume = read_itk_volume_of_4d(path, io, volume);
     } catch (const itk::ExceptionObject& error) {
-      throw std::runtime_error("cannot read the voxels of " + quoted(path) +
-                               ": the file is truncated or corrupt (" + itk_reason(error.GetDescription()) + ")");
+      throw std::runtime_error("cannot read the voxels of " + quoted(path) + ": the file is truncated or corrupt (" +
+                               itk_reason(error.GetDescription()) + ")");
     }
   } else {
     auto reader = itk::ImageFileReader<ItkFloatImage>::New();
@@ -962,8 +951,8 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
     try {
       reader->Update();
     } catch (const itk::ExceptionObject& error) {
-      throw std::runtime_error("cannot read the voxels of " + quoted(path) +
-                               ": the file is truncated or corrupt (" + itk_reason(error.GetDescription()) + ")");
+      throw std::runtime_error("cannot read the voxels of " + quoted(path) + ": the file is truncated or corrupt (" +
+                               itk_reason(error.GetDescription()) + ")");
     }
     VolumeMetadata metadata;
     metadata.source = path.string();
@@ -983,8 +972,8 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
         extra["nifti.qform_sform_difference_mm"] = number_text(difference);
         ctx.log(LogLevel::Warn, "'" + path.string() + "': its " + nifti->describe(false) + " and " +
                                     nifti->describe(true) + " disagree by up to " + number_text(difference) +
-                                    " mm over the image; the geometry is taken from the " +
-                                    extra["nifti.geometry"] + " (ITK's choice); check which one is right");
+                                    " mm over the image; the geometry is taken from the " + extra["nifti.geometry"] +
+                                    " (ITK's choice); check which one is right");
       }
     }
   }

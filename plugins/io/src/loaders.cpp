@@ -171,10 +171,9 @@ void finish(NodeContext& ctx, Volume&& volume) {
   const auto& extra = volume.metadata.extra;
   if (extra.count("io.volume_index")) how += ", volume " + extra.at("io.volume_index");
   if (extra.count("nifti.geometry")) how += ", geometry from the " + extra.at("nifti.geometry");
-  ctx.log(LogLevel::Info, "loaded '" + volume.metadata.source + "' (" + how + "): " + g.size_string() +
-                              " voxels of " + number(g.spacing[0]) + "x" + number(g.spacing[1]) + "x" +
-                              number(g.spacing[2]) + " mm, " + volume.metadata.modality + " in " +
-                              volume.metadata.units);
+  ctx.log(LogLevel::Info, "loaded '" + volume.metadata.source + "' (" + how + "): " + g.size_string() + " voxels of " +
+                              number(g.spacing[0]) + "x" + number(g.spacing[1]) + "x" + number(g.spacing[2]) + " mm, " +
+                              volume.metadata.modality + " in " + volume.metadata.units);
   ctx.progress(1.0);
   ctx.output(kVolumeOut, std::move(volume));
 }
@@ -290,8 +289,7 @@ NodeType<LoadMriOptions> load_mri_node() {
                                 "normalised (percentile or z-score)");
   node.output(kVolumeOut, "MR volume: modality MR, units a.u.");
   add_common_params(node);
-  node.param(&LoadMriOptions::contrast, "contrast",
-             "what the intensities are, e.g. 'T1-weighted' (metadata quantity)")
+  node.param(&LoadMriOptions::contrast, "contrast", "what the intensities are, e.g. 'T1-weighted' (metadata quantity)")
       .param(&LoadMriOptions::n4, "n4", "N4 bias-field correction (voxels <= 0 are background)")
       .param(&N4Options::shrink, "n4_shrink", Limits::range(1, 16), "N4 fits on a grid shrunk by this factor")
       .param(&N4Options::iterations, "n4_iterations", Limits::range(1, 1000),
@@ -484,8 +482,7 @@ NodeType<LoadImageOptions> load_image_node() {
   node.output(kVolumeOut, "the volume");
   add_common_params(node);
   node.param(&LoadImageOptions::modality, "modality", "modality recorded in the metadata (default: DICOM Modality)")
-      .param(&LoadImageOptions::units, "units",
-             "units recorded in the metadata (default: HU for DICOM CT, else a.u.)");
+      .param(&LoadImageOptions::units, "units", "units recorded in the metadata (default: HU for DICOM CT, else a.u.)");
   return node;
 }
 

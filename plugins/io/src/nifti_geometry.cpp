@@ -29,7 +29,6 @@
 namespace fusionflow::io {
 namespace {
 
-
 using Affine = NiftiAffine;
 
 Affine affine_of(const mat44& matrix, double scale) {
@@ -72,18 +71,12 @@ std::vector<std::array<double, 3>> corner_indices(const std::array<std::size_t, 
 
 const char* nifti_xform_name(int code) {
   switch (code) {
-    case NIFTI_XFORM_UNKNOWN:
-      return "unknown";
-    case NIFTI_XFORM_SCANNER_ANAT:
-      return "scanner";
-    case NIFTI_XFORM_ALIGNED_ANAT:
-      return "aligned";
-    case NIFTI_XFORM_TALAIRACH:
-      return "talairach";
-    case NIFTI_XFORM_MNI_152:
-      return "mni";
-    default:
-      return "non-standard";
+    case NIFTI_XFORM_UNKNOWN: return "unknown";
+    case NIFTI_XFORM_SCANNER_ANAT: return "scanner";
+    case NIFTI_XFORM_ALIGNED_ANAT: return "aligned";
+    case NIFTI_XFORM_TALAIRACH: return "talairach";
+    case NIFTI_XFORM_MNI_152: return "mni";
+    default: return "non-standard";
   }
 }
 
@@ -190,36 +183,16 @@ std::vector<float> read_nifti_volume(const std::filesystem::path& path, std::siz
     for (std::size_t n = 0; n < count; ++n) voxels[n] = static_cast<float>(values[n]);
   };
   switch (image->datatype) {
-    case DT_UINT8:
-      convert(std::uint8_t{});
-      break;
-    case DT_INT8:
-      convert(std::int8_t{});
-      break;
-    case DT_INT16:
-      convert(std::int16_t{});
-      break;
-    case DT_UINT16:
-      convert(std::uint16_t{});
-      break;
-    case DT_INT32:
-      convert(std::int32_t{});
-      break;
-    case DT_UINT32:
-      convert(std::uint32_t{});
-      break;
-    case DT_INT64:
-      convert(std::int64_t{});
-      break;
-    case DT_UINT64:
-      convert(std::uint64_t{});
-      break;
-    case DT_FLOAT32:
-      convert(float{});
-      break;
-    case DT_FLOAT64:
-      convert(double{});
-      break;
+    case DT_UINT8: convert(std::uint8_t{}); break;
+    case DT_INT8: convert(std::int8_t{}); break;
+    case DT_INT16: convert(std::int16_t{}); break;
+    case DT_UINT16: convert(std::uint16_t{}); break;
+    case DT_INT32: convert(std::int32_t{}); break;
+    case DT_UINT32: convert(std::uint32_t{}); break;
+    case DT_INT64: convert(std::int64_t{}); break;
+    case DT_UINT64: convert(std::uint64_t{}); break;
+    case DT_FLOAT32: convert(float{}); break;
+    case DT_FLOAT64: convert(double{}); break;
     default:
       throw std::runtime_error("cannot read " + quoted(path) + ": unsupported NIfTI datatype " +
                                std::to_string(image->datatype) + " (" + nifti_datatype_to_string(image->datatype) +

@@ -165,7 +165,6 @@ class PngReader {
   PngMessages messages_;
 };
 
-
 // libpng's message, phrased for the user.
 std::string libpng_reason(const PngMessages& messages) {
   const std::string message = messages.error;
@@ -176,18 +175,12 @@ std::string libpng_reason(const PngMessages& messages) {
 
 std::string color_type_name(int color_type) {
   switch (color_type) {
-    case PNG_COLOR_TYPE_GRAY:
-      return "grey";
-    case PNG_COLOR_TYPE_GRAY_ALPHA:
-      return "grey+alpha";
-    case PNG_COLOR_TYPE_PALETTE:
-      return "palette";
-    case PNG_COLOR_TYPE_RGB:
-      return "rgb";
-    case PNG_COLOR_TYPE_RGB_ALPHA:
-      return "rgba";
-    default:
-      return "colour type " + std::to_string(color_type);
+    case PNG_COLOR_TYPE_GRAY: return "grey";
+    case PNG_COLOR_TYPE_GRAY_ALPHA: return "grey+alpha";
+    case PNG_COLOR_TYPE_PALETTE: return "palette";
+    case PNG_COLOR_TYPE_RGB: return "rgb";
+    case PNG_COLOR_TYPE_RGB_ALPHA: return "rgba";
+    default: return "colour type " + std::to_string(color_type);
   }
 }
 

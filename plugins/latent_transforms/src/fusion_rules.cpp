@@ -47,8 +47,8 @@ void validate(const std::vector<const Latent*>& latents, const FusionOptions& op
     const std::string who = describe(latents, n);
     const std::string reference = describe(latents, 0);
     if (other.kind != first.kind) {
-      throw std::invalid_argument(who + " has kind '" + other.kind + "' but " + reference + " has kind '" +
-                                  first.kind + "': encode every modality with the same encoder");
+      throw std::invalid_argument(who + " has kind '" + other.kind + "' but " + reference + " has kind '" + first.kind +
+                                  "': encode every modality with the same encoder");
     }
     if (other.encoder_params != first.encoder_params) {
       std::string detail;
@@ -108,14 +108,17 @@ void validate(const std::vector<const Latent*>& latents, const FusionOptions& op
                                   std::to_string(latents.size()) + " latents");
     }
     if (rule == Rule::GuidedFilter && first.kind != kGuidedFilter) {
-      throw std::invalid_argument("rule guided_filter needs latents of kind 'guided_filter' (encode.guided_filter), "
-                                  "got kind '" + first.kind + "'");
+      throw std::invalid_argument(
+          "rule guided_filter needs latents of kind 'guided_filter' (encode.guided_filter), "
+          "got kind '" +
+          first.kind + "'");
     }
     if (rule == Rule::GuidedFilter &&
         (first.levels.size() != 2 || first.levels[0].role != "detail" || first.levels[1].role != "base" ||
          first.levels[0].channels != 1 || first.levels[0].geometry.size != first.levels[1].geometry.size)) {
-      throw std::invalid_argument("rule guided_filter needs latents with a 'detail' and a 'base' level on one grid, "
-                                  "as encode.guided_filter makes");
+      throw std::invalid_argument(
+          "rule guided_filter needs latents with a 'detail' and a 'base' level on one grid, "
+          "as encode.guided_filter makes");
     }
   }
   if (!(options.match_threshold >= 0.0 && options.match_threshold < 1.0)) {
@@ -320,7 +323,9 @@ void energy_choice_stream(const LevelInputs& in, std::size_t r, std::vector<std:
   std::vector<double> prefix(sources * ring * plane);
   std::vector<float> slice(sources * plane), energy(sources * plane);
   // Prefix plane `index` (the sum of slices 0 .. index - 1) of source n.
-  auto prefix_plane = [&](std::size_t n, std::size_t index) { return prefix.data() + (n * ring + index % ring) * plane; };
+  auto prefix_plane = [&](std::size_t n, std::size_t index) {
+    return prefix.data() + (n * ring + index % ring) * plane;
+  };
   auto window = [r](std::size_t i, std::size_t n) {
     return std::pair<std::size_t, std::size_t>(i >= r ? i - r : 0, std::min(n - 1, i + r));
   };
@@ -337,7 +342,8 @@ void energy_choice_stream(const LevelInputs& in, std::size_t r, std::vector<std:
         for (std::size_t x = 0; x < d.nx; ++x) {
           const std::size_t v = z * plane + j * d.nx + x;
           float sum = 0.0f;
-          for (std::size_t c = 0; c < in.channels; ++c) sum += in.data[n][c * v_count + v] * in.data[n][c * v_count + v];
+          for (std::size_t c = 0; c < in.channels; ++c)
+            sum += in.data[n][c * v_count + v] * in.data[n][c * v_count + v];
           row[x] = sum;
         }
         std::vector<double> line(d.nx + 1);
@@ -362,7 +368,8 @@ void energy_choice_stream(const LevelInputs& in, std::size_t r, std::vector<std:
           const auto [lo, hi] = window(j, d.ny);
           const double count = static_cast<double>(hi - lo + 1);
           for (std::size_t x = x0; x < x1; ++x) {
-            values[j * d.nx + x] = static_cast<float>((column[(hi + 1) * w + (x - x0)] - column[lo * w + (x - x0)]) / count);
+            values[j * d.nx + x] =
+                static_cast<float>((column[(hi + 1) * w + (x - x0)] - column[lo * w + (x - x0)]) / count);
           }
         }
       });
@@ -370,7 +377,8 @@ void energy_choice_stream(const LevelInputs& in, std::size_t r, std::vector<std:
       const double* previous = prefix_plane(n, z);
       double* current = prefix_plane(n, z + 1);
       parallel_index(d.ny, [&](std::size_t j) {
-        for (std::size_t v = j * d.nx; v < (j + 1) * d.nx; ++v) current[v] = previous[v] + static_cast<double>(values[v]);
+        for (std::size_t v = j * d.nx; v < (j + 1) * d.nx; ++v)
+          current[v] = previous[v] + static_cast<double>(values[v]);
       });
     }
     // Every output slice whose window ends here.
@@ -384,7 +392,8 @@ void energy_choice_stream(const LevelInputs& in, std::size_t r, std::vector<std:
           const double* top = prefix_plane(n, hi + 1);
           const double* bottom = prefix_plane(n, lo);
           float* e = energy.data() + n * plane;
-          for (std::size_t v = j * d.nx; v < (j + 1) * d.nx; ++v) e[v] = static_cast<float>((top[v] - bottom[v]) / count);
+          for (std::size_t v = j * d.nx; v < (j + 1) * d.nx; ++v)
+            e[v] = static_cast<float>((top[v] - bottom[v]) / count);
         }
         for (std::size_t v = j * d.nx; v < (j + 1) * d.nx; ++v) {
           float best = energy[v];
@@ -601,8 +610,8 @@ Latent fuse_latents(const std::vector<const Latent*>& latents, const FusionOptio
   }
   fused.source_metadata.modality = "FUSED";
   fused.source_metadata.units = units;
-  fused.source_metadata.quantity = "fused (" + kRuleNames.name(options.detail_rule) + " detail, " +
-                                   kRuleNames.name(options.base_rule) + " base)";
+  fused.source_metadata.quantity =
+      "fused (" + kRuleNames.name(options.detail_rule) + " detail, " + kRuleNames.name(options.base_rule) + " base)";
   fused.source_metadata.series_description.clear();
   fused.source_metadata.extra.clear();
   fused.source_metadata.extra["fusion_sources"] = sources;

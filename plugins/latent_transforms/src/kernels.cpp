@@ -62,9 +62,7 @@ std::unique_ptr<float[]> make_scratch(std::size_t count) {
   return buffer;
 }
 
-Kernel1D binomial5(std::size_t dilation) {
-  return {{1.0f / 16, 4.0f / 16, 6.0f / 16, 4.0f / 16, 1.0f / 16}, dilation};
-}
+Kernel1D binomial5(std::size_t dilation) { return {{1.0f / 16, 4.0f / 16, 6.0f / 16, 4.0f / 16, 1.0f / 16}, dilation}; }
 
 Kernel1D gaussian_kernel(double sigma, std::size_t radius) {
   std::vector<double> w(2 * radius + 1);
@@ -123,8 +121,8 @@ void filter_rows(float* out, std::size_t len, std::size_t centre, std::size_t n,
 
 }  // namespace
 
-void separable_filter(const float* in, float* out, Dims d, const Kernel1D& kx, const Kernel1D& ky,
-                      const Kernel1D& kz, const Control& control) {
+void separable_filter(const float* in, float* out, Dims d, const Kernel1D& kx, const Kernel1D& ky, const Kernel1D& kz,
+                      const Control& control) {
   const std::size_t slice = d.slice();
   auto planes = make_scratch(d.count());
   float* tmp = planes.get();
@@ -133,8 +131,7 @@ void separable_filter(const float* in, float* out, Dims d, const Kernel1D& kx, c
     std::vector<float> rows(slice);
     for (std::size_t j = 0; j < d.ny; ++j) filter_line(in + k * slice + j * d.nx, rows.data() + j * d.nx, d.nx, kx);
     for (std::size_t j = 0; j < d.ny; ++j) {
-      filter_rows(tmp + k * slice + j * d.nx, d.nx, j, d.ny, ky,
-                  [&](std::size_t r) { return rows.data() + r * d.nx; });
+      filter_rows(tmp + k * slice + j * d.nx, d.nx, j, d.ny, ky, [&](std::size_t r) { return rows.data() + r * d.nx; });
     }
   });
   parallel_index(d.nz, [&](std::size_t k) {

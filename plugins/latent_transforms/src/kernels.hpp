@@ -75,13 +75,13 @@ struct Kernel1D {
   std::size_t radius() const { return weights.size() / 2; }
 };
 
-Kernel1D binomial5(std::size_t dilation);       // [1 4 6 4 1] / 16 (B3 spline)
+Kernel1D binomial5(std::size_t dilation);                    // [1 4 6 4 1] / 16 (B3 spline)
 Kernel1D gaussian_kernel(double sigma, std::size_t radius);  // normalised to sum 1
 
 // out = in filtered separably along x, y and z with mirror (reflect-101)
 // borders. `in` and `out` must not overlap. Checks cancellation per slice.
-void separable_filter(const float* in, float* out, Dims d, const Kernel1D& kx, const Kernel1D& ky,
-                      const Kernel1D& kz, const Control& control);
+void separable_filter(const float* in, float* out, Dims d, const Kernel1D& kx, const Kernel1D& ky, const Kernel1D& kz,
+                      const Control& control);
 
 // In-place mean over the box [x-r, x+r] x [y-r, y+r] x [z-r, z+r] clipped to
 // the volume (each voxel divided by the number of voxels actually inside).

@@ -208,8 +208,8 @@ double ssim(const Grey& x, const Grey& y, bool three_d) {
   double sum = 0.0;
   for (std::size_t v = 0; v < mu1.size(); ++v) {
     const double s1 = xx[v] - mu1[v] * mu1[v], s2 = yy[v] - mu2[v] * mu2[v], s12 = xy[v] - mu1[v] * mu2[v];
-    sum += ((2.0 * mu1[v] * mu2[v] + c1) * (2.0 * s12 + c2)) /
-           ((mu1[v] * mu1[v] + mu2[v] * mu2[v] + c1) * (s1 + s2 + c2));
+    sum +=
+        ((2.0 * mu1[v] * mu2[v] + c1) * (2.0 * s12 + c2)) / ((mu1[v] * mu1[v] + mu2[v] * mu2[v] + c1) * (s1 + s2 + c2));
   }
   return sum / static_cast<double>(mu1.size());
 }
@@ -223,7 +223,8 @@ struct Plane {
 
 Plane valid2(const Plane& in, const std::vector<double>& w) {
   Plane out;
-  out.v = valid_filter<double>(in.d, w, false, [&](std::size_t i) { return in.v[i]; }, out.d);
+  out.v = valid_filter<double>(
+      in.d, w, false, [&](std::size_t i) { return in.v[i]; }, out.d);
   return out;
 }
 
@@ -456,8 +457,8 @@ Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>
   };
   auto metric_cells = [&](const FusionMetrics& m) {
     return std::vector<std::pair<std::string, Table::Cell>>{
-        {"en_" + unit, cell(m.en)}, {"sd", cell(m.sd)},     {"sf", cell(m.sf)},     {"mi_" + unit, cell(m.mi)},
-        {"scd", cell(m.scd)},       {"vif", cell(m.vif)},   {"qabf", cell(m.qabf)}, {"ssim", cell(m.ssim)}};
+        {"en_" + unit, cell(m.en)}, {"sd", cell(m.sd)},   {"sf", cell(m.sf)},     {"mi_" + unit, cell(m.mi)},
+        {"scd", cell(m.scd)},       {"vif", cell(m.vif)}, {"qabf", cell(m.qabf)}, {"ssim", cell(m.ssim)}};
   };
   auto row = [&](const std::string& scope, Table::Cell slice, double slices, const FusionMetrics& m) {
     std::vector<std::pair<std::string, Table::Cell>> cells{
@@ -535,8 +536,8 @@ Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>
     add(m.ssim, sum.ssim, count.ssim);
   }
   auto mean = [](double total, double n) { return n > 0.0 ? total / n : kNaN; };
-  const FusionMetrics averaged{mean(sum.en, count.en),   mean(sum.sd, count.sd),     mean(sum.sf, count.sf),
-                               mean(sum.mi, count.mi),   mean(sum.scd, count.scd),   mean(sum.vif, count.vif),
+  const FusionMetrics averaged{mean(sum.en, count.en),     mean(sum.sd, count.sd),    mean(sum.sf, count.sf),
+                               mean(sum.mi, count.mi),     mean(sum.scd, count.scd),  mean(sum.vif, count.vif),
                                mean(sum.qabf, count.qabf), mean(sum.ssim, count.ssim)};
   table.add_row(row("mean", std::monostate{}, slices, averaged));
   control.report(1.0);

@@ -14,9 +14,7 @@ using detail::dims_of;
 using detail::parallel_index;
 using detail::run_in_arena;
 
-std::string size_string(const Geometry& g) {
-  return g.size_string();
-}
+std::string size_string(const Geometry& g) { return g.size_string(); }
 
 Geometry pyramid_child_geometry(const Geometry& fine) {
   Geometry coarse = fine;
@@ -31,7 +29,8 @@ namespace {
 
 void check_volume(const Volume& volume, const char* what) {
   if (volume.geometry.voxel_count() == 0) {
-    throw std::invalid_argument(std::string(what) + ": the volume is empty (size " + size_string(volume.geometry) + ")");
+    throw std::invalid_argument(std::string(what) + ": the volume is empty (size " + size_string(volume.geometry) +
+                                ")");
   }
   if (volume.voxels.size() != volume.geometry.voxel_count()) {
     throw std::invalid_argument(std::string(what) + ": the volume holds " + std::to_string(volume.voxels.size()) +
@@ -182,7 +181,8 @@ void reduce(const float* in, Dims fine, float* out, Dims coarse, const Control& 
     control.cancel_point();
     std::vector<float> rows(coarse.nx * fine.ny);
     const float* slice = in + k * fine.slice();
-    for (std::size_t j = 0; j < fine.ny; ++j) reduce_line(slice + j * fine.nx, fine.nx, rows.data() + j * coarse.nx, tx);
+    for (std::size_t j = 0; j < fine.ny; ++j)
+      reduce_line(slice + j * fine.nx, fine.nx, rows.data() + j * coarse.nx, tx);
     for (std::size_t j = 0; j < coarse.ny; ++j) {
       combine_rows(tmp + k * coarse_plane + j * coarse.nx, coarse.nx, ty[j],
                    [&](std::size_t r) { return rows.data() + r * coarse.nx; });
@@ -198,8 +198,8 @@ enum class Combine { FineMinusExpanded, FinePlusExpanded };
 
 // out = other - EXPAND(coarse) (encoding a band-pass level), or
 // out = other + EXPAND(coarse) (decoding), one fine slice at a time.
-void expand_and_combine(const float* coarse_data, Dims coarse, float* out, const float* other, Dims fine,
-                        Combine mode, const Control& control) {
+void expand_and_combine(const float* coarse_data, Dims coarse, float* out, const float* other, Dims fine, Combine mode,
+                        const Control& control) {
   const auto tx = axis_taps(fine.nx, coarse.nx, false);
   const auto ty = axis_taps(fine.ny, coarse.ny, false);
   const auto tz = axis_taps(fine.nz, coarse.nz, false);
@@ -226,10 +226,11 @@ void expand_and_combine(const float* coarse_data, Dims coarse, float* out, const
 
 Latent encode_laplacian_pyramid(const Volume& volume, int levels, const Control& control) {
   check_volume(volume, "laplacian pyramid");
-  if (levels < 1) throw std::invalid_argument("laplacian pyramid: levels must be at least 1, got " + std::to_string(levels));
+  if (levels < 1)
+    throw std::invalid_argument("laplacian pyramid: levels must be at least 1, got " + std::to_string(levels));
   Latent latent = latent_for(volume, kLaplacianPyramid);
-  latent.encoder_params = {{"levels", std::to_string(levels)}, {"kernel", "binomial_1_4_6_4_1"},
-                           {"border", "renormalised"}};
+  latent.encoder_params = {
+      {"levels", std::to_string(levels)}, {"kernel", "binomial_1_4_6_4_1"}, {"border", "renormalised"}};
   run_in_arena(control.threads, [&] {
     Geometry geometry = volume.geometry;
     const float* current = volume.voxels.data();
@@ -258,7 +259,8 @@ Latent encode_laplacian_pyramid(const Volume& volume, int levels, const Control&
 
 Latent encode_atrous_wavelet(const Volume& volume, int levels, const Control& control) {
   check_volume(volume, "a trous wavelet");
-  if (levels < 1) throw std::invalid_argument("a trous wavelet: levels must be at least 1, got " + std::to_string(levels));
+  if (levels < 1)
+    throw std::invalid_argument("a trous wavelet: levels must be at least 1, got " + std::to_string(levels));
   Latent latent = latent_for(volume, kAtrousWavelet);
   latent.encoder_params = {{"levels", std::to_string(levels)}, {"kernel", "b3_spline_1_4_6_4_1"}, {"border", "mirror"}};
   const Dims d = dims_of(volume.geometry);
@@ -274,8 +276,7 @@ Latent encode_atrous_wavelet(const Volume& volume, int levels, const Control& co
       parallel_index(d.nz, [&](std::size_t k) {
         for (std::size_t v = k * d.slice(); v < (k + 1) * d.slice(); ++v) current[v] -= next[v];
       });
-      latent.levels.push_back(
-          make_level("detail_" + std::to_string(j), "detail", volume.geometry, std::move(current)));
+      latent.levels.push_back(make_level("detail_" + std::to_string(j), "detail", volume.geometry, std::move(current)));
       current = std::move(next);
       control.report(static_cast<double>(j + 1) / static_cast<double>(levels));
     }
@@ -318,21 +319,23 @@ namespace {
 
 [[noreturn]] void level_error(const Latent& latent, std::size_t l, const std::string& problem) {
   const std::string name = l < latent.levels.size() ? latent.levels[l].name : std::string("?");
-  throw std::invalid_argument("cannot decode latent of kind '" + latent.kind + "': level " + std::to_string(l) +
-                              " ('" + name + "') " + problem);
+  throw std::invalid_argument("cannot decode latent of kind '" + latent.kind + "': level " + std::to_string(l) + " ('" +
+                              name + "') " + problem);
 }
 
 void check_level_data(const Latent& latent) {
   if (latent.levels.size() < 2) {
     throw std::invalid_argument("cannot decode latent of kind '" + latent.kind + "': it has " +
-                                std::to_string(latent.levels.size()) + " level(s), at least a detail and a base needed");
+                                std::to_string(latent.levels.size()) +
+                                " level(s), at least a detail and a base needed");
   }
   for (std::size_t l = 0; l < latent.levels.size(); ++l) {
     const LatentLevel& level = latent.levels[l];
     if (level.channels != 1) level_error(latent, l, "has " + std::to_string(level.channels) + " channels, expected 1");
     if (level.data.size() != level.voxel_count()) {
-      level_error(latent, l, "holds " + std::to_string(level.data.size()) + " values for a " +
-                                 size_string(level.geometry) + " grid");
+      level_error(
+          latent, l,
+          "holds " + std::to_string(level.data.size()) + " values for a " + size_string(level.geometry) + " grid");
     }
     const bool last = l + 1 == latent.levels.size();
     if ((level.role == "base") != last) {
@@ -344,8 +347,9 @@ void check_level_data(const Latent& latent) {
 void check_on_source_grid(const Latent& latent) {
   for (std::size_t l = 0; l < latent.levels.size(); ++l) {
     if (latent.levels[l].geometry.size != latent.source_geometry.size) {
-      level_error(latent, l, "has grid " + size_string(latent.levels[l].geometry) + ", expected the source grid " +
-                                 size_string(latent.source_geometry));
+      level_error(latent, l,
+                  "has grid " + size_string(latent.levels[l].geometry) + ", expected the source grid " +
+                      size_string(latent.source_geometry));
     }
   }
 }
@@ -361,14 +365,16 @@ Volume volume_for(const Latent& latent, std::vector<float> voxels) {
 Volume decode_pyramid(const Latent& latent, const Control& control) {
   const std::size_t detail_count = latent.levels.size() - 1;
   if (latent.levels[0].geometry.size != latent.source_geometry.size) {
-    level_error(latent, 0, "has grid " + size_string(latent.levels[0].geometry) + ", expected the source grid " +
-                               size_string(latent.source_geometry));
+    level_error(latent, 0,
+                "has grid " + size_string(latent.levels[0].geometry) + ", expected the source grid " +
+                    size_string(latent.source_geometry));
   }
   for (std::size_t l = 1; l < latent.levels.size(); ++l) {
     const Geometry expected = pyramid_child_geometry(latent.levels[l - 1].geometry);
     if (latent.levels[l].geometry.size != expected.size) {
-      level_error(latent, l, "has grid " + size_string(latent.levels[l].geometry) + ", expected " +
-                                 size_string(expected) + " (half of level " + std::to_string(l - 1) + ", rounded up)");
+      level_error(latent, l,
+                  "has grid " + size_string(latent.levels[l].geometry) + ", expected " + size_string(expected) +
+                      " (half of level " + std::to_string(l - 1) + ", rounded up)");
     }
   }
   std::vector<float> result;

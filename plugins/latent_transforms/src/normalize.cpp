@@ -35,7 +35,8 @@ double suv_factor(const Volume& volume, const NormalizeOptions& options) {
   }
   throw std::invalid_argument("suv_range: the volume's units are '" + units +
                               "' and it carries no SUV factor (metadata suvbw_per_bq_per_ml): convert it to SUV "
-                              "first or set suv_per_unit (SUV per " + (units.empty() ? "input unit" : units) + ")");
+                              "first or set suv_per_unit (SUV per " +
+                              (units.empty() ? "input unit" : units) + ")");
 }
 
 std::vector<float> finite_values(const Volume& volume) {

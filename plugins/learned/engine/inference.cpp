@@ -59,7 +59,8 @@ void for_slice_batches(std::size_t slices, const InferenceOptions& options, Body
 
 class TorchModel final : public Model {
  public:
-  TorchModel(std::filesystem::path file, ModelContainer container) : path_(std::move(file)), header_(std::move(container.header)) {
+  TorchModel(std::filesystem::path file, ModelContainer container)
+      : path_(std::move(file)), header_(std::move(container.header)) {
     const std::string who = "model file " + path_.string();
     try {
       architecture_ = architecture_from_json(header_.at("architecture"), who + ": /architecture");
@@ -101,15 +102,16 @@ class TorchModel final : public Model {
   void check_input(const Volume& volume, const std::string& modality) const override {
     const ModalityInfo& m = info(modality);
     if (!volume.metadata.modality.empty() && volume.metadata.modality != modality) {
-      throw std::invalid_argument("the input volume is modality '" + volume.metadata.modality + "' but the node encodes '" +
-                                  modality + "' with model " + path_.string() +
+      throw std::invalid_argument("the input volume is modality '" + volume.metadata.modality +
+                                  "' but the node encodes '" + modality + "' with model " + path_.string() +
                                   ": connect a " + modality + " volume or change the node's modality parameter");
     }
     if (volume.metadata.units != m.units) {
       throw std::invalid_argument("model " + path_.string() + " expects " + modality + " in units '" + m.units +
                                   "' (normalisation " + m.normalisation.kind + " " + number(m.normalisation.low) +
                                   ".." + number(m.normalisation.high) + ") but the input volume is in '" +
-                                  volume.metadata.units + "': convert the input (e.g. io.load_pet output_units) or "
+                                  volume.metadata.units +
+                                  "': convert the input (e.g. io.load_pet output_units) or "
                                   "train a model for these units");
     }
   }
@@ -125,7 +127,8 @@ class TorchModel final : public Model {
     out.geometry = volume.geometry;
     out.metadata = volume.metadata;
     out.metadata.units = "normalised";
-    out.metadata.quantity = volume.metadata.quantity + " (model normalisation " + number(low) + ".." + number(high) + " -> 0..1)";
+    out.metadata.quantity =
+        volume.metadata.quantity + " (model normalisation " + number(low) + ".." + number(high) + " -> 0..1)";
     out.voxels.resize(volume.voxels.size());
     const double scale = 1.0 / (high - low);
     for (std::size_t v = 0; v < volume.voxels.size(); ++v) out.voxels[v] = float((volume.voxels[v] - low) * scale);
@@ -161,7 +164,8 @@ class TorchModel final : public Model {
     const auto style_dim = std::size_t(architecture_.style_dim);
     std::vector<float> styles(g.size[2] * style_dim);
     for_slice_batches(g.size[2], options, [&](std::size_t k0, std::size_t count) {
-      torch::Tensor input = slices_to_tensor(normalised.voxels.data(), g, k0, count, architecture_.context_slices, px, py);
+      torch::Tensor input =
+          slices_to_tensor(normalised.voxels.data(), g, k0, count, architecture_.context_slices, px, py);
       auto [code, style] = encoder->encode(input);
       if (quantizer) code = quantizer->forward(code).first;
       code = code.contiguous();
@@ -216,7 +220,8 @@ class TorchModel final : public Model {
                 const std::vector<float>& style) const override {
     const ModalityInfo& m = info(modality);
     if (latent.kind != kLatentKind) {
-      throw std::invalid_argument("latent of kind '" + latent.kind + "' cannot be decoded by a learned model: use "
+      throw std::invalid_argument("latent of kind '" + latent.kind +
+                                  "' cannot be decoded by a learned model: use "
                                   "decode.latent for classical encoders");
     }
     const auto params = encoder_params();
@@ -269,8 +274,8 @@ class TorchModel final : public Model {
       torch::Tensor style_batch;
       if (!styles.empty()) {
         style_batch = torch::empty({long(count), long(style_dim)});
-        std::copy(styles.begin() + std::ptrdiff_t(k0 * style_dim), styles.begin() + std::ptrdiff_t((k0 + count) * style_dim),
-                  style_batch.data_ptr<float>());
+        std::copy(styles.begin() + std::ptrdiff_t(k0 * style_dim),
+                  styles.begin() + std::ptrdiff_t((k0 + count) * style_dim), style_batch.data_ptr<float>());
       }
       torch::Tensor image = decoder->forward(input, style_batch).contiguous();
       const float* src = image.data_ptr<float>();
@@ -294,9 +299,9 @@ class TorchModel final : public Model {
     volume.metadata.extra["learned_model"] = path_.string();
     if (!fused) {
       volume.metadata.modality = modality;
-      volume.metadata.quantity = source.modality == modality ? source.quantity + " (learned reconstruction)"
-                                                            : "synthetic " + modality + " from " + source.modality +
-                                                                  " (learned)";
+      volume.metadata.quantity = source.modality == modality
+                                     ? source.quantity + " (learned reconstruction)"
+                                     : "synthetic " + modality + " from " + source.modality + " (learned)";
     }
     double low = 0.0, high = 1.0;
     bool have_range = false;
@@ -350,8 +355,9 @@ struct RandomGeneratorImpl : torch::nn::Module {
     torch::Tensor x = start(z).view({z.size(0), width_, 4, 4});
     torch::Tensor style = mlp2(torch::relu(mlp1(z)));
     for (std::size_t s = 0; s < convs.size(); ++s) {
-      x = torch::nn::functional::interpolate(
-          x, torch::nn::functional::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
+      x = torch::nn::functional::interpolate(x, torch::nn::functional::InterpolateFuncOptions()
+                                                    .scale_factor(std::vector<double>{2.0, 2.0})
+                                                    .mode(torch::kNearest));
       x = convs[s](x);
       const auto mean = x.mean({2, 3}, true);
       const auto stdev = (x.var({2, 3}, false, true) + 1e-5).sqrt();

@@ -126,8 +126,7 @@ ModalityInfo modality_from_json(const nlohmann::json& json, const std::string& n
   if (info.normalisation.kind == "scale" && !(info.normalisation.high > 0)) {
     throw std::invalid_argument(nwhere + "/high: must be positive for kind scale");
   }
-  if (info.normalisation.kind == "percentile" &&
-      (info.normalisation.low < 0 || info.normalisation.high > 100)) {
+  if (info.normalisation.kind == "percentile" && (info.normalisation.low < 0 || info.normalisation.high > 100)) {
     throw std::invalid_argument(nwhere + ": percentiles must lie in [0, 100]");
   }
   return info;
@@ -149,12 +148,9 @@ std::pair<double, double> normalisation_range(const Volume& volume, const Normal
 }
 
 nlohmann::json to_json(const Architecture& a) {
-  nlohmann::json json{{"type", "slice2d_conv_autoencoder"},
-                      {"width", a.width},
-                      {"latent_channels", a.latent_channels},
-                      {"downsampling", a.downsampling},
-                      {"context_slices", a.context_slices},
-                      {"residual_blocks", a.residual_blocks}};
+  nlohmann::json json{{"type", "slice2d_conv_autoencoder"},   {"width", a.width},
+                      {"latent_channels", a.latent_channels}, {"downsampling", a.downsampling},
+                      {"context_slices", a.context_slices},   {"residual_blocks", a.residual_blocks}};
   if (a.codebook_size > 0) json["codebook_size"] = a.codebook_size;  // absent: no quantiser
   if (a.style_dim > 0) json["style_dim"] = a.style_dim;              // absent: no style
   return json;
@@ -174,8 +170,7 @@ Architecture architecture_from_json(const nlohmann::json& json, const std::strin
   };
   for (const auto& [key, value] : json.items()) {
     if (key != "type" && key != "width" && key != "latent_channels" && key != "downsampling" &&
-        key != "context_slices" && key != "residual_blocks" && key != "codebook_size" &&
-        key != "style_dim") {
+        key != "context_slices" && key != "residual_blocks" && key != "codebook_size" && key != "style_dim") {
       throw std::invalid_argument(where + "/" + key + ": unknown key");
     }
     (void)value;

@@ -44,8 +44,10 @@ TORCH_MODULE(ResBlock);
 struct EncoderImpl : torch::nn::Module {
   explicit EncoderImpl(const Architecture& a) {
     head = register_module("head", conv(1 + 2 * a.context_slices, a.width, 3));
-    for (int d = 0; d < a.downsampling; ++d) down.push_back(register_module("down" + std::to_string(d), conv(a.width, a.width, 3, 2)));
-    for (int b = 0; b < a.residual_blocks; ++b) blocks.push_back(register_module("block" + std::to_string(b), ResBlock(a.width, 1 << (b % 3 + 1))));
+    for (int d = 0; d < a.downsampling; ++d)
+      down.push_back(register_module("down" + std::to_string(d), conv(a.width, a.width, 3, 2)));
+    for (int b = 0; b < a.residual_blocks; ++b)
+      blocks.push_back(register_module("block" + std::to_string(b), ResBlock(a.width, 1 << (b % 3 + 1))));
     tail = register_module("tail", conv(a.width, a.latent_channels, 1));
     if (a.style_dim > 0) style_head = register_module("style_head", torch::nn::Linear(a.width, a.style_dim));
   }
@@ -69,13 +71,16 @@ TORCH_MODULE(Encoder);
 struct DecoderImpl : torch::nn::Module {
   explicit DecoderImpl(const Architecture& a) {
     head = register_module("head", conv(a.latent_channels, a.width, 3));
-    for (int b = 0; b < a.residual_blocks; ++b) blocks.push_back(register_module("block" + std::to_string(b), ResBlock(a.width, 1 << (b % 3 + 1))));
-    for (int d = 0; d < a.downsampling; ++d) up.push_back(register_module("up" + std::to_string(d), conv(a.width, a.width, 3)));
+    for (int b = 0; b < a.residual_blocks; ++b)
+      blocks.push_back(register_module("block" + std::to_string(b), ResBlock(a.width, 1 << (b % 3 + 1))));
+    for (int d = 0; d < a.downsampling; ++d)
+      up.push_back(register_module("up" + std::to_string(d), conv(a.width, a.width, 3)));
     tail = register_module("tail", conv(a.width, 1, 3));
     if (a.style_dim > 0) {
       style_dim_ = a.style_dim;
       width_ = a.width;
-      style_mlp = register_module("style_mlp", torch::nn::Linear(a.style_dim, 2 * a.width * std::max(1, a.residual_blocks)));
+      style_mlp =
+          register_module("style_mlp", torch::nn::Linear(a.style_dim, 2 * a.width * std::max(1, a.residual_blocks)));
     }
   }
   // `style`: [B, style_dim] (MUNIT's AdaIN parameters come from it); undefined
@@ -97,8 +102,9 @@ struct DecoderImpl : torch::nn::Module {
       if (style_mlp) x = apply_style(x, long(b));
     }
     for (auto& u : up) {
-      x = torch::nn::functional::interpolate(
-          x, torch::nn::functional::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
+      x = torch::nn::functional::interpolate(x, torch::nn::functional::InterpolateFuncOptions()
+                                                    .scale_factor(std::vector<double>{2.0, 2.0})
+                                                    .mode(torch::kNearest));
       x = lrelu(u(x));
     }
     return tail(x);
@@ -121,8 +127,8 @@ struct VectorQuantizerImpl : torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& z) {
     const long channels = codebook.size(1);
     const torch::Tensor flat = z.permute({0, 2, 3, 1}).reshape({-1, channels});
-    const torch::Tensor distance = flat.pow(2).sum(1, true) - 2 * flat.matmul(codebook.t()) +
-                                   codebook.pow(2).sum(1).unsqueeze(0);
+    const torch::Tensor distance =
+        flat.pow(2).sum(1, true) - 2 * flat.matmul(codebook.t()) + codebook.pow(2).sum(1).unsqueeze(0);
     const torch::Tensor index = distance.argmin(1);
     const torch::Tensor q = codebook.index_select(0, index).view({z.size(0), z.size(2), z.size(3), channels});
     return {q.permute({0, 3, 1, 2}).contiguous(), index};
@@ -139,7 +145,8 @@ struct LatentModelImpl : torch::nn::Module {
       encoders.emplace(m, register_module("encoder_" + m, Encoder(a)));
       decoders.emplace(m, register_module("decoder_" + m, Decoder(a)));
     }
-    if (a.codebook_size > 0) quantizer = register_module("quantizer", VectorQuantizer(a.codebook_size, a.latent_channels));
+    if (a.codebook_size > 0)
+      quantizer = register_module("quantizer", VectorQuantizer(a.codebook_size, a.latent_channels));
   }
   std::map<std::string, Encoder> encoders;
   std::map<std::string, Decoder> decoders;

@@ -31,9 +31,8 @@ struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-const std::vector<std::string> kLossNames{"reconstruction", "latent_norm", "translation", "cycle",
-                                          "alignment_l1", "alignment_infonce", "adversarial",
-                                          "vector_quantization"};
+const std::vector<std::string> kLossNames{"reconstruction", "latent_norm",       "translation", "cycle",
+                                          "alignment_l1",   "alignment_infonce", "adversarial", "vector_quantization"};
 
 struct TrainConfig {
   json raw;
@@ -45,14 +44,14 @@ struct TrainConfig {
   Architecture architecture;
   std::int64_t iterations = 1000, batch_size = 8, patch_size = 64, log_every = 10, checkpoint_every = 200;
   double learning_rate = 1e-3;
-  double gradient_clip = 1.0;  // max gradient norm per step; 0: off
+  double gradient_clip = 1.0;             // max gradient norm per step; 0: off
   std::map<std::string, double> weights;  // enabled losses only
   double infonce_temperature = 0.1;
   std::int64_t infonce_samples = 128;
   double commitment = 0.25;  // VQ-VAE commitment weight (beta)
   int discriminator_width = 16;
   // data
-  json phantom;                           // {seeds, size, options, sources}
+  json phantom;  // {seeds, size, options, sources}
   std::vector<std::map<std::string, fs::path>> volume_sets;
 };
 
@@ -62,7 +61,8 @@ const json& member(const json& object, const std::string& key, const std::string
   return object.at(key);
 }
 template <class T>
-T get_number(const json& object, const std::string& key, const std::string& where, T fallback, double low, double high) {
+T get_number(const json& object, const std::string& key, const std::string& where, T fallback, double low,
+             double high) {
   if (!object.contains(key)) return fallback;
   const json& v = object.at(key);
   if (!v.is_number() || (std::is_integral_v<T> && !v.is_number_integer())) {
@@ -70,7 +70,8 @@ T get_number(const json& object, const std::string& key, const std::string& wher
   }
   const double d = v.get<double>();
   if (d < low || d > high) {
-    throw ConfigError(where + "/" + key + ": " + v.dump() + " is outside [" + json(low).dump() + ", " + json(high).dump() + "]");
+    throw ConfigError(where + "/" + key + ": " + v.dump() + " is outside [" + json(low).dump() + ", " +
+                      json(high).dump() + "]");
   }
   return v.get<T>();
 }
@@ -97,8 +98,9 @@ TrainConfig parse_config(const fs::path& file) {
   }
   c.base_dir = fs::absolute(file).parent_path();
   const json& r = c.raw;
-  only_keys(r, "", {"format_version", "description", "output", "checkpoint", "log", "seed", "threads", "modalities",
-                    "data", "model", "training", "losses"});
+  only_keys(r, "",
+            {"format_version", "description", "output", "checkpoint", "log", "seed", "threads", "modalities", "data",
+             "model", "training", "losses"});
   if (r.value("format_version", 0) != 1) throw ConfigError("/format_version: must be 1");
   auto path_of = [&](const std::string& key, const std::string& fallback) {
     if (r.contains(key) && !r[key].is_string()) throw ConfigError("/" + key + ": expected a path string");
@@ -113,7 +115,8 @@ TrainConfig parse_config(const fs::path& file) {
   c.threads = get_number<int>(r, "threads", "", 2, 1, 256);
 
   const json& modalities = member(r, "modalities", "");
-  if (!modalities.is_object() || modalities.size() < 1) throw ConfigError("/modalities: expected an object of modalities");
+  if (!modalities.is_object() || modalities.size() < 1)
+    throw ConfigError("/modalities: expected an object of modalities");
   for (const auto& [name, info] : modalities.items()) {
     try {
       c.modalities.push_back(modality_from_json(info, name, "/modalities/" + name));
@@ -128,8 +131,9 @@ TrainConfig parse_config(const fs::path& file) {
   }
 
   const json training = r.value("training", json::object());
-  only_keys(training, "/training", {"iterations", "batch_size", "patch_size", "learning_rate", "log_every",
-                                    "checkpoint_every", "discriminator_width", "gradient_clip"});
+  only_keys(training, "/training",
+            {"iterations", "batch_size", "patch_size", "learning_rate", "log_every", "checkpoint_every",
+             "discriminator_width", "gradient_clip"});
   c.iterations = get_number<std::int64_t>(training, "iterations", "/training", 1000, 1, 1e8);
   c.batch_size = get_number<std::int64_t>(training, "batch_size", "/training", 8, 1, 1024);
   c.patch_size = get_number<std::int64_t>(training, "patch_size", "/training", 64, 8, 4096);
@@ -148,7 +152,8 @@ TrainConfig parse_config(const fs::path& file) {
   for (const auto& [name, spec] : losses.items()) {
     const std::string where = "/losses/" + name;
     only_keys(spec, where, {"enabled", "weight", "temperature", "samples", "commitment"});
-    if (spec.contains("enabled") && !spec["enabled"].is_boolean()) throw ConfigError(where + "/enabled: expected true or false");
+    if (spec.contains("enabled") && !spec["enabled"].is_boolean())
+      throw ConfigError(where + "/enabled: expected true or false");
     const double weight = get_number<double>(spec, "weight", where, 1.0, 0.0, 1e6);
     if (spec.value("enabled", true) && weight > 0) c.weights[name] = weight;
     if (name == "alignment_infonce") {
@@ -179,13 +184,16 @@ TrainConfig parse_config(const fs::path& file) {
     c.phantom = data["phantom"];
     only_keys(c.phantom, "/data/phantom", {"seeds", "size", "options", "sources"});
     const json& seeds = member(c.phantom, "seeds", "/data/phantom");
-    if (!seeds.is_array() || seeds.empty()) throw ConfigError("/data/phantom/seeds: expected a non-empty array of integers");
+    if (!seeds.is_array() || seeds.empty())
+      throw ConfigError("/data/phantom/seeds: expected a non-empty array of integers");
     for (std::size_t i = 0; i < seeds.size(); ++i)
-      if (!seeds[i].is_number_unsigned()) throw ConfigError("/data/phantom/seeds/" + std::to_string(i) + ": expected a non-negative integer");
+      if (!seeds[i].is_number_unsigned())
+        throw ConfigError("/data/phantom/seeds/" + std::to_string(i) + ": expected a non-negative integer");
     const json& sources = member(c.phantom, "sources", "/data/phantom");
     for (const auto& m : c.modalities) {
       if (!sources.contains(m.name)) {
-        throw ConfigError("/data/phantom/sources/" + m.name + ": required: which phantom volume (ct, t1, t2) is " + m.name);
+        throw ConfigError("/data/phantom/sources/" + m.name + ": required: which phantom volume (ct, t1, t2) is " +
+                          m.name);
       }
       const std::string s = sources[m.name].is_string() ? sources[m.name].get<std::string>() : "";
       if (s != "ct" && s != "t1" && s != "t2") {
@@ -194,7 +202,8 @@ TrainConfig parse_config(const fs::path& file) {
     }
   } else {
     const json& sets = data["volumes"];
-    if (!sets.is_array() || sets.empty()) throw ConfigError("/data/volumes: expected a non-empty array of {modality: path}");
+    if (!sets.is_array() || sets.empty())
+      throw ConfigError("/data/volumes: expected a non-empty array of {modality: path}");
     for (std::size_t i = 0; i < sets.size(); ++i) {
       const std::string where = "/data/volumes/" + std::to_string(i);
       std::map<std::string, fs::path> set;
@@ -278,7 +287,8 @@ std::vector<Case> load_data(const TrainConfig& c, json& hashes, const std::funct
         if (item.channels.empty()) {
           item.geometry = v.geometry;
         } else if (!v.geometry.same_grid(item.geometry, 1e-4)) {
-          throw std::runtime_error(path.string() + " is not on the grid of the other volumes of its case: training "
+          throw std::runtime_error(path.string() +
+                                   " is not on the grid of the other volumes of its case: training "
                                    "needs co-registered volumes resampled onto one grid");
         }
         item.channels.push_back(normalised(v, m));
@@ -341,7 +351,8 @@ json library_versions() {
                            std::to_string(TORCH_VERSION_PATCH)}};
 }
 
-void save_checkpoint(const TrainConfig& c, Networks& n, std::int64_t iteration, const std::vector<std::int64_t>& usage) {
+void save_checkpoint(const TrainConfig& c, Networks& n, std::int64_t iteration,
+                     const std::vector<std::int64_t>& usage) {
   const std::string weights = archive_bytes([&](torch::serialize::OutputArchive& a) {
     torch::serialize::OutputArchive model, optimizer;
     n.model->save(model);
@@ -361,8 +372,11 @@ void save_checkpoint(const TrainConfig& c, Networks& n, std::int64_t iteration, 
     }
   });
   write_model_container(c.checkpoint,
-                        {{"checkpoint", true}, {"iteration", iteration}, {"config_sha256", config_fingerprint(c)},
-                         {"libraries", library_versions()}, {"codebook_usage", usage}},
+                        {{"checkpoint", true},
+                         {"iteration", iteration},
+                         {"config_sha256", config_fingerprint(c)},
+                         {"libraries", library_versions()},
+                         {"codebook_usage", usage}},
                         weights);
 }
 
@@ -372,7 +386,8 @@ std::int64_t load_checkpoint(const TrainConfig& c, Networks& n, std::vector<std:
     throw std::runtime_error(c.checkpoint.string() + " is not a training checkpoint");
   }
   if (container.header.value("config_sha256", "") != config_fingerprint(c)) {
-    throw std::runtime_error("checkpoint " + c.checkpoint.string() + " was written with a different configuration "
+    throw std::runtime_error("checkpoint " + c.checkpoint.string() +
+                             " was written with a different configuration "
                              "(only training/iterations may change on resume): delete it or restore the config");
   }
   try {
@@ -396,8 +411,8 @@ std::int64_t load_checkpoint(const TrainConfig& c, Networks& n, std::vector<std:
       n.discriminator_optimizer->load(d_optimizer);
     }
   } catch (const c10::Error& error) {
-    throw std::runtime_error("checkpoint " + c.checkpoint.string() + " does not fit the configuration: " +
-                             error.what_without_backtrace());
+    throw std::runtime_error("checkpoint " + c.checkpoint.string() +
+                             " does not fit the configuration: " + error.what_without_backtrace());
   }
   if (container.header.contains("codebook_usage")) {
     usage = container.header["codebook_usage"].get<std::vector<std::int64_t>>();
@@ -451,7 +466,8 @@ torch::Tensor as_input(const torch::Tensor& slice, int context) {
 
 // CLIP-style InfoNCE between the codes of two modalities at the same
 // (randomly chosen) positions: each code must pick its partner among all.
-torch::Tensor info_nce(const torch::Tensor& za, const torch::Tensor& zb, const torch::Tensor& index, double temperature) {
+torch::Tensor info_nce(const torch::Tensor& za, const torch::Tensor& zb, const torch::Tensor& index,
+                       double temperature) {
   auto flat = [&](const torch::Tensor& z) {
     return torch::nn::functional::normalize(z.permute({0, 2, 3, 1}).reshape({-1, z.size(1)}).index_select(0, index),
                                             torch::nn::functional::NormalizeFuncOptions().dim(1));
@@ -472,9 +488,9 @@ class Progress {
     const double eta = rate > 0 ? double(total_ - iteration) / rate : 0;
     if (tty_) {
       const int width = 30, filled = int(width * double(iteration) / double(total_));
-      std::fprintf(stderr, "\r[%s%s] %lld/%lld loss %.4f  %.1f it/s  eta %.0f s ", std::string(std::size_t(filled), '#').c_str(),
-                   std::string(std::size_t(width - filled), '.').c_str(), static_cast<long long>(iteration), static_cast<long long>(total_), loss,
-                   rate, eta);
+      std::fprintf(stderr, "\r[%s%s] %lld/%lld loss %.4f  %.1f it/s  eta %.0f s ",
+                   std::string(std::size_t(filled), '#').c_str(), std::string(std::size_t(width - filled), '.').c_str(),
+                   static_cast<long long>(iteration), static_cast<long long>(total_), loss, rate, eta);
       if (iteration == total_) std::fprintf(stderr, "\n");
     } else if (iteration == total_ || iteration - last_line_ >= std::max<std::int64_t>(1, total_ / 20)) {
       std::fprintf(stderr, "iteration %lld/%lld loss %.4f (%.1f it/s, eta %.0f s)\n", static_cast<long long>(iteration),
@@ -567,8 +583,9 @@ int run_training(const TrainRequest& request) {
         std::vector<std::int64_t> batch_usage(usage.size(), 0);
         for (std::size_t m = 0; m < M; ++m) {
           auto [q, index] = n.model->quantizer->forward(codes[m]);
-          add("vector_quantization", (torch::mse_loss(q, codes[m].detach()) +
-                                      c.commitment * torch::mse_loss(codes[m], q.detach())) / double(M));
+          add("vector_quantization",
+              (torch::mse_loss(q, codes[m].detach()) + c.commitment * torch::mse_loss(codes[m], q.detach())) /
+                  double(M));
           codes[m] = codes[m] + (q - codes[m]).detach();
           const torch::Tensor counts = torch::bincount(index, {}, long(usage.size())).contiguous();
           for (std::size_t e = 0; e < usage.size(); ++e) batch_usage[e] += counts.data_ptr<std::int64_t>()[e];
@@ -587,7 +604,8 @@ int run_training(const TrainRequest& request) {
       std::vector<std::pair<std::size_t, torch::Tensor>> fakes;  // (target modality, translated slice)
       for (std::size_t m = 0; m < M; ++m) {
         auto decoder_m = n.model->decoders.at(c.modalities[m].name);
-        if (w("reconstruction") > 0) add("reconstruction", torch::l1_loss(decoder_m->forward(codes[m], styles[m]), batch.targets[m]) / double(M));
+        if (w("reconstruction") > 0)
+          add("reconstruction", torch::l1_loss(decoder_m->forward(codes[m], styles[m]), batch.targets[m]) / double(M));
         if (w("latent_norm") > 0) {
           add("latent_norm", codes[m].pow(2).mean() / double(M));
           if (styles[m].defined()) add("latent_norm", styles[m].pow(2).mean() / double(M));  // style prior N(0, I)
@@ -601,8 +619,8 @@ int run_training(const TrainRequest& request) {
           const torch::Tensor translated = n.model->decoders.at(c.modalities[o].name)->forward(codes[m], styles[o]);
           if (w("translation") > 0) add("translation", torch::l1_loss(translated, batch.targets[o]) / pairs);
           if (w("cycle") > 0) {
-            const torch::Tensor back =
-                decoder_m->forward(n.model->encoders.at(c.modalities[o].name)->forward(as_input(translated, ctx)), styles[m]);
+            const torch::Tensor back = decoder_m->forward(
+                n.model->encoders.at(c.modalities[o].name)->forward(as_input(translated, ctx)), styles[m]);
             add("cycle", torch::l1_loss(back, batch.targets[m]) / pairs);
           }
           if (w("adversarial") > 0) fakes.emplace_back(o, translated);
@@ -612,18 +630,21 @@ int run_training(const TrainRequest& request) {
         std::mt19937_64 rng(c.seed * 31 + std::uint64_t(iteration));
         const std::int64_t positions = codes[0].size(0) * codes[0].size(2) * codes[0].size(3);
         std::vector<std::int64_t> picks;
-        for (std::int64_t s = 0; s < std::min(c.infonce_samples, positions); ++s) picks.push_back(std::int64_t(rng() % std::uint64_t(positions)));
+        for (std::int64_t s = 0; s < std::min(c.infonce_samples, positions); ++s)
+          picks.push_back(std::int64_t(rng() % std::uint64_t(positions)));
         const torch::Tensor index = torch::tensor(picks, torch::kLong);
         const double pairs = double(M * (M - 1) / 2);
         for (std::size_t a = 0; a < M; ++a)
           for (std::size_t b = a + 1; b < M; ++b) {
             if (w("alignment_l1") > 0) add("alignment_l1", torch::l1_loss(codes[a], codes[b]) / pairs);
-            if (w("alignment_infonce") > 0) add("alignment_infonce", info_nce(codes[a], codes[b], index, c.infonce_temperature) / pairs);
+            if (w("alignment_infonce") > 0)
+              add("alignment_infonce", info_nce(codes[a], codes[b], index, c.infonce_temperature) / pairs);
           }
       }
       if (w("adversarial") > 0) {  // least-squares GAN: translations should look real to D
         for (const auto& [o, fake] : fakes) {
-          add("adversarial", (n.discriminators.at(c.modalities[o].name)->forward(fake) - 1).pow(2).mean() / double(fakes.size()));
+          add("adversarial",
+              (n.discriminators.at(c.modalities[o].name)->forward(fake) - 1).pow(2).mean() / double(fakes.size()));
         }
       }
       torch::Tensor total = torch::zeros({});
@@ -641,8 +662,9 @@ int run_training(const TrainRequest& request) {
         torch::Tensor d_loss = torch::zeros({});
         for (const auto& [o, fake] : fakes) {
           auto& d = n.discriminators.at(c.modalities[o].name);
-          d_loss = d_loss + ((d->forward(batch.targets[o]) - 1).pow(2).mean() + d->forward(fake.detach()).pow(2).mean()) /
-                                double(2 * fakes.size());
+          d_loss =
+              d_loss + ((d->forward(batch.targets[o]) - 1).pow(2).mean() + d->forward(fake.detach()).pow(2).mean()) /
+                           double(2 * fakes.size());
         }
         n.discriminator_optimizer->zero_grad();
         d_loss.backward();
@@ -661,26 +683,32 @@ int run_training(const TrainRequest& request) {
         log << line.dump() << "\n" << std::flush;
         last_terms = line;
       }
-      if (iteration % c.log_every == 0 || iteration == c.iterations) progress.update(iteration, total.item<double>(), seconds, start);
+      if (iteration % c.log_every == 0 || iteration == c.iterations)
+        progress.update(iteration, total.item<double>(), seconds, start);
       if (iteration % c.checkpoint_every == 0 && iteration < c.iterations) save_checkpoint(c, n, iteration, usage);
     }
     // The model file: no timestamps, so the same config, data and thread
     // count give the same bytes.
     json modalities = json::object();
     for (const auto& m : c.modalities) modalities[m.name] = to_json(m);
-    json header{{"kind", "fusionflow learned shared latent model"},
-                {"modalities", modalities},
-                {"modality_order", [&] {
-                   json order = json::array();
-                   for (const auto& m : c.modalities) order.push_back(m.name);
-                   return order;
-                 }()},
-                {"architecture", to_json(c.architecture)},
-                {"latent", {{"channels", c.architecture.latent_channels}, {"downsampling_factor", 1 << c.architecture.downsampling},
-                            {"level", "features"}}},
-                {"training", {{"config", c.raw}, {"iterations", c.iterations}, {"threads", c.threads}, {"final_losses", last_terms}}},
-                {"data", hashes},
-                {"libraries", library_versions()}};
+    json header{
+        {"kind", "fusionflow learned shared latent model"},
+        {"modalities", modalities},
+        {"modality_order",
+         [&] {
+           json order = json::array();
+           for (const auto& m : c.modalities) order.push_back(m.name);
+           return order;
+         }()},
+        {"architecture", to_json(c.architecture)},
+        {"latent",
+         {{"channels", c.architecture.latent_channels},
+          {"downsampling_factor", 1 << c.architecture.downsampling},
+          {"level", "features"}}},
+        {"training",
+         {{"config", c.raw}, {"iterations", c.iterations}, {"threads", c.threads}, {"final_losses", last_terms}}},
+        {"data", hashes},
+        {"libraries", library_versions()}};
     header["training"]["final_losses"].erase("seconds");
     if (!usage.empty()) {  // absent without a codebook: older files stay byte-identical
       std::int64_t used = 0;

@@ -48,7 +48,8 @@ Engine& engine() {
                              " (is libtorch-dev installed? scripts/setup.sh installs it)");
   }
   auto entry = reinterpret_cast<Engine* (*)()>(dlsym(handle, FUSIONFLOW_LEARNED_ENGINE_SYMBOL));
-  if (entry == nullptr) throw std::runtime_error(file.string() + " has no entry point " FUSIONFLOW_LEARNED_ENGINE_SYMBOL);
+  if (entry == nullptr)
+    throw std::runtime_error(file.string() + " has no entry point " FUSIONFLOW_LEARNED_ENGINE_SYMBOL);
   instance = entry();
   return *instance;
 }
@@ -151,12 +152,11 @@ NodeType<SynthesizeOptions> synthesize_node() {
 
 NodeType<learned::RandomGeneratorOptions> random_generator_node() {
   using O = learned::RandomGeneratorOptions;
-  NodeType<O> node(
-      "learned.random_generator", "1.0.0",
-      "An untrained MUNIT-style generator with random weights from `seed` maps a random style vector to "
-      "a 3 x size x size image (AdaIN decoder: linear map to 4x4 features, then upsampling "
-      "convolutions with style-driven adaptive instance normalisation, tanh). The image is returned as "
-      "a size x size x 3 volume (channels as slices); its size is logged.");
+  NodeType<O> node("learned.random_generator", "1.0.0",
+                   "An untrained MUNIT-style generator with random weights from `seed` maps a random style vector to "
+                   "a 3 x size x size image (AdaIN decoder: linear map to 4x4 features, then upsampling "
+                   "convolutions with style-driven adaptive instance normalisation, tanh). The image is returned as "
+                   "a size x size x 3 volume (channels as slices); its size is logged.");
   node.output(kVolumeOut, "the image, size x size x 3, values in -1..1")
       .param(&O::seed, "seed", Limits::range(0, 1e15), "seed of the weights and of the random vector")
       .param(&O::latent_dim, "latent_dim", Limits::range(1, 1024), "length of the random vector")
@@ -177,12 +177,11 @@ constexpr OutputPort<Table> kMetricsOut{"metrics"};
 
 NodeType<SynthesisMetricsOptions> synthesis_metrics_node() {
   using O = SynthesisMetricsOptions;
-  NodeType<O> node(
-      "learned.synthesis_metrics", "1.0.0",
-      "Compares a synthetic volume with a reference on the same grid: MAE in the reference's units (e.g. "
-      "HU) over a mask (reference > mask_threshold, e.g. the head in CT), PSNR (dB, over the mask's "
-      "bounding voxels, data range `data_range`) and SSIM (mean over axial slices, 7x7 windows, "
-      "values clipped to the data range). One row.");
+  NodeType<O> node("learned.synthesis_metrics", "1.0.0",
+                   "Compares a synthetic volume with a reference on the same grid: MAE in the reference's units (e.g. "
+                   "HU) over a mask (reference > mask_threshold, e.g. the head in CT), PSNR (dB, over the mask's "
+                   "bounding voxels, data range `data_range`) and SSIM (mean over axial slices, 7x7 windows, "
+                   "values clipped to the data range). One row.");
   node.input(kSyntheticIn, "the synthetic volume (e.g. learned.synthesize output)")
       .input(kReferenceIn, "the reference (e.g. the real CT)")
       .output(kMetricsOut, "columns label, mae, mae_units, psnr_db, ssim, mask_voxels")
@@ -252,7 +251,8 @@ void run_random_generator(NodeContext& ctx, const learned::RandomGeneratorOption
 }
 
 // SSIM (Wang et al. 2004) of one axial slice with 7x7 uniform windows.
-double slice_ssim(const std::vector<double>& a, const std::vector<double>& b, std::size_t nx, std::size_t ny, double range) {
+double slice_ssim(const std::vector<double>& a, const std::vector<double>& b, std::size_t nx, std::size_t ny,
+                  double range) {
   const double c1 = (0.01 * range) * (0.01 * range), c2 = (0.03 * range) * (0.03 * range);
   const std::size_t r = 3;
   if (nx <= 2 * r || ny <= 2 * r) return std::nan("");
@@ -279,8 +279,8 @@ void run_synthesis_metrics(NodeContext& ctx, const SynthesisMetricsOptions& opti
   const Volume& s = ctx.input(kSyntheticIn);
   const Volume& r = ctx.input(kReferenceIn);
   if (!s.geometry.same_grid(r.geometry, 1e-4)) {
-    throw std::invalid_argument("synthetic (" + s.geometry.size_string() + ") and reference (" + r.geometry.size_string() +
-                                ") are not on the same grid: resample one onto the other");
+    throw std::invalid_argument("synthetic (" + s.geometry.size_string() + ") and reference (" +
+                                r.geometry.size_string() + ") are not on the same grid: resample one onto the other");
   }
   const double threshold = options.mask_threshold;
   const auto& range = options.data_range;
@@ -335,8 +335,8 @@ void run_synthesis_metrics(NodeContext& ctx, const SynthesisMetricsOptions& opti
 // path) and calls this function, so the CLI itself never links LibTorch.
 // Returns the exit code.
 extern "C" __attribute__((visibility("default"))) int fusionflow_learned_train(const char* config, int resume,
-                                                                              long long iterations, const char* output,
-                                                                              int quiet) {
+                                                                               long long iterations, const char* output,
+                                                                               int quiet) {
   try {
     fusionflow::learned::TrainRequest request;
     request.config = config;

@@ -143,8 +143,8 @@ std::array<std::array<double, 3>, 8> MattesMutualInformation::lattice_corners() 
   for (int corner = 0; corner < 8; ++corner) {
     std::array<double, 3> index{};
     for (int axis = 0; axis < 3; ++axis) {
-      index[axis] = double(lattice_offset_[axis] +
-                           ((corner >> axis & 1) ? (lattice_size_[axis] - 1) * std::size_t(stride_) : 0));
+      index[axis] =
+          double(lattice_offset_[axis] + ((corner >> axis & 1) ? (lattice_size_[axis] - 1) * std::size_t(stride_) : 0));
     }
     corners[corner] = fixed_.geometry.index_to_point(index);
   }
@@ -226,8 +226,8 @@ void MattesMutualInformation::sample_chunk(const LinearTransformState& t, std::u
       double value = 0;
       for (int row = 0; row < 3; ++row) {
         const std::size_t at = std::size_t(row) * P + p;
-        value += grad[row] * (t.jacobian_at_center[at] + dx0 * t.jacobian_slope[0][at] +
-                              dx1 * t.jacobian_slope[1][at] + dx2 * t.jacobian_slope[2][at]);
+        value += grad[row] * (t.jacobian_at_center[at] + dx0 * t.jacobian_slope[0][at] + dx1 * t.jacobian_slope[1][at] +
+                              dx2 * t.jacobian_slope[2][at]);
       }
       slope[p] = value;
     }

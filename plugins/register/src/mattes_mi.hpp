@@ -52,8 +52,8 @@ struct LinearTransformState {
   std::array<double, 3> offset{0, 0, 0};
   std::array<double, 3> center{0, 0, 0};
   std::size_t parameters = 0;
-  std::vector<double> jacobian_at_center;               // 3 x parameters
-  std::array<std::vector<double>, 3> jacobian_slope;    // 3 x parameters each
+  std::vector<double> jacobian_at_center;             // 3 x parameters
+  std::array<std::vector<double>, 3> jacobian_slope;  // 3 x parameters each
 };
 
 struct MetricValue {
@@ -89,14 +89,14 @@ class MattesMutualInformation {
 
  private:
   struct Chunk;
-  void sample_chunk(const LinearTransformState& transform, std::uint64_t key, std::size_t chunk,
-                    std::size_t count, Chunk& out) const;
+  void sample_chunk(const LinearTransformState& transform, std::uint64_t key, std::size_t chunk, std::size_t count,
+                    Chunk& out) const;
 
   ImageRef fixed_, moving_;
   int bins_;
   int stride_;
   std::array<std::size_t, 3> lattice_size_{}, lattice_offset_{};
-  std::array<double, 9> fixed_index_to_point_{};  // row-major, point = origin + M * index
+  std::array<double, 9> fixed_index_to_point_{};   // row-major, point = origin + M * index
   std::array<double, 9> moving_point_to_index_{};  // row-major, index = M * (point - origin)
   double fixed_bin_size_ = 1, fixed_norm_min_ = 0, moving_bin_size_ = 1, moving_norm_min_ = 0;
 };

@@ -174,8 +174,8 @@ void run_target_error(NodeContext& ctx, const TargetErrorOptions& options) {
     std::array<double, 3> point{};
     for (int axis = 0; axis < 3; ++axis) point[axis] = std::get<double>(landmarks.rows[row].at(columns[axis]));
     const auto a = estimated.apply(point), b = truth.apply(point);
-    const double error = std::sqrt((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1]) +
-                                   (a[2] - b[2]) * (a[2] - b[2]));
+    const double error =
+        std::sqrt((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1]) + (a[2] - b[2]) * (a[2] - b[2]));
     sum += error;
     worst = std::max(worst, error);
     std::string name = std::to_string(row);
@@ -197,7 +197,8 @@ void run_target_error(NodeContext& ctx, const TargetErrorOptions& options) {
 }  // namespace
 }  // namespace fusionflow::register_nodes
 
-FUSIONFLOW_PLUGIN("register", "2.0.0", "Rigid and affine registration (Mattes MI, stochastic gradient descent) and transform files") {
+FUSIONFLOW_PLUGIN("register", "2.0.0",
+                  "Rigid and affine registration (Mattes MI, stochastic gradient descent) and transform files") {
   using namespace fusionflow;
   using namespace fusionflow::register_nodes;
   registrar.add_node(registration_node(registration::TransformKind::Rigid), run_registration);

@@ -25,8 +25,8 @@ using Image = ItkFloatImage;
 void check_not_constant(const Volume& volume, const char* role) {
   const auto [low, high] = std::minmax_element(volume.voxels.begin(), volume.voxels.end());
   if (volume.voxels.empty() || *low == *high) {
-    throw std::runtime_error(std::string("the ") + role + " volume (" + volume.metadata.source +
-                             ") is constant" + (volume.voxels.empty() ? "" : " (every voxel is " + std::to_string(*low) + ")") +
+    throw std::runtime_error(std::string("the ") + role + " volume (" + volume.metadata.source + ") is constant" +
+                             (volume.voxels.empty() ? "" : " (every voxel is " + std::to_string(*low) + ")") +
                              ": mutual information has nothing to align; check the input");
   }
   for (float value : volume.voxels) {
@@ -71,8 +71,8 @@ double overlap_fraction(const Box& fixed_in_moving, const Box& moving) {
   double fraction = 1.0;
   for (int axis = 0; axis < 3; ++axis) {
     const double extent = fixed_in_moving.high[axis] - fixed_in_moving.low[axis];
-    const double overlap = std::min(fixed_in_moving.high[axis], moving.high[axis]) -
-                           std::max(fixed_in_moving.low[axis], moving.low[axis]);
+    const double overlap =
+        std::min(fixed_in_moving.high[axis], moving.high[axis]) - std::max(fixed_in_moving.low[axis], moving.low[axis]);
     if (overlap <= 0) return 0.0;
     if (extent > 0) fraction *= overlap / extent;
   }
@@ -90,7 +90,6 @@ Transform to_transform(const ItkTransform& itk_transform, const std::string& kin
   }
   return transform;
 }
-
 
 // The transform at parameters `mu`, linearised for the metric: matrix,
 // offset and the parameter Jacobian, read off ITK's transform (its Jacobian
@@ -186,7 +185,6 @@ double largest_motion(const LinearTransformState& t, const std::array<std::array
   return largest;
 }
 
-
 ItkFloatImage::ConstPointer smoothed(const ItkFloatImage::ConstPointer& image, double sigma_mm) {
   if (sigma_mm <= 0) return image;
   using Filter = itk::SmoothingRecursiveGaussianImageFilter<Image, Image>;
@@ -197,9 +195,7 @@ ItkFloatImage::ConstPointer smoothed(const ItkFloatImage::ConstPointer& image, d
   return filter->GetOutput();
 }
 
-ImageRef image_ref(const ItkFloatImage& image) {
-  return {image.GetBufferPointer(), geometry_of(image)};
-}
+ImageRef image_ref(const ItkFloatImage& image) { return {image.GetBufferPointer(), geometry_of(image)}; }
 
 // The adaptive stochastic gradient descent of Klein, Pluim, Staring and
 // Viergever (IJCV 81(3), 2009), as elastix's optimiser: gain
@@ -231,8 +227,10 @@ Result run(const Volume& fixed, const Volume& moving, const Settings& settings, 
     initializer->SetTransform(transform);
     initializer->SetFixedImage(fixed_image);
     initializer->SetMovingImage(moving_image);
-    if (settings.initialization == Initialization::Moments) initializer->MomentsOn();
-    else initializer->GeometryOn();
+    if (settings.initialization == Initialization::Moments)
+      initializer->MomentsOn();
+    else
+      initializer->GeometryOn();
     initializer->InitializeTransform();
   }
 
@@ -300,7 +298,8 @@ Result run(const Volume& fixed, const Volume& moving, const Settings& settings, 
       if (callbacks.cancelled && callbacks.cancelled()) throw Cancelled();
       const LinearTransformState state = linearize(*transform, mu);
       const MetricValue metric_value =
-          metric.evaluate(state, MattesMutualInformation::stream_key(settings.seed, level, std::size_t(iteration)), samples, settings.threads);
+          metric.evaluate(state, MattesMutualInformation::stream_key(settings.seed, level, std::size_t(iteration)),
+                          samples, settings.threads);
       if (metric_value.valid_samples * 20 < samples) {
         throw std::runtime_error("the volumes barely overlap during optimisation: only " +
                                  std::to_string(metric_value.valid_samples) + " of " + std::to_string(samples) +
@@ -353,11 +352,13 @@ Result run(const Volume& fixed, const Volume& moving, const Settings& settings, 
       double squared = 0;
       for (const auto& x : spread) {
         const auto ya = map_point(a, x), yb = map_point(b, x);
-        squared += (ya[0] - yb[0]) * (ya[0] - yb[0]) + (ya[1] - yb[1]) * (ya[1] - yb[1]) + (ya[2] - yb[2]) * (ya[2] - yb[2]);
+        squared +=
+            (ya[0] - yb[0]) * (ya[0] - yb[0]) + (ya[1] - yb[1]) * (ya[1] - yb[1]) + (ya[2] - yb[2]) * (ya[2] - yb[2]);
       }
       const double moved = std::sqrt(squared / double(spread.size()));
       report.converged = moved < settings.convergence_mm;
-      std::snprintf(text, sizeof text, "%s: the mean position moved %.3f mm between the last two windows of %zu iterations (%s %g mm)",
+      std::snprintf(text, sizeof text,
+                    "%s: the mean position moved %.3f mm between the last two windows of %zu iterations (%s %g mm)",
                     report.converged ? "converged" : "still moving", moved, window,
                     report.converged ? "<" : ">=", settings.convergence_mm);
     } else {
@@ -377,8 +378,8 @@ Result run(const Volume& fixed, const Volume& moving, const Settings& settings, 
   const LevelReport& last = result.levels.back();
   if (settings.require_convergence && !last.converged) {
     std::ostringstream message;
-    message << "the optimisation did not converge: the final level stopped after " << last.iterations
-            << " iterations (" << last.stop_condition << ") with metric " << last.final_metric
+    message << "the optimisation did not converge: the final level stopped after " << last.iterations << " iterations ("
+            << last.stop_condition << ") with metric " << last.final_metric
             << "; raise 'iterations', check the initial alignment, or set require_convergence to false";
     throw std::runtime_error(message.str());
   }
@@ -387,7 +388,8 @@ Result run(const Volume& fixed, const Volume& moving, const Settings& settings, 
 
 }  // namespace
 
-Result register_volumes(const Volume& fixed, const Volume& moving, const Settings& settings, const Callbacks& callbacks) {
+Result register_volumes(const Volume& fixed, const Volume& moving, const Settings& settings,
+                        const Callbacks& callbacks) {
   check_not_constant(fixed, "fixed");
   check_not_constant(moving, "moving");
   const std::size_t levels = settings.shrink_factors.size();
@@ -397,7 +399,8 @@ Result register_volumes(const Volume& fixed, const Volume& moving, const Setting
                                 std::to_string(settings.smoothing_sigmas_mm.size()) + ", " +
                                 std::to_string(settings.iterations.size()) + ")");
   }
-  if (settings.transform_kind == TransformKind::Affine) return run<itk::AffineTransform<double, 3>>(fixed, moving, settings, callbacks, "affine");
+  if (settings.transform_kind == TransformKind::Affine)
+    return run<itk::AffineTransform<double, 3>>(fixed, moving, settings, callbacks, "affine");
   return run<itk::Euler3DTransform<double>>(fixed, moving, settings, callbacks, "rigid");
 }
 

@@ -33,9 +33,9 @@ struct Settings {
   long samples_per_iteration = 2048;  // fresh random fixed voxels at every iteration
   std::uint64_t seed = 1;
   std::vector<int> iterations{300, 300, 300};  // per level
-  double max_step_mm = 2.0;       // largest voxel motion of a step at the coarsest level (finer: x (shrink ratio)^2)
-  double convergence_mm = 0.5;    // converged when the means of the last two windows differ by less (RMS voxel motion)
-  int convergence_window = 50;    // iterations per window
+  double max_step_mm = 2.0;     // largest voxel motion of a step at the coarsest level (finer: x (shrink ratio)^2)
+  double convergence_mm = 0.5;  // converged when the means of the last two windows differ by less (RMS voxel motion)
+  int convergence_window = 50;  // iterations per window
   bool require_convergence = true;
   int threads = 1;  // the result is the same for any value
 };

@@ -466,12 +466,9 @@ std::vector<std::uint8_t> sample_labels(const HeadModel& model, const RigidTrans
 
 RigidTransform transform_for(const PhantomOptions& options, PhantomSpace space) {
   switch (space) {
-    case PhantomSpace::Ct:
-      return RigidTransform{};
-    case PhantomSpace::Mri:
-      return rigid_transform(options.mri_displacement, {0, 0, 0});
-    case PhantomSpace::Pet:
-      return rigid_transform(options.pet_displacement, {0, 0, 0});
+    case PhantomSpace::Ct: return RigidTransform{};
+    case PhantomSpace::Mri: return rigid_transform(options.mri_displacement, {0, 0, 0});
+    case PhantomSpace::Pet: return rigid_transform(options.pet_displacement, {0, 0, 0});
   }
   throw std::runtime_error("unknown phantom space");
 }

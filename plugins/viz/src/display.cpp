@@ -83,8 +83,9 @@ class VirtualFramebuffer {
     posix_spawnattr_init(&attributes);
     posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
     posix_spawnattr_setpgroup(&attributes, 0);
-    std::vector<std::string> arguments{executable, "-displayfd", std::to_string(kChildFd), "-screen", "0",
-                                       "1280x1024x24", "-nolisten", "tcp", "-terminate"};
+    std::vector<std::string> arguments{executable,  "-displayfd", std::to_string(kChildFd),
+                                       "-screen",   "0",          "1280x1024x24",
+                                       "-nolisten", "tcp",        "-terminate"};
     std::vector<char*> argv;
     for (std::string& argument : arguments) argv.push_back(argument.data());
     argv.push_back(nullptr);
@@ -103,7 +104,8 @@ class VirtualFramebuffer {
     std::string number;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (number.empty() || number.back() != '\n') {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) break;
       pollfd poll_fd{ready[0], POLLIN, 0};
       const int polled = ::poll(&poll_fd, 1, static_cast<int>(left.count()));

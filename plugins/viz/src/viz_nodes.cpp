@@ -352,7 +352,8 @@ RgbImage colour_bar(int width, int height, const OverlayStyle& style, const Volu
   RgbImage strip(width, height, {0, 0, 0});
   const int font = std::clamp(height / 26, 9, 40);
   const std::string units = functional.metadata.units.empty() ? "a.u." : functional.metadata.units;
-  draw_text(strip, describe(functional, "functional"), width / 2, font / 2, font, {1, 1, 1}, TextAnchor::TopCentre, true);
+  draw_text(strip, describe(functional, "functional"), width / 2, font / 2, font, {1, 1, 1}, TextAnchor::TopCentre,
+            true);
   draw_text(strip, "[" + units + "]", width / 2, font / 2 + font + font / 3, font, {1, 1, 1}, TextAnchor::TopCentre);
   const int top = font * 4, bottom = height - font * 5;
   const int bar_left = std::max(4, width / 8), bar_right = bar_left + std::max(8, width / 5);
@@ -370,8 +371,8 @@ RgbImage colour_bar(int width, int height, const OverlayStyle& style, const Volu
     const double t = (value - style.range_min) / (style.range_max - style.range_min);
     const int y = bottom - static_cast<int>(std::lround(t * (bottom - top)));
     for (int x = bar_right + 1; x <= bar_right + font / 2; ++x) std::fill_n(strip.at(x, y), 3, std::uint8_t{255});
-    draw_text(strip, format_number(value), bar_right + font / 2 + 3, y, font, emphasise ? std::array<double, 3>{1, 0.85, 0.2} : std::array<double, 3>{1, 1, 1},
-              TextAnchor::CentreLeft);
+    draw_text(strip, format_number(value), bar_right + font / 2 + 3, y, font,
+              emphasise ? std::array<double, 3>{1, 0.85, 0.2} : std::array<double, 3>{1, 1, 1}, TextAnchor::CentreLeft);
   };
   tick(style.range_max, false);
   tick(style.range_min, false);
@@ -380,8 +381,8 @@ RgbImage colour_bar(int width, int height, const OverlayStyle& style, const Volu
   const std::string grey_units = anatomical.metadata.units.empty() ? "" : " " + anatomical.metadata.units;
   draw_text(strip, describe(anatomical, "anatomy"), width / 2, height - font * 4, font, {0.8, 0.8, 0.8},
             TextAnchor::TopCentre, true);
-  draw_text(strip, "W " + format_number(style.window_width) + grey_units, width / 2, height - font * 3 + font / 4,
-            font, {0.8, 0.8, 0.8}, TextAnchor::TopCentre);
+  draw_text(strip, "W " + format_number(style.window_width) + grey_units, width / 2, height - font * 3 + font / 4, font,
+            {0.8, 0.8, 0.8}, TextAnchor::TopCentre);
   draw_text(strip, "L " + format_number(style.window_low + style.window_width / 2) + grey_units, width / 2,
             height - font * 2 + font / 2, font, {0.8, 0.8, 0.8}, TextAnchor::TopCentre);
   return strip;
@@ -397,7 +398,8 @@ void run_overlay(NodeContext& ctx, const OverlayOptions& options) {
   // --- geometry: one square field of view for all panels, the largest
   // extent of the anatomy (voxel edges), centred on it.
   const std::array<double, 6> centres = world_bounds(anatomical.geometry);
-  const double half_voxel = 0.5 * *std::max_element(anatomical.geometry.spacing.begin(), anatomical.geometry.spacing.end());
+  const double half_voxel =
+      0.5 * *std::max_element(anatomical.geometry.spacing.begin(), anatomical.geometry.spacing.end());
   std::array<double, 3> centre{}, extent{};
   for (int a = 0; a < 3; ++a) {
     centre[a] = 0.5 * (centres[2 * a] + centres[2 * a + 1]);
@@ -458,7 +460,8 @@ void run_overlay(NodeContext& ctx, const OverlayOptions& options) {
     RgbImage panel(size, size);
     std::array<double, 3> world = point;
     for (int row = 0; row < size; ++row) {
-      world[layout_of.row_axis] = centre[layout_of.row_axis] + layout_of.row_sign * ((row + 0.5) - size / 2.0) * mm_per_pixel;
+      world[layout_of.row_axis] =
+          centre[layout_of.row_axis] + layout_of.row_sign * ((row + 0.5) - size / 2.0) * mm_per_pixel;
       for (int column = 0; column < size; ++column) {
         world[layout_of.column_axis] =
             centre[layout_of.column_axis] + layout_of.column_sign * ((column + 0.5) - size / 2.0) * mm_per_pixel;
@@ -468,9 +471,11 @@ void run_overlay(NodeContext& ctx, const OverlayOptions& options) {
     }
     // Pixel centres are at integer positions: column c covers [c - 0.5, c + 0.5].
     const double point_column =
-        (point[layout_of.column_axis] - centre[layout_of.column_axis]) / (layout_of.column_sign * mm_per_pixel) + size / 2.0 - 0.5;
+        (point[layout_of.column_axis] - centre[layout_of.column_axis]) / (layout_of.column_sign * mm_per_pixel) +
+        size / 2.0 - 0.5;
     const double point_row =
-        (point[layout_of.row_axis] - centre[layout_of.row_axis]) / (layout_of.row_sign * mm_per_pixel) + size / 2.0 - 0.5;
+        (point[layout_of.row_axis] - centre[layout_of.row_axis]) / (layout_of.row_sign * mm_per_pixel) + size / 2.0 -
+        0.5;
     point_pixels.push_back({point_column, point_row});
     if (options.crosshair) {
       const int gap = size / 12;
@@ -686,7 +691,8 @@ void run_histogram(NodeContext& ctx, const HistogramOptions& options) {
       const auto bin = static_cast<std::size_t>(std::clamp(position, 0.0, double(bins - 1)));
       h.counts[bin] += 1;
     }
-    if (h.non_finite > 0) ctx.log(LogLevel::Warn, h.label + ": " + std::to_string(h.non_finite) + " non-finite voxels not counted");
+    if (h.non_finite > 0)
+      ctx.log(LogLevel::Warn, h.label + ": " + std::to_string(h.non_finite) + " non-finite voxels not counted");
     ctx.throw_if_cancelled();
   }
   ctx.progress(0.3);
@@ -721,7 +727,8 @@ void run_histogram(NodeContext& ctx, const HistogramOptions& options) {
     vtkNew<vtkContextActor> actor;
     renderer->AddActor(actor);
     std::vector<vtkSmartPointer<vtkTable>> tables;
-    auto fill_chart = [&](vtkChartXY* chart, const std::vector<const Histogram*>& shown, const std::string& chart_title) {
+    auto fill_chart = [&](vtkChartXY* chart, const std::vector<const Histogram*>& shown,
+                          const std::string& chart_title) {
       auto data = vtkSmartPointer<vtkTable>::New();
       tables.push_back(data);
       vtkNew<vtkDoubleArray> x;

@@ -131,7 +131,9 @@ struct OpacityPoint {
 // RgbImage and PNG
 
 RgbImage::RgbImage(int w, int h, std::array<std::uint8_t, 3> fill)
-    : width(w), height(h), pixels(3 * static_cast<std::size_t>(std::max(w, 0)) * static_cast<std::size_t>(std::max(h, 0))) {
+    : width(w),
+      height(h),
+      pixels(3 * static_cast<std::size_t>(std::max(w, 0)) * static_cast<std::size_t>(std::max(h, 0))) {
   for (std::size_t i = 0; i < pixels.size(); i += 3) {
     pixels[i] = fill[0];
     pixels[i + 1] = fill[1];
@@ -152,7 +154,8 @@ void RgbImage::paste(const RgbImage& other, int x, int y) {
 }
 
 void write_png(const RgbImage& image, const std::filesystem::path& path) {
-  if (image.width <= 0 || image.height <= 0) throw std::invalid_argument("cannot write an empty image to " + path.string());
+  if (image.width <= 0 || image.height <= 0)
+    throw std::invalid_argument("cannot write an empty image to " + path.string());
   vtkNew<vtkPNGWriter> writer;
   writer->SetInputData(to_vtk_rgb(image));
   writer->WriteToMemoryOn();
@@ -220,7 +223,8 @@ std::array<double, 3> parse_colour(const std::string& text) {
       return {colour.GetRed(), colour.GetGreen(), colour.GetBlue()};
     }
   }
-  throw std::invalid_argument("unknown colour '" + text + "': use a name (black, white, ...), #rrggbb or r,g,b in [0,1]");
+  throw std::invalid_argument("unknown colour '" + text +
+                              "': use a name (black, white, ...), #rrggbb or r,g,b in [0,1]");
 }
 
 std::array<double, 3> colormap(Colormap map, double t) {
@@ -278,11 +282,23 @@ void draw_text(RgbImage& image, const std::string& text, int x, int y, int font_
     case TextAnchor::TopCentre: left -= w / 2; break;
     case TextAnchor::TopRight: left -= w; break;
     case TextAnchor::CentreLeft: top -= h / 2; break;
-    case TextAnchor::Centre: left -= w / 2; top -= h / 2; break;
-    case TextAnchor::CentreRight: left -= w; top -= h / 2; break;
+    case TextAnchor::Centre:
+      left -= w / 2;
+      top -= h / 2;
+      break;
+    case TextAnchor::CentreRight:
+      left -= w;
+      top -= h / 2;
+      break;
     case TextAnchor::BottomLeft: top -= h; break;
-    case TextAnchor::BottomCentre: left -= w / 2; top -= h; break;
-    case TextAnchor::BottomRight: left -= w; top -= h; break;
+    case TextAnchor::BottomCentre:
+      left -= w / 2;
+      top -= h;
+      break;
+    case TextAnchor::BottomRight:
+      left -= w;
+      top -= h;
+      break;
   }
   const auto* data = static_cast<const std::uint8_t*>(glyphs->GetScalarPointer());
   // The text's tight box is the lower-left w x h corner of the (possibly
@@ -378,11 +394,19 @@ PresetTable preset_table(Preset preset) {
   switch (preset) {
     case Preset::CtBone:  // HU: soft tissue transparent, bone ivory
       return {false,
-              {{-1000, 0, 0, 0}, {150, 0.73, 0.25, 0.30}, {400, 0.90, 0.82, 0.56}, {1100, 1.0, 0.98, 0.92}, {3000, 1, 1, 1}},
+              {{-1000, 0, 0, 0},
+               {150, 0.73, 0.25, 0.30},
+               {400, 0.90, 0.82, 0.56},
+               {1100, 1.0, 0.98, 0.92},
+               {3000, 1, 1, 1}},
               {{-1000, 0}, {150, 0}, {300, 0.12}, {700, 0.6}, {1200, 0.85}, {3000, 0.9}}};
     case Preset::CtSoftTissue:  // HU: skin surface, faint brain, bone
       return {false,
-              {{-1000, 0, 0, 0}, {-300, 0.75, 0.52, 0.43}, {100, 0.92, 0.72, 0.62}, {400, 1.0, 0.95, 0.85}, {1100, 1, 1, 1}},
+              {{-1000, 0, 0, 0},
+               {-300, 0.75, 0.52, 0.43},
+               {100, 0.92, 0.72, 0.62},
+               {400, 1.0, 0.95, 0.85},
+               {1100, 1, 1, 1}},
               {{-1000, 0}, {-450, 0}, {-250, 0.06}, {-100, 0.25}, {100, 0.3}, {400, 0.6}, {1100, 0.85}}};
     case Preset::Mri:  // grey, low intensities clear
       return {true,
@@ -399,7 +423,6 @@ PresetTable preset_table(Preset preset) {
           {{0, 0, 0, 0}, {0.3, 0.30, 0.32, 0.55}, {0.6, 0.80, 0.68, 0.55}, {1.0, 1.0, 0.97, 0.88}},
           {{0, 0}, {0.3, 0}, {0.55, 0.08}, {0.85, 0.4}, {1.0, 0.7}}};
 }
-
 
 // Preset control point -> intensity.
 double preset_value(Preset preset, const PresetTable& table, const IntensityStats& stats, double t) {
@@ -429,7 +452,8 @@ void apply_preset(vtkVolumeProperty* property, int component, Preset preset, con
   const PresetTable table = preset_table(preset);
   vtkNew<vtkColorTransferFunction> colour;
   vtkNew<vtkPiecewiseFunction> opacity;
-  for (const ControlPoint& p : table.colours) colour->AddRGBPoint(preset_value(preset, table, stats, p.t), p.r, p.g, p.b);
+  for (const ControlPoint& p : table.colours)
+    colour->AddRGBPoint(preset_value(preset, table, stats, p.t), p.r, p.g, p.b);
   for (const OpacityPoint& p : table.opacities) {
     opacity->AddPoint(preset_value(preset, table, stats, p.t), std::min(1.0, p.opacity * opacity_scale));
   }
@@ -538,7 +562,8 @@ std::vector<float> gaussian_smooth(const Volume& volume, double sigma_mm) {
     const int radius = static_cast<int>(std::ceil(3 * sigma));
     std::vector<double> kernel(2 * static_cast<std::size_t>(radius) + 1);
     double sum = 0;
-    for (int t = -radius; t <= radius; ++t) sum += kernel[static_cast<std::size_t>(t + radius)] = std::exp(-0.5 * t * t / (sigma * sigma));
+    for (int t = -radius; t <= radius; ++t)
+      sum += kernel[static_cast<std::size_t>(t + radius)] = std::exp(-0.5 * t * t / (sigma * sigma));
     for (double& k : kernel) k /= sum;
     const std::size_t n = g.size[axis];
     const std::size_t stride = axis == 0 ? 1 : axis == 1 ? g.size[0] : g.size[0] * g.size[1];
@@ -547,9 +572,12 @@ std::vector<float> gaussian_smooth(const Volume& volume, double sigma_mm) {
     for (std::size_t l = 0; l < lines; ++l) {
       // Start of line l: decompose into the other two axes.
       std::size_t start = 0;
-      if (axis == 0) start = l * n;
-      else if (axis == 1) start = (l / g.size[0]) * g.size[0] * g.size[1] + l % g.size[0];
-      else start = l;
+      if (axis == 0)
+        start = l * n;
+      else if (axis == 1)
+        start = (l / g.size[0]) * g.size[0] * g.size[1] + l % g.size[0];
+      else
+        start = l;
       for (std::size_t i = 0; i < n; ++i) line[i] = data[start + i * stride];
       for (std::size_t i = 0; i < n; ++i) {
         double value = 0;
@@ -590,7 +618,8 @@ Volume crop(const Volume& volume, const std::array<std::size_t, 6>& box) {
   check_voxels(volume, "the cropped");
   const Geometry& g = volume.geometry;
   for (int a = 0; a < 3; ++a) {
-    if (box[2 * a] > box[2 * a + 1] || box[2 * a + 1] >= g.size[a]) throw std::invalid_argument("crop box outside the volume");
+    if (box[2 * a] > box[2 * a + 1] || box[2 * a + 1] >= g.size[a])
+      throw std::invalid_argument("crop box outside the volume");
   }
   Volume result;
   result.metadata = volume.metadata;
@@ -653,11 +682,14 @@ Scene build_scene(const Volume& full_anatomical, const Volume* full_functional, 
   // Only the visible part of the anatomy (plus a margin) is uploaded and ray
   // cast, and the camera frames it: a head in a large field of view costs
   // less and fills the picture.
-  const double visible = options.iso_surface ? options.iso_value : visible_threshold(options.preset, scene.anatomical_stats);
-  Volume anatomical = crop(full_anatomical, content_box(full_anatomical, visible, 2 + static_cast<std::size_t>(std::ceil(options.smoothing_mm))));
+  const double visible =
+      options.iso_surface ? options.iso_value : visible_threshold(options.preset, scene.anatomical_stats);
+  Volume anatomical = crop(full_anatomical, content_box(full_anatomical, visible,
+                                                        2 + static_cast<std::size_t>(std::ceil(options.smoothing_mm))));
   if (options.smoothing_mm > 0) anatomical.voxels = gaussian_smooth(anatomical, options.smoothing_mm);
   scene.bounds = world_bounds(anatomical.geometry);
-  const double smallest_spacing = *std::min_element(anatomical.geometry.spacing.begin(), anatomical.geometry.spacing.end());
+  const double smallest_spacing =
+      *std::min_element(anatomical.geometry.spacing.begin(), anatomical.geometry.spacing.end());
   const double sample_distance = options.sample_distance_mm > 0 ? options.sample_distance_mm : smallest_spacing;
 
   auto make_volume = [&](vtkImageData* image, const Geometry& geometry) {

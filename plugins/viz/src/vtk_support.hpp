@@ -100,7 +100,17 @@ inline const ChoiceList<Colormap> kColormapNames{
 // (PET style); Jet; Viridis; Gray.
 std::array<double, 3> colormap(Colormap map, double t);
 
-enum class TextAnchor { TopLeft, TopCentre, TopRight, CentreLeft, Centre, CentreRight, BottomLeft, BottomCentre, BottomRight };
+enum class TextAnchor {
+  TopLeft,
+  TopCentre,
+  TopRight,
+  CentreLeft,
+  Centre,
+  CentreRight,
+  BottomLeft,
+  BottomCentre,
+  BottomRight
+};
 // Draws text (FreeType through VTK, no display needed) with a dark outline so
 // it reads on any background. Takes lock_rendering() itself.
 void draw_text(RgbImage& image, const std::string& text, int x, int y, int font_size,
@@ -121,8 +131,8 @@ inline const ChoiceList<Preset> kPresetNames{{Preset::CtBone, "ct_bone"},
 Preset auto_preset(const VolumeMetadata& metadata);
 
 struct IntensityStats {
-  double min = 0, max = 1;    // finite voxels
-  double low = 0, high = 1;   // robust range: 1st and 99.5th percentile of voxels above min
+  double min = 0, max = 1;   // finite voxels
+  double low = 0, high = 1;  // robust range: 1st and 99.5th percentile of voxels above min
   std::size_t finite = 0;
 };
 IntensityStats intensity_stats(const Volume& volume);
@@ -191,13 +201,13 @@ struct SceneOptions {
 
 struct Scene {
   vtkSmartPointer<vtkRenderer> renderer;
-  vtkSmartPointer<vtkVolume> volume;             // null if nothing is volume rendered
+  vtkSmartPointer<vtkVolume> volume;  // null if nothing is volume rendered
   vtkSmartPointer<vtkGPUVolumeRayCastMapper> mapper;
-  vtkSmartPointer<vtkActor> iso_actor;           // null without iso-surface
-  int anatomical_component = -1;                 // component of `volume` holding the anatomy (-1: none)
-  int functional_component = -1;                 // ... and the functional volume (-1: none)
+  vtkSmartPointer<vtkActor> iso_actor;  // null without iso-surface
+  int anatomical_component = -1;        // component of `volume` holding the anatomy (-1: none)
+  int functional_component = -1;        // ... and the functional volume (-1: none)
   IntensityStats anatomical_stats, functional_stats;
-  std::array<double, 6> bounds{};                // LPS bounds of the visible anatomy (for the camera)
+  std::array<double, 6> bounds{};  // LPS bounds of the visible anatomy (for the camera)
   double smallest_spacing = 1.0;
 };
 
@@ -223,11 +233,10 @@ void render_scene(vtkRenderWindow* window, const Scene& scene);
 // up), elevation, zoom. Lateral and Custom are values of their own so that
 // captions name the view as it was asked for.
 enum class Camera { Anterior, Posterior, Left, Right, Lateral, Superior, Inferior, Oblique, Custom };
-inline const ChoiceList<Camera> kCameraNames{{Camera::Anterior, "anterior"}, {Camera::Posterior, "posterior"},
-                                             {Camera::Left, "left"},         {Camera::Right, "right"},
-                                             {Camera::Lateral, "lateral"},   {Camera::Superior, "superior"},
-                                             {Camera::Inferior, "inferior"}, {Camera::Oblique, "oblique"},
-                                             {Camera::Custom, "custom"}};
+inline const ChoiceList<Camera> kCameraNames{
+    {Camera::Anterior, "anterior"}, {Camera::Posterior, "posterior"}, {Camera::Left, "left"},
+    {Camera::Right, "right"},       {Camera::Lateral, "lateral"},     {Camera::Superior, "superior"},
+    {Camera::Inferior, "inferior"}, {Camera::Oblique, "oblique"},     {Camera::Custom, "custom"}};
 void set_camera(vtkRenderer* renderer, const std::array<double, 6>& bounds, Camera preset, double azimuth,
                 double elevation, double zoom);
 // Patient direction letter(s) of an LPS world direction: the dominant axis

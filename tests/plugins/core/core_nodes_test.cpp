@@ -51,7 +51,8 @@ TEST(CoreVolumeStats, ComputesStatisticsOfFiniteVoxelsAndCountsTheRest) {
 
 TEST(CoreSyntheticVolume, SphereHasTheRightVolumeAndCentredGeometry) {
   NodeHarness node(bundled(), "core.synthetic_volume");
-  node.set_param("size", std::vector<std::int64_t>{40, 50, 60}).set_param("spacing", std::vector<double>{1.0, 1.0, 2.0});
+  node.set_param("size", std::vector<std::int64_t>{40, 50, 60})
+      .set_param("spacing", std::vector<double>{1.0, 1.0, 2.0});
   node.run();
   const Volume& volume = node.output<Volume>("volume");
   EXPECT_EQ(volume.geometry.size, (std::array<std::size_t, 3>{40, 50, 60}));
@@ -134,7 +135,7 @@ TEST(NodeHarness, ChecksParametersAndInputsLikeAPipeline) {
   EXPECT_THROW(node.set_param("seed", -1), std::invalid_argument);
   EXPECT_THROW(node.set_param("no_such", 1), std::invalid_argument);
   NodeHarness stats(bundled(), "core.volume_stats");
-  EXPECT_THROW(stats.run(), std::invalid_argument);  // required input missing
+  EXPECT_THROW(stats.run(), std::invalid_argument);                         // required input missing
   EXPECT_THROW(stats.set_input("volume", Table{}), std::invalid_argument);  // wrong type
 }
 

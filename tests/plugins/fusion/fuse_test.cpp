@@ -38,7 +38,8 @@ Latent fuse(const std::vector<Latent>& latents, const std::vector<std::pair<std:
   return node.output<Latent>("latent");
 }
 
-std::string fuse_error(const std::vector<Latent>& latents, const std::vector<std::pair<std::string, ParamValue>>& params = {}) {
+std::string fuse_error(const std::vector<Latent>& latents,
+                       const std::vector<std::pair<std::string, ParamValue>>& params = {}) {
   try {
     fuse(latents, params);
   } catch (const std::invalid_argument& error) {
@@ -76,7 +77,8 @@ TEST(FuseLatent, MaxAbsPicksTheLargerMagnitudeKeepingItsSign) {
 TEST(FuseLatent, WeightedAverageNormalisesTheWeightsToSumOne) {
   const Latent a = hand_latent("CT", {1.0f, 1.0f, 0.0f, 2.0f}, {1.0f});
   const Latent b = hand_latent("MR", {1.0f, 0.0f, 1.0f, 6.0f}, {1.0f});
-  const Latent fused = fuse({a, b}, {{"detail_rule", std::string("average")}, {"weights", std::vector<double>{3.0, 1.0}}});
+  const Latent fused =
+      fuse({a, b}, {{"detail_rule", std::string("average")}, {"weights", std::vector<double>{3.0, 1.0}}});
   EXPECT_EQ(fused.levels[0].data, (std::vector<float>{1.0f, 0.75f, 0.25f, 3.0f}));
   EXPECT_EQ(fused.levels[1].data, (std::vector<float>{1.0f}));  // constant 1 stays 1: weights sum to one
   EXPECT_EQ(fused.source_metadata.extra.at("fusion_weights"), "0.75,0.25");
@@ -98,17 +100,17 @@ TEST(FuseLatent, LocalEnergyChoosesTheMoreActiveSourceAndTheConsistencyCheckOver
   };
   const Latent a = make("CT", 0.8f, 0.1f);
   const Latent b = make("MR", 0.2f, -0.9f);
-  const Latent voxelwise = fuse({a, b}, {{"detail_rule", std::string("local_energy")}, {"window_radius", 0},
-                                         {"consistency_radius", 0}});
+  const Latent voxelwise =
+      fuse({a, b}, {{"detail_rule", std::string("local_energy")}, {"window_radius", 0}, {"consistency_radius", 0}});
   EXPECT_EQ(voxelwise.levels[0].data[12], -0.9f);
   EXPECT_EQ(voxelwise.levels[0].data[0], 0.8f);
-  const Latent consistent = fuse({a, b}, {{"detail_rule", std::string("local_energy")}, {"window_radius", 0},
-                                          {"consistency_radius", 1}});
+  const Latent consistent =
+      fuse({a, b}, {{"detail_rule", std::string("local_energy")}, {"window_radius", 0}, {"consistency_radius", 1}});
   EXPECT_EQ(consistent.levels[0].data[12], 0.1f);  // 8 of its 9 neighbours chose A
   EXPECT_EQ(consistent.levels[0].data, a.levels[0].data);
   // With a 3x3 energy window the isolated voxel's energy is dominated by A's neighbours.
-  const Latent windowed = fuse({a, b}, {{"detail_rule", std::string("local_energy")}, {"window_radius", 1},
-                                        {"consistency_radius", 0}});
+  const Latent windowed =
+      fuse({a, b}, {{"detail_rule", std::string("local_energy")}, {"window_radius", 1}, {"consistency_radius", 0}});
   EXPECT_EQ(windowed.levels[0].data[12], 0.1f);
 
   // A tied vote keeps the voxel's own choice: on a 3x1x1 line the choices are
@@ -120,9 +122,9 @@ TEST(FuseLatent, LocalEnergyChoosesTheMoreActiveSourceAndTheConsistencyCheckOver
     latent.levels[0].data = std::move(values);
     return latent;
   };
-  const Latent tie = fuse({line("CT", {0.1f, 0.9f, 0.9f}), line("MR", {0.8f, 0.2f, 0.2f})},
-                          {{"detail_rule", std::string("local_energy")}, {"window_radius", 0},
-                           {"consistency_radius", 1}});
+  const Latent tie =
+      fuse({line("CT", {0.1f, 0.9f, 0.9f}), line("MR", {0.8f, 0.2f, 0.2f})},
+           {{"detail_rule", std::string("local_energy")}, {"window_radius", 0}, {"consistency_radius", 1}});
   EXPECT_EQ(tie.levels[0].data, (std::vector<float>{0.8f, 0.9f, 0.9f}));
 }
 
@@ -170,8 +172,8 @@ TEST(FuseLatent, LocalEnergyConsistencyMatchesABruteForceMajorityForEveryVoteCou
           }
           expected[v] = latents[winner].levels[0].data[v];
         }
-    const Latent fused = fuse(latents, {{"detail_rule", std::string("local_energy")}, {"window_radius", 0},
-                                        {"consistency_radius", radius}});
+    const Latent fused = fuse(
+        latents, {{"detail_rule", std::string("local_energy")}, {"window_radius", 0}, {"consistency_radius", radius}});
     EXPECT_EQ(fused.levels[0].data, expected) << "consistency_radius " << radius;
   }
 }
@@ -190,7 +192,8 @@ std::vector<float> reference_local_energy(const std::vector<float>& coefficients
     for (std::size_t start = 0; start < data.size(); ++start) {
       if ((start / stride[axis]) % n != 0) continue;  // one line per start voxel with index 0 along `axis`
       prefix[0] = 0.0;
-      for (std::size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + static_cast<double>(data[start + i * stride[axis]]);
+      for (std::size_t i = 0; i < n; ++i)
+        prefix[i + 1] = prefix[i] + static_cast<double>(data[start + i * stride[axis]]);
       for (std::size_t i = 0; i < n; ++i) {
         const std::size_t lo = i >= r ? i - r : 0, hi = std::min(n - 1, i + r);
         data[start + i * stride[axis]] =
@@ -207,12 +210,14 @@ TEST(FuseLatent, LocalEnergyWindowsMatchTheirDefinitionBitForBit) {
   // less memory (thick grids, small windows: here 6x5x50 with radius <= 2)
   // and as whole maps otherwise: both must give these bits.
   std::mt19937 random(9);
-  for (const std::array<std::size_t, 3> size : {std::array<std::size_t, 3>{11, 9, 13}, std::array<std::size_t, 3>{6, 5, 50}}) {
+  for (const std::array<std::size_t, 3> size :
+       {std::array<std::size_t, 3>{11, 9, 13}, std::array<std::size_t, 3>{6, 5, 50}}) {
     const std::size_t count = size[0] * size[1] * size[2];
     const std::vector<Latent> latents = random_latents(size, random);
     for (const std::size_t radius : {std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{5}, std::size_t{30}}) {
       std::vector<std::vector<float>> energy;
-      for (const Latent& latent : latents) energy.push_back(reference_local_energy(latent.levels[0].data, size, radius));
+      for (const Latent& latent : latents)
+        energy.push_back(reference_local_energy(latent.levels[0].data, size, radius));
       std::vector<float> expected(count);
       for (std::size_t v = 0; v < count; ++v) {
         std::size_t choice = 0;
@@ -226,14 +231,13 @@ TEST(FuseLatent, LocalEnergyWindowsMatchTheirDefinitionBitForBit) {
         expected[v] = latents[choice].levels[0].data[v];
       }
       for (const int threads : {1, 2}) {
-        const Latent fused =
-            fuse(latents,
-                 {{"detail_rule", std::string("local_energy")}, {"window_radius", static_cast<int>(radius)},
-                  {"consistency_radius", 0}},
-                 threads);
-        EXPECT_EQ(fused.levels[0].data, expected)
-            << size[0] << "x" << size[1] << "x" << size[2] << ", window_radius " << radius << ", " << threads
-            << " threads";
+        const Latent fused = fuse(latents,
+                                  {{"detail_rule", std::string("local_energy")},
+                                   {"window_radius", static_cast<int>(radius)},
+                                   {"consistency_radius", 0}},
+                                  threads);
+        EXPECT_EQ(fused.levels[0].data, expected) << size[0] << "x" << size[1] << "x" << size[2] << ", window_radius "
+                                                  << radius << ", " << threads << " threads";
       }
     }
   }
@@ -255,8 +259,8 @@ TEST(FuseLatent, MultiChannelFeatureLevelsAreChosenPerVoxelAcrossAllChannels) {
   // voxel 1: B's 0.01 + 0.64 > A's 0.16 + 0.
   const Latent a = make("CT", {0.5f, 0.4f, 0.5f, 0.0f});
   const Latent b = make("MR", {0.6f, 0.1f, 0.0f, 0.8f});
-  const Latent energy = fuse({a, b}, {{"detail_rule", std::string("local_energy")}, {"window_radius", 0},
-                                      {"consistency_radius", 0}});
+  const Latent energy =
+      fuse({a, b}, {{"detail_rule", std::string("local_energy")}, {"window_radius", 0}, {"consistency_radius", 0}});
   EXPECT_EQ(energy.levels[0].channels, 2u);
   EXPECT_EQ(energy.levels[0].data, (std::vector<float>{0.5f, 0.1f, 0.5f, 0.8f}));
   // max_abs decides per value.
@@ -267,8 +271,8 @@ TEST(FuseLatent, SalienceMatchSelectsWhenSourcesDisagreeAndAveragesWhenTheyMatch
   const Latent a = hand_latent("CT", {1.0f, 1.0f, 0.0f, 0.0f}, {0.0f});
   const Latent b = hand_latent("MR", {0.1f, 0.9f, 0.0f, -0.5f}, {0.0f});
   const double alpha = 0.75;
-  const Latent fused = fuse({a, b}, {{"detail_rule", std::string("salience_match")}, {"window_radius", 0},
-                                     {"match_threshold", alpha}});
+  const Latent fused =
+      fuse({a, b}, {{"detail_rule", std::string("salience_match")}, {"window_radius", 0}, {"match_threshold", alpha}});
   // Voxel 0: M = 2 * 0.1 / (1 + 0.01) < alpha: the more salient A.
   EXPECT_EQ(fused.levels[0].data[0], 1.0f);
   // Voxel 1: M = 2 * 0.9 / (1 + 0.81) > alpha: w_min = 1/2 - 1/2 (1 - M) / (1 - alpha) on the less salient B.
@@ -283,7 +287,8 @@ TEST(FuseLatent, FusingAnImageWithItselfReturnsItForEveryRule) {
   const Volume image = textured_volume({21, 17, 9}, 11);
   const Latent pyramid = encode("encode.laplacian_pyramid", image, 1, "levels", 3);
   for (const char* rule : {"average", "max_abs", "local_energy", "salience_match"}) {
-    const Latent fused = fuse({pyramid, pyramid}, {{"detail_rule", std::string(rule)}, {"base_rule", std::string(rule)}});
+    const Latent fused =
+        fuse({pyramid, pyramid}, {{"detail_rule", std::string(rule)}, {"base_rule", std::string(rule)}});
     for (std::size_t l = 0; l < pyramid.levels.size(); ++l) {
       EXPECT_EQ(fused.levels[l].data, pyramid.levels[l].data) << rule << " level " << l;
     }
@@ -291,7 +296,8 @@ TEST(FuseLatent, FusingAnImageWithItselfReturnsItForEveryRule) {
   }
   const Latent gff = encode("encode.guided_filter", image, 1, "base_radius", 3);
   const Latent fused = fuse({gff, gff}, {{"detail_rule", std::string("guided_filter")},
-                                         {"base_rule", std::string("guided_filter")}, {"gff_base_radius", 5}});
+                                         {"base_rule", std::string("guided_filter")},
+                                         {"gff_base_radius", 5}});
   EXPECT_EQ(fused.levels[0].data, gff.levels[0].data);
   EXPECT_EQ(fused.levels[1].data, gff.levels[1].data);
   EXPECT_LE(max_abs_difference(decode(fused).voxels, image.voxels), 1e-6);
@@ -301,12 +307,15 @@ TEST(FuseLatent, GuidedFilterRuleKeepsTheOnlySalientSource) {
   // B is flat (zero Laplacian, zero saliency); A has structure everywhere, so
   // P_A = 1 everywhere and the refined weights of A are exactly 1.
   const Volume textured = textured_volume({15, 14, 13}, 5, "MR");
-  const Volume flat = make_volume({15, 14, 13}, [](std::size_t, std::size_t, std::size_t) { return 0.5f; }, "CT");
+  const Volume flat = make_volume(
+      {15, 14, 13}, [](std::size_t, std::size_t, std::size_t) { return 0.5f; }, "CT");
   const Latent a = encode("encode.guided_filter", textured, 1, "base_radius", 2);
   const Latent b = encode("encode.guided_filter", flat, 1, "base_radius", 2);
   const Latent fused = fuse({b, a}, {{"detail_rule", std::string("guided_filter")},
-                                     {"base_rule", std::string("guided_filter")}, {"gff_base_radius", 4},
-                                     {"gff_detail_radius", 2}, {"gff_saliency_sigma", 1.0}});
+                                     {"base_rule", std::string("guided_filter")},
+                                     {"gff_base_radius", 4},
+                                     {"gff_detail_radius", 2},
+                                     {"gff_saliency_sigma", 1.0}});
   EXPECT_LE(max_abs_difference(fused.levels[0].data, a.levels[0].data), 1e-6);
   EXPECT_LE(max_abs_difference(fused.levels[1].data, a.levels[1].data), 1e-6);
 }
@@ -315,15 +324,20 @@ TEST(FuseLatent, GuidedFilterRuleTakesEachRegionFromTheSourceThatIsSalientThere)
   // A has structure on the left (i < 12), B on the right; each is flat elsewhere.
   const Volume textured = textured_volume({24, 10, 10}, 9);
   auto half = [&](bool left, const std::string& modality) {
-    return make_volume({24, 10, 10}, [&](std::size_t i, std::size_t j, std::size_t k) {
-      return (i < 12) == left ? textured.voxels[textured.geometry.linear_index(i, j, k)] : 0.5f;
-    }, modality);
+    return make_volume(
+        {24, 10, 10},
+        [&](std::size_t i, std::size_t j, std::size_t k) {
+          return (i < 12) == left ? textured.voxels[textured.geometry.linear_index(i, j, k)] : 0.5f;
+        },
+        modality);
   };
   const Latent a = encode("encode.guided_filter", half(true, "CT"), 1, "base_radius", 1);
   const Latent b = encode("encode.guided_filter", half(false, "MR"), 1, "base_radius", 1);
   const Latent fused = fuse({a, b}, {{"detail_rule", std::string("guided_filter")},
-                                     {"base_rule", std::string("guided_filter")}, {"gff_base_radius", 2},
-                                     {"gff_detail_radius", 2}, {"gff_saliency_sigma", 1.0}});
+                                     {"base_rule", std::string("guided_filter")},
+                                     {"gff_base_radius", 2},
+                                     {"gff_detail_radius", 2},
+                                     {"gff_saliency_sigma", 1.0}});
   // Away from the boundary (saliency radius 1 + two guided-filter boxes of
   // radius 2), the weights are exactly 0 or 1.
   const Geometry& g = textured.geometry;
@@ -360,9 +374,8 @@ TEST(FuseLatent, EveryRuleIsBitIdenticalForAnyThreadCount) {
                                 encode("encode.guided_filter", mr, 1, "base_radius", 3)};
   for (const char* rule : {"average", "max_abs", "local_energy", "salience_match", "guided_filter"}) {
     const auto& inputs = std::string(rule) == "guided_filter" ? gff : pyramids;
-    const std::vector<std::pair<std::string, ParamValue>> params{{"detail_rule", std::string(rule)},
-                                                                 {"base_rule", std::string(rule)},
-                                                                 {"gff_base_radius", 6}};
+    const std::vector<std::pair<std::string, ParamValue>> params{
+        {"detail_rule", std::string(rule)}, {"base_rule", std::string(rule)}, {"gff_base_radius", 6}};
     const Latent one = fuse(inputs, params, 1);
     const Latent two = fuse(inputs, params, 2);
     const Latent five = fuse(inputs, params, 5);

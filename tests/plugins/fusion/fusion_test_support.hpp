@@ -70,8 +70,8 @@ inline Volume textured_volume(std::array<std::size_t, 3> size, unsigned seed, co
       modality);
 }
 
-inline Latent encode(const std::string& type, const Volume& volume, int threads = 1,
-                     const std::string& param = "", std::int64_t value = 0) {
+inline Latent encode(const std::string& type, const Volume& volume, int threads = 1, const std::string& param = "",
+                     std::int64_t value = 0) {
   NodeHarness node(registry(), type);
   node.set_input("volume", volume).set_threads(threads);
   if (!param.empty()) node.set_param(param, ParamValue(value));

@@ -8,7 +8,8 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 
 // An nx x ny x nz volume from grey levels listed row by row (i fastest).
-Volume grey_volume(std::size_t nx, std::size_t ny, std::size_t nz, std::vector<float> values, const std::string& modality) {
+Volume grey_volume(std::size_t nx, std::size_t ny, std::size_t nz, std::vector<float> values,
+                   const std::string& modality) {
   Volume volume;
   volume.geometry.size = {nx, ny, nz};
   EXPECT_EQ(values.size(), volume.geometry.voxel_count());
@@ -42,15 +43,18 @@ double mean_metric(const Table& table, const std::string& column) {
 
 // Left half 0, right half 200 (varies along i); top half 0, bottom 200 (along j).
 Volume left_right(std::size_t n = 4) {
-  return grey_image(n, n, [n](std::size_t i, std::size_t) { return i < n / 2 ? 0.0 : 200.0; }, "CT");
+  return grey_image(
+      n, n, [n](std::size_t i, std::size_t) { return i < n / 2 ? 0.0 : 200.0; }, "CT");
 }
 Volume top_bottom(std::size_t n = 4) {
-  return grey_image(n, n, [n](std::size_t, std::size_t j) { return j < n / 2 ? 0.0 : 200.0; }, "MR");
+  return grey_image(
+      n, n, [n](std::size_t, std::size_t j) { return j < n / 2 ? 0.0 : 200.0; }, "MR");
 }
 
 TEST(FusionMetrics, EntropyAndStandardDeviationOfTheFusedHistogram) {
   // 4 x 0, 4 x 255, 8 x 128: p = 1/4, 1/4, 1/2 -> EN = 1.5 bits.
-  const Volume fused = grey_volume(4, 4, 1, {0, 0, 0, 0, 255, 255, 255, 255, 128, 128, 128, 128, 128, 128, 128, 128}, "F");
+  const Volume fused =
+      grey_volume(4, 4, 1, {0, 0, 0, 0, 255, 255, 255, 255, 128, 128, 128, 128, 128, 128, 128, 128}, "F");
   const Table bits = metrics(fused, {fused});
   EXPECT_DOUBLE_EQ(mean_metric(bits, "en_bits"), 1.5);
   // mean 127.75; SD = sqrt((4 * 127.75^2 + 4 * 127.25^2 + 8 * 0.25^2) / 16)
@@ -85,7 +89,8 @@ TEST(FusionMetrics, ScdIsTwoWhenTheFusedImageIsTheSumOfTheSources) {
   // F - B = A and F - A = B: corr(A, A) + corr(B, B) = 2.
   const Volume a = grey_image(4, 4, [](std::size_t i, std::size_t) { return i < 2 ? 0.0 : 100.0; });
   const Volume b = grey_image(4, 4, [](std::size_t, std::size_t j) { return j < 2 ? 0.0 : 100.0; });
-  const Volume f = grey_image(4, 4, [](std::size_t i, std::size_t j) { return (i < 2 ? 0.0 : 100.0) + (j < 2 ? 0.0 : 100.0); });
+  const Volume f =
+      grey_image(4, 4, [](std::size_t i, std::size_t j) { return (i < 2 ? 0.0 : 100.0) + (j < 2 ? 0.0 : 100.0); });
   EXPECT_NEAR(mean_metric(metrics(f, {a, b}), "scd"), 2.0, 1e-12);
   // F = A: F - B = A - B has correlation 1/sqrt(2) with A; F - A = 0 has none (undefined -> empty).
   const Table only_a = metrics(a, {a, b});
@@ -102,7 +107,9 @@ double q_perfect() {
 // Straightforward Qabf of 2D images (Sobel with zero padding), as in the paper.
 double reference_qabf(const Volume& f, const std::vector<Volume>& sources) {
   const auto nx = static_cast<int>(f.geometry.size[0]), ny = static_cast<int>(f.geometry.size[1]);
-  auto px = [&](const Volume& v, int i, int j) { return i < 0 || j < 0 || i >= nx || j >= ny ? 0.0 : double(v.at(i, j, 0)); };
+  auto px = [&](const Volume& v, int i, int j) {
+    return i < 0 || j < 0 || i >= nx || j >= ny ? 0.0 : double(v.at(i, j, 0));
+  };
   auto gradient = [&](const Volume& v, int i, int j, double& g, double& a) {
     const double sx = px(v, i + 1, j - 1) + 2 * px(v, i + 1, j) + px(v, i + 1, j + 1) - px(v, i - 1, j - 1) -
                       2 * px(v, i - 1, j) - px(v, i - 1, j + 1);
@@ -137,9 +144,8 @@ TEST(FusionMetrics, QabfIsTheEdgeTransferOfXydeasAndPetrovic) {
   EXPECT_NEAR(mean_metric(metrics(a, {a, black}), "qabf"), q_perfect(), 1e-12);
   // Averaging halves A's and B's edges: compare with the formula written out.
   const Volume b = top_bottom(6);
-  const Volume average = grey_image(6, 6, [](std::size_t i, std::size_t j) {
-    return 0.5 * ((i < 3 ? 0.0 : 200.0) + (j < 3 ? 0.0 : 200.0));
-  });
+  const Volume average = grey_image(
+      6, 6, [](std::size_t i, std::size_t j) { return 0.5 * ((i < 3 ? 0.0 : 200.0) + (j < 3 ? 0.0 : 200.0)); });
   const double q = mean_metric(metrics(average, {a, b}), "qabf");
   EXPECT_NEAR(q, reference_qabf(average, {a, b}), 1e-12);
   EXPECT_LT(q, 0.6);  // halved edge strength: Q_g(0.5) = 0.9994 / 2
@@ -155,8 +161,9 @@ std::vector<double> gaussian_2d(int n, double sigma) {
   double sum = 0;
   const double c = (n - 1) / 2.0;
   for (int y = 0; y < n; ++y)
-    for (int x = 0; x < n; ++x) sum += w[static_cast<std::size_t>(y * n + x)] =
-                                       std::exp(-((x - c) * (x - c) + (y - c) * (y - c)) / (2 * sigma * sigma));
+    for (int x = 0; x < n; ++x)
+      sum += w[static_cast<std::size_t>(y * n + x)] =
+          std::exp(-((x - c) * (x - c) + (y - c) * (y - c)) / (2 * sigma * sigma));
   for (double& v : w) v /= sum;
   return w;
 }
@@ -239,9 +246,19 @@ double reference_vifp(const Volume& reference, const Volume& distorted) {
       double sigma12 = s12.v[p] - mu1.v[p] * mu2.v[p];
       double g = sigma12 / (sigma1_sq + 1e-10);
       double sv_sq = sigma2_sq - g * sigma12;
-      if (sigma1_sq < 1e-10) { g = 0; sv_sq = sigma2_sq; sigma1_sq = 0; }
-      if (sigma2_sq < 1e-10) { g = 0; sv_sq = 0; }
-      if (g < 0) { sv_sq = sigma2_sq; g = 0; }
+      if (sigma1_sq < 1e-10) {
+        g = 0;
+        sv_sq = sigma2_sq;
+        sigma1_sq = 0;
+      }
+      if (sigma2_sq < 1e-10) {
+        g = 0;
+        sv_sq = 0;
+      }
+      if (g < 0) {
+        sv_sq = sigma2_sq;
+        g = 0;
+      }
       if (sv_sq <= 1e-10) sv_sq = 1e-10;
       num += std::log10(1 + g * g * sigma1_sq / (sv_sq + 2));
       den += std::log10(1 + sigma1_sq / 2);
@@ -257,7 +274,8 @@ TEST(FusionMetrics, VifIsTheSumOfPixelDomainMultiscaleVif) {
                       double((i * 13 + j * 7) % 17));
   };
   const Volume a = grey_image(48, 44, pattern, "CT");
-  const Volume b = grey_image(48, 44, [](std::size_t i, std::size_t j) { return double((i / 6 + j / 5) % 2) * 150 + 40; }, "MR");
+  const Volume b = grey_image(
+      48, 44, [](std::size_t i, std::size_t j) { return double((i / 6 + j / 5) % 2) * 150 + 40; }, "MR");
   // Identical images: each term is 1.
   EXPECT_NEAR(mean_metric(metrics(a, {a, a}), "vif"), 2.0, 1e-8);
   // A flat fused image carries no information: 0.

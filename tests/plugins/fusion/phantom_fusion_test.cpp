@@ -50,10 +50,11 @@ const Normalised& normalised() {
   static const Normalised result = [] {
     const Modalities& p = aligned_phantom();
     // A wide window keeps both the skull (bright) and soft tissue (mid grey) of CT.
-    Normalised n{run_volume_node("normalize.intensity", p.ct,
-                                 {{"mode", std::string("ct_window")}, {"window_level", 400.0}, {"window_width", 2000.0}}),
-                 run_volume_node("normalize.intensity", p.t1, {{"mode", std::string("percentile")},
-                                                               {"percentile_low", 1.0}, {"percentile_high", 99.0}})};
+    Normalised n{
+        run_volume_node("normalize.intensity", p.ct,
+                        {{"mode", std::string("ct_window")}, {"window_level", 400.0}, {"window_width", 2000.0}}),
+        run_volume_node("normalize.intensity", p.t1,
+                        {{"mode", std::string("percentile")}, {"percentile_low", 1.0}, {"percentile_high", 99.0}})};
     return n;
   }();
   return result;

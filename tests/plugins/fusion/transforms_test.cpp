@@ -19,8 +19,7 @@ void PrintTo(const EncoderCase& encoder, std::ostream* out) {
   *out << encoder.type << " " << encoder.param << "=" << encoder.value;
 }
 
-class PerfectReconstruction
-    : public ::testing::TestWithParam<std::tuple<EncoderCase, std::array<std::size_t, 3>>> {};
+class PerfectReconstruction : public ::testing::TestWithParam<std::tuple<EncoderCase, std::array<std::size_t, 3>>> {};
 
 TEST_P(PerfectReconstruction, DecodeOfEncodeReturnsTheVolumeToFloatPrecision) {
   const auto [encoder, size] = GetParam();
@@ -76,7 +75,8 @@ TEST(LaplacianPyramid, LevelsHalveTheGridWithPhysicallyConsistentGeometry) {
     EXPECT_EQ(level.role, l < 4 ? "detail" : "base");
     EXPECT_EQ(level.data.size(), level.voxel_count());
     const double factor = double(1u << l);
-    for (int axis = 0; axis < 3; ++axis) EXPECT_DOUBLE_EQ(level.geometry.spacing[axis], input.geometry.spacing[axis] * factor);
+    for (int axis = 0; axis < 3; ++axis)
+      EXPECT_DOUBLE_EQ(level.geometry.spacing[axis], input.geometry.spacing[axis] * factor);
     // Coarse voxel (i, j, k) lies on fine voxel (2^l i, 2^l j, 2^l k).
     const auto coarse = level.geometry.index_to_point({2.0, 1.0, 1.0});
     const auto fine = input.geometry.index_to_point({2.0 * factor, factor, factor});
@@ -97,9 +97,8 @@ TEST(LaplacianPyramid, ConstantVolumeHasNoDetailAndItsValueAsBase) {
 TEST(LaplacianPyramid, ReduceUsesTheFiveTapBinomialKernel) {
   // A unit impulse at fine (4, 4, 4): the base after one REDUCE is the
   // separable kernel [1 4 6 4 1]/16 sampled at even offsets.
-  const Volume input = make_volume({9, 9, 9}, [](std::size_t i, std::size_t j, std::size_t k) {
-    return i == 4 && j == 4 && k == 4 ? 1.0f : 0.0f;
-  });
+  const Volume input = make_volume(
+      {9, 9, 9}, [](std::size_t i, std::size_t j, std::size_t k) { return i == 4 && j == 4 && k == 4 ? 1.0f : 0.0f; });
   const Latent latent = encode("encode.laplacian_pyramid", input, 1, "levels", 1);
   const LatentLevel& base = latent.levels[1];
   ASSERT_EQ(base.geometry.size, (std::array<std::size_t, 3>{5, 5, 5}));
@@ -131,9 +130,8 @@ TEST(AtrousWavelet, LevelsStayOnTheSourceGridAndUseTheB3Kernel) {
 }
 
 TEST(GuidedFilterDecomposition, BaseIsTheBoxMeanAndDetailTheRest) {
-  const Volume input = make_volume({5, 5, 5}, [](std::size_t i, std::size_t j, std::size_t k) {
-    return i == 2 && j == 2 && k == 2 ? 1.0f : 0.0f;
-  });
+  const Volume input = make_volume(
+      {5, 5, 5}, [](std::size_t i, std::size_t j, std::size_t k) { return i == 2 && j == 2 && k == 2 ? 1.0f : 0.0f; });
   const Latent latent = encode("encode.guided_filter", input, 1, "base_radius", 1);
   ASSERT_EQ(latent.levels.size(), 2u);
   EXPECT_EQ(latent.levels[0].role, "detail");
@@ -141,16 +139,16 @@ TEST(GuidedFilterDecomposition, BaseIsTheBoxMeanAndDetailTheRest) {
   const LatentLevel& base = latent.levels[1];
   EXPECT_FLOAT_EQ(base.data[input.geometry.linear_index(2, 2, 2)], 1.0f / 27);
   EXPECT_FLOAT_EQ(base.data[input.geometry.linear_index(1, 1, 1)], 1.0f / 27);
-  EXPECT_FLOAT_EQ(base.data[input.geometry.linear_index(0, 0, 0)], 0.0f);       // window 0..1: misses the impulse
+  EXPECT_FLOAT_EQ(base.data[input.geometry.linear_index(0, 0, 0)], 0.0f);  // window 0..1: misses the impulse
   EXPECT_FLOAT_EQ(base.data[input.geometry.linear_index(1, 0, 0)], 0.0f);
   EXPECT_FLOAT_EQ(latent.levels[0].data[input.geometry.linear_index(2, 2, 2)], 26.0f / 27);
 }
 
 TEST(Encoders, ResultsAreBitIdenticalForAnyThreadCount) {
   const Volume input = textured_volume({37, 29, 23}, 3);
-  for (const EncoderCase& encoder : {EncoderCase{"encode.laplacian_pyramid", "levels", 4},
-                                     EncoderCase{"encode.atrous_wavelet", "levels", 3},
-                                     EncoderCase{"encode.guided_filter", "base_radius", 4}}) {
+  for (const EncoderCase& encoder :
+       {EncoderCase{"encode.laplacian_pyramid", "levels", 4}, EncoderCase{"encode.atrous_wavelet", "levels", 3},
+        EncoderCase{"encode.guided_filter", "base_radius", 4}}) {
     const Latent one = encode(encoder.type, input, 1, encoder.param, encoder.value);
     for (int threads : {2, 3, 8}) {
       const Latent many = encode(encoder.type, input, threads, encoder.param, encoder.value);
@@ -234,8 +232,8 @@ TEST(NormalizeIntensity, CtWindowMapsLevelMinusHalfWidthToZeroAndPlusToOne) {
   EXPECT_EQ(std::stod(out.metadata.extra.at("normalize_high")), 240.0);
   EXPECT_EQ(out.metadata.extra.at("normalize_input_units"), "HU");
 
-  const Volume unclamped = normalize(row_volume({-1000, 640}, "HU"), {{"mode", std::string("ct_window")},
-                                                                       {"clamp", false}});
+  const Volume unclamped =
+      normalize(row_volume({-1000, 640}, "HU"), {{"mode", std::string("ct_window")}, {"clamp", false}});
   EXPECT_FLOAT_EQ(unclamped.voxels[0], (-1000.0f + 160.0f) / 400.0f);
   EXPECT_FLOAT_EQ(unclamped.voxels[1], 2.0f);
 }
@@ -245,11 +243,11 @@ TEST(NormalizeIntensity, SuvRangeConvertsActivityWithTheRecordedFactor) {
   pet.metadata.extra["suvbw_per_bq_per_ml"] = "0.001";
   const Volume out = normalize(pet, {{"mode", std::string("suv_range")}, {"suv_min", 0.0}, {"suv_max", 10.0}});
   EXPECT_EQ(out.voxels, (std::vector<float>{0.0f, 0.5f, 1.0f, 1.0f}));
-  const Volume in_suv = normalize(row_volume({2.5, 7.5}, "SUVbw"), {{"mode", std::string("suv_range")},
-                                                                     {"suv_min", 2.5}, {"suv_max", 12.5}});
+  const Volume in_suv = normalize(row_volume({2.5, 7.5}, "SUVbw"),
+                                  {{"mode", std::string("suv_range")}, {"suv_min", 2.5}, {"suv_max", 12.5}});
   EXPECT_EQ(in_suv.voxels, (std::vector<float>{0.0f, 0.5f}));
-  const Volume by_param = normalize(row_volume({3000}, "Bq/mL"), {{"mode", std::string("suv_range")},
-                                                                   {"suv_per_unit", 0.002}});
+  const Volume by_param =
+      normalize(row_volume({3000}, "Bq/mL"), {{"mode", std::string("suv_range")}, {"suv_per_unit", 0.002}});
   EXPECT_FLOAT_EQ(by_param.voxels[0], 0.6f);
   try {
     normalize(row_volume({1, 2}, "Bq/mL"), {{"mode", std::string("suv_range")}});
@@ -263,19 +261,21 @@ TEST(NormalizeIntensity, PercentilesZScoreAndMinMax) {
   std::vector<float> ramp;
   for (int v = 0; v <= 100; ++v) ramp.push_back(static_cast<float>(v));
   // 101 values 0..100: the p-th percentile is p (linear interpolation).
-  const Volume p = normalize(row_volume(ramp, "a.u."), {{"mode", std::string("percentile")},
-                                                        {"percentile_low", 10.0}, {"percentile_high", 90.0}});
+  const Volume p =
+      normalize(row_volume(ramp, "a.u."),
+                {{"mode", std::string("percentile")}, {"percentile_low", 10.0}, {"percentile_high", 90.0}});
   EXPECT_FLOAT_EQ(p.voxels[50], 0.5f);
   EXPECT_FLOAT_EQ(p.voxels[30], 0.25f);
   EXPECT_EQ(p.voxels[5], 0.0f);
   EXPECT_EQ(p.voxels[95], 1.0f);
-  const Volume half = normalize(row_volume({0, 1, 2, 3}, "a.u."), {{"mode", std::string("percentile")},
-                                                                   {"percentile_low", 50.0}, {"percentile_high", 100.0}});
+  const Volume half =
+      normalize(row_volume({0, 1, 2, 3}, "a.u."),
+                {{"mode", std::string("percentile")}, {"percentile_low", 50.0}, {"percentile_high", 100.0}});
   EXPECT_FLOAT_EQ(std::stof(half.metadata.extra.at("normalize_low")), 1.5f);  // between 1 and 2
 
   // mean 2, population SD 1 -> [2 - 2, 2 + 2]
-  const Volume z = normalize(row_volume({1, 1, 3, 3}, "a.u."), {{"mode", std::string("zscore")},
-                                                                {"zscore_range", 2.0}});
+  const Volume z =
+      normalize(row_volume({1, 1, 3, 3}, "a.u."), {{"mode", std::string("zscore")}, {"zscore_range", 2.0}});
   EXPECT_EQ(z.voxels, (std::vector<float>{0.25f, 0.25f, 0.75f, 0.75f}));
   const Volume m = normalize(row_volume({-2, 0, 6}, "a.u."), {{"mode", std::string("minmax")}});
   EXPECT_EQ(m.voxels, (std::vector<float>{0.0f, 0.25f, 1.0f}));

@@ -37,9 +37,9 @@ struct ImageCase {
   // Writes the input into the folder and returns its path.
   std::function<fs::path(const fs::path& dir)> make;
   int exit_code = 1;
-  std::string pattern;             // ECMAScript regex searched in what the program printed
+  std::string pattern;                               // ECMAScript regex searched in what the program printed
   nlohmann::json params = nlohmann::json::object();  // extra io.load_image parameters
-  std::int64_t voxels = -1;        // exit 0: the voxel count loaded
+  std::int64_t voxels = -1;                          // exit 0: the voxel count loaded
 };
 
 void PrintTo(const ImageCase& c, std::ostream* out) { *out << c.name; }
@@ -110,12 +110,13 @@ std::string compressed_meta(const std::vector<float>& values, std::size_t keep) 
   compress(reinterpret_cast<Bytef*>(out.data()), &size, reinterpret_cast<const Bytef*>(values.data()),
            uLong(values.size() * 4));
   out.resize(std::min<std::size_t>(size, keep));
-  return meta_header("6 5 4", "MET_FLOAT", "CompressedData = True\nCompressedDataSize = " + std::to_string(size) + "\n") +
+  return meta_header("6 5 4", "MET_FLOAT",
+                     "CompressedData = True\nCompressedDataSize = " + std::to_string(size) + "\n") +
          out;
 }
 
 std::function<fs::path(const fs::path&)> png(const std::string& name, std::function<PngPicture()> make_picture,
-                                              std::function<std::string(std::string)> damage = nullptr) {
+                                             std::function<std::string(std::string)> damage = nullptr) {
   return [=](const fs::path& dir) {
     write_png(dir / name, make_picture());
     if (damage) write_bytes(dir / name, damage(read_bytes(dir / name)));
@@ -125,7 +126,8 @@ std::function<fs::path(const fs::path&)> png(const std::string& name, std::funct
 
 PngPicture grey_rgb(int bit_depth) {
   PngPicture picture = png_picture(7, 5, PNG_COLOR_TYPE_RGB, bit_depth);
-  for (std::size_t n = 0; n < picture.samples.size(); n += 3) picture.samples[n + 1] = picture.samples[n + 2] = picture.samples[n];
+  for (std::size_t n = 0; n < picture.samples.size(); n += 3)
+    picture.samples[n + 1] = picture.samples[n + 2] = picture.samples[n];
   return picture;
 }
 
@@ -139,7 +141,7 @@ PngPicture grey_palette() {
 }
 
 std::function<fs::path(const fs::path&)> dicom(const std::string& name, std::function<void(DicomSlice&)> change,
-                                                std::function<std::string(std::string)> damage = nullptr) {
+                                               std::function<std::string(std::string)> damage = nullptr) {
   return [=](const fs::path& dir) {
     DicomSlice slice = dicom_series("CT", "corpus", 1).front();
     if (change) change(slice);
@@ -157,7 +159,8 @@ std::function<fs::path(const fs::path&)> nibabel_mosaic(const std::string& name)
     EXPECT_NE(in, nullptr) << source;
     std::string bytes;
     char buffer[65536];
-    for (int got; in != nullptr && (got = gzread(in, buffer, sizeof buffer)) > 0;) bytes.append(buffer, std::size_t(got));
+    for (int got; in != nullptr && (got = gzread(in, buffer, sizeof buffer)) > 0;)
+      bytes.append(buffer, std::size_t(got));
     if (in != nullptr) gzclose(in);
     write_bytes(dir / name, bytes);
     return dir / name;
@@ -528,7 +531,8 @@ TEST_P(ImageCorpus, GivesItsExitCodeAndMessage) {
                                            (dir_ / "out").string() + "'");
   EXPECT_EQ(result.exit_code, c.exit_code) << result.text;
   if (!c.pattern.empty()) {
-    EXPECT_TRUE(std::regex_search(result.text, std::regex(c.pattern))) << "/" << c.pattern << "/ not in:\n" << result.text;
+    EXPECT_TRUE(std::regex_search(result.text, std::regex(c.pattern))) << "/" << c.pattern << "/ not in:\n"
+                                                                       << result.text;
   }
   if (c.exit_code == 1) {  // a refused file is named
     EXPECT_NE(result.text.find(input.filename().string()), std::string::npos) << result.text;

@@ -374,7 +374,8 @@ std::vector<Slice> pet_series(const PetTags& tags) {
       if (tags.dose) put_dicom_string(*item, DCM_RadionuclideTotalDose, *tags.dose);
       if (tags.half_life) put_dicom_string(*item, DCM_RadionuclideHalfLife, *tags.half_life);
       if (tags.injection_time) put_dicom_string(*item, DCM_RadiopharmaceuticalStartTime, *tags.injection_time);
-      if (tags.injection_datetime) put_dicom_string(*item, DCM_RadiopharmaceuticalStartDateTime, *tags.injection_datetime);
+      if (tags.injection_datetime)
+        put_dicom_string(*item, DCM_RadiopharmaceuticalStartDateTime, *tags.injection_datetime);
     };
   }
   return series;

@@ -84,7 +84,8 @@ const fusionflow::testdata::Phantom& phantom() {
   return p;
 }
 
-Latent encode(const Volume& volume, const std::string& modality, int threads = 1, const fs::path& model = tiny_model()) {
+Latent encode(const Volume& volume, const std::string& modality, int threads = 1,
+              const fs::path& model = tiny_model()) {
   NodeHarness node(fusionflow::testing::bundled_plugins(), "learned.encode");
   node.set_param("model", fusionflow::ParamValue(model.string())).set_param("modality", modality.c_str());
   node.set_input("volume", volume).set_threads(threads).run();
@@ -131,11 +132,17 @@ TEST(LearnedTraining, TinyRunLossDecreasesAndWritesModelCheckpointAndLog) {
 TEST(LearnedTraining, ResumeEqualsUninterruptedAndRetrainingIsReproducible) {
   const fs::path dir = fusionflow::testing::fresh_temp_directory("learned-resume");
   const fs::path config = write_config(dir, tiny_config(20));
-  ASSERT_EQ(fusionflow_cli("train --quiet " + config.string() + " --output " + (dir / "full.ffmodel").string()).exit_code, 0);
-  ASSERT_EQ(fusionflow_cli("train --quiet " + config.string() + " --output " + (dir / "again.ffmodel").string()).exit_code, 0);
+  ASSERT_EQ(
+      fusionflow_cli("train --quiet " + config.string() + " --output " + (dir / "full.ffmodel").string()).exit_code, 0);
+  ASSERT_EQ(
+      fusionflow_cli("train --quiet " + config.string() + " --output " + (dir / "again.ffmodel").string()).exit_code,
+      0);
   ASSERT_EQ(fusionflow_cli("train --quiet " + config.string() + " --iterations 10 --output " +
-                           (dir / "part.ffmodel").string()).exit_code, 0);
-  const auto resumed = fusionflow_cli("train " + config.string() + " --resume --output " + (dir / "part.ffmodel").string());
+                           (dir / "part.ffmodel").string())
+                .exit_code,
+            0);
+  const auto resumed =
+      fusionflow_cli("train " + config.string() + " --resume --output " + (dir / "part.ffmodel").string());
   ASSERT_EQ(resumed.exit_code, 0) << resumed.text;
   EXPECT_NE(resumed.text.find("resuming from"), std::string::npos) << resumed.text;
   EXPECT_EQ(read_bytes(dir / "full.ffmodel"), read_bytes(dir / "again.ffmodel"));
@@ -202,7 +209,8 @@ TEST(LearnedTraining, ContentStyleSplitCarriesStylesAndTakesAStyleReference) {
   const Latent ct = encode(phantom().ct, "CT", 1, model);
   EXPECT_EQ(ct.source_metadata.extra.at("learned_style_modality"), "CT");
   EXPECT_EQ(std::count(ct.source_metadata.extra.at("learned_style").begin(),
-                       ct.source_metadata.extra.at("learned_style").end(), ',') + 1,
+                       ct.source_metadata.extra.at("learned_style").end(), ',') +
+                1,
             4 * 9);
   const Volume own = decode(ct, "CT", 1, model);
   EXPECT_EQ(own.voxels, decode(ct, "CT", 3, model).voxels);
@@ -307,7 +315,8 @@ TEST(LearnedModelFile, MismatchedModalityOrUnitsAreRefused) {
     ADD_FAILURE() << "PT accepted";
   } catch (const std::exception& error) {
     EXPECT_NE(std::string(error.what()).find("no encoder/decoder for modality 'PT' (it knows CT, MR)"),
-              std::string::npos) << error.what();
+              std::string::npos)
+        << error.what();
   }
   Volume ct_in_wrong_units = phantom().ct;
   ct_in_wrong_units.metadata.units = "normalised";
@@ -355,7 +364,8 @@ TEST(LearnedNodes, RandomGeneratorMakesA3x64x64ImageDeterministically) {
     NodeHarness node(fusionflow::testing::bundled_plugins(), "learned.random_generator");
     node.set_param("seed", seed).run();
     bool logged = false;
-    for (const auto& [level, message] : node.log()) logged = logged || message.find("size 3x64x64") != std::string::npos;
+    for (const auto& [level, message] : node.log())
+      logged = logged || message.find("size 3x64x64") != std::string::npos;
     EXPECT_TRUE(logged);
     return node.output<Volume>("volume");
   };
@@ -370,15 +380,15 @@ class LearnedPipelines : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new fs::path(fusionflow::testing::fresh_temp_directory("learned-pipelines"));
-    const auto result = fusionflow_cli("phantom --size 48 --seed 3 --threads 2 --out " +
-                                       (*dir_ / "phantom").string());
+    const auto result = fusionflow_cli("phantom --size 48 --seed 3 --threads 2 --out " + (*dir_ / "phantom").string());
     ASSERT_EQ(result.exit_code, 0) << result.text;
   }
   static fusionflow::testing::CommandOutput run_example(const std::string& name, const fs::path& out) {
     const std::string pipeline = std::string(FUSIONFLOW_SOURCE_DIR) + "/examples/pipelines/" + name + ".json";
-    const std::string sets = " --set ct=" + (*dir_ / "phantom/ct.nii.gz").string() + " --set mri=" +
-                             (*dir_ / "phantom/t1.nii.gz").string() + " --set out=" + out.string();
-    const auto valid = fusionflow_cli("validate " + pipeline + (name == "random_generator_histogram" ? " --set out=" + out.string() : sets));
+    const std::string sets = " --set ct=" + (*dir_ / "phantom/ct.nii.gz").string() +
+                             " --set mri=" + (*dir_ / "phantom/t1.nii.gz").string() + " --set out=" + out.string();
+    const auto valid = fusionflow_cli("validate " + pipeline +
+                                      (name == "random_generator_histogram" ? " --set out=" + out.string() : sets));
     EXPECT_EQ(valid.exit_code, 0) << valid.text;
     return fusionflow_cli("run --threads 2 --no-progress " + pipeline +
                           (name == "random_generator_histogram" ? " --set out=" + out.string() : sets));

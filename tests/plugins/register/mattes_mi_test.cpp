@@ -47,7 +47,8 @@ LinearTransformState affine_state(const std::array<double, 3>& center, const std
   for (int row = 0; row < 3; ++row) state.jacobian_at_center[row * 12 + 9 + row] = 1.0;  // d y_r / d t_r
   for (int axis = 0; axis < 3; ++axis) {
     state.jacobian_slope[axis].assign(3 * 12, 0.0);
-    for (int row = 0; row < 3; ++row) state.jacobian_slope[axis][row * 12 + row * 3 + axis] = 1.0;  // d y_r / d A_r,axis
+    for (int row = 0; row < 3; ++row)
+      state.jacobian_slope[axis][row * 12 + row * 3 + axis] = 1.0;  // d y_r / d A_r,axis
   }
   return state;
 }

@@ -90,7 +90,8 @@ TEST(RegisterRigid, SameSeedSameTransformForAnyThreadCount) {
   auto run = [&](int threads) {
     NodeHarness node(bundled(), "register.rigid");
     node.set_input("fixed", c.phantom.ct).set_input("moving", c.phantom.t1).set_threads(threads);
-    node.set_param("require_convergence", ParamValue(false)).set_param("iterations", std::vector<std::int64_t>{40, 30, 20});
+    node.set_param("require_convergence", ParamValue(false))
+        .set_param("iterations", std::vector<std::int64_t>{40, 30, 20});
     node.run();
     return node.output<Transform>("transform");
   };
@@ -120,7 +121,8 @@ TEST(RegisterRigid, ReportsMetricAndIterationsPerLevel) {
 
 TEST(RegisterRigid, ClearErrorsForConstantImagesNoOverlapAndNoConvergence) {
   const PhantomCase c = make_case({32, 32, 32}, 7.5);
-  auto failure = [&](const Volume& fixed, const Volume& moving, std::vector<std::pair<std::string, ParamValue>> params) {
+  auto failure = [&](const Volume& fixed, const Volume& moving,
+                     std::vector<std::pair<std::string, ParamValue>> params) {
     NodeHarness node(bundled(), "register.rigid");
     node.set_input("fixed", fixed).set_input("moving", moving);
     for (auto& [name, value] : params) node.set_param(name, value);
@@ -141,8 +143,7 @@ TEST(RegisterRigid, ClearErrorsForConstantImagesNoOverlapAndNoConvergence) {
   const std::string no_overlap = failure(c.phantom.ct, far_away, {{"initialization", ParamValue(std::string("none"))}});
   EXPECT_NE(no_overlap.find("the volumes do not overlap"), std::string::npos) << no_overlap;
 
-  const std::string stuck =
-      failure(c.phantom.ct, c.phantom.t1, {{"iterations", std::vector<std::int64_t>{2, 2, 2}}});
+  const std::string stuck = failure(c.phantom.ct, c.phantom.t1, {{"iterations", std::vector<std::int64_t>{2, 2, 2}}});
   EXPECT_NE(stuck.find("did not converge"), std::string::npos) << stuck;
   EXPECT_NE(stuck.find("after 2 iterations"), std::string::npos) << stuck;
   EXPECT_NE(stuck.find("with metric -0."), std::string::npos) << stuck;
@@ -203,7 +204,8 @@ TEST(ResampleApply, ThroughTheTrueTransformTheMriLabelsMatchTheCtLabels) {
   options.size = {64, 64, 64};
   options.mri_displacement = {{8.0, -5.0, 10.0}, {12.0, -9.0, 6.0}};
   const testdata::Phantom phantom = testdata::generate_phantom(options);
-  const Volume mri_labels = testdata::sample_phantom_labels(options, testdata::PhantomSpace::Mri, phantom.labels.geometry);
+  const Volume mri_labels =
+      testdata::sample_phantom_labels(options, testdata::PhantomSpace::Mri, phantom.labels.geometry);
   // Moving = MRI-space labels, fixed grid = CT: resampling through T_mri must
   // give back the CT labels (up to boundary voxels).
   NodeHarness node(bundled(), "resample.apply");

@@ -40,7 +40,8 @@ TEST(Viewer, StartsRendersTakesScreenshotsSwitchesPresetsAndQuitsOnQ) {
 
   // 's': a screenshot of the window's size, not blank.
   ASSERT_EQ(send_key(window, "s", dir), 0);
-  ASSERT_TRUE(wait_for_text(viewer.out, "screenshot " + shot.string(), std::chrono::seconds(60))) << read_text(viewer.out);
+  ASSERT_TRUE(wait_for_text(viewer.out, "screenshot " + shot.string(), std::chrono::seconds(60)))
+      << read_text(viewer.out);
   const viz::RgbImage first = viz::read_png(shot);
   EXPECT_EQ(first.width, 400);
   EXPECT_EQ(first.height, 300);

@@ -30,8 +30,8 @@ viz::RgbImage render(const Volume& volume, const Volume* functional, std::map<st
 
 TEST(Render3d, WritesANonBlankPictureOfTheRequestedSize) {
   const fs::path dir = scratch_dir("render-size");
-  const auto image = render(phantom().ct, &phantom().pet,
-                            {{"width", std::int64_t{320}}, {"height", std::int64_t{200}}}, dir / "ct_pet.png");
+  const auto image = render(phantom().ct, &phantom().pet, {{"width", std::int64_t{320}}, {"height", std::int64_t{200}}},
+                            dir / "ct_pet.png");
   EXPECT_EQ(image.width, 320);
   EXPECT_EQ(image.height, 200);
   const PictureStats stats = picture_stats(image);
@@ -46,7 +46,9 @@ TEST(Render3d, CameraPresetsGiveDifferentPictures) {
   std::map<std::string, viz::RgbImage> images;
   for (const char* camera : {"anterior", "left", "superior", "oblique"}) {
     images[camera] = render(phantom().ct, nullptr,
-                            {{"camera", std::string(camera)}, {"width", std::int64_t{160}}, {"height", std::int64_t{160}},
+                            {{"camera", std::string(camera)},
+                             {"width", std::int64_t{160}},
+                             {"height", std::int64_t{160}},
                              {"annotate", false}},
                             dir / (std::string(camera) + ".png"));
     EXPECT_GT(picture_stats(images[camera]).foreground, 0.15) << camera;
@@ -56,8 +58,11 @@ TEST(Render3d, CameraPresetsGiveDifferentPictures) {
       EXPECT_GT(mean_difference(a->second, b->second), 4.0) << a->first << " vs " << b->first;
   // azimuth 90 from the front looks from the patient's left, like `left`.
   const auto turned = render(phantom().ct, nullptr,
-                             {{"camera", std::string("anterior")}, {"azimuth", 90.0}, {"width", std::int64_t{160}},
-                              {"height", std::int64_t{160}}, {"annotate", false}},
+                             {{"camera", std::string("anterior")},
+                              {"azimuth", 90.0},
+                              {"width", std::int64_t{160}},
+                              {"height", std::int64_t{160}},
+                              {"annotate", false}},
                              dir / "turned.png");
   EXPECT_LT(mean_difference(turned, images["left"]), 0.5 * mean_difference(images["anterior"], images["left"]));
 }
@@ -84,8 +89,8 @@ TEST(Render3d, LesionIsOnThePatientsRightWhichIsImageLeftFromTheFront) {
   const fs::path dir = scratch_dir("render-orientation");
   ASSERT_LT(lesion_centre()[0], -10.0);
   ASSERT_GT(lesion_centre()[2], 10.0);
-  const std::map<std::string, ParamValue> common{{"width", std::int64_t{240}}, {"height", std::int64_t{240}},
-                                                 {"annotate", false}};
+  const std::map<std::string, ParamValue> common{
+      {"width", std::int64_t{240}}, {"height", std::int64_t{240}}, {"annotate", false}};
   auto front_params = common, back_params = common;
   front_params["camera"] = std::string("anterior");
   back_params["camera"] = std::string("posterior");
@@ -116,8 +121,10 @@ TEST(Render3d, HonoursTheDirectionMatrix) {
         flipped.voxels[pet.geometry.linear_index(i, j, k)] = pet.at(size[0] - 1 - i, j, k);
   Volume mirrored = flipped;  // the flipped voxels without the direction: a mirror image
   mirrored.geometry = pet.geometry;
-  const std::map<std::string, ParamValue> params{{"width", std::int64_t{200}}, {"height", std::int64_t{200}},
-                                                 {"annotate", false}, {"camera", std::string("anterior")}};
+  const std::map<std::string, ParamValue> params{{"width", std::int64_t{200}},
+                                                 {"height", std::int64_t{200}},
+                                                 {"annotate", false},
+                                                 {"camera", std::string("anterior")}};
   const auto original = render(pet, nullptr, params, dir / "original.png");
   const auto same = render(flipped, nullptr, params, dir / "flipped.png");
   const auto mirror = render(mirrored, nullptr, params, dir / "mirrored.png");
@@ -129,8 +136,12 @@ TEST(Render3d, HonoursTheDirectionMatrix) {
 TEST(Render3d, IsoSurfaceWithFunctionalVolume) {
   const fs::path dir = scratch_dir("render-iso");
   const auto image = render(phantom().ct, &phantom().pet,
-                            {{"iso_surface", true}, {"iso_value", 300.0}, {"iso_opacity", 0.4},
-                             {"width", std::int64_t{200}}, {"height", std::int64_t{160}}, {"camera", std::string("oblique")}},
+                            {{"iso_surface", true},
+                             {"iso_value", 300.0},
+                             {"iso_opacity", 0.4},
+                             {"width", std::int64_t{200}},
+                             {"height", std::int64_t{160}},
+                             {"camera", std::string("oblique")}},
                             dir / "iso.png");
   EXPECT_EQ(image.width, 200);
   EXPECT_EQ(image.height, 160);
@@ -196,8 +207,8 @@ std::array<double, 2> expected_pixel(const std::array<double, 3>& point, int pan
 TEST(Overlay, PetLesionAppearsAtItsExpectedPixelInEveryPanel) {
   const fs::path dir = scratch_dir("overlay-lesion");
   const int size = 240;
-  std::map<std::string, ParamValue> params{{"panel_size", std::int64_t{size}}, {"crosshair", false},
-                                           {"threshold", 0.7}, {"opacity", 0.8}};
+  std::map<std::string, ParamValue> params{
+      {"panel_size", std::int64_t{size}}, {"crosshair", false}, {"threshold", 0.7}, {"opacity", 0.8}};
   const OverlayRun coloured = overlay(params, dir / "coloured.png");
   params["opacity"] = 0.0;
   const OverlayRun grey = overlay(params, dir / "grey.png");
@@ -357,7 +368,8 @@ fs::path write_pipeline(const fs::path& dir, const std::string& node_type, const
   const fs::path path = dir / "pipeline.json";
   std::ofstream(path) << R"({"format_version": 1, "nodes": [
     {"id": "volume", "type": "core.synthetic_volume", "params": {"size": [24, 24, 24], "modality": "CT"}},
-    {"id": "view", "type": ")" << node_type << R"(", "inputs": )" << inputs << R"(, "params": )" << params << "}]}";
+    {"id": "view", "type": ")"
+                      << node_type << R"(", "inputs": )" << inputs << R"(, "params": )" << params << "}]}";
   return path;
 }
 
@@ -400,8 +412,8 @@ TEST(Display, UnreachableDisplayWithoutXvfbAlsoFailsWithTheMessage) {
 // gone when the program has exited.
 TEST(Display, WithoutDisplayTheNodeStartsXvfbAndStopsItAtExit) {
   const fs::path dir = scratch_dir("display-xvfb");
-  const fs::path pipeline = write_pipeline(dir, "viz.render3d",
-                                           R"({"width": 96, "height": 64, "path": ")" + (dir / "r.png").string() + R"("})");
+  const fs::path pipeline = write_pipeline(
+      dir, "viz.render3d", R"({"width": 96, "height": 64, "path": ")" + (dir / "r.png").string() + R"("})");
   const Child child = spawn({FUSIONFLOW_EXE, "--log-level", "debug", "run", pipeline.string(), "--no-progress"},
                             {{"DISPLAY", ""}, {"PATH", "/usr/bin:/bin"}}, dir);
   const int status = wait_for(child, std::chrono::seconds(120));
@@ -424,8 +436,8 @@ TEST(Display, OverlayNeedsNoDisplay) {
   const fs::path dir = scratch_dir("display-overlay");
   const fs::path empty = dir / "empty-path";
   fs::create_directories(empty);
-  const fs::path pipeline = write_pipeline(dir, "viz.overlay",
-                                           R"({"panel_size": 96, "path": ")" + (dir / "o.png").string() + R"("})");
+  const fs::path pipeline =
+      write_pipeline(dir, "viz.overlay", R"({"panel_size": 96, "path": ")" + (dir / "o.png").string() + R"("})");
   const Child child = spawn({FUSIONFLOW_EXE, "run", pipeline.string(), "--no-progress"},
                             {{"DISPLAY", ""}, {"PATH", empty.string()}}, dir);
   const int status = wait_for(child, std::chrono::seconds(60));

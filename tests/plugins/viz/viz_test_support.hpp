@@ -104,8 +104,10 @@ inline Child spawn(const std::vector<std::string>& arguments, const std::map<std
     if (equals != std::string::npos) variables[entry.substr(0, equals)] = entry.substr(equals + 1);
   }
   for (const auto& [name, value] : environment) {
-    if (value.empty()) variables.erase(name);
-    else variables[name] = value;
+    if (value.empty())
+      variables.erase(name);
+    else
+      variables[name] = value;
   }
   std::vector<std::string> env_strings;
   for (const auto& [name, value] : variables) env_strings.push_back(name + "=" + value);

@@ -48,15 +48,15 @@ inline const ChoiceList<Rule> kRuleNames{{Rule::Average, "average"},
 struct FusionOptions {
   Rule detail_rule = Rule::MaxAbs;
   Rule base_rule = Rule::Average;
-  std::vector<double> weights;          // per source, for "average"; empty = equal
-  std::size_t window_radius = 1;        // local energy and salience window, voxels
-  std::size_t consistency_radius = 1;   // majority window; 0 = no consistency check
-  double match_threshold = 0.75;        // alpha of salience_match, in [0, 1)
-  std::size_t gff_base_radius = 45;     // r1
-  double gff_base_eps = 0.3;            // eps1
-  std::size_t gff_detail_radius = 7;    // r2
-  double gff_detail_eps = 1e-6;         // eps2
-  double gff_saliency_sigma = 5.0;      // sigma_g (radius r_g = round(sigma_g))
+  std::vector<double> weights;         // per source, for "average"; empty = equal
+  std::size_t window_radius = 1;       // local energy and salience window, voxels
+  std::size_t consistency_radius = 1;  // majority window; 0 = no consistency check
+  double match_threshold = 0.75;       // alpha of salience_match, in [0, 1)
+  std::size_t gff_base_radius = 45;    // r1
+  double gff_base_eps = 0.3;           // eps1
+  std::size_t gff_detail_radius = 7;   // r2
+  double gff_detail_eps = 1e-6;        // eps2
+  double gff_saliency_sigma = 5.0;     // sigma_g (radius r_g = round(sigma_g))
 };
 
 // Throws std::invalid_argument, naming the input (index and modality) and the

@@ -39,7 +39,7 @@ struct NormalizeOptions {
   double window_width = 400.0;  // HU
   double suv_min = 0.0;
   double suv_max = 10.0;
-  double suv_per_unit = 0.0;    // SUV per input unit; 0 = from units/metadata
+  double suv_per_unit = 0.0;  // SUV per input unit; 0 = from units/metadata
   double percentile_low = 1.0;
   double percentile_high = 99.0;
   double zscore_range = 3.0;
@@ -47,9 +47,9 @@ struct NormalizeOptions {
 };
 
 struct NormalizeResult {
-  Volume volume;      // metadata: units "normalized", extra["normalize_*"] records the mapping
-  double low = 0.0;   // input value mapped to 0
-  double high = 1.0;  // input value mapped to 1
+  Volume volume;        // metadata: units "normalized", extra["normalize_*"] records the mapping
+  double low = 0.0;     // input value mapped to 0
+  double high = 1.0;    // input value mapped to 1
   std::string warning;  // non-empty when the mapping is degenerate (high <= low: output is all 0)
 };
 
