@@ -79,6 +79,13 @@ int plugins_command(Session& session, bool as_json) {
       types.push_back({{"name", type->name}, {"description", type->description}, {"plugin", type->origin.plugin_name}});
     }
     document["payload_types"] = std::move(types);
+    ordered_json decoders = ordered_json::array();
+    for (const RegisteredLatentDecoder* decoder : registry.latent_decoders()) {
+      decoders.push_back({{"kind", decoder->decoder.kind},
+                          {"description", decoder->decoder.description},
+                          {"plugin", decoder->origin.plugin_name}});
+    }
+    document["latent_decoders"] = std::move(decoders);
     ordered_json nodes = ordered_json::array();
     for (const RegisteredNode* node : registry.nodes()) {
       const NodeSpec& spec = node->spec();
@@ -114,6 +121,11 @@ int plugins_command(Session& session, bool as_json) {
   std::cout << "\nPayload types:\n";
   for (const RegisteredPayloadType* type : registry.payload_types()) {
     std::cout << "  " << type->name << ": " << type->description << "\n";
+  }
+  std::cout << "\nLatent decoders (decode.latent, by the latent's kind):\n";
+  for (const RegisteredLatentDecoder* decoder : registry.latent_decoders()) {
+    std::cout << "  " << decoder->decoder.kind << " [" << decoder->origin.plugin_name
+              << "]: " << decoder->decoder.description << "\n";
   }
   std::cout << "\nNode types:\n";
   for (const RegisteredNode* node : registry.nodes()) {

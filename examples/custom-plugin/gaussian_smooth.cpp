@@ -3,6 +3,8 @@
 #include <fusionflow/sdk.hpp>
 
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace {
@@ -80,8 +82,70 @@ void run_gaussian(NodeContext& ctx, const GaussianOptions& options) {
   ctx.output(kVolumeOut, std::move(output));
 }
 
+// An encoder into the shared latent representation, with its decoder: a
+// volume becomes a base level (the Gaussian-smoothed volume) and a detail
+// level (what smoothing removed). fuse.latent fuses such latents like the
+// built-in ones, and decode.latent decodes them with decode_two_scale below,
+// registered for the kind this encoder sets.
+constexpr const char* kTwoScaleKind = "two_scale";
+constexpr OutputPort<Latent> kLatentOut{"latent"};
+
+NodeType<GaussianOptions> two_scale_node() {
+  NodeType<GaussianOptions> node("smoothing.encode_two_scale", "1.0.0",
+                                 "Encodes a volume as a Gaussian base and the detail it removes (latent kind "
+                                 "'two_scale'; fuse with fuse.latent, decode with decode.latent)");
+  node.input(kVolumeIn, "the volume to encode")
+      .output(kLatentOut, "kind 'two_scale': levels detail and base on the volume's grid")
+      .param(&GaussianOptions::sigma_mm, "sigma_mm", Limits::range(0.0, 100.0), "width of the base's Gaussian in mm");
+  return node;
+}
+
+LatentLevel level_of(const std::string& name, const Geometry& geometry, std::vector<float> data) {
+  LatentLevel level;
+  level.name = name;
+  level.role = name;  // "detail" or "base": how fusion rules treat it
+  level.geometry = geometry;
+  level.channels = 1;
+  level.data = std::move(data);
+  return level;
+}
+
+void run_two_scale(NodeContext& ctx, const GaussianOptions& options) {
+  const Volume& input = ctx.input(kVolumeIn);
+  std::vector<float> base = input.voxels;
+  for (int axis = 0; axis < 3; ++axis) smooth_along(base, input.geometry, axis, options.sigma_mm, ctx);
+  std::vector<float> detail(base.size());
+  for (std::size_t v = 0; v < base.size(); ++v) detail[v] = input.voxels[v] - base[v];
+  Latent latent;
+  latent.kind = kTwoScaleKind;
+  latent.encoder_params = {{"sigma_mm", std::to_string(options.sigma_mm)}};
+  latent.source_geometry = input.geometry;
+  latent.source_metadata = input.metadata;
+  latent.levels.push_back(level_of("detail", input.geometry, std::move(detail)));
+  latent.levels.push_back(level_of("base", input.geometry, std::move(base)));
+  ctx.output(kLatentOut, std::move(latent));
+}
+
+Volume decode_two_scale(const Latent& latent, NodeContext& ctx) {
+  if (latent.levels.size() != 2 || latent.levels[0].data.size() != latent.source_geometry.voxel_count() ||
+      latent.levels[1].data.size() != latent.source_geometry.voxel_count()) {
+    throw std::invalid_argument("a two_scale latent has two levels on its source grid");
+  }
+  ctx.throw_if_cancelled();
+  Volume volume;
+  volume.geometry = latent.source_geometry;
+  volume.metadata = latent.source_metadata;
+  volume.voxels.resize(volume.geometry.voxel_count());
+  for (std::size_t v = 0; v < volume.voxels.size(); ++v) {
+    volume.voxels[v] = latent.levels[0].data[v] + latent.levels[1].data[v];
+  }
+  return volume;
+}
+
 }  // namespace
 
-FUSIONFLOW_PLUGIN("smoothing", "1.0.0", "Example out-of-tree plugin: Gaussian smoothing") {
+FUSIONFLOW_PLUGIN("smoothing", "1.1.0", "Example out-of-tree plugin: Gaussian smoothing and a two-scale encoder") {
   registrar.add_node(gaussian_node(), run_gaussian);
+  registrar.add_node(two_scale_node(), run_two_scale);
+  registrar.add_latent_decoder(kTwoScaleKind, "base + detail", decode_two_scale);
 }

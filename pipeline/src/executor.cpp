@@ -75,8 +75,8 @@ tbb::task_arena& arena_for(int threads) {
 
 class PipelineRun {
  public:
-  PipelineRun(const Pipeline& pipeline, const RunOptions& options, int threads)
-      : pipeline_(pipeline), options_(options), threads_(threads), slots_(pipeline.nodes.size()) {
+  PipelineRun(const Pipeline& pipeline, const NodeRegistry& registry, const RunOptions& options, int threads)
+      : pipeline_(pipeline), registry_(registry), options_(options), threads_(threads), slots_(pipeline.nodes.size()) {
     result_.nodes.resize(pipeline.nodes.size());
     result_.threads = threads;
     for (std::size_t i = 0; i < pipeline.nodes.size(); ++i) {
@@ -299,7 +299,8 @@ class PipelineRun {
         std::lock_guard<std::mutex> lock(callback_mutex_);
         options_.on_log(index, level, message);
       };
-      NodeContext context(node.id, spec, node.params, gather_inputs(node), &cancel_, threads_, std::move(callbacks));
+      NodeContext context(node.id, spec, node.params, gather_inputs(node), &cancel_, threads_, std::move(callbacks),
+                          &registry_);
       // Isolation keeps a node that uses TBB inside from picking up other
       // pipeline nodes while it waits on its own parallel work.
       tbb::this_task_arena::isolate([&] { node.definition->definition.run(context); });
@@ -351,6 +352,7 @@ class PipelineRun {
   }
 
   const Pipeline& pipeline_;
+  const NodeRegistry& registry_;
   const RunOptions& options_;
   const int threads_;
   std::vector<std::map<std::string, std::unique_ptr<OutputSlot>>> slots_;
@@ -377,7 +379,7 @@ class PipelineRun {
 RunResult run_pipeline(const Pipeline& pipeline, const NodeRegistry& registry, const RunOptions& options) {
   const int threads = options.threads > 0 ? options.threads : tbb::info::default_concurrency();
   registry.apply_thread_budget(threads);
-  return PipelineRun(pipeline, options, threads).run();
+  return PipelineRun(pipeline, registry, options, threads).run();
 }
 
 }  // namespace fusionflow

@@ -1,5 +1,8 @@
 #include "fusionflow/node.hpp"
 
+#include "fusionflow/latent_codec.hpp"
+#include "fusionflow/registry.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -56,14 +59,15 @@ std::string NodeSpec::family() const { return type_.substr(0, type_.find('.')); 
 
 NodeContext::NodeContext(std::string node_id, const NodeSpec& spec, std::map<std::string, ParamValue> params,
                          std::map<std::string, std::vector<Payload>> inputs, const std::atomic<bool>* cancel_flag,
-                         int thread_budget, Callbacks callbacks)
+                         int thread_budget, Callbacks callbacks, const NodeRegistry* registry)
     : node_id_(std::move(node_id)),
       spec_(spec),
       params_(std::move(params)),
       inputs_(std::move(inputs)),
       cancel_flag_(cancel_flag),
       thread_budget_(std::max(1, thread_budget)),
-      callbacks_(std::move(callbacks)) {}
+      callbacks_(std::move(callbacks)),
+      registry_(registry) {}
 
 bool NodeContext::has_input(std::string_view port) const {
   auto it = inputs_.find(std::string(port));
@@ -98,6 +102,20 @@ void NodeContext::set_output(std::string_view port, Payload payload) {
                            "' but the node wrote '" + payload.type_name() + "'");
   }
   outputs_[std::string(port)] = std::move(payload);
+}
+
+const LatentDecoder* NodeContext::latent_decoder(std::string_view kind) const {
+  if (registry_ == nullptr) return nullptr;
+  const RegisteredLatentDecoder* found = registry_->find_latent_decoder(kind);
+  return found == nullptr ? nullptr : &found->decoder;
+}
+
+std::vector<std::string> NodeContext::latent_decoder_kinds() const {
+  std::vector<std::string> kinds;
+  if (registry_ != nullptr) {
+    for (const RegisteredLatentDecoder* decoder : registry_->latent_decoders()) kinds.push_back(decoder->decoder.kind);
+  }
+  return kinds;
 }
 
 const ParamValue& NodeContext::param_value(std::string_view name) const {

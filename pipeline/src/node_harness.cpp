@@ -24,7 +24,9 @@ NodeHarness::NodeHarness(NodeDefinition definition)
     : NodeHarness(std::move(definition.spec), std::move(definition.run)) {}
 
 NodeHarness::NodeHarness(const NodeRegistry& registry, const std::string& type)
-    : NodeHarness(find_or_throw(registry, type).spec(), find_or_throw(registry, type).definition.run) {}
+    : NodeHarness(find_or_throw(registry, type).spec(), find_or_throw(registry, type).definition.run) {
+  registry_ = &registry;
+}
 
 NodeHarness& NodeHarness::set_param(const std::string& name, ParamValue value) {
   const ParamSpec* spec = spec_.find_param(name);
@@ -90,7 +92,7 @@ void NodeHarness::run() {
   NodeContext::Callbacks callbacks;
   callbacks.progress = [this](double fraction) { progress_.push_back(fraction); };
   callbacks.log = [this](LogLevel level, const std::string& message) { log_.emplace_back(level, message); };
-  NodeContext context("test_node", spec_, params_, inputs_, &cancelled_, threads_, std::move(callbacks));
+  NodeContext context("test_node", spec_, params_, inputs_, &cancelled_, threads_, std::move(callbacks), registry_);
   run_(context);
   for (const PortSpec& port : spec_.outputs()) {
     if (!port.optional && context.outputs().count(port.name) == 0) {

@@ -168,6 +168,13 @@ void register_plugin(const PluginDescriptor& descriptor, NodeRegistry& registry,
       report.warnings.push_back(std::string("node type skipped: ") + error.what());
     }
   }
+  for (LatentDecoder& decoder : registrar.latent_decoders()) {
+    try {
+      registry.add_latent_decoder(std::move(decoder), origin);
+    } catch (const std::exception& error) {
+      report.warnings.push_back(std::string("latent decoder skipped: ") + error.what());
+    }
+  }
   for (auto& hook : registrar.thread_budget_hooks()) registry.add_thread_budget_hook(std::move(hook));
   report.loaded = true;
 }

@@ -125,6 +125,31 @@ void NodeRegistry::add_node(NodeDefinition definition, Origin origin) {
                  std::make_unique<RegisteredNode>(RegisteredNode{std::move(definition), std::move(origin)}));
 }
 
+void NodeRegistry::add_latent_decoder(LatentDecoder decoder, Origin origin) {
+  if (!is_snake_name(decoder.kind)) {
+    throw std::invalid_argument("latent kind '" + decoder.kind + "' is not a lower snake case name");
+  }
+  if (!decoder.decode) throw std::invalid_argument("the decoder of latent kind '" + decoder.kind + "' has no function");
+  auto existing = latent_decoders_.find(decoder.kind);
+  if (existing != latent_decoders_.end()) {
+    throw std::invalid_argument("a decoder of latent kind '" + decoder.kind + "' is already registered by " +
+                                describe(existing->second.origin));
+  }
+  std::string kind = decoder.kind;
+  latent_decoders_.emplace(std::move(kind), RegisteredLatentDecoder{std::move(decoder), std::move(origin)});
+}
+
+const RegisteredLatentDecoder* NodeRegistry::find_latent_decoder(std::string_view kind) const {
+  auto it = latent_decoders_.find(kind);
+  return it == latent_decoders_.end() ? nullptr : &it->second;
+}
+
+std::vector<const RegisteredLatentDecoder*> NodeRegistry::latent_decoders() const {
+  std::vector<const RegisteredLatentDecoder*> list;
+  for (const auto& [kind, decoder] : latent_decoders_) list.push_back(&decoder);
+  return list;
+}
+
 const RegisteredNode* NodeRegistry::find_node(std::string_view type) const {
   auto it = nodes_.find(type);
   return it == nodes_.end() ? nullptr : it->second.get();

@@ -1,10 +1,9 @@
-// decode.* nodes. One decoder, decode.latent, serves every encoder: it
-// dispatches on Latent::kind, which each encoder sets. A pipeline therefore
-// never pairs the wrong decoder with an encoder, and adding an encoder means
-// adding one case to latent::decode_latent (plugins/latent_transforms/).
+// decode.* nodes. One decoder node, decode.latent, serves every encoder: it
+// dispatches on Latent::kind to the decoder the encoder's plugin registered
+// for that kind (PluginRegistrar::add_latent_decoder), so a pipeline never
+// pairs the wrong decoder with an encoder, and an encoder from any plugin,
+// in the tree or not, decodes here without a change to this file.
 #include <fusionflow/sdk.hpp>
-
-#include "latent_transforms/multiscale.hpp"
 
 namespace fusionflow::decode_nodes {
 namespace {
@@ -12,31 +11,37 @@ namespace {
 constexpr InputPort<Latent> kLatentIn{"latent"};
 constexpr OutputPort<Volume> kVolumeOut{"volume"};
 
-// decode.latent has no parameters: the latent says how to decode it.
-struct DecodeOptions {};
-
-NodeType<DecodeOptions> latent_node() {
-  NodeType<DecodeOptions> node(
-      "decode.latent", "1.0.0",
-      "Decodes a latent back to image space, choosing the inverse transform from the latent's kind "
-      "(laplacian_pyramid, atrous_wavelet, guided_filter). The volume gets the latent's source grid and "
-      "metadata (modality FUSED and the sources for a fused latent).");
+NodeType<NoOptions> latent_node() {
+  NodeType<NoOptions> node(
+      "decode.latent", "1.1.0",
+      "Decodes a latent back to image space with the decoder registered for the latent's kind "
+      "(laplacian_pyramid, atrous_wavelet, guided_filter, learned, or any a plugin adds; `fusionflow plugins` "
+      "lists them). The volume gets the latent's source grid and metadata (modality FUSED and the sources for a "
+      "fused latent).");
   node.input(kLatentIn, "an encoded or fused latent").output(kVolumeOut, "the decoded volume on the source grid");
   return node;
 }
 
-void run_latent(NodeContext& ctx, const DecodeOptions&) {
+void run_latent(NodeContext& ctx, const NoOptions&) {
   const Latent& latent = ctx.input(kLatentIn);
-  Volume volume = latent::decode_latent(latent, latent::control_for(ctx));
+  const LatentDecoder* decoder = ctx.latent_decoder(latent.kind);
+  if (decoder == nullptr) {
+    std::string known;
+    for (const std::string& kind : ctx.latent_decoder_kinds()) known += (known.empty() ? "" : ", ") + kind;
+    throw std::invalid_argument("no decoder for latent kind '" + latent.kind +
+                                "' (decoders: " + (known.empty() ? std::string("none") : known) +
+                                "); load the plugin of the encoder that made it");
+  }
+  Volume volume = decoder->decode(latent, ctx);
   ctx.log(LogLevel::Info, "decoded " + latent.kind + " (" + std::to_string(latent.levels.size()) + " levels) to " +
-                              latent::size_string(volume.geometry));
+                              volume.geometry.size_string());
   ctx.output(kVolumeOut, std::move(volume));
 }
 
 }  // namespace
 }  // namespace fusionflow::decode_nodes
 
-FUSIONFLOW_PLUGIN("decode", "1.0.0", "Decoder of shared latents back to volumes") {
+FUSIONFLOW_PLUGIN("decode", "1.1.0", "Decoder of shared latents back to volumes, by the latent's kind") {
   using namespace fusionflow::decode_nodes;
   registrar.add_node(latent_node(), run_latent);
 }

@@ -86,4 +86,13 @@ FUSIONFLOW_PLUGIN("encode", "1.0.0", "Multiscale encoders into the shared latent
   registrar.add_node(laplacian_pyramid_node(), run_laplacian_pyramid);
   registrar.add_node(atrous_wavelet_node(), run_atrous_wavelet);
   registrar.add_node(guided_filter_node(), run_guided_filter);
+  // Their inverses, which decode.latent finds by the latent's kind.
+  using namespace fusionflow;
+  const auto decode = [](const Latent& latent, NodeContext& ctx) {
+    return latent::decode_latent(latent, latent::control_for(ctx));
+  };
+  registrar.add_latent_decoder(latent::kLaplacianPyramid, "collapse the pyramid: upsample and add, coarse to fine",
+                               decode);
+  registrar.add_latent_decoder(latent::kAtrousWavelet, "sum of the detail planes and the residual", decode);
+  registrar.add_latent_decoder(latent::kGuidedFilter, "base + detail", decode);
 }

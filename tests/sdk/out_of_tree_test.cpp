@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -57,7 +58,7 @@ TEST(OutOfTreePlugin, BuildsAgainstTheInstalledSdkAndRunsInAPipeline) {
   const std::string fusionflow = prefix + "/bin/fusionflow";
   Output listing = shell(fusionflow + " plugins --plugin-dir " + plugin_build);
   ASSERT_EQ(listing.exit_code, 0) << listing.text;
-  EXPECT_NE(listing.text.find("smoothing.gaussian 1.0.0  [smoothing 1.0.0: " + library.string() + "]"),
+  EXPECT_NE(listing.text.find("smoothing.gaussian 1.0.0  [smoothing 1.1.0: " + library.string() + "]"),
             std::string::npos)
       << listing.text;
   EXPECT_NE(listing.text.find("core.volume_stats 1.0.0  [core 1.0.0: " + prefix +
@@ -90,6 +91,40 @@ TEST(OutOfTreePlugin, BuildsAgainstTheInstalledSdkAndRunsInAPipeline) {
   EXPECT_GE(value(after, "min"), -1e-6);
   EXPECT_NEAR(value(after, "mean"), value(before, "mean"), 0.01 * value(before, "mean"));
   EXPECT_LT(value(after, "std"), 0.97 * value(before, "std"));
+
+  // The plugin's encoder with the stock fuse.latent and decode.latent: its
+  // decoder, registered for its latent kind, is listed and used.
+  EXPECT_NE(listing.text.find("two_scale [smoothing]: base + detail"), std::string::npos) << listing.text;
+  Output latent_run =
+      shell(fusionflow + " run " + source + "/examples/custom-plugin/latent_pipeline.json --plugin-dir " +
+            plugin_build + " --set out=" + out);
+  ASSERT_EQ(latent_run.exit_code, 0) << latent_run.text;
+  EXPECT_NE(latent_run.text.find("[fused_volume] decoded two_scale (2 levels) to 32x32x32"), std::string::npos)
+      << latent_run.text;
+  std::ifstream table(out + "/two_scale.csv");
+  std::string columns_line, sphere_line, decoded_line, fused_line;
+  std::getline(table, columns_line);
+  std::getline(table, sphere_line);
+  std::getline(table, decoded_line);
+  std::getline(table, fused_line);
+  const auto table_columns = split_csv_line(columns_line);
+  auto cell = [&](const std::string& line, const std::string& column) {
+    const auto row = split_csv_line(line);
+    for (std::size_t i = 0; i < table_columns.size(); ++i) {
+      if (table_columns[i] == column) return std::stod(row.at(i));
+    }
+    throw std::runtime_error("no column " + column);
+  };
+  // Decoding the sphere's own latent gives the sphere back (base + detail).
+  EXPECT_NEAR(cell(decoded_line, "mean"), cell(sphere_line, "mean"), 1e-5);
+  EXPECT_NEAR(cell(decoded_line, "max"), cell(sphere_line, "max"), 1e-5);
+  EXPECT_NEAR(cell(decoded_line, "min"), cell(sphere_line, "min"), 1e-5);
+  // The fusion of the sphere and the ramp is neither.
+  EXPECT_GT(std::abs(cell(fused_line, "mean") - cell(sphere_line, "mean")), 1e-3);
+
+  // A latent kind nobody registered is refused naming the decoders there are.
+  Output unknown = shell(fusionflow + " plugins");
+  EXPECT_EQ(unknown.text.find("two_scale"), std::string::npos) << "without --plugin-dir the kind is unknown";
   fs::remove_all(work);
 }
 

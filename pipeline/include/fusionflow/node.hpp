@@ -30,6 +30,9 @@
 
 namespace fusionflow {
 
+class NodeRegistry;
+struct LatentDecoder;
+
 // A port named once with its payload type: declare it as a constant beside
 // the node and use that constant both in the declaration and in the run
 // function, so the name and the type cannot drift apart.
@@ -161,9 +164,10 @@ class NodeContext {
     std::function<void(LogLevel, const std::string& message)> log;
   };
 
+  // `registry` (optional) is where latent_decoder() looks.
   NodeContext(std::string node_id, const NodeSpec& spec, std::map<std::string, ParamValue> params,
               std::map<std::string, std::vector<Payload>> inputs, const std::atomic<bool>* cancel_flag,
-              int thread_budget, Callbacks callbacks);
+              int thread_budget, Callbacks callbacks, const NodeRegistry* registry = nullptr);
 
   const std::string& node_id() const { return node_id_; }
   const NodeSpec& spec() const { return spec_; }
@@ -243,6 +247,11 @@ class NodeContext {
   void throw_if_cancelled() const {
     if (cancelled()) throw Cancelled();
   }
+  // The decoder registered for a latent kind (fusionflow/latent_codec.hpp),
+  // or nullptr; and every kind that has one, sorted.
+  const LatentDecoder* latent_decoder(std::string_view kind) const;
+  std::vector<std::string> latent_decoder_kinds() const;
+
   // How many threads this node may use for its own parallel work.
   int thread_budget() const { return thread_budget_; }
   void log(LogLevel level, const std::string& message);
@@ -259,6 +268,7 @@ class NodeContext {
   const std::atomic<bool>* cancel_flag_;
   int thread_budget_;
   Callbacks callbacks_;
+  const NodeRegistry* registry_;
 };
 
 extern template bool NodeContext::param<bool>(std::string_view) const;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "fusionflow/latent_codec.hpp"
 #include "fusionflow/node.hpp"
 #include "fusionflow/node_type.hpp"
 
@@ -68,6 +69,10 @@ class PluginRegistrar {
   void add_payload_type(std::string name, std::string description) {
     payload_types_.push_back({std::move(name), std::move(description)});
   }
+  // The decoder of a latent kind this plugin's encoders produce (decode.latent dispatches on it).
+  void add_latent_decoder(std::string kind, std::string description, LatentDecodeFunction decode) {
+    latent_decoders_.push_back({std::move(kind), std::move(description), std::move(decode)});
+  }
   // e.g. cap ITK's thread pool to the run's --threads.
   void add_thread_budget_hook(std::function<void(int)> hook) { thread_hooks_.push_back(std::move(hook)); }
 
@@ -78,11 +83,13 @@ class PluginRegistrar {
   std::vector<NodeDefinition>& nodes() { return nodes_; }
   std::vector<PayloadTypeEntry>& payload_types() { return payload_types_; }
   std::vector<std::function<void(int)>>& thread_budget_hooks() { return thread_hooks_; }
+  std::vector<LatentDecoder>& latent_decoders() { return latent_decoders_; }
 
  private:
   std::vector<NodeDefinition> nodes_;
   std::vector<PayloadTypeEntry> payload_types_;
   std::vector<std::function<void(int)>> thread_hooks_;
+  std::vector<LatentDecoder> latent_decoders_;
 };
 
 }  // namespace fusionflow

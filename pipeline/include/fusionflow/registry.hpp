@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fusionflow/latent_codec.hpp"
 #include "fusionflow/node.hpp"
 
 namespace fusionflow {
@@ -26,6 +27,11 @@ struct RegisteredNode {
   NodeDefinition definition;
   Origin origin;
   const NodeSpec& spec() const { return definition.spec; }
+};
+
+struct RegisteredLatentDecoder {
+  LatentDecoder decoder;
+  Origin origin;
 };
 
 struct RegisteredPayloadType {
@@ -45,12 +51,17 @@ class NodeRegistry {
   // name is already registered (naming both origins).
   void add_node(NodeDefinition definition, Origin origin = {"(host)", "", ""});
   void add_payload_type(std::string name, std::string description, Origin origin = {"(host)", "", ""});
+  // Throws std::invalid_argument if the kind is not lower snake case, has no
+  // decode function, or is already registered (naming both origins).
+  void add_latent_decoder(LatentDecoder decoder, Origin origin = {"(host)", "", ""});
 
   const RegisteredNode* find_node(std::string_view type) const;
   const RegisteredPayloadType* find_payload_type(std::string_view name) const;
+  const RegisteredLatentDecoder* find_latent_decoder(std::string_view kind) const;
   // Sorted by type name.
   std::vector<const RegisteredNode*> nodes() const;
   std::vector<const RegisteredPayloadType*> payload_types() const;
+  std::vector<const RegisteredLatentDecoder*> latent_decoders() const;  // sorted by kind
   // The registered type names closest to `type` by edit distance (at most `count`).
   std::vector<std::string> nearest_node_types(std::string_view type, std::size_t count = 1) const;
 
@@ -62,6 +73,7 @@ class NodeRegistry {
  private:
   std::map<std::string, std::unique_ptr<RegisteredNode>, std::less<>> nodes_;
   std::map<std::string, RegisteredPayloadType, std::less<>> payload_types_;
+  std::map<std::string, RegisteredLatentDecoder, std::less<>> latent_decoders_;
   std::vector<std::function<void(int)>> thread_budget_hooks_;
 };
 

@@ -70,6 +70,7 @@ class NodeHarness {
 
   NodeSpec spec_;
   RunFunction run_;
+  const NodeRegistry* registry_ = nullptr;  // for latent decoders, when made from a registry
   std::map<std::string, ParamValue> params_;
   std::map<std::string, std::vector<Payload>> inputs_;
   std::map<std::string, Payload> outputs_;

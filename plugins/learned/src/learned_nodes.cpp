@@ -7,9 +7,12 @@
 // loads all bundled plugins, does not pay LibTorch's start-up.
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <numeric>
 
@@ -52,6 +55,56 @@ Engine& engine() {
     throw std::runtime_error(file.string() + " has no entry point " FUSIONFLOW_LEARNED_ENGINE_SYMBOL);
   instance = entry();
   return *instance;
+}
+
+// Models this process has loaded, by the SHA-256 their latents carry
+// (encoder_params "model_sha256"): decode.latent decodes a learned latent
+// with the model that encoded it.
+class ModelsInUse {
+ public:
+  void remember(const Latent& latent, std::shared_ptr<const learned::Model> model) {
+    auto sha = latent.encoder_params.find("model_sha256");
+    if (sha == latent.encoder_params.end()) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    models_[sha->second] = std::move(model);
+  }
+  std::shared_ptr<const learned::Model> find(const Latent& latent) const {
+    auto sha = latent.encoder_params.find("model_sha256");
+    if (sha == latent.encoder_params.end()) return nullptr;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = models_.find(sha->second);
+    return it == models_.end() ? nullptr : it->second;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<const learned::Model>> models_;
+};
+
+ModelsInUse& models_in_use() {
+  static ModelsInUse models;
+  return models;
+}
+
+learned::InferenceOptions inference_options(NodeContext& ctx);
+
+// decode.latent on a learned latent: the encoding model's decoder for the
+// latent's own modality, in that modality's units (a fused latent has no
+// modality of its own: learned.decode says which decoder).
+Volume decode_learned_latent(const Latent& latent, NodeContext& ctx) {
+  const auto model = models_in_use().find(latent);
+  if (model == nullptr) {
+    throw std::invalid_argument(
+        "this learned latent's model was not loaded by this run; decode it with learned.decode and the model file");
+  }
+  const std::string& modality = latent.source_metadata.modality;
+  const auto known = model->modalities();
+  if (std::find(known.begin(), known.end(), modality) == known.end()) {
+    throw std::invalid_argument("the learned latent's modality '" + modality +
+                                "' has no decoder in the model (a fused latent has none of its own): use "
+                                "learned.decode with modality set to one of the model's");
+  }
+  return model->decode(latent, modality, true, inference_options(ctx));
 }
 
 learned::InferenceOptions inference_options(NodeContext& ctx) {
@@ -198,6 +251,7 @@ void run_encode(NodeContext& ctx, const EncodeOptions& options) {
   auto model = engine().load_model(options.model);
   Volume normalised;
   Latent latent = model->encode(volume, modality, inference_options(ctx), &normalised);
+  models_in_use().remember(latent, model);
   ctx.log(LogLevel::Info, "encoded " + modality + " " + volume.geometry.size_string() + " into " +
                               std::to_string(latent.levels[0].channels) + " channels on " +
                               latent.levels[0].geometry.size_string());
@@ -359,4 +413,6 @@ FUSIONFLOW_PLUGIN("learned", "1.0.0",
   registrar.add_node(synthesize_node(), run_synthesize);
   registrar.add_node(random_generator_node(), run_random_generator);
   registrar.add_node(synthesis_metrics_node(), run_synthesis_metrics);
+  registrar.add_latent_decoder("learned", "the encoding model's decoder for the latent's modality, in its units",
+                               decode_learned_latent);
 }

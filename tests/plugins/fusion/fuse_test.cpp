@@ -442,3 +442,31 @@ TEST(FuseLatent, MismatchedInputsAreRefusedNamingTheInputAndLevel) {
 
 }  // namespace
 }  // namespace fusionflow::fusion_test
+
+namespace fusionflow::fusion_test {
+namespace {
+
+TEST(DecodeLatent, FindsTheDecoderTheEncodersPluginRegisteredForTheKind) {
+  std::vector<std::string> kinds;
+  for (const RegisteredLatentDecoder* decoder : registry().latent_decoders()) {
+    kinds.push_back(decoder->decoder.kind);
+    EXPECT_EQ(decoder->origin.plugin_name, "encode");
+  }
+  EXPECT_EQ(kinds, (std::vector<std::string>{"atrous_wavelet", "guided_filter", "laplacian_pyramid"}));
+
+  Latent unknown = encode("encode.laplacian_pyramid", textured_volume({8, 8, 8}, 1, "CT"));
+  unknown.kind = "nobody_registered";
+  NodeHarness node(registry(), "decode.latent");
+  node.set_input("latent", unknown);
+  try {
+    node.run();
+    ADD_FAILURE() << "decoded a kind without decoder";
+  } catch (const std::invalid_argument& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find("no decoder for latent kind 'nobody_registered'"), std::string::npos) << message;
+    EXPECT_NE(message.find("atrous_wavelet, guided_filter, laplacian_pyramid"), std::string::npos) << message;
+  }
+}
+
+}  // namespace
+}  // namespace fusionflow::fusion_test
