@@ -428,7 +428,10 @@ void check_nifti_container(const fs::path& path, std::uint64_t voxel_bytes, cons
 struct MetaHeader {
   bool compressed = false;
   std::string compressed_size;  // CompressedDataSize as written, if given
-  std::string ndims, channels;  // NDims, ElementNumberOfChannels as written, if given
+  // NDims, ElementNumberOfChannels as written, every time they are: MetaIO
+  // sizes the arrays that follow each one by it (found by fuzz_metaimage: a
+  // huge NDims followed by DimSize, then NDims = 4).
+  std::vector<std::string> ndims, channels;
   std::string data_file;
   std::uint64_t data_offset = 0;
 };
@@ -457,8 +460,8 @@ MetaHeader parse_meta_header(const fs::path& path) {
     if (key == "CompressedData")
       header.compressed = !value.empty() && (value[0] == 'T' || value[0] == 't' || value[0] == '1');
     if (key == "CompressedDataSize") header.compressed_size = value;
-    if (key == "NDims") header.ndims = value;
-    if (key == "ElementNumberOfChannels") header.channels = value;
+    if (key == "NDims") header.ndims.push_back(value);
+    if (key == "ElementNumberOfChannels") header.channels.push_back(value);
     if (key == "ElementDataFile") {
       header.data_file = value;
       header.data_offset = position;
@@ -482,8 +485,8 @@ void check_meta_counts(const fs::path& path) {
                                value.substr(0, 40) + "', not a whole number from 1 to " + std::to_string(largest));
     }
   };
-  check(header.ndims, "NDims", 8);
-  check(header.channels, "ElementNumberOfChannels", 4096);
+  for (const std::string& value : header.ndims) check(value, "NDims", 8);
+  for (const std::string& value : header.channels) check(value, "ElementNumberOfChannels", 4096);
 }
 
 void check_meta_container(const fs::path& path, std::uint64_t voxel_bytes, const std::string& grid) {
