@@ -432,6 +432,10 @@ struct MetaHeader {
   // sizes the arrays that follow each one by it (found by fuzz_metaimage: a
   // huge NDims followed by DimSize, then NDims = 4).
   std::vector<std::string> ndims, channels;
+  // Longest field name (text before '=', ':' or the line's end): MetaIO
+  // copies names into a 255-byte buffer unchecked (found by fuzz_metaimage:
+  // a 270-byte name aborted in strcpy).
+  std::size_t longest_name = 0;
   std::string data_file;
   std::uint64_t data_offset = 0;
 };
@@ -446,6 +450,9 @@ MetaHeader parse_meta_header(const fs::path& path) {
     if (last) end = head.size();
     const std::string line = head.substr(position, end - position);
     position = last ? end : end + 1;
+    const std::size_t name_end = std::min(line.find_first_of("=:\r"), line.size());
+    const std::size_t name_start = std::min(line.find_first_not_of(" \t"), name_end);
+    header.longest_name = std::max(header.longest_name, name_end - name_start);
     // MetaIO ends a field name at the first '=' or ':'.
     const auto equals = line.find_first_of("=:");
     if (equals == std::string::npos) continue;
@@ -471,6 +478,8 @@ MetaHeader parse_meta_header(const fs::path& path) {
   return header;
 }
 
+constexpr std::size_t kMetaIoNameBytes = 255;  // MET_FieldRecordType::name
+
 // MetaIO sizes its arrays from NDims and ElementNumberOfChannels before
 // reading them (found by fuzz_metaimage: NDims = 77777777777773 kept it busy
 // for minutes): counts no image has are refused before MetaIO reads the file.
@@ -485,6 +494,11 @@ void check_meta_counts(const fs::path& path) {
                                value.substr(0, 40) + "', not a whole number from 1 to " + std::to_string(largest));
     }
   };
+  if (header.longest_name >= kMetaIoNameBytes) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": corrupt MetaImage header: a field name of " +
+                             std::to_string(header.longest_name) + " bytes (MetaIO takes names of at most " +
+                             std::to_string(kMetaIoNameBytes - 1) + ")");
+  }
   for (const std::string& value : header.ndims) check(value, "NDims", 8);
   for (const std::string& value : header.channels) check(value, "ElementNumberOfChannels", 4096);
 }

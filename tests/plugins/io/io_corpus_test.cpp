@@ -341,6 +341,13 @@ std::vector<ImageCase> image_cases() {
                             "ElementDataFile = LOCAL\n") + std::string(120, '\0');
        }),
        1, "NDims is '77777777777773', not a whole number from 1 to 8"},
+      // found by fuzz_metaimage: MetaIO copies field names into 255 bytes unchecked
+      {"metaimage_field_name_too_long", file("long_name.mha", [] {
+         return "ObjectType = Image\nNDims = 3\n" + std::string(300, 'N') +
+                " = 1\nDimSize = 5 4 3\nElementType = MET_SHORT\nElementDataFile = LOCAL\n" +
+                std::string(120, '\0');
+       }),
+       1, "a field name of 301 bytes \\(MetaIO takes names of at most 254\\)"},
       // found by fuzz_metaimage: MetaIO sizes DimSize by each NDims it reads, not the last
       {"metaimage_ndims_huge_then_declared_again", file("ndims_twice.mha", [] {
          return std::string("ObjectType = Image\nNDims = 33333333333333\nDimSize = 5 4 3\nNDims = 3\n"
