@@ -461,8 +461,12 @@ MetaHeader parse_meta_header(const fs::path& path) {
       const auto final = text.find_last_not_of(" \t\r");
       return first == std::string::npos ? std::string() : text.substr(first, final - first + 1);
     };
-    const std::string key = trim(line.substr(0, equals));
-    const std::string value = trim(line.substr(equals + 1));
+    // MetaIO compares names and reads values as C strings: a NUL ends them
+    // (found by fuzz_metaimage: "CompressedData<NUL...> = True" is
+    // CompressedData to MetaIO).
+    const auto c_string = [](std::string text) { return text.substr(0, text.find('\0')); };
+    const std::string key = trim(c_string(line.substr(0, equals)));
+    const std::string value = trim(c_string(line.substr(equals + 1)));
     // MetaIO reads a boolean from its first letter: T, t or 1 is true.
     if (key == "CompressedData")
       header.compressed = !value.empty() && (value[0] == 'T' || value[0] == 't' || value[0] == '1');

@@ -374,6 +374,19 @@ std::vector<ImageCase> image_cases() {
               return bytes.replace(at, bytes.find('\n', at) - at, "20");
             }),
        1, "does not end within the 20 bytes its CompressedDataSize gives"},
+      // found by fuzz_metaimage: MetaIO ends names at a NUL, so this is CompressedData
+      {"metaimage_field_name_with_nul_bytes",
+       file("nul_name.mha",
+            [=] {
+              std::string bytes = compressed_meta(values, 1 << 20);
+              bytes.replace(bytes.find("CompressedData = True"), 21, std::string("CompressedData") +
+                                                                         std::string(5, '\0') + " = True");
+              const auto at = bytes.find("ElementDataFile = LOCAL\n") + 24;
+              bytes[at] = '\x78';  // a preset-dictionary stream: MetaIO's inflate would never return
+              bytes[at + 1] = '\xbb';
+              return bytes;
+            }),
+       1, "preset dictionary"},
       {"metaimage_zlib_preset_dictionary",
        file("dictionary.mha",
             [=] {
