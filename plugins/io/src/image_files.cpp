@@ -31,6 +31,7 @@
 #include <fstream>
 #include <limits>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -432,6 +433,9 @@ struct MetaHeader {
   // sizes the arrays that follow each one by it (found by fuzz_metaimage: a
   // huge NDims followed by DimSize, then NDims = 4).
   std::vector<std::string> ndims, channels;
+  // Every ElementType given: MetaIO takes an unknown one as size 0 and
+  // divides by it (found by fuzz_metaimage: SIGFPE in MetaImage::ReadStream).
+  std::vector<std::string> element_types;
   // Longest field name (text before '=', ':' or the line's end): MetaIO
   // copies names into a 255-byte buffer unchecked (found by fuzz_metaimage:
   // a 270-byte name aborted in strcpy).
@@ -471,6 +475,7 @@ MetaHeader parse_meta_header(const fs::path& path) {
     if (key == "CompressedData")
       header.compressed = !value.empty() && (value[0] == 'T' || value[0] == 't' || value[0] == '1');
     if (key == "CompressedDataSize") header.compressed_size = value;
+    if (key == "ElementType") header.element_types.push_back(value);
     if (key == "NDims") header.ndims.push_back(value);
     if (key == "ElementNumberOfChannels") header.channels.push_back(value);
     if (key == "ElementDataFile") {
@@ -502,6 +507,16 @@ void check_meta_counts(const fs::path& path) {
     throw std::runtime_error("cannot read " + quoted(path) + ": corrupt MetaImage header: a field name of " +
                              std::to_string(header.longest_name) + " bytes (MetaIO takes names of at most " +
                              std::to_string(kMetaIoNameBytes - 1) + ")");
+  }
+  static const std::set<std::string> kElementTypes{"MET_CHAR",  "MET_UCHAR",  "MET_SHORT",     "MET_USHORT",
+                                                   "MET_INT",   "MET_UINT",   "MET_LONG",      "MET_ULONG",
+                                                   "MET_FLOAT", "MET_DOUBLE", "MET_LONG_LONG", "MET_ULONG_LONG"};
+  for (const std::string& type : header.element_types) {
+    if (kElementTypes.count(type) == 0) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": corrupt MetaImage header: ElementType '" +
+                               type.substr(0, 40) +
+                               "' is not a MetaIO scalar type (MET_UCHAR, MET_SHORT, MET_FLOAT, ...)");
+    }
   }
   for (const std::string& value : header.ndims) check(value, "NDims", 8);
   for (const std::string& value : header.channels) check(value, "ElementNumberOfChannels", 4096);

@@ -341,6 +341,12 @@ std::vector<ImageCase> image_cases() {
                             "ElementDataFile = LOCAL\n") + std::string(120, '\0');
        }),
        1, "NDims is '77777777777773', not a whole number from 1 to 8"},
+      // found by fuzz_metaimage: MetaIO divides by the size of an unknown element type (0)
+      {"metaimage_element_type_unknown", file("bad_type.mha", [=] {
+         std::string bytes = raw_meta;
+         return bytes.replace(bytes.find("MET_FLOAT"), 9, "MET_FLOTE");
+       }),
+       1, "ElementType 'MET_FLOTE' is not a MetaIO scalar type"},
       // found by fuzz_metaimage: MetaIO copies field names into 255 bytes unchecked
       {"metaimage_field_name_too_long", file("long_name.mha", [] {
          return "ObjectType = Image\nNDims = 3\n" + std::string(300, 'N') +
