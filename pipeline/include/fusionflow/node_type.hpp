@@ -83,16 +83,9 @@ struct Limits {
 namespace detail {
 
 template <class T>
-struct IsVector : std::false_type {};
-template <class T, class A>
-struct IsVector<std::vector<T, A>> : std::true_type {
-  using Element = T;
-};
-template <class T>
 struct IsArray : std::false_type {};
 template <class T, std::size_t N>
 struct IsArray<std::array<T, N>> : std::true_type {
-  using Element = T;
   static constexpr std::size_t size = N;
 };
 
