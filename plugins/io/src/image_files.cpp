@@ -423,9 +423,13 @@ void check_nifti_container(const fs::path& path, std::uint64_t voxel_bytes, cons
   }
 }
 
-// MetaImage header fields up to ElementDataFile, and where the header ends
-// (hand-parsed "Key = Value" lines: ITK's MetaImageIO does not expose the
-// data offset, and MetaIO only prints a warning for missing data).
+// MetaImage header fields up to ElementDataFile, where the header ends, and
+// the first thing in it MetaIO would misread. ITK's MetaImageIO does not
+// expose the data offset, MetaIO only prints a warning for missing data, and
+// MetaIO (built without bounds checks) reads its header as a character stream
+// into fixed-size buffers. So the header is read here first, line by line, and
+// any header MetaIO would read differently from that, or past one of its
+// buffers, is refused before MetaIO sees it.
 struct MetaHeader {
   bool compressed = false;
   std::string compressed_size;  // CompressedDataSize as written, if given
@@ -436,47 +440,148 @@ struct MetaHeader {
   // Every ElementType given: MetaIO takes an unknown one as size 0 and
   // divides by it (found by fuzz_metaimage: SIGFPE in MetaImage::ReadStream).
   std::vector<std::string> element_types;
-  // Longest field name (text before '=', ':' or the line's end): MetaIO
-  // copies names into a 255-byte buffer unchecked (found by fuzz_metaimage:
-  // a 270-byte name aborted in strcpy).
-  std::size_t longest_name = 0;
+  std::string problem;  // the first line MetaIO would misread or overflow on, or empty
   std::string data_file;
   std::uint64_t data_offset = 0;
 };
 
+// What MET_Read (ITK 5.2's MetaIO) does with a header, and what follows for a
+// line-by-line reading to be the same as its own:
+// - a field name runs to the first '=', ':', CR or LF, at most 500 bytes; a
+//   name ended by CR or LF takes its value from after the next '=' or ':',
+//   lines later: every field line must have its separator on it;
+// - text values are read with getline(500) and numbers with operator>>, which
+//   skips line ends: a numeric field with nothing after its '=' takes the next
+//   line's number, an array with fewer numbers than it needs goes on into the
+//   next lines, and a line of 499 bytes or more puts the stream in a failed
+//   state;
+// - unknown field names are copied into 255-byte buffers, and Comment,
+//   ObjectType, ObjectSubType, Name and AcquisitionDate values into 255-byte
+//   members of MetaObject (found by fuzz_metaimage: a long Name overwrote the
+//   MetaImage object's compression table pointer, freed later: heap
+//   corruption in MetaObject::ClearFields; a 270-byte field name aborted in
+//   strcpy);
+// - SequenceID is read into a 4-element array, NDims values of it;
+// - names and values are C strings (a NUL ends them) and booleans are read
+//   from their first letter (found by fuzz_metaimage: "CompressedData<NUL...>
+//   = True" is CompressedData to MetaIO).
+constexpr std::size_t kMetaIoBufferBytes = 255;  // MET_FieldRecordType::name, MetaObject::m_Name, ...
+constexpr std::size_t kMetaIoLineBytes = 499;    // getline(s, 500)
+
 MetaHeader parse_meta_header(const fs::path& path) {
   const std::string head = read_prefix(path, 1 << 20);
   MetaHeader header;
+  static const std::set<std::string> kNumbers{"NDims",
+                                              "ID",
+                                              "ParentID",
+                                              "CompressedDataSize",
+                                              "FileFormatVersion",
+                                              "HeaderSize",
+                                              "ElementMin",
+                                              "ElementMax",
+                                              "ElementNumberOfChannels",
+                                              "ElementNBits",
+                                              "ElementToIntensityFunctionSlope",
+                                              "ElementToIntensityFunctionOffset"};
+  // Arrays with NDims values (Color has 4; the matrices NDims x NDims).
+  static const std::set<std::string> kVectors{"Position",         "Origin",         "Offset",
+                                              "CenterOfRotation", "ElementSpacing", "DimSize",
+                                              "ImagePosition",    "SequenceID",     "ElementSize"};
+  static const std::set<std::string> kMatrices{"TransformMatrix", "Rotation", "Orientation"};
+  static const std::set<std::string> kBoundedTexts{"Comment", "ObjectType", "ObjectSubType", "Name", "AcquisitionDate"};
+  const auto is_space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  const auto is_blank = [](char c) { return c == ' ' || c == '\t'; };
+  const auto c_string = [](const std::string& text) { return text.substr(0, text.find('\0')); };
+  const auto printable = [](const std::string& text) {
+    std::string shown;
+    for (const char c : text.substr(0, 40)) shown += std::isprint(static_cast<unsigned char>(c)) ? c : '?';
+    return shown;
+  };
+  long dimensions = 0;  // the NDims in force, as MetaIO sizes arrays by it
   std::size_t position = 0;
-  while (position < head.size()) {
+  int line_number = 0;
+  while (position < head.size() && header.problem.empty()) {
     std::size_t end = head.find('\n', position);
     const bool last = end == std::string::npos;
     if (last) end = head.size();
     const std::string line = head.substr(position, end - position);
     position = last ? end : end + 1;
-    const std::size_t name_end = std::min(line.find_first_of("=:\r"), line.size());
-    const std::size_t name_start = std::min(line.find_first_not_of(" \t"), name_end);
-    header.longest_name = std::max(header.longest_name, name_end - name_start);
-    // MetaIO ends a field name at the first '=' or ':'.
-    const auto equals = line.find_first_of("=:");
-    if (equals == std::string::npos) continue;
-    auto trim = [](std::string text) {
-      const auto first = text.find_first_not_of(" \t\r");
-      const auto final = text.find_last_not_of(" \t\r");
-      return first == std::string::npos ? std::string() : text.substr(first, final - first + 1);
+    ++line_number;
+    // Values are never shown: a MetaImage Name or Comment may hold a patient's name.
+    std::string where = "line " + std::to_string(line_number);
+    std::size_t name_start = 0;
+    while (name_start < line.size() && is_space(line[name_start])) ++name_start;
+    if (name_start == line.size()) continue;  // MetaIO skips blank lines
+    if (line.size() >= kMetaIoLineBytes) {
+      header.problem = where + " is " + std::to_string(line.size()) +
+                       " bytes long; MetaIO reads header lines of at most " + std::to_string(kMetaIoLineBytes - 1);
+      break;
+    }
+    const std::size_t name_end = line.find_first_of("=:\r", name_start);
+    if (name_end == std::string::npos || line[name_end] == '\r') {
+      header.problem = where + " is not a 'Name = Value' line (MetaIO would take the next line's value for it)";
+      break;
+    }
+    std::size_t trimmed_end = name_end;
+    while (trimmed_end > name_start && is_blank(line[trimmed_end - 1])) --trimmed_end;
+    const std::string raw_name = line.substr(name_start, trimmed_end - name_start);
+    const std::string key = c_string(raw_name);
+    where += " (" + printable(key) + ")";
+    if (raw_name.size() >= kMetaIoBufferBytes) {
+      header.problem = where + " has a field name of " + std::to_string(raw_name.size()) +
+                       " bytes; MetaIO takes names of at most " + std::to_string(kMetaIoBufferBytes - 1);
+      break;
+    }
+    std::size_t value_start = name_end;
+    while (value_start < line.size() &&
+           (line[value_start] == '=' || line[value_start] == ':' || is_blank(line[value_start]))) {
+      ++value_start;
+    }
+    const std::string raw_value = c_string(line.substr(value_start));
+    const auto final = raw_value.find_last_not_of(" \t\r");
+    const std::string value = final == std::string::npos ? std::string() : raw_value.substr(0, final + 1);
+    // How many numbers operator>> would read from the value, in a row.
+    const auto count_numbers = [&value]() {
+      std::size_t count = 0;
+      const char* cursor = value.c_str();
+      for (;;) {
+        char* after = nullptr;
+        std::strtod(cursor, &after);
+        if (after == cursor) return count;
+        ++count;
+        cursor = after;
+      }
     };
-    // MetaIO compares names and reads values as C strings: a NUL ends them
-    // (found by fuzz_metaimage: "CompressedData<NUL...> = True" is
-    // CompressedData to MetaIO).
-    const auto c_string = [](std::string text) { return text.substr(0, text.find('\0')); };
-    const std::string key = trim(c_string(line.substr(0, equals)));
-    const std::string value = trim(c_string(line.substr(equals + 1)));
-    // MetaIO reads a boolean from its first letter: T, t or 1 is true.
+    if (kNumbers.count(key) != 0 && count_numbers() == 0) {
+      header.problem = where + " is not a number";
+    } else if (kBoundedTexts.count(key) != 0 && raw_value.size() >= kMetaIoBufferBytes) {
+      header.problem = where + " has a value of " + std::to_string(raw_value.size()) + " bytes; MetaIO takes at most " +
+                       std::to_string(kMetaIoBufferBytes - 1);
+    } else if (key == "Color" || (dimensions > 0 && (kVectors.count(key) != 0 || kMatrices.count(key) != 0))) {
+      const std::size_t needed = key == "Color"              ? 4
+                                 : kMatrices.count(key) != 0 ? std::size_t(dimensions * dimensions)
+                                                             : std::size_t(dimensions);
+      const std::size_t given = count_numbers();
+      if (given < needed) {
+        header.problem = where + " has " + std::to_string(given) + " numbers where it needs " + std::to_string(needed) +
+                         (key == "Color" ? std::string() : " (NDims = " + std::to_string(dimensions) + ")") +
+                         " (MetaIO would read the rest from the next lines)";
+      } else if (key == "SequenceID" && dimensions > 4) {
+        header.problem =
+            where + ": MetaIO reads at most 4 SequenceID values, and NDims is " + std::to_string(dimensions);
+      }
+    }
+    if (!header.problem.empty()) break;
     if (key == "CompressedData")
       header.compressed = !value.empty() && (value[0] == 'T' || value[0] == 't' || value[0] == '1');
     if (key == "CompressedDataSize") header.compressed_size = value;
     if (key == "ElementType") header.element_types.push_back(value);
-    if (key == "NDims") header.ndims.push_back(value);
+    if (key == "NDims") {
+      header.ndims.push_back(value);
+      // Out of range ones are refused by check_meta_counts; until then arrays are not checked.
+      const long parsed = std::strtol(value.c_str(), nullptr, 10);
+      dimensions = parsed >= 1 && parsed <= 8 ? parsed : 0;
+    }
     if (key == "ElementNumberOfChannels") header.channels.push_back(value);
     if (key == "ElementDataFile") {
       header.data_file = value;
@@ -487,11 +592,10 @@ MetaHeader parse_meta_header(const fs::path& path) {
   return header;
 }
 
-constexpr std::size_t kMetaIoNameBytes = 255;  // MET_FieldRecordType::name
-
 // MetaIO sizes its arrays from NDims and ElementNumberOfChannels before
 // reading them (found by fuzz_metaimage: NDims = 77777777777773 kept it busy
-// for minutes): counts no image has are refused before MetaIO reads the file.
+// for minutes): counts no image has, and headers MetaIO would misread (see
+// parse_meta_header), are refused before MetaIO reads the file.
 void check_meta_counts(const fs::path& path) {
   const MetaHeader header = parse_meta_header(path);
   const auto check = [&](const std::string& value, const char* field, long largest) {
@@ -503,10 +607,10 @@ void check_meta_counts(const fs::path& path) {
                                value.substr(0, 40) + "', not a whole number from 1 to " + std::to_string(largest));
     }
   };
-  if (header.longest_name >= kMetaIoNameBytes) {
-    throw std::runtime_error("cannot read " + quoted(path) + ": corrupt MetaImage header: a field name of " +
-                             std::to_string(header.longest_name) + " bytes (MetaIO takes names of at most " +
-                             std::to_string(kMetaIoNameBytes - 1) + ")");
+  // NDims first: the array checks in parse_meta_header take it as given.
+  for (const std::string& value : header.ndims) check(value, "NDims", 8);
+  if (!header.problem.empty()) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": corrupt MetaImage header: " + header.problem);
   }
   static const std::set<std::string> kElementTypes{"MET_CHAR",  "MET_UCHAR",  "MET_SHORT",     "MET_USHORT",
                                                    "MET_INT",   "MET_UINT",   "MET_LONG",      "MET_ULONG",
@@ -518,7 +622,6 @@ void check_meta_counts(const fs::path& path) {
                                "' is not a MetaIO scalar type (MET_UCHAR, MET_SHORT, MET_FLOAT, ...)");
     }
   }
-  for (const std::string& value : header.ndims) check(value, "NDims", 8);
   for (const std::string& value : header.channels) check(value, "ElementNumberOfChannels", 4096);
 }
 

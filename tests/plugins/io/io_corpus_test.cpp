@@ -353,7 +353,37 @@ std::vector<ImageCase> image_cases() {
                 " = 1\nDimSize = 5 4 3\nElementType = MET_SHORT\nElementDataFile = LOCAL\n" +
                 std::string(120, '\0');
        }),
-       1, "a field name of 301 bytes \\(MetaIO takes names of at most 254\\)"},
+       1, "line 3 has a field name of 301 bytes; MetaIO takes names of at most 254"},
+      // found by fuzz_metaimage: MetaIO copies Name (and Comment, ObjectType, ...) into
+      // 255 bytes of MetaObject; past them lies MetaImage's compression table pointer
+      {"metaimage_name_longer_than_metaio_buffer",
+       file("long_value.mha",
+            [] { return meta_header("2 2 2", "MET_FLOAT", "Name = " + std::string(400, 'A') + "\n") + floats(ramp(8)); }),
+       1, "line 5 \\(Name\\) has a value of 400 bytes; MetaIO takes at most 254"},
+      {"metaimage_line_without_separator",
+       file("no_separator.mha",
+            [] { return meta_header("2 2 2", "MET_FLOAT", "Comment\n= shifted\n") + floats(ramp(8)); }),
+       1, "line 5 is not a 'Name = Value' line"},
+      {"metaimage_dim_size_shorter_than_ndims",
+       file("short_dims.mha", [] { return meta_header("2 2", "MET_FLOAT") + floats(ramp(8)); }), 1,
+       "line 5 \\(DimSize\\) has 2 numbers where it needs 3 \\(NDims = 3\\)"},
+      {"metaimage_ndims_empty",
+       file("empty_ndims.mha",
+            [] {
+              return std::string("ObjectType = Image\nNDims =\n3\nDimSize = 2 2 2\nElementType = MET_FLOAT\n"
+                                 "ElementDataFile = LOCAL\n") +
+                     floats(ramp(8));
+            }),
+       1, "line 2 \\(NDims\\) is not a number"},
+      {"metaimage_crlf_good",
+       file("crlf.mha",
+            [] {
+              std::string header = meta_header("2 2 2", "MET_FLOAT", "Name = phantom\n");
+              for (std::size_t at = header.find('\n'); at != std::string::npos; at = header.find('\n', at + 2))
+                header.insert(at, "\r");
+              return header + floats(ramp(8));
+            }),
+       0, "", {}, 8},
       // found by fuzz_metaimage: MetaIO sizes DimSize by each NDims it reads, not the last
       {"metaimage_ndims_huge_then_declared_again", file("ndims_twice.mha", [] {
          return std::string("ObjectType = Image\nNDims = 33333333333333\nDimSize = 5 4 3\nNDims = 3\n"
