@@ -489,6 +489,9 @@ MetaHeader parse_meta_header(const fs::path& path) {
                                               "ImagePosition",    "SequenceID",     "ElementSize"};
   static const std::set<std::string> kMatrices{"TransformMatrix", "Rotation", "Orientation"};
   static const std::set<std::string> kBoundedTexts{"Comment", "ObjectType", "ObjectSubType", "Name", "AcquisitionDate"};
+  static const std::set<std::string> kOtherFields{
+      "Color",         "CompressedData",        "BinaryData", "ElementByteOrderMSB", "BinaryDataByteOrderMSB",
+      "DistanceUnits", "AnatomicalOrientation", "Modality",   "ElementType",         "ElementDataFile"};
   const auto is_space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
   const auto is_blank = [](char c) { return c == ' ' || c == '\t'; };
   const auto c_string = [](const std::string& text) { return text.substr(0, text.find('\0')); };
@@ -519,7 +522,13 @@ MetaHeader parse_meta_header(const fs::path& path) {
     }
     const std::size_t name_end = line.find_first_of("=:\r", name_start);
     if (name_end == std::string::npos || line[name_end] == '\r') {
-      header.problem = where + " is not a 'Name = Value' line (MetaIO would take the next line's value for it)";
+      // Named only when it is a MetaIO field: the line may be any text.
+      std::string name = c_string(line.substr(name_start, std::min(name_end, line.size()) - name_start));
+      while (!name.empty() && is_space(name.back())) name.pop_back();
+      const bool known = kNumbers.count(name) != 0 || kVectors.count(name) != 0 || kMatrices.count(name) != 0 ||
+                         kBoundedTexts.count(name) != 0 || kOtherFields.count(name) != 0;
+      header.problem = where + (known ? " (" + name + ")" : std::string()) +
+                       " is not a 'Name = Value' line (MetaIO would take the next line's value for it)";
       break;
     }
     std::size_t trimmed_end = name_end;
