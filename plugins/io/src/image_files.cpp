@@ -440,7 +440,8 @@ struct MetaHeader {
   // Every ElementType given: MetaIO takes an unknown one as size 0 and
   // divides by it (found by fuzz_metaimage: SIGFPE in MetaImage::ReadStream).
   std::vector<std::string> element_types;
-  std::string problem;  // the first line MetaIO would misread or overflow on, or empty
+  bool sequence_id = false;  // MetaIO reads NDims values of it (the last NDims) into 4 floats
+  std::string problem;       // the first line MetaIO would misread or overflow on, or empty
   std::string data_file;
   std::uint64_t data_offset = 0;
 };
@@ -592,6 +593,7 @@ MetaHeader parse_meta_header(const fs::path& path) {
       dimensions = parsed >= 1 && parsed <= 8 ? parsed : 0;
     }
     if (key == "ElementNumberOfChannels") header.channels.push_back(value);
+    if (key == "SequenceID") header.sequence_id = true;
     if (key == "ElementDataFile") {
       header.data_file = value;
       header.data_offset = position;
@@ -618,6 +620,13 @@ void check_meta_counts(const fs::path& path) {
   };
   // NDims first: the array checks in parse_meta_header take it as given.
   for (const std::string& value : header.ndims) check(value, "NDims", 8);
+  // MetaImage::M_Read copies SequenceID for the NDims in force at the end,
+  // which may be declared again after SequenceID.
+  if (header.sequence_id && !header.ndims.empty() && std::strtol(header.ndims.back().c_str(), nullptr, 10) > 4) {
+    throw std::runtime_error("cannot read " + quoted(path) +
+                             ": corrupt MetaImage header: MetaIO reads at most 4 SequenceID values, and NDims is " +
+                             header.ndims.back());
+  }
   if (!header.problem.empty()) {
     throw std::runtime_error("cannot read " + quoted(path) + ": corrupt MetaImage header: " + header.problem);
   }

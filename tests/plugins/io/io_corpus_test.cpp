@@ -375,6 +375,14 @@ std::vector<ImageCase> image_cases() {
                      floats(ramp(8));
             }),
        1, "line 2 \\(NDims\\) is not a number"},
+      {"metaimage_sequence_id_then_more_dimensions",
+       file("sequence_id.mha",
+            [] {
+              return std::string("ObjectType = Image\nNDims = 3\nSequenceID = 1 2 3\nNDims = 6\n"
+                                 "DimSize = 2 2 2 1 1 1\nElementType = MET_FLOAT\nElementDataFile = LOCAL\n") +
+                     floats(ramp(8));
+            }),
+       1, "MetaIO reads at most 4 SequenceID values, and NDims is 6"},
       {"metaimage_crlf_good",
        file("crlf.mha",
             [] {
