@@ -70,7 +70,7 @@ double peak_rss_mib() {
 void BM_LaplacianFusion256(benchmark::State& state) {
   const Volume& a = input(0);
   const Volume& b = input(1);
-  latent::Control control;
+  RunControl control;
   control.threads = static_cast<int>(state.range(0));
   latent::FusionOptions options;  // max_abs detail, average base
   reset_peak_rss();

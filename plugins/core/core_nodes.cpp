@@ -129,14 +129,8 @@ void run_volume_stats(NodeContext& ctx, const VolumeStatsOptions& options) {
   double squares = 0.0;
   for (float value : finite) squares += (value - mean) * (value - mean);
   ctx.progress(0.5);
-  // Nearest-rank percentiles on the finite voxels.
-  auto percentile = [&](double p) -> double {
-    if (finite.empty()) return std::nan("");
-    const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * count));
-    const std::size_t index = rank == 0 ? 0 : rank - 1;
-    std::nth_element(finite.begin(), finite.begin() + static_cast<std::ptrdiff_t>(index), finite.end());
-    return finite[index];
-  };
+  // Percentiles of the finite voxels (fusionflow/statistics.hpp: linear interpolation, as numpy).
+  auto percentile = [&](double p) { return finite.empty() ? std::nan("") : fusionflow::percentile(finite, p); };
   const double p01 = percentile(1), p50 = percentile(50), p99 = percentile(99);
   const auto [min_it, max_it] = std::minmax_element(finite.begin(), finite.end());
   const std::string label = options.label.empty() ? ctx.node_id() : options.label;

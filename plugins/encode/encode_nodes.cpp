@@ -65,17 +65,17 @@ NodeType<GuidedFilterOptions> guided_filter_node() {
 
 void run_laplacian_pyramid(NodeContext& ctx, const LevelsOptions& options) {
   const Volume& volume = ctx.input(kVolumeIn);
-  ctx.output(kLatentOut, latent::encode_laplacian_pyramid(volume, options.levels, latent::control_for(ctx)));
+  ctx.output(kLatentOut, latent::encode_laplacian_pyramid(volume, options.levels, run_control(ctx)));
 }
 
 void run_atrous_wavelet(NodeContext& ctx, const LevelsOptions& options) {
   const Volume& volume = ctx.input(kVolumeIn);
-  ctx.output(kLatentOut, latent::encode_atrous_wavelet(volume, options.levels, latent::control_for(ctx)));
+  ctx.output(kLatentOut, latent::encode_atrous_wavelet(volume, options.levels, run_control(ctx)));
 }
 
 void run_guided_filter(NodeContext& ctx, const GuidedFilterOptions& options) {
   const Volume& volume = ctx.input(kVolumeIn);
-  ctx.output(kLatentOut, latent::encode_guided_filter(volume, options.base_radius, latent::control_for(ctx)));
+  ctx.output(kLatentOut, latent::encode_guided_filter(volume, options.base_radius, run_control(ctx)));
 }
 
 }  // namespace
@@ -89,7 +89,7 @@ FUSIONFLOW_PLUGIN("encode", "1.0.0", "Multiscale encoders into the shared latent
   // Their inverses, which decode.latent finds by the latent's kind.
   using namespace fusionflow;
   const auto decode = [](const Latent& latent, NodeContext& ctx) {
-    return latent::decode_latent(latent, latent::control_for(ctx));
+    return latent::decode_latent(latent, run_control(ctx));
   };
   registrar.add_latent_decoder(latent::kLaplacianPyramid, "collapse the pyramid: upsample and add, coarse to fine",
                                decode);

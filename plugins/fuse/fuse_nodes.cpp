@@ -57,7 +57,7 @@ void run_latent(NodeContext& ctx, const FusionOptions& options) {
       options.base_rule != latent::Rule::Average) {
     ctx.log(LogLevel::Warn, "weights are only used by the 'average' rule, which neither level uses");
   }
-  Latent fused = latent::fuse_latents(latents, options, latent::control_for(ctx));
+  Latent fused = latent::fuse_latents(latents, options, run_control(ctx));
   fused.source_metadata.source = ctx.node_id();
   ctx.log(LogLevel::Info, "fused " + std::to_string(latents.size()) + " latents (" +
                               fused.source_metadata.extra["fusion_sources"] + ")");

@@ -66,7 +66,7 @@ void run_fusion(NodeContext& ctx, const FusionMetricsParams& params) {
   }
   if (options.label.empty()) options.label = ctx.node_id();
   if (sources.size() != 2) ctx.log(LogLevel::Info, "SCD is defined for two sources; its column stays empty");
-  ctx.output(kMetricsOut, latent::fusion_metrics_table(fused, sources, options, latent::control_for(ctx)));
+  ctx.output(kMetricsOut, latent::fusion_metrics_table(fused, sources, options, run_control(ctx)));
 }
 
 }  // namespace

@@ -53,7 +53,7 @@ void run_intensity(NodeContext& ctx, const NormalizeOptions& options) {
       input.metadata.units != "HU") {
     ctx.log(LogLevel::Warn, "ct_window on a volume in '" + input.metadata.units + "', not HU");
   }
-  latent::NormalizeResult result = latent::normalize_intensity(input, options, latent::control_for(ctx));
+  latent::NormalizeResult result = latent::normalize_intensity(input, options, run_control(ctx));
   if (!result.warning.empty()) ctx.log(LogLevel::Warn, result.warning);
   ctx.log(LogLevel::Info, latent::kNormalizeModeNames.name(options.mode) + ": [" + std::to_string(result.low) + ", " +
                               std::to_string(result.high) + "] -> [0, 1]");

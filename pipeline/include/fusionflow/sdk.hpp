@@ -10,6 +10,8 @@
 #include "fusionflow/payload.hpp"
 #include "fusionflow/payload_types.hpp"
 #include "fusionflow/plugin.hpp"
+#include "fusionflow/run_control.hpp"
+#include "fusionflow/statistics.hpp"
 #include "fusionflow/table.hpp"
 #include "fusionflow/transform.hpp"
 #include "fusionflow/volume.hpp"

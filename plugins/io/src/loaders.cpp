@@ -178,20 +178,13 @@ void finish(NodeContext& ctx, Volume&& volume) {
   ctx.output(kVolumeOut, std::move(volume));
 }
 
-// Nearest-rank percentile (as core.volume_stats) of `values`, which it reorders.
-double percentile(std::vector<float>& values, double p) {
-  const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * double(values.size())));
-  const std::size_t index = rank == 0 ? 0 : rank - 1;
-  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(index), values.end());
-  return values[index];
-}
-
 void normalise_mri(Volume& volume, const LoadMriOptions& options) {
   if (options.normalise == MriNormalise::None) return;
   const bool all = options.normalise_region == MriNormaliseRegion::All;
   std::vector<float> values;
   values.reserve(volume.voxels.size());
   for (float value : volume.voxels) {
+    // Non-finite voxels were refused or replaced before (handle_nonfinite).
     if (all || value != 0.0f) values.push_back(value);
   }
   if (values.empty()) {
@@ -206,8 +199,8 @@ void normalise_mri(Volume& volume, const LoadMriOptions& options) {
       throw std::invalid_argument("parameter percentiles must be increasing, got [" + number(bounds[0]) + ", " +
                                   number(bounds[1]) + "]");
     }
-    const double low = percentile(values, bounds[0]);
-    const double high = percentile(values, bounds[1]);
+    const double low = fusionflow::percentile(values, bounds[0]);
+    const double high = fusionflow::percentile(values, bounds[1]);
     if (!(high > low)) {
       throw std::runtime_error("cannot normalise '" + volume.metadata.source + "': its " + number(bounds[0]) +
                                "th and " + number(bounds[1]) + "th percentiles are equal (" + number(low) +
@@ -298,7 +291,7 @@ NodeType<LoadMriOptions> load_mri_node() {
               "percentile: linear map of the percentiles to 0 and 1 (not clipped); zscore: (v - mean) / std; "
               "applied after N4")
       .param(&LoadMriOptions::percentiles, "percentiles", Limits::range(0.0, 100.0),
-             "low and high percentile for normalise=percentile (nearest rank)")
+             "low and high percentile for normalise=percentile (linear interpolation, as numpy.percentile)")
       .choice(&LoadMriOptions::normalise_region, "normalise_region", kMriNormaliseRegionNames,
               "voxels the statistics are computed on: non-zero (foreground) voxels or all");
   return node;

@@ -129,7 +129,7 @@ void validate(const std::vector<const Latent*>& latents, const FusionOptions& op
 // Integer box sums (exact) of a label indicator, for majority votes. T must
 // hold (2r + 1)^3 (see vote_bits); the prefix sums are 32-bit.
 template <class T>
-void box_count(T* data, Dims d, std::size_t r, const Control& control) {
+void box_count(T* data, Dims d, std::size_t r, const RunControl& control) {
   auto window = [r](std::size_t i, std::size_t n) {
     return std::pair<std::size_t, std::size_t>(i >= r ? i - r : 0, std::min(n - 1, i + r));
   };
@@ -182,7 +182,7 @@ struct LevelInputs {
 // Sum over channels of the product of two sources' coefficients, box-averaged,
 // into `energy` (in.voxels() values).
 void local_product_into(const LevelInputs& in, std::size_t a, std::size_t b, std::size_t radius, float* energy,
-                        const Control& control) {
+                        const RunControl& control) {
   const std::size_t v_count = in.voxels();
   parallel_index(in.dims.nz, [&](std::size_t k) {
     for (std::size_t v = k * in.dims.slice(); v < (k + 1) * in.dims.slice(); ++v) {
@@ -195,7 +195,7 @@ void local_product_into(const LevelInputs& in, std::size_t a, std::size_t b, std
 }
 
 std::vector<float> local_product(const LevelInputs& in, std::size_t a, std::size_t b, std::size_t radius,
-                                 const Control& control) {
+                                 const RunControl& control) {
   std::vector<float> energy = make_float_buffer(in.voxels());
   local_product_into(in, a, b, radius, energy.data(), control);
   return energy;
@@ -254,7 +254,7 @@ void rule_max_abs(const LevelInputs& in, float* out) {
 template <class Count>
 std::vector<std::uint8_t> consistent_choice(const LevelInputs& in, const std::vector<std::uint8_t>& choice,
                                             std::size_t radius, Count* votes, Count* best_votes,
-                                            const Control& control) {
+                                            const RunControl& control) {
   const Dims d = in.dims;
   std::vector<std::uint8_t> consistent(in.voxels(), 0);
   for (std::size_t n = 0; n < in.data.size(); ++n) {
@@ -277,7 +277,7 @@ std::vector<std::uint8_t> consistent_choice(const LevelInputs& in, const std::ve
 // With counters wider than a byte the vote maps get their own buffers.
 template <class Count>
 std::vector<std::uint8_t> consistent_choice(const LevelInputs& in, const std::vector<std::uint8_t>& choice,
-                                            std::size_t radius, const Control& control) {
+                                            std::size_t radius, const RunControl& control) {
   std::vector<Count> votes(in.voxels()), best_votes(in.voxels());
   return consistent_choice(in, choice, radius, votes.data(), best_votes.data(), control);
 }
@@ -285,7 +285,7 @@ std::vector<std::uint8_t> consistent_choice(const LevelInputs& in, const std::ve
 // Choose-max on local energy with whole-volume energy maps: one map plus the
 // output level, which serves as the second map until the choice is taken.
 void energy_choice_whole(const LevelInputs& in, std::size_t radius, float* out, std::vector<std::uint8_t>& choice,
-                         const Control& control) {
+                         const RunControl& control) {
   const Dims d = in.dims;
   std::vector<float> best = local_product(in, 0, 0, radius, control);
   float* energy = out;  // out holds channels * voxels >= voxels values, written last by take_choice
@@ -314,7 +314,7 @@ std::size_t energy_stream_bytes(const LevelInputs& in, std::size_t radius) {
 // 2r + 2 planes of its running prefix sum, which is all a window needs.
 // Output slice k is complete once slice min(k + r, nz - 1) is in.
 void energy_choice_stream(const LevelInputs& in, std::size_t r, std::vector<std::uint8_t>& choice,
-                          const Control& control) {
+                          const RunControl& control) {
   const Dims d = in.dims;
   const std::size_t plane = d.slice();
   const std::size_t sources = in.data.size();
@@ -411,7 +411,7 @@ void energy_choice_stream(const LevelInputs& in, std::size_t r, std::vector<std:
   }
 }
 
-void rule_local_energy(const LevelInputs& in, const FusionOptions& options, float* out, const Control& control) {
+void rule_local_energy(const LevelInputs& in, const FusionOptions& options, float* out, const RunControl& control) {
   const std::size_t v_count = in.voxels();
   std::vector<std::uint8_t> choice(v_count, 0);
   // Whichever needs less memory: slice by slice (usual: a few MiB instead
@@ -440,7 +440,7 @@ void rule_local_energy(const LevelInputs& in, const FusionOptions& options, floa
   take_choice(in, choice, out);
 }
 
-void rule_salience_match(const LevelInputs& in, const FusionOptions& options, float* out, const Control& control) {
+void rule_salience_match(const LevelInputs& in, const FusionOptions& options, float* out, const RunControl& control) {
   const std::size_t v_count = in.voxels();
   const Dims d = in.dims;
   const std::vector<float> sa = local_product(in, 0, 0, options.window_radius, control);
@@ -474,7 +474,7 @@ struct GffResult {
 };
 
 GffResult fuse_gff(const std::vector<const Latent*>& latents, const FusionOptions& options, bool want_base,
-                   bool want_detail, const Control& control) {
+                   bool want_detail, const RunControl& control) {
   const Geometry& grid = latents[0]->levels[0].geometry;
   const Dims d = dims_of(grid);
   const std::size_t v_count = d.count();
@@ -587,7 +587,8 @@ GffResult fuse_gff(const std::vector<const Latent*>& latents, const FusionOption
 
 }  // namespace
 
-Latent fuse_latents(const std::vector<const Latent*>& latents, const FusionOptions& options, const Control& control) {
+Latent fuse_latents(const std::vector<const Latent*>& latents, const FusionOptions& options,
+                    const RunControl& control) {
   validate(latents, options);
   const Latent& first = *latents[0];
   std::vector<double> weights = options.weights;

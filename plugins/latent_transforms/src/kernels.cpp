@@ -8,25 +8,6 @@
 
 namespace fusionflow::latent {
 
-Control Control::sub(double begin, double end) const {
-  Control result;
-  result.threads = threads;
-  result.check_cancelled = check_cancelled;
-  if (progress) {
-    auto parent = progress;
-    result.progress = [parent, begin, end](double fraction) { parent(begin + (end - begin) * fraction); };
-  }
-  return result;
-}
-
-Control control_for(NodeContext& ctx) {
-  Control control;
-  control.threads = ctx.thread_budget();
-  control.check_cancelled = [&ctx] { ctx.throw_if_cancelled(); };
-  control.progress = [&ctx](double fraction) { ctx.progress(fraction); };
-  return control;
-}
-
 namespace {
 
 // Asks for transparent huge pages on the 2 MiB-aligned part of a large,
@@ -122,7 +103,7 @@ void filter_rows(float* out, std::size_t len, std::size_t centre, std::size_t n,
 }  // namespace
 
 void separable_filter(const float* in, float* out, Dims d, const Kernel1D& kx, const Kernel1D& ky, const Kernel1D& kz,
-                      const Control& control) {
+                      const RunControl& control) {
   const std::size_t slice = d.slice();
   auto planes = make_scratch(d.count());
   float* tmp = planes.get();
@@ -141,7 +122,7 @@ void separable_filter(const float* in, float* out, Dims d, const Kernel1D& kx, c
 }
 
 template <class T>
-void box_mean_inplace(T* data, Dims d, std::size_t radius, const Control& control) {
+void box_mean_inplace(T* data, Dims d, std::size_t radius, const RunControl& control) {
   const std::size_t slice = d.slice();
   auto window = [radius](std::size_t i, std::size_t n) {
     const std::size_t lo = i >= radius ? i - radius : 0;
@@ -201,11 +182,11 @@ void box_mean_inplace(T* data, Dims d, std::size_t radius, const Control& contro
   });
 }
 
-template void box_mean_inplace<float>(float*, Dims, std::size_t, const Control&);
-template void box_mean_inplace<double>(double*, Dims, std::size_t, const Control&);
+template void box_mean_inplace<float>(float*, Dims, std::size_t, const RunControl&);
+template void box_mean_inplace<double>(double*, Dims, std::size_t, const RunControl&);
 
 void guided_filter(const float* guide, const float* input, float* out, Dims d, std::size_t radius, double eps,
-                   const Control& control) {
+                   const RunControl& control) {
   const std::size_t n = d.count();
   std::vector<double> mean_i(n), mean_p(n), a(n), b(n);
   parallel_index(d.nz, [&](std::size_t k) {

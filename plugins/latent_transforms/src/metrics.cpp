@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <string>
 
 #include "kernels.hpp"
 #include "latent_transforms/multiscale.hpp"
@@ -183,28 +184,33 @@ std::vector<T> valid_filter(Dims d, const std::vector<double>& w, bool along_z, 
   return c;
 }
 
-// Mean SSIM (ssim_index.m), 2D per slice or 3D.
-double ssim(const Grey& x, const Grey& y, bool three_d) {
-  const auto w = gaussian_window(11, 1.5);
-  const double c1 = (0.01 * 255.0) * (0.01 * 255.0), c2 = (0.03 * 255.0) * (0.03 * 255.0);
+// Mean SSIM over the 'valid' window positions of a grid `d` whose values
+// x(v) and y(v) are given by accessors: the one SSIM of the tree (see
+// mean_ssim in metrics.hpp).
+template <class X, class Y>
+double mean_ssim_of(Dims d, X x, Y y, const SsimOptions& options) {
+  const auto w = options.window == SsimWindow::Uniform7 ? std::vector<double>(7, 1.0 / 7.0) : gaussian_window(11, 1.5);
+  const double l = options.data_range;
+  const double c1 = (0.01 * l) * (0.01 * l), c2 = (0.03 * l) * (0.03 * l);
+  const bool three_d = options.three_d;
   Dims out;
   // Float intermediates in 3D keep memory at a few volumes; 2D uses double.
   auto filtered = [&](auto value) {
     std::vector<double> result;
     if (three_d) {
-      auto f = valid_filter<float>(x.d, w, true, value, out);
+      auto f = valid_filter<float>(d, w, true, value, out);
       result.assign(f.begin(), f.end());
     } else {
-      result = valid_filter<double>(x.d, w, false, value, out);
+      result = valid_filter<double>(d, w, false, value, out);
     }
     return result;
   };
-  const auto mu1 = filtered([&](std::size_t v) { return x.at(v); });
+  const auto mu1 = filtered(x);
   if (mu1.empty()) return kNaN;
-  const auto mu2 = filtered([&](std::size_t v) { return y.at(v); });
-  const auto xx = filtered([&](std::size_t v) { return x.at(v) * x.at(v); });
-  const auto yy = filtered([&](std::size_t v) { return y.at(v) * y.at(v); });
-  const auto xy = filtered([&](std::size_t v) { return x.at(v) * y.at(v); });
+  const auto mu2 = filtered(y);
+  const auto xx = filtered([&](std::size_t v) { return x(v) * x(v); });
+  const auto yy = filtered([&](std::size_t v) { return y(v) * y(v); });
+  const auto xy = filtered([&](std::size_t v) { return x(v) * y(v); });
   double sum = 0.0;
   for (std::size_t v = 0; v < mu1.size(); ++v) {
     const double s1 = xx[v] - mu1[v] * mu1[v], s2 = yy[v] - mu2[v] * mu2[v], s12 = xy[v] - mu1[v] * mu2[v];
@@ -212,6 +218,14 @@ double ssim(const Grey& x, const Grey& y, bool three_d) {
         ((2.0 * mu1[v] * mu2[v] + c1) * (2.0 * s12 + c2)) / ((mu1[v] * mu1[v] + mu2[v] * mu2[v] + c1) * (s1 + s2 + c2));
   }
   return sum / static_cast<double>(mu1.size());
+}
+
+// The fusion metric: grey levels, ssim_index.m's window and L = 255.
+double ssim(const Grey& x, const Grey& y, bool three_d) {
+  SsimOptions options;
+  options.three_d = three_d;
+  return mean_ssim_of(
+      x.d, [&](std::size_t v) { return x.at(v); }, [&](std::size_t v) { return y.at(v); }, options);
 }
 
 // --- VIF (vifp_mscale) on one 2D slice ------------------------------------------
@@ -384,6 +398,18 @@ void check_inputs(const Volume& fused, const std::vector<const Volume*>& sources
 
 }  // namespace
 
+double mean_ssim(const std::vector<double>& x, const std::vector<double>& y, const std::array<std::size_t, 3>& size,
+                 const SsimOptions& options) {
+  const Dims d{size[0], size[1], size[2]};
+  if (x.size() != d.count() || y.size() != d.count()) {
+    throw std::invalid_argument("mean_ssim: the images hold " + std::to_string(x.size()) + " and " +
+                                std::to_string(y.size()) + " values for a grid of " + std::to_string(d.count()));
+  }
+  if (!(options.data_range > 0.0)) throw std::invalid_argument("mean_ssim: data_range must be positive");
+  return mean_ssim_of(
+      d, [&](std::size_t v) { return x[v]; }, [&](std::size_t v) { return y[v]; }, options);
+}
+
 std::pair<double, double> metrics_range(const Volume& fused, const std::vector<const Volume*>& sources,
                                         const MetricsOptions& options) {
   if (options.range_low < options.range_high) return {options.range_low, options.range_high};
@@ -403,7 +429,7 @@ std::pair<double, double> metrics_range(const Volume& fused, const std::vector<c
 }
 
 FusionMetrics volume_metrics(const Volume& fused, const std::vector<const Volume*>& sources,
-                             const MetricsOptions& options, const Control& control) {
+                             const MetricsOptions& options, const RunControl& control) {
   check_inputs(fused, sources, options);
   const auto [low, high] = metrics_range(fused, sources, options);
   const std::size_t nz = fused.geometry.size[2];
@@ -447,7 +473,7 @@ FusionMetrics volume_metrics(const Volume& fused, const std::vector<const Volume
 }
 
 Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>& sources,
-                           const MetricsTableOptions& options, const Control& control) {
+                           const MetricsTableOptions& options, const RunControl& control) {
   check_inputs(fused, sources, options);
   const std::string& unit = kInformationUnitNames.name(options.units);
   const std::size_t nz = fused.geometry.size[2];

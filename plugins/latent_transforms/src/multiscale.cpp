@@ -169,7 +169,7 @@ void expand_line(const float* in, std::size_t m, float* out, const std::vector<T
 }
 
 // g_{l+1} = REDUCE(g_l).
-void reduce(const float* in, Dims fine, float* out, Dims coarse, const Control& control) {
+void reduce(const float* in, Dims fine, float* out, Dims coarse, const RunControl& control) {
   const auto tx = axis_taps(coarse.nx, fine.nx, true);
   const auto ty = axis_taps(coarse.ny, fine.ny, true);
   const auto tz = axis_taps(coarse.nz, fine.nz, true);
@@ -199,7 +199,7 @@ enum class Combine { FineMinusExpanded, FinePlusExpanded };
 // out = other - EXPAND(coarse) (encoding a band-pass level), or
 // out = other + EXPAND(coarse) (decoding), one fine slice at a time.
 void expand_and_combine(const float* coarse_data, Dims coarse, float* out, const float* other, Dims fine, Combine mode,
-                        const Control& control) {
+                        const RunControl& control) {
   const auto tx = axis_taps(fine.nx, coarse.nx, false);
   const auto ty = axis_taps(fine.ny, coarse.ny, false);
   const auto tz = axis_taps(fine.nz, coarse.nz, false);
@@ -224,7 +224,7 @@ void expand_and_combine(const float* coarse_data, Dims coarse, float* out, const
 
 }  // namespace
 
-Latent encode_laplacian_pyramid(const Volume& volume, int levels, const Control& control) {
+Latent encode_laplacian_pyramid(const Volume& volume, int levels, const RunControl& control) {
   check_volume(volume, "laplacian pyramid");
   if (levels < 1)
     throw std::invalid_argument("laplacian pyramid: levels must be at least 1, got " + std::to_string(levels));
@@ -257,7 +257,7 @@ Latent encode_laplacian_pyramid(const Volume& volume, int levels, const Control&
 
 // --- a trous wavelet ----------------------------------------------------------
 
-Latent encode_atrous_wavelet(const Volume& volume, int levels, const Control& control) {
+Latent encode_atrous_wavelet(const Volume& volume, int levels, const RunControl& control) {
   check_volume(volume, "a trous wavelet");
   if (levels < 1)
     throw std::invalid_argument("a trous wavelet: levels must be at least 1, got " + std::to_string(levels));
@@ -288,7 +288,7 @@ Latent encode_atrous_wavelet(const Volume& volume, int levels, const Control& co
 
 // --- GFF two-scale decomposition -------------------------------------------------
 
-Latent encode_guided_filter(const Volume& volume, int base_radius, const Control& control) {
+Latent encode_guided_filter(const Volume& volume, int base_radius, const RunControl& control) {
   check_volume(volume, "guided filter (GFF) decomposition");
   if (base_radius < 1) {
     throw std::invalid_argument("guided filter decomposition: base_radius must be at least 1, got " +
@@ -362,7 +362,7 @@ Volume volume_for(const Latent& latent, std::vector<float> voxels) {
   return volume;
 }
 
-Volume decode_pyramid(const Latent& latent, const Control& control) {
+Volume decode_pyramid(const Latent& latent, const RunControl& control) {
   const std::size_t detail_count = latent.levels.size() - 1;
   if (latent.levels[0].geometry.size != latent.source_geometry.size) {
     level_error(latent, 0,
@@ -399,7 +399,7 @@ Volume decode_pyramid(const Latent& latent, const Control& control) {
 }
 
 // Sum of all levels, base first, then the coarsest detail to the finest.
-Volume decode_sum(const Latent& latent, const Control& control) {
+Volume decode_sum(const Latent& latent, const RunControl& control) {
   check_on_source_grid(latent);
   const Dims d = dims_of(latent.source_geometry);
   std::vector<float> result = make_float_buffer(d.count());
@@ -420,7 +420,7 @@ Volume decode_sum(const Latent& latent, const Control& control) {
 
 }  // namespace
 
-Volume decode_latent(const Latent& latent, const Control& control) {
+Volume decode_latent(const Latent& latent, const RunControl& control) {
   if (latent.kind != kLaplacianPyramid && latent.kind != kAtrousWavelet && latent.kind != kGuidedFilter) {
     throw std::invalid_argument("cannot decode latent of kind '" + latent.kind + "': known kinds are " +
                                 kLaplacianPyramid + ", " + kAtrousWavelet + " and " + kGuidedFilter);

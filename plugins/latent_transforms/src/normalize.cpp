@@ -6,6 +6,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <fusionflow/statistics.hpp>
+
 #include "kernels.hpp"
 
 namespace fusionflow::latent {
@@ -48,21 +50,9 @@ std::vector<float> finite_values(const Volume& volume) {
   return values;
 }
 
-// Linear interpolation between order statistics at (n - 1) * p / 100.
-double percentile(std::vector<float>& values, double p) {
-  const double position = (static_cast<double>(values.size()) - 1.0) * p / 100.0;
-  const auto below = static_cast<std::size_t>(std::floor(position));
-  const double fraction = position - static_cast<double>(below);
-  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(below), values.end());
-  const double low = values[below];
-  if (fraction == 0.0 || below + 1 >= values.size()) return low;
-  const double high = *std::min_element(values.begin() + static_cast<std::ptrdiff_t>(below) + 1, values.end());
-  return low + fraction * (high - low);
-}
-
 }  // namespace
 
-NormalizeResult normalize_intensity(const Volume& volume, const NormalizeOptions& options, const Control& control) {
+NormalizeResult normalize_intensity(const Volume& volume, const NormalizeOptions& options, const RunControl& control) {
   if (volume.voxels.size() != volume.geometry.voxel_count()) {
     throw std::invalid_argument("normalize: the volume holds " + std::to_string(volume.voxels.size()) +
                                 " voxels but its geometry needs " + std::to_string(volume.geometry.voxel_count()));
@@ -92,8 +82,8 @@ NormalizeResult normalize_intensity(const Volume& volume, const NormalizeOptions
       }
       std::vector<float> values = finite_values(volume);
       if (values.empty()) throw std::invalid_argument("percentile: the volume has no finite voxel");
-      result.low = percentile(values, options.percentile_low);
-      result.high = percentile(values, options.percentile_high);
+      result.low = fusionflow::percentile(values, options.percentile_low);
+      result.high = fusionflow::percentile(values, options.percentile_high);
       how = "percentiles " + number(options.percentile_low) + " and " + number(options.percentile_high);
       break;
     }

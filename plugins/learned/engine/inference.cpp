@@ -30,11 +30,11 @@ std::string number(double value) {
 // Runs body(first_slice, count) over fixed batches of slices, `threads` at a
 // time, each with one LibTorch thread and no autograd.
 template <class Body>
-void for_slice_batches(std::size_t slices, const InferenceOptions& options, Body body) {
+void for_slice_batches(std::size_t slices, const RunControl& control, Body body) {
   const std::size_t batches = (slices + kSliceBatch - 1) / kSliceBatch;
   std::atomic<std::size_t> done{0};
   std::mutex progress_mutex;
-  tbb::task_arena arena(std::max(1, options.threads));
+  tbb::task_arena arena(std::max(1, control.threads));
   arena.execute([&] {
     tbb::parallel_for(
         tbb::blocked_range<std::size_t>(0, batches, 1),
@@ -43,13 +43,13 @@ void for_slice_batches(std::size_t slices, const InferenceOptions& options, Body
           at::globalContext().setFlushDenormal(true);  // per thread (MXCSR): same result on every thread
           c10::InferenceMode guard;
           for (std::size_t b = range.begin(); b != range.end(); ++b) {
-            if (options.check_cancel) options.check_cancel();
+            control.cancel_point();
             const std::size_t first = b * kSliceBatch;
             body(first, std::min(kSliceBatch, slices - first));
             const std::size_t finished = ++done;
-            if (options.progress) {
+            if (control.progress) {
               std::lock_guard<std::mutex> lock(progress_mutex);
-              options.progress(double(finished) / double(batches));
+              control.report(double(finished) / double(batches));
             }
           }
         },
@@ -135,7 +135,7 @@ class TorchModel final : public Model {
     return out;
   }
 
-  Latent encode(const Volume& volume, const std::string& modality, const InferenceOptions& options,
+  Latent encode(const Volume& volume, const std::string& modality, const RunControl& control,
                 Volume* normalised_out) const override {
     check_input(volume, modality);
     const Geometry& g = volume.geometry;
@@ -163,7 +163,7 @@ class TorchModel final : public Model {
     VectorQuantizer quantizer = net_->quantizer;
     const auto style_dim = std::size_t(architecture_.style_dim);
     std::vector<float> styles(g.size[2] * style_dim);
-    for_slice_batches(g.size[2], options, [&](std::size_t k0, std::size_t count) {
+    for_slice_batches(g.size[2], control, [&](std::size_t k0, std::size_t count) {
       torch::Tensor input =
           slices_to_tensor(normalised.voxels.data(), g, k0, count, architecture_.context_slices, px, py);
       auto [code, style] = encoder->encode(input);
@@ -193,10 +193,10 @@ class TorchModel final : public Model {
   }
 
   std::vector<float> style_of(const Volume& volume, const std::string& modality,
-                              const InferenceOptions& options) const override {
+                              const RunControl& control) const override {
     const auto style_dim = std::size_t(architecture_.style_dim);
     if (style_dim == 0) return {};
-    const Latent latent = encode(volume, modality, options, nullptr);
+    const Latent latent = encode(volume, modality, control, nullptr);
     std::vector<double> sum(style_dim, 0.0);
     const std::vector<float> styles = parse_styles(latent.source_metadata.extra.at("learned_style"));
     for (std::size_t v = 0; v < styles.size(); ++v) sum[v % style_dim] += styles[v];
@@ -216,7 +216,7 @@ class TorchModel final : public Model {
     return values;
   }
 
-  Volume decode(const Latent& latent, const std::string& modality, bool to_units, const InferenceOptions& options,
+  Volume decode(const Latent& latent, const std::string& modality, bool to_units, const RunControl& control,
                 const std::vector<float>& style) const override {
     const ModalityInfo& m = info(modality);
     if (latent.kind != kLatentKind) {
@@ -263,7 +263,7 @@ class TorchModel final : public Model {
         if (styles.size() != g.size[2] * style_dim) throw std::invalid_argument("latent's learned_style is damaged");
       }
     }
-    for_slice_batches(g.size[2], options, [&](std::size_t k0, std::size_t count) {
+    for_slice_batches(g.size[2], control, [&](std::size_t k0, std::size_t count) {
       torch::Tensor input = torch::empty({long(count), long(level.channels), long(ly), long(lx)});
       float* dst = input.data_ptr<float>();
       for (std::size_t b = 0; b < count; ++b)

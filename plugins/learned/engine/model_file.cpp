@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "fusionflow/atomic_file.hpp"
+#include "fusionflow/statistics.hpp"
 
 namespace fusionflow::learned {
 namespace {
@@ -20,14 +21,6 @@ std::uint64_t get_u64(const std::string& in, std::size_t at) {
   std::uint64_t value = 0;
   for (int b = 0; b < 8; ++b) value |= std::uint64_t(static_cast<unsigned char>(in[at + b])) << (8 * b);
   return value;
-}
-
-double percentile(std::vector<float> values, double p) {
-  if (values.empty()) return 0.0;
-  const double position = std::clamp(p, 0.0, 100.0) / 100.0 * double(values.size() - 1);
-  const auto index = static_cast<std::size_t>(position);
-  std::nth_element(values.begin(), values.begin() + std::ptrdiff_t(index), values.end());
-  return values[index];
 }
 
 }  // namespace
@@ -126,8 +119,10 @@ ModalityInfo modality_from_json(const nlohmann::json& json, const std::string& n
   if (info.normalisation.kind == "scale" && !(info.normalisation.high > 0)) {
     throw std::invalid_argument(nwhere + "/high: must be positive for kind scale");
   }
-  if (info.normalisation.kind == "percentile" && (info.normalisation.low < 0 || info.normalisation.high > 100)) {
-    throw std::invalid_argument(nwhere + ": percentiles must lie in [0, 100]");
+  if (info.normalisation.kind == "percentile" &&
+      !(info.normalisation.low >= 0 && info.normalisation.low < info.normalisation.high &&
+        info.normalisation.high <= 100)) {
+    throw std::invalid_argument(nwhere + ": percentiles must satisfy 0 <= low < high <= 100");
   }
   return info;
 }
@@ -140,9 +135,12 @@ std::pair<double, double> normalisation_range(const Volume& volume, const Normal
   std::vector<float> sample;
   const std::size_t stride = volume.voxels.size() > 4'000'000 ? 7 : 1;
   sample.reserve(volume.voxels.size() / stride + 1);
-  for (std::size_t v = 0; v < volume.voxels.size(); v += stride) sample.push_back(volume.voxels[v]);
-  double low = percentile(sample, n.low);
-  double high = percentile(std::move(sample), n.high);
+  for (std::size_t v = 0; v < volume.voxels.size(); v += stride) {
+    if (std::isfinite(volume.voxels[v])) sample.push_back(volume.voxels[v]);
+  }
+  if (sample.empty()) return {0.0, 1.0};
+  const double low = fusionflow::percentile(sample, n.low);
+  double high = fusionflow::percentile(sample, n.high);
   if (!(high > low)) high = low + 1.0;
   return {low, high};
 }

@@ -18,6 +18,8 @@
 
 #include <fusionflow/sdk.hpp>
 
+#include <latent_transforms/metrics.hpp>
+
 #include "learned/engine.hpp"
 
 namespace fusionflow::learned_nodes {
@@ -86,8 +88,6 @@ ModelsInUse& models_in_use() {
   return models;
 }
 
-learned::InferenceOptions inference_options(NodeContext& ctx);
-
 // decode.latent on a learned latent: the encoding model's decoder for the
 // latent's own modality, in that modality's units (a fused latent has no
 // modality of its own: learned.decode says which decoder).
@@ -104,15 +104,7 @@ Volume decode_learned_latent(const Latent& latent, NodeContext& ctx) {
                                 "' has no decoder in the model (a fused latent has none of its own): use "
                                 "learned.decode with modality set to one of the model's");
   }
-  return model->decode(latent, modality, true, inference_options(ctx));
-}
-
-learned::InferenceOptions inference_options(NodeContext& ctx) {
-  learned::InferenceOptions options;
-  options.threads = std::max(1, ctx.thread_budget());
-  options.progress = [&ctx](double fraction) { ctx.progress(fraction); };
-  options.check_cancel = [&ctx] { ctx.throw_if_cancelled(); };
-  return options;
+  return model->decode(latent, modality, true, run_control(ctx));
 }
 
 const char* kModelHelp =
@@ -233,7 +225,8 @@ NodeType<SynthesisMetricsOptions> synthesis_metrics_node() {
   NodeType<O> node("learned.synthesis_metrics", "1.0.0",
                    "Compares a synthetic volume with a reference on the same grid: MAE in the reference's units (e.g. "
                    "HU) over a mask (reference > mask_threshold, e.g. the head in CT), PSNR (dB, over the mask's "
-                   "bounding voxels, data range `data_range`) and SSIM (mean over axial slices, 7x7 windows, "
+                   "bounding voxels, data range `data_range`) and SSIM (mean over axial slices, 7x7 uniform windows as "
+                   "scikit-image, "
                    "values clipped to the data range). One row.");
   node.input(kSyntheticIn, "the synthetic volume (e.g. learned.synthesize output)")
       .input(kReferenceIn, "the reference (e.g. the real CT)")
@@ -250,7 +243,7 @@ void run_encode(NodeContext& ctx, const EncodeOptions& options) {
   const std::string modality = options.modality.empty() ? volume.metadata.modality : options.modality;
   auto model = engine().load_model(options.model);
   Volume normalised;
-  Latent latent = model->encode(volume, modality, inference_options(ctx), &normalised);
+  Latent latent = model->encode(volume, modality, run_control(ctx), &normalised);
   models_in_use().remember(latent, model);
   ctx.log(LogLevel::Info, "encoded " + modality + " " + volume.geometry.size_string() + " into " +
                               std::to_string(latent.levels[0].channels) + " channels on " +
@@ -263,7 +256,7 @@ void run_decode(NodeContext& ctx, const DecodeOptions& options) {
   const Latent& latent = ctx.input(kLatentIn);
   auto model = engine().load_model(options.model);
   const std::string& modality = options.modality;
-  Volume volume = model->decode(latent, modality, options.units == DecodeUnits::Modality, inference_options(ctx));
+  Volume volume = model->decode(latent, modality, options.units == DecodeUnits::Modality, run_control(ctx));
   ctx.log(LogLevel::Info, "decoded " + latent.source_metadata.modality + " latent with the " + modality +
                               " decoder to " + volume.geometry.size_string() + " (" + volume.metadata.units + ")");
   ctx.output(kVolumeOut, std::move(volume));
@@ -274,21 +267,16 @@ void run_synthesize(NodeContext& ctx, const SynthesizeOptions& request) {
   const std::string source = request.source_modality.empty() ? volume.metadata.modality : request.source_modality;
   const std::string& target = request.target_modality;
   auto model = engine().load_model(request.model);
-  auto options = inference_options(ctx);
-  auto report = options.progress;
-  options.progress = [report](double f) { report(0.5 * f); };
-  const Latent latent = model->encode(volume, source, options);
-  options.progress = [report](double f) { report(0.5 + 0.5 * f); };
+  const RunControl control = run_control(ctx);
+  const Latent latent = model->encode(volume, source, control.sub(0.0, 0.5));
   std::vector<float> style;
   if (ctx.has_input(kStyleReferenceIn)) {
     const Volume& reference = ctx.input(kStyleReferenceIn);
     model->check_input(reference, target);  // also for models without a style, which ignore it
-    learned::InferenceOptions quiet = options;
-    quiet.progress = nullptr;
-    style = model->style_of(reference, target, quiet);
+    style = model->style_of(reference, target, control.without_progress());
     if (style.empty()) ctx.log(LogLevel::Warn, "the model has no content/style split: style_reference is ignored");
   }
-  Volume result = model->decode(latent, target, true, options, style);
+  Volume result = model->decode(latent, target, true, control.sub(0.5, 1.0), style);
   ctx.log(LogLevel::Info, "synthesised " + target + " (" + result.metadata.units + ") from " + source + " " +
                               volume.geometry.size_string());
   ctx.output(kVolumeOut, std::move(result));
@@ -302,31 +290,6 @@ void run_random_generator(NodeContext& ctx, const learned::RandomGeneratorOption
                               std::to_string(options.latent_dim) + " values; pixel range " + std::to_string(*min) +
                               " .. " + std::to_string(*max));
   ctx.output(kVolumeOut, std::move(image));
-}
-
-// SSIM (Wang et al. 2004) of one axial slice with 7x7 uniform windows.
-double slice_ssim(const std::vector<double>& a, const std::vector<double>& b, std::size_t nx, std::size_t ny,
-                  double range) {
-  const double c1 = (0.01 * range) * (0.01 * range), c2 = (0.03 * range) * (0.03 * range);
-  const std::size_t r = 3;
-  if (nx <= 2 * r || ny <= 2 * r) return std::nan("");
-  double sum = 0;
-  std::size_t count = 0;
-  for (std::size_t y = r; y + r < ny; ++y)
-    for (std::size_t x = r; x + r < nx; ++x) {
-      double ma = 0, mb = 0, vaa = 0, vbb = 0, vab = 0;
-      for (std::size_t yy = y - r; yy <= y + r; ++yy)
-        for (std::size_t xx = x - r; xx <= x + r; ++xx) {
-          const double p = a[yy * nx + xx], q = b[yy * nx + xx];
-          ma += p, mb += q, vaa += p * p, vbb += q * q, vab += p * q;
-        }
-      const double n = double((2 * r + 1) * (2 * r + 1));
-      ma /= n, mb /= n;
-      vaa = vaa / n - ma * ma, vbb = vbb / n - mb * mb, vab = vab / n - ma * mb;
-      sum += ((2 * ma * mb + c1) * (2 * vab + c2)) / ((ma * ma + mb * mb + c1) * (vaa + vbb + c2));
-      ++count;
-    }
-  return sum / double(count);
 }
 
 void run_synthesis_metrics(NodeContext& ctx, const SynthesisMetricsOptions& options) {
@@ -366,7 +329,10 @@ void run_synthesis_metrics(NodeContext& ctx, const SynthesisMetricsOptions& opti
       any = any || r.voxels[k * nx * ny + v] > threshold;
     }
     if (!any) continue;  // slices without head
-    const double value = slice_ssim(a, b, nx, ny, span);
+    latent::SsimOptions ssim;
+    ssim.window = latent::SsimWindow::Uniform7;
+    ssim.data_range = span;
+    const double value = latent::mean_ssim(a, b, {nx, ny, 1}, ssim);
     if (std::isfinite(value)) ssim_sum += value, ++slices;
   }
   const std::string label = options.label.empty() ? ctx.node_id() : options.label;

@@ -1,5 +1,7 @@
 #include "mattes_mi.hpp"
 
+#include <fusionflow/sampling.hpp>
+
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
@@ -162,7 +164,6 @@ void MattesMutualInformation::sample_chunk(const LinearTransformState& t, std::u
   SplitMix64 rng{mix(key ^ mix(chunk + 0x5bd1e995ull))};
   const Geometry& fg = fixed_.geometry;
   const Geometry& mg = moving_.geometry;
-  const std::size_t mx = mg.size[0], mxy = mg.size[0] * mg.size[1];
   const std::array<double, 3> fixed_origin = fg.origin;
   std::vector<double> slope(P);
   for (std::size_t s = 0; s < count; ++s) {
@@ -183,36 +184,16 @@ void MattesMutualInformation::sample_chunk(const LinearTransformState& t, std::u
     for (int row = 0; row < 3; ++row) {
       y[row] = t.offset[row] + t.matrix[row * 3] * x[0] + t.matrix[row * 3 + 1] * x[1] + t.matrix[row * 3 + 2] * x[2];
     }
-    bool inside = true;
     for (int row = 0; row < 3; ++row) {
       u[row] = moving_point_to_index_[row * 3] * (y[0] - mg.origin[0]) +
                moving_point_to_index_[row * 3 + 1] * (y[1] - mg.origin[1]) +
                moving_point_to_index_[row * 3 + 2] * (y[2] - mg.origin[2]);
-      inside = inside && u[row] >= 0.0 && u[row] <= double(mg.size[row] - 1);
     }
-    if (!inside) continue;
-    // Trilinear value and its exact gradient (in index units).
-    std::array<std::size_t, 3> i0{};
-    std::array<double, 3> f{};
-    for (int axis = 0; axis < 3; ++axis) {
-      i0[axis] = std::min(static_cast<std::size_t>(u[axis]), mg.size[axis] - 2);
-      f[axis] = u[axis] - double(i0[axis]);
-    }
-    const float* base = moving_.voxels + i0[0] + mx * i0[1] + mxy * i0[2];
-    const double c000 = base[0], c100 = base[1], c010 = base[mx], c110 = base[mx + 1];
-    const double c001 = base[mxy], c101 = base[mxy + 1], c011 = base[mxy + mx], c111 = base[mxy + mx + 1];
-    const double c00 = c000 + f[0] * (c100 - c000), c10 = c010 + f[0] * (c110 - c010);
-    const double c01 = c001 + f[0] * (c101 - c001), c11 = c011 + f[0] * (c111 - c011);
-    const double c0 = c00 + f[1] * (c10 - c00), c1 = c01 + f[1] * (c11 - c01);
-    const double moving_value = c0 + f[2] * (c1 - c0);
-    std::array<double, 3> grad_index{};
-    {
-      const double d00 = c100 - c000, d10 = c110 - c010, d01 = c101 - c001, d11 = c111 - c011;
-      const double d0 = d00 + f[1] * (d10 - d00), d1 = d01 + f[1] * (d11 - d01);
-      grad_index[0] = d0 + f[2] * (d1 - d0);
-      grad_index[1] = (c10 - c00) + f[2] * ((c11 - c01) - (c10 - c00));
-      grad_index[2] = c1 - c0;
-    }
+    TrilinearCell cell;
+    if (!locate_trilinear(mg.size, u, TrilinearDomain::VoxelCentres, cell)) continue;
+    const TrilinearSample moving_sample = trilinear_value_and_gradient(moving_.voxels, cell);
+    const double moving_value = moving_sample.value;
+    const std::array<double, 3>& grad_index = moving_sample.gradient;
     // Physical gradient: (d index / d point)^T * gradient in index units.
     std::array<double, 3> grad{};
     for (int col = 0; col < 3; ++col) {

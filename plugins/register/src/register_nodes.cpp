@@ -71,13 +71,7 @@ NodeType<RegistrationOptions> registration_node(registration::TransformKind kind
 void run_registration(NodeContext& ctx, const RegistrationOptions& options) {
   const Volume& fixed = ctx.input(kFixedIn);
   const Volume& moving = ctx.input(kMovingIn);
-  registration::Settings settings = options;
-  settings.threads = ctx.thread_budget();
-
-  registration::Callbacks callbacks;
-  callbacks.progress = [&ctx](double fraction) { ctx.progress(0.95 * fraction); };
-  callbacks.cancelled = [&ctx] { return ctx.cancelled(); };
-  registration::Result result = registration::register_volumes(fixed, moving, settings, callbacks);
+  registration::Result result = registration::register_volumes(fixed, moving, options, run_control(ctx).sub(0.0, 0.95));
 
   std::ostringstream summary;
   summary << registration::kTransformKindNames.name(options.transform_kind) << " registration: metric "

@@ -213,7 +213,7 @@ struct GainSchedule {
 };
 
 template <class ItkTransform>
-Result run(const Volume& fixed, const Volume& moving, const Settings& settings, const Callbacks& callbacks,
+Result run(const Volume& fixed, const Volume& moving, const Settings& settings, const RunControl& control,
            const std::string& kind) {
   const std::size_t levels = settings.shrink_factors.size();
   // Views, not copies: registration only reads the images.
@@ -295,11 +295,11 @@ Result run(const Volume& fixed, const Volume& moving, const Settings& settings, 
       return mean;
     };
     for (int iteration = 0; iteration < max_iterations; ++iteration) {
-      if (callbacks.cancelled && callbacks.cancelled()) throw Cancelled();
+      control.cancel_point();
       const LinearTransformState state = linearize(*transform, mu);
       const MetricValue metric_value =
           metric.evaluate(state, MattesMutualInformation::stream_key(settings.seed, level, std::size_t(iteration)),
-                          samples, settings.threads);
+                          samples, control.threads);
       if (metric_value.valid_samples * 20 < samples) {
         throw std::runtime_error("the volumes barely overlap during optimisation: only " +
                                  std::to_string(metric_value.valid_samples) + " of " + std::to_string(samples) +
@@ -333,9 +333,7 @@ Result run(const Volume& fixed, const Volume& moving, const Settings& settings, 
       if (motion > step_mm) gain *= step_mm / motion;
       for (std::size_t p = 0; p < P; ++p) mu[p] -= gain * direction[p];
       history.push_back(mu);
-      if (callbacks.progress) {
-        callbacks.progress((double(level) + double(iteration + 1) / max_iterations) / double(levels));
-      }
+      control.report((double(level) + double(iteration + 1) / max_iterations) / double(levels));
     }
 
     // Like elastix's ASGD, every level runs its iterations. Its answer is the
@@ -389,7 +387,7 @@ Result run(const Volume& fixed, const Volume& moving, const Settings& settings, 
 }  // namespace
 
 Result register_volumes(const Volume& fixed, const Volume& moving, const Settings& settings,
-                        const Callbacks& callbacks) {
+                        const RunControl& control) {
   check_not_constant(fixed, "fixed");
   check_not_constant(moving, "moving");
   const std::size_t levels = settings.shrink_factors.size();
@@ -400,8 +398,8 @@ Result register_volumes(const Volume& fixed, const Volume& moving, const Setting
                                 std::to_string(settings.iterations.size()) + ")");
   }
   if (settings.transform_kind == TransformKind::Affine)
-    return run<itk::AffineTransform<double, 3>>(fixed, moving, settings, callbacks, "affine");
-  return run<itk::Euler3DTransform<double>>(fixed, moving, settings, callbacks, "rigid");
+    return run<itk::AffineTransform<double, 3>>(fixed, moving, settings, control, "affine");
+  return run<itk::Euler3DTransform<double>>(fixed, moving, settings, control, "rigid");
 }
 
 }  // namespace fusionflow::registration

@@ -4,11 +4,11 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "fusionflow/choice_list.hpp"
+#include "fusionflow/run_control.hpp"
 #include "fusionflow/transform.hpp"
 #include "fusionflow/volume.hpp"
 
@@ -37,7 +37,6 @@ struct Settings {
   double convergence_mm = 0.5;  // converged when the means of the last two windows differ by less (RMS voxel motion)
   int convergence_window = 50;  // iterations per window
   bool require_convergence = true;
-  int threads = 1;  // the result is the same for any value
 };
 
 struct LevelReport {
@@ -56,18 +55,12 @@ struct Result {
   std::vector<LevelReport> levels;
 };
 
-struct Callbacks {
-  std::function<void(double)> progress;
-  std::function<bool()> cancelled;
-};
-
 // Registers `moving` to `fixed`: the returned transform maps fixed physical
 // points to moving physical points. Throws std::runtime_error with a clear
 // reason for constant images, volumes that do not overlap, and (when
 // require_convergence) an optimisation that did not converge; fusionflow::
-// Cancelled when callbacks.cancelled() turns true. Deterministic: the
-// same seed gives the same transform, bit for bit, whatever `threads` is.
-Result register_volumes(const Volume& fixed, const Volume& moving, const Settings& settings,
-                        const Callbacks& callbacks);
+// Cancelled when control.check_cancelled throws it. Deterministic: the
+// same seed gives the same transform, bit for bit, whatever control.threads is.
+Result register_volumes(const Volume& fixed, const Volume& moving, const Settings& settings, const RunControl& control);
 
 }  // namespace fusionflow::registration

@@ -3,6 +3,8 @@
 #include "vtk_support.hpp"
 
 #include <fusionflow/atomic_file.hpp>
+#include <fusionflow/sampling.hpp>
+#include <fusionflow/statistics.hpp>
 
 #include <vtkActor.h>
 #include <vtkCamera.h>
@@ -84,30 +86,15 @@ vtkSmartPointer<vtkImageData> to_vtk_rgb(const RgbImage& image) {
   return data;
 }
 
-// Trilinear interpolation at a continuous index; NaN more than half a voxel
-// outside the voxel centres (within that margin the edge value extends).
+// Trilinear interpolation (fusionflow/sampling.hpp) at a continuous index;
+// NaN more than half a voxel outside the voxel centres (within that margin
+// the edge value extends).
 float interpolate(const Volume& volume, const std::array<double, 3>& index) {
-  const Geometry& g = volume.geometry;
-  std::array<std::size_t, 3> base{};
-  std::array<double, 3> weight{};
-  for (int a = 0; a < 3; ++a) {
-    const double n = static_cast<double>(g.size[a]);
-    if (!(index[a] >= -0.5 && index[a] <= n - 0.5)) return std::numeric_limits<float>::quiet_NaN();
-    const double clamped = std::min(std::max(index[a], 0.0), n - 1.0);
-    const double floor = std::min(std::floor(clamped), std::max(0.0, n - 2.0));
-    base[a] = static_cast<std::size_t>(floor);
-    weight[a] = g.size[a] > 1 ? clamped - floor : 0.0;
+  TrilinearCell cell;
+  if (!locate_trilinear(volume.geometry.size, index, TrilinearDomain::VoxelExtent, cell)) {
+    return std::numeric_limits<float>::quiet_NaN();
   }
-  const std::size_t step_i = g.size[0] > 1 ? 1 : 0;
-  const std::size_t step_j = g.size[1] > 1 ? g.size[0] : 0;
-  const std::size_t step_k = g.size[2] > 1 ? g.size[0] * g.size[1] : 0;
-  const float* p = volume.voxels.data() + g.linear_index(base[0], base[1], base[2]);
-  const double wi = weight[0], wj = weight[1], wk = weight[2];
-  const double c00 = p[0] * (1 - wi) + p[step_i] * wi;
-  const double c10 = p[step_j] * (1 - wi) + p[step_j + step_i] * wi;
-  const double c01 = p[step_k] * (1 - wi) + p[step_k + step_i] * wi;
-  const double c11 = p[step_k + step_j] * (1 - wi) + p[step_k + step_j + step_i] * wi;
-  return static_cast<float>((c00 * (1 - wj) + c10 * wj) * (1 - wk) + (c01 * (1 - wj) + c11 * wj) * wk);
+  return static_cast<float>(trilinear_value(volume.voxels.data(), cell));
 }
 
 void check_voxels(const Volume& volume, const char* what) {
@@ -369,13 +356,8 @@ IntensityStats intensity_stats(const Volume& volume) {
     stats.high = stats.max > stats.min ? stats.max : stats.min + 1;
     return stats;
   }
-  auto percentile = [&](double p) {
-    const auto k = static_cast<std::size_t>(p / 100.0 * static_cast<double>(sample.size() - 1));
-    std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(k), sample.end());
-    return double(sample[k]);
-  };
-  stats.low = percentile(1.0);
-  stats.high = percentile(99.5);
+  stats.low = fusionflow::percentile(sample, 1.0);
+  stats.high = fusionflow::percentile(sample, 99.5);
   if (!(stats.high > stats.low)) stats.high = stats.low + 1;
   return stats;
 }

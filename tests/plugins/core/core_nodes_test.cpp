@@ -43,8 +43,10 @@ TEST(CoreVolumeStats, ComputesStatisticsOfFiniteVoxelsAndCountsTheRest) {
   EXPECT_EQ(cell(stats, "max"), 4);
   EXPECT_DOUBLE_EQ(cell(stats, "mean"), 2.5);
   EXPECT_DOUBLE_EQ(cell(stats, "std"), std::sqrt(1.25));
-  EXPECT_EQ(cell(stats, "p50"), 2);  // nearest rank: ceil(0.5 * 4) = 2nd smallest
-  EXPECT_EQ(cell(stats, "p99"), 4);
+  // numpy.percentile([4, 1, 3, 2], [1, 50, 99]) = [1.03, 2.5, 3.97] (linear interpolation).
+  EXPECT_DOUBLE_EQ(cell(stats, "p01"), 1.03);
+  EXPECT_DOUBLE_EQ(cell(stats, "p50"), 2.5);
+  EXPECT_DOUBLE_EQ(cell(stats, "p99"), 3.97);
   EXPECT_EQ(std::get<std::string>(stats.rows[0][stats.column_index("label")]), "test_node");
   EXPECT_EQ(std::get<std::string>(stats.rows[0][stats.column_index("units")]), "HU");
 }

@@ -2,6 +2,8 @@
 // written out here, independently of the implementation) on tiny images.
 #include "fusion_test_support.hpp"
 
+#include <latent_transforms/metrics.hpp>
+
 namespace fusionflow::fusion_test {
 namespace {
 
@@ -191,6 +193,41 @@ TEST(FusionMetrics, SsimOfOneElevenByElevenWindowSummedOverSources) {
   EXPECT_NEAR(mean_metric(metrics(a, {a, b}), "ssim"), 1.0 + ssim_ba, 1e-10);
   // Images smaller than the window: undefined.
   EXPECT_TRUE(std::isnan(mean_metric(metrics(left_right(), {left_right()}), "ssim")));
+}
+
+// latent::mean_ssim with scikit-image's 7x7 uniform window against the
+// direct sums of Wang et al.'s formula over every 'valid' window position.
+TEST(FusionMetrics, MeanSsimWithTheUniformWindowMatchesTheDirectSums) {
+  const std::size_t nx = 12, ny = 9;
+  std::vector<double> x(nx * ny), y(nx * ny);
+  for (std::size_t v = 0; v < x.size(); ++v) {
+    x[v] = double((v * 37) % 101) / 100.0;
+    y[v] = 0.7 * x[v] + double((v * 11) % 13) / 40.0;
+  }
+  const double range = 1.5;
+  const double c1 = std::pow(0.01 * range, 2), c2 = std::pow(0.03 * range, 2);
+  double sum = 0;
+  std::size_t windows = 0;
+  for (std::size_t j = 3; j + 3 < ny; ++j)
+    for (std::size_t i = 3; i + 3 < nx; ++i) {
+      double mx = 0, my = 0, sxx = 0, syy = 0, sxy = 0;
+      for (std::size_t b = j - 3; b <= j + 3; ++b)
+        for (std::size_t a = i - 3; a <= i + 3; ++a) {
+          const double p = x[b * nx + a], q = y[b * nx + a];
+          mx += p / 49, my += q / 49, sxx += p * p / 49, syy += q * q / 49, sxy += p * q / 49;
+        }
+      sxx -= mx * mx, syy -= my * my, sxy -= mx * my;
+      sum += (2 * mx * my + c1) * (2 * sxy + c2) / ((mx * mx + my * my + c1) * (sxx + syy + c2));
+      ++windows;
+    }
+  latent::SsimOptions options;
+  options.window = latent::SsimWindow::Uniform7;
+  options.data_range = range;
+  EXPECT_NEAR(latent::mean_ssim(x, y, {nx, ny, 1}, options), sum / double(windows), 1e-12);
+  EXPECT_NEAR(latent::mean_ssim(x, x, {nx, ny, 1}, options), 1.0, 1e-12);
+  EXPECT_TRUE(std::isnan(latent::mean_ssim(std::vector<double>(36, 1.0), std::vector<double>(36, 1.0), {6, 6, 1},
+                                           options)));  // no 7x7 window fits
+  EXPECT_THROW(latent::mean_ssim(x, y, {nx, ny, 2}, options), std::invalid_argument);
 }
 
 // vifp_mscale.m written out with 2D (non-separable) 'valid' correlation.

@@ -85,28 +85,35 @@ TEST_F(IoModality, CtIsClampedOnlyWhenAsked) {
                std::invalid_argument);
 }
 
-TEST_F(IoModality, MriPercentileNormalisationMapsNearestRankPercentilesToZeroAndOne) {
+TEST_F(IoModality, MriPercentileNormalisationMapsPercentilesToZeroAndOne) {
   // 1000 foreground voxels 1..1000 and 1000 background zeros: with
-  // normalise_region=nonzero the nearest-rank 1st and 99th percentiles are
-  // the 10th and 990th smallest foreground values, 10 and 990.
+  // normalise_region=nonzero the 1st and 99th percentiles (linear
+  // interpolation, fusionflow/statistics.hpp) are those of 1..1000:
+  // numpy.percentile(range(1, 1001), [1, 99]) = [10.99, 990.01].
   std::vector<float> voxels(2000, 0.0f);
   for (int n = 0; n < 1000; ++n) voxels[2 * n] = float(1000 - n);
   const fs::path path = write(volume_of({20, 10, 10}, voxels), "t1.nii.gz");
   const Volume mr = load(
       "io.load_mri", path,
       {{"normalise", ParamValue(std::string("percentile"))}, {"contrast", ParamValue(std::string("T1-weighted"))}});
-  for (std::size_t n = 0; n < voxels.size(); ++n) EXPECT_FLOAT_EQ(mr.voxels[n], (voxels[n] - 10.0f) / 980.0f) << n;
-  EXPECT_EQ(mr.metadata.extra.at("mr.normalise_low"), "10");
-  EXPECT_EQ(mr.metadata.extra.at("mr.normalise_high"), "990");
+  const double low = std::stod(mr.metadata.extra.at("mr.normalise_low"));
+  const double high = std::stod(mr.metadata.extra.at("mr.normalise_high"));
+  EXPECT_NEAR(low, 10.99, 1e-12);
+  EXPECT_NEAR(high, 990.01, 1e-12);
+  for (std::size_t n = 0; n < voxels.size(); ++n) {
+    EXPECT_FLOAT_EQ(mr.voxels[n], float((voxels[n] - low) / (high - low))) << n;
+  }
   EXPECT_EQ(mr.metadata.quantity, "T1-weighted, percentile normalised");
   EXPECT_EQ(mr.metadata.units, "a.u.");
 
-  // Over all voxels the 1st percentile is a background zero (rank 20) and the
-  // 99th the 1980th smallest value, 980.
+  // Over all voxels the 1st percentile is a background zero and the 99th
+  // numpy.percentile([0] * 1000 + list(range(1, 1001)), 99) = 980.01.
   const Volume all = load(
       "io.load_mri", path,
       {{"normalise", ParamValue(std::string("percentile"))}, {"normalise_region", ParamValue(std::string("all"))}});
-  EXPECT_FLOAT_EQ(all.voxels[0], 1000.0f / 980.0f);
+  EXPECT_EQ(std::stod(all.metadata.extra.at("mr.normalise_low")), 0.0);
+  EXPECT_NEAR(std::stod(all.metadata.extra.at("mr.normalise_high")), 980.01, 1e-12);
+  EXPECT_FLOAT_EQ(all.voxels[0], float(1000.0 / 980.01));
 }
 
 TEST_F(IoModality, MriZScoreUsesForegroundStatistics) {

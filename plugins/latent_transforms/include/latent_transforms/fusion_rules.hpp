@@ -32,7 +32,7 @@
 #include <fusionflow/choice_list.hpp>
 #include <fusionflow/latent.hpp>
 
-#include "latent_transforms/control.hpp"
+#include <fusionflow/run_control.hpp>
 
 namespace fusionflow::latent {
 
@@ -67,6 +67,6 @@ struct FusionOptions {
 // geometry; its metadata says modality "FUSED" and lists the sources in
 // extra["fusion_sources"].
 Latent fuse_latents(const std::vector<const Latent*>& latents, const FusionOptions& options,
-                    const Control& control = {});
+                    const RunControl& control = {});
 
 }  // namespace fusionflow::latent

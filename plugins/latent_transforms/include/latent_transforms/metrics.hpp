@@ -38,6 +38,7 @@
 // SCD with other than two sources) is NaN.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -47,7 +48,7 @@
 #include <fusionflow/table.hpp>
 #include <fusionflow/volume.hpp>
 
-#include "latent_transforms/control.hpp"
+#include <fusionflow/run_control.hpp>
 
 namespace fusionflow::latent {
 
@@ -81,13 +82,31 @@ struct MetricsTableOptions : MetricsOptions {
   std::string label;
 };
 
+// SSIM (Wang et al. 2004), the one definition of the tree (metrics.fusion's
+// SSIM and learned.synthesis_metrics both use it): local means, variances
+// and covariance under a normalised window, C1 = (0.01 L)^2, C2 = (0.03 L)^2,
+// averaged over the window positions that fit inside the image ('valid').
+enum class SsimWindow {
+  Gaussian11,  // 11 taps, sigma 1.5: ssim_index.m, the image-fusion literature
+  Uniform7,    // 7 taps of 1/7: scikit-image's default, the image-synthesis literature
+};
+struct SsimOptions {
+  SsimWindow window = SsimWindow::Gaussian11;
+  double data_range = 255.0;  // L
+  bool three_d = false;       // 3D windows; else 2D windows in each axial slice, pooled over the slices
+};
+// Mean SSIM of two images of `size` voxels (x fastest); NaN when no window
+// fits. Throws std::invalid_argument for sizes that do not match or L <= 0.
+double mean_ssim(const std::vector<double>& x, const std::vector<double>& y, const std::array<std::size_t, 3>& size,
+                 const SsimOptions& options);
+
 // The intensity range used for the grey-level mapping.
 std::pair<double, double> metrics_range(const Volume& fused, const std::vector<const Volume*>& sources,
                                         const MetricsOptions& options);
 
 // Metrics of the whole volume (3D definitions, see above).
 FusionMetrics volume_metrics(const Volume& fused, const std::vector<const Volume*>& sources,
-                             const MetricsOptions& options, const Control& control = {});
+                             const MetricsOptions& options, const RunControl& control = {});
 
 // The metrics.fusion table. Columns: label, scope ("slice", "mean" or
 // "volume"), slice (index; empty on other rows), slices (how many slices the
@@ -97,6 +116,6 @@ FusionMetrics volume_metrics(const Volume& fused, const std::vector<const Volume
 // std::invalid_argument when a source's grid differs from the fused volume's
 // or a slice index is out of range.
 Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>& sources,
-                           const MetricsTableOptions& options, const Control& control = {});
+                           const MetricsTableOptions& options, const RunControl& control = {});
 
 }  // namespace fusionflow::latent

@@ -32,7 +32,7 @@
 #include <fusionflow/latent.hpp>
 #include <fusionflow/volume.hpp>
 
-#include "latent_transforms/control.hpp"
+#include <fusionflow/run_control.hpp>
 
 namespace fusionflow::latent {
 
@@ -42,14 +42,14 @@ inline constexpr const char* kGuidedFilter = "guided_filter";
 
 // Throws std::invalid_argument for an empty volume, a voxel count that does
 // not match the geometry, or levels < 1.
-Latent encode_laplacian_pyramid(const Volume& volume, int levels, const Control& control = {});
-Latent encode_atrous_wavelet(const Volume& volume, int levels, const Control& control = {});
-Latent encode_guided_filter(const Volume& volume, int base_radius, const Control& control = {});
+Latent encode_laplacian_pyramid(const Volume& volume, int levels, const RunControl& control = {});
+Latent encode_atrous_wavelet(const Volume& volume, int levels, const RunControl& control = {});
+Latent encode_guided_filter(const Volume& volume, int base_radius, const RunControl& control = {});
 
 // Inverts any of the encoders above, dispatching on Latent::kind. The volume
 // gets the latent's source geometry and metadata. Throws std::invalid_argument
 // naming the level for an unknown kind or levels that do not fit the kind.
-Volume decode_latent(const Latent& latent, const Control& control = {});
+Volume decode_latent(const Latent& latent, const RunControl& control = {});
 
 // The grid of the next coarser pyramid level (see laplacian_pyramid above).
 Geometry pyramid_child_geometry(const Geometry& fine);

@@ -20,7 +20,7 @@
 #include <fusionflow/choice_list.hpp>
 #include <fusionflow/volume.hpp>
 
-#include "latent_transforms/control.hpp"
+#include <fusionflow/run_control.hpp>
 
 namespace fusionflow::latent {
 
@@ -56,6 +56,7 @@ struct NormalizeResult {
 // Throws std::invalid_argument when the options are inconsistent (e.g. width
 // <= 0, suv_max <= suv_min, percentile_low >= percentile_high) or no SUV
 // factor can be found.
-NormalizeResult normalize_intensity(const Volume& volume, const NormalizeOptions& options, const Control& control = {});
+NormalizeResult normalize_intensity(const Volume& volume, const NormalizeOptions& options,
+                                    const RunControl& control = {});
 
 }  // namespace fusionflow::latent

@@ -20,18 +20,14 @@
 #include <nlohmann/json.hpp>
 
 #include "fusionflow/latent.hpp"
+#include "fusionflow/run_control.hpp"
 #include "fusionflow/volume.hpp"
 
 namespace fusionflow::learned {
 
-// How inference runs: `threads` slice batches in parallel (each with one
-// LibTorch thread), in a fixed partition, so results are the same bytes for
-// any thread count.
-struct InferenceOptions {
-  int threads = 1;
-  std::function<void(double)> progress;  // fraction done; may be empty
-  std::function<void()> check_cancel;    // throws to stop; may be empty
-};
+// Inference runs RunControl::threads slice batches in parallel (each with
+// one LibTorch thread), in a fixed partition, so results are the same bytes
+// for any thread count.
 
 // A loaded model: per-modality encoders into one latent space and decoders
 // out of it, with each modality's intensity normalisation.
@@ -49,18 +45,18 @@ class Model {
   virtual Volume normalise(const Volume& volume, const std::string& modality) const = 0;
   // Checks the input (as check_input). With `normalised` set, also hands
   // out the normalised volume the encoder ran on (as normalise() gives).
-  virtual Latent encode(const Volume& volume, const std::string& modality, const InferenceOptions& options,
+  virtual Latent encode(const Volume& volume, const std::string& modality, const RunControl& control,
                         Volume* normalised = nullptr) const = 0;
   // `to_units`: invert the modality's normalisation (HU for CT); otherwise
   // the network's normalised [0, 1] intensities. Models with a content/style
   // split decode with `style` if given (e.g. style_of a reference), else with
   // the latent's own per-slice styles if it was encoded from `modality`,
   // else with the zero style (the prior's mean).
-  virtual Volume decode(const Latent& latent, const std::string& modality, bool to_units,
-                        const InferenceOptions& options, const std::vector<float>& style = {}) const = 0;
+  virtual Volume decode(const Latent& latent, const std::string& modality, bool to_units, const RunControl& control,
+                        const std::vector<float>& style = {}) const = 0;
   // Mean style vector of a volume of `modality` (empty without a style split).
   virtual std::vector<float> style_of(const Volume& volume, const std::string& modality,
-                                      const InferenceOptions& options) const = 0;
+                                      const RunControl& control) const = 0;
 };
 
 struct TrainRequest {
