@@ -29,7 +29,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <limits>
+#include <map>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -37,6 +39,7 @@
 #include <string>
 #include <system_error>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace fusionflow::io {
@@ -432,6 +435,10 @@ void check_nifti_container(const fs::path& path, std::uint64_t voxel_bytes, cons
 // buffers, is refused before MetaIO sees it.
 struct MetaHeader {
   bool compressed = false;
+  // BinaryData (MetaImage's default is binary): false means the voxels are
+  // decimal text, which MetaIO reads correctly only through its whole-image
+  // path, the one ITK takes for 3D files (see check_meta_counts).
+  bool binary = true;
   std::string compressed_size;  // CompressedDataSize as written, if given
   // NDims, ElementNumberOfChannels as written, every time they are: MetaIO
   // sizes the arrays that follow each one by it (found by fuzz_metaimage: a
@@ -584,6 +591,7 @@ MetaHeader parse_meta_header(const fs::path& path) {
     if (!header.problem.empty()) break;
     if (key == "CompressedData")
       header.compressed = !value.empty() && (value[0] == 'T' || value[0] == 't' || value[0] == '1');
+    if (key == "BinaryData") header.binary = !value.empty() && (value[0] == 'T' || value[0] == 't' || value[0] == '1');
     if (key == "CompressedDataSize") header.compressed_size = value;
     if (key == "ElementType") header.element_types.push_back(value);
     if (key == "NDims") {
@@ -641,9 +649,87 @@ void check_meta_counts(const fs::path& path) {
     }
   }
   for (const std::string& value : header.channels) check(value, "ElementNumberOfChannels", 4096);
+  // ITK reads a file with other than 3 dimensions (a 2D slice, a 4D series)
+  // through MetaIO's region reader, which for text voxels writes a byte
+  // count of values into the buffer, past its end (found by fuzz_metaimage
+  // with MetaIO built with ASan: heap-buffer-overflow in MET_DoubleToValue).
+  const std::string dimensions = header.ndims.empty() ? std::string() : header.ndims.back();
+  if (!header.binary && dimensions != "3") {
+    throw std::runtime_error("cannot read " + quoted(path) + ": its voxels are text (BinaryData = False) in a " +
+                             dimensions +
+                             "D MetaImage, which ITK's MetaIO reads wrongly (past its buffer) unless the image is "
+                             "3D; save it with binary data (BinaryData = True, as ITK and 3D Slicer write)");
+  }
 }
 
-void check_meta_container(const fs::path& path, std::uint64_t voxel_bytes, const std::string& grid) {
+// How many of the `needed` values MetaIO would read from the text voxel data
+// of a MetaImage at `offset` of `data_path` (MetaImage::M_ReadElementData:
+// operator>> then one character skipped), each checked against `type`'s
+// range (MetaIO casts them to it). MetaIO reads a missing value as 0 and goes
+// on, so a short file would load without a word.
+void check_meta_text_voxels(const fs::path& path, const fs::path& data_path, std::uint64_t offset,
+                            std::uint64_t needed, const std::string& type, const std::string& grid) {
+  static const std::map<std::string, std::pair<double, double>> kRanges{
+      {"MET_CHAR", {-128.0, 127.0}},
+      {"MET_UCHAR", {0.0, 255.0}},
+      {"MET_SHORT", {-32768.0, 32767.0}},
+      {"MET_USHORT", {0.0, 65535.0}},
+      {"MET_INT", {-2147483648.0, 2147483647.0}},
+      {"MET_UINT", {0.0, 4294967295.0}},
+      {"MET_LONG", {-2147483648.0, 2147483647.0}},  // MetaIO's MET_LONG is 4 bytes
+      {"MET_ULONG", {0.0, 4294967295.0}},
+      {"MET_LONG_LONG", {-9223372036854775808.0, 9223372036854775807.0}},
+      {"MET_ULONG_LONG", {0.0, 18446744073709551615.0}},
+      {"MET_FLOAT", {-double(std::numeric_limits<float>::max()), double(std::numeric_limits<float>::max())}},
+      {"MET_DOUBLE", {-std::numeric_limits<double>::max(), std::numeric_limits<double>::max()}}};
+  const auto range = kRanges.find(type);
+  const bool integral = type != "MET_FLOAT" && type != "MET_DOUBLE";
+  std::ifstream in(data_path, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(offset));
+  std::istreambuf_iterator<char> at(in), end;
+  std::uint64_t count = 0;
+  std::string token;
+  const auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  while (count < needed) {
+    while (at != end && std::isspace(static_cast<unsigned char>(*at))) ++at;
+    // A decimal number as operator>> reads one: sign, digits, point, exponent.
+    token.clear();
+    if (at != end && (*at == '+' || *at == '-')) token += *at++;
+    std::size_t digits = 0;
+    while (at != end && is_digit(*at)) token += *at++, ++digits;
+    if (at != end && *at == '.') {
+      token += *at++;
+      while (at != end && is_digit(*at)) token += *at++, ++digits;
+    }
+    if (digits > 0 && at != end && (*at == 'e' || *at == 'E')) {
+      token += *at++;
+      if (at != end && (*at == '+' || *at == '-')) token += *at++;
+      std::size_t exponent_digits = 0;
+      while (at != end && is_digit(*at)) token += *at++, ++exponent_digits;
+      if (exponent_digits == 0) digits = 0;  // "1e": not a number operator>> accepts
+    }
+    if (digits == 0 || token.size() > 400) break;
+    const double value = std::strtod(token.c_str(), nullptr);
+    const bool fits = range != kRanges.end() && std::isfinite(value) &&
+                      (integral ? value > range->second.first - 1.0 && value < range->second.second + 1.0
+                                : value >= range->second.first && value <= range->second.second);
+    if (!fits) {
+      throw std::runtime_error("cannot read " + quoted(path) + ": text voxel " + std::to_string(count) + " (" +
+                               token.substr(0, 40) + ") does not fit its ElementType " + type +
+                               ": the file is corrupt");
+    }
+    ++count;
+    if (at != end) ++at;  // MetaIO skips one character after each value
+  }
+  if (count < needed) {
+    throw std::runtime_error("cannot read " + quoted(path) + ": its text voxel data (BinaryData = False) holds " +
+                             std::to_string(count) + " numbers where its header (" + grid + ") needs " +
+                             std::to_string(needed) + ": the file is truncated or corrupt");
+  }
+}
+
+void check_meta_container(const fs::path& path, std::uint64_t voxels, std::uint64_t voxel_bytes,
+                          const std::string& grid) {
   const MetaHeader header = parse_meta_header(path);
   fs::path data_path;
   std::uint64_t offset = 0;
@@ -672,6 +758,11 @@ void check_meta_container(const fs::path& path, std::uint64_t voxel_bytes, const
       throw std::runtime_error("cannot read " + quoted(path) + ": its data file " + quoted(data_path) +
                                " (ElementDataFile) does not exist");
     }
+  }
+  if (!header.binary) {  // MetaIO ignores CompressedData for text voxels
+    check_meta_text_voxels(path, data_path, offset, voxels,
+                           header.element_types.empty() ? std::string() : header.element_types.back(), grid);
+    return;
   }
   const std::uint64_t size = size_of_file(data_path);
   const std::uint64_t available = size > offset ? size - offset : 0;
@@ -1034,7 +1125,7 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
 
   switch (format) {
     case FileFormat::Nifti: check_nifti_container(path, voxel_bytes, grid); break;
-    case FileFormat::MetaImage: check_meta_container(path, voxel_bytes, grid); break;
+    case FileFormat::MetaImage: check_meta_container(path, total_voxels, voxel_bytes, grid); break;
     case FileFormat::Nrrd:
       // teem reports truncated raw and compressed data itself; only refuse
       // headers no file of this size could satisfy (detached .nhdr data

@@ -383,6 +383,39 @@ std::vector<ImageCase> image_cases() {
                      floats(ramp(8));
             }),
        1, "MetaIO reads at most 4 SequenceID values, and NDims is 6"},
+      // found by fuzz_metaimage with MetaIO built with ASan: a 2D file goes
+      // through MetaIO's region reader, which overruns its buffer for text voxels
+      {"metaimage_text_voxels_in_2d", file("text_2d.mha", [] {
+         return std::string("ObjectType = Image\nNDims = 2\nBinaryData = False\nDimSize = 5 4\n"
+                            "ElementType = MET_SHORT\nElementDataFile = LOCAL\n") +
+                std::string(60, '7');
+       }),
+       1, "voxels are text \\(BinaryData = False\\) in a 2D MetaImage"},
+      {"metaimage_text_voxels_in_4d", file("text_4d.mha", [] {
+         return std::string("ObjectType = Image\nNDims = 4\nBinaryData = False\nDimSize = 2 2 2 2\n"
+                            "ElementType = MET_FLOAT\nElementDataFile = LOCAL\n1 2 3 4 5 6 7 8 1 2 3 4 5 6 7 8\n");
+       }),
+       1, "in a 4D MetaImage, which ITK's MetaIO reads wrongly", {{"volume_index", 1}}},
+      {"metaimage_text_voxels_truncated", file("text_short.mha", [] {
+         return std::string("ObjectType = Image\nNDims = 3\nBinaryData = False\nDimSize = 2 2 2\n"
+                            "ElementType = MET_FLOAT\nElementDataFile = LOCAL\n1 2 3 4 5\n");
+       }),
+       1, "holds 5 numbers where its header \\(2x2x2\\) needs 8"},
+      {"metaimage_text_voxels_not_numbers", file("text_words.mha", [] {
+         return std::string("ObjectType = Image\nNDims = 3\nBinaryData = False\nDimSize = 2 2 2\n"
+                            "ElementType = MET_FLOAT\nElementDataFile = LOCAL\n1 2 3 nan 5 6 7 8\n");
+       }),
+       1, "holds 3 numbers where its header \\(2x2x2\\) needs 8"},
+      {"metaimage_text_voxel_outside_its_type", file("text_range.mha", [] {
+         return std::string("ObjectType = Image\nNDims = 3\nBinaryData = False\nDimSize = 2 2 2\n"
+                            "ElementType = MET_UCHAR\nElementDataFile = LOCAL\n1 2 3 256 5 6 7 8\n");
+       }),
+       1, "text voxel 3 \\(256\\) does not fit its ElementType MET_UCHAR"},
+      {"metaimage_text_voxels_good", file("text.mha", [] {
+         return std::string("ObjectType = Image\nNDims = 3\nBinaryData = False\nDimSize = 3 2 2\n"
+                            "ElementType = MET_USHORT\nElementDataFile = LOCAL\n1 2 3\n4 5 6\n\n7 8 9 10 11 12");
+       }),
+       0, "", {}, 12},
       {"metaimage_crlf_good",
        file("crlf.mha",
             [] {

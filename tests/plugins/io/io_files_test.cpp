@@ -186,6 +186,20 @@ TEST_F(IoFiles, MetaImageWithDetachedDataFileLoads) {
   EXPECT_EQ(loaded.metadata.extra.at("io.format"), "metaimage");
 }
 
+// Text voxels (BinaryData = False): read by MetaIO as numbers, each cast to
+// the ElementType (integers truncated toward zero), in a 3D image.
+TEST_F(IoFiles, MetaImageWithTextVoxelsLoadsTheNumbersAsTheirElementType) {
+  const std::string header = "ObjectType = Image\nNDims = 3\nBinaryData = False\nElementSpacing = 1 2 3\n"
+                             "DimSize = 2 2 2\nElementType = ";
+  write_bytes(dir_ / "text_float.mha", header + "MET_FLOAT\nElementDataFile = LOCAL\n1.5 -2 3.25e1\n4 5\t6 7 8\n");
+  const Volume floats_loaded = load_node("io.load_image", dir_ / "text_float.mha");
+  EXPECT_EQ(floats_loaded.voxels, (std::vector<float>{1.5f, -2.0f, 32.5f, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(floats_loaded.geometry.spacing, (std::array<double, 3>{1, 2, 3}));
+  write_bytes(dir_ / "text_short.mha", header + "MET_SHORT\nElementDataFile = LOCAL\n3.7 -3.7 0 1 2 3 4 32767\n");
+  const Volume shorts_loaded = load_node("io.load_image", dir_ / "text_short.mha");
+  EXPECT_EQ(shorts_loaded.voxels, (std::vector<float>{3, -3, 0, 1, 2, 3, 4, 32767}));
+}
+
 TEST_F(IoFiles, PngLoadsAsOneSliceVolume) {
   using Image2D = itk::Image<unsigned char, 2>;
   auto image = Image2D::New();
