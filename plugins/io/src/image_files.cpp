@@ -667,8 +667,8 @@ void check_meta_counts(const fs::path& path) {
 // operator>> then one character skipped), each checked against `type`'s
 // range (MetaIO casts them to it). MetaIO reads a missing value as 0 and goes
 // on, so a short file would load without a word.
-void check_meta_text_voxels(const fs::path& path, const fs::path& data_path, std::uint64_t offset,
-                            std::uint64_t needed, const std::string& type, const std::string& grid) {
+void check_meta_text_voxels(const fs::path& path, const fs::path& data_path, std::uint64_t offset, std::uint64_t needed,
+                            const std::string& type, const std::string& grid) {
   static const std::map<std::string, std::pair<double, double>> kRanges{
       {"MET_CHAR", {-128.0, 127.0}},
       {"MET_UCHAR", {0.0, 255.0}},

@@ -189,8 +189,9 @@ TEST_F(IoFiles, MetaImageWithDetachedDataFileLoads) {
 // Text voxels (BinaryData = False): read by MetaIO as numbers, each cast to
 // the ElementType (integers truncated toward zero), in a 3D image.
 TEST_F(IoFiles, MetaImageWithTextVoxelsLoadsTheNumbersAsTheirElementType) {
-  const std::string header = "ObjectType = Image\nNDims = 3\nBinaryData = False\nElementSpacing = 1 2 3\n"
-                             "DimSize = 2 2 2\nElementType = ";
+  const std::string header =
+      "ObjectType = Image\nNDims = 3\nBinaryData = False\nElementSpacing = 1 2 3\n"
+      "DimSize = 2 2 2\nElementType = ";
   write_bytes(dir_ / "text_float.mha", header + "MET_FLOAT\nElementDataFile = LOCAL\n1.5 -2 3.25e1\n4 5\t6 7 8\n");
   const Volume floats_loaded = load_node("io.load_image", dir_ / "text_float.mha");
   EXPECT_EQ(floats_loaded.voxels, (std::vector<float>{1.5f, -2.0f, 32.5f, 4, 5, 6, 7, 8}));
