@@ -36,6 +36,15 @@ if [ ! -f "$build_dir/build.ninja" ]; then
 fi
 cmake --build "$build_dir" --parallel "${FUSIONFLOW_FUZZ_JOBS:-$(nproc)}" --target "fuzz_$target"
 
+# MetaIO is C++ that trusts its input and is not instrumented in Debian's
+# build: for the metaimage target it is rebuilt from Debian's source with
+# ASan and coverage (scripts/build-instrumented-metaio.sh) and used instead
+# of the system one. FUSIONFLOW_FUZZ_SYSTEM_METAIO=1 keeps the system one.
+if [ "$target" = metaimage ] && [ "${FUSIONFLOW_FUZZ_SYSTEM_METAIO:-0}" != 1 ]; then
+  bash scripts/build-instrumented-metaio.sh "$build_dir/instrumented-metaio"
+  export LD_LIBRARY_PATH="$PWD/$build_dir/instrumented-metaio${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
 corpus="$build_dir/corpus/$target"
 findings="$build_dir/findings/$target"
 mkdir -p "$corpus" "$findings"

@@ -557,18 +557,24 @@ MetaHeader parse_meta_header(const fs::path& path) {
     const std::string raw_value = c_string(line.substr(value_start));
     const auto final = raw_value.find_last_not_of(" \t\r");
     const std::string value = final == std::string::npos ? std::string() : raw_value.substr(0, final + 1);
-    // How many numbers operator>> would read from the value, in a row.
-    const auto count_numbers = [&value]() {
-      std::size_t count = 0;
+    // The numbers operator>> would read from the value, in a row (strtod
+    // also takes nan, inf and hexadecimal numbers, which operator>> does not).
+    const auto read_numbers = [&value]() {
+      std::vector<double> numbers;
       const char* cursor = value.c_str();
       for (;;) {
         char* after = nullptr;
-        std::strtod(cursor, &after);
-        if (after == cursor) return count;
-        ++count;
+        const double number = std::strtod(cursor, &after);
+        if (after == cursor || std::any_of(cursor, static_cast<const char*>(after), [](char c) {
+              return std::isalpha(static_cast<unsigned char>(c)) && c != 'e' && c != 'E';
+            })) {
+          return numbers;
+        }
+        numbers.push_back(number);
         cursor = after;
       }
     };
+    const auto count_numbers = [&read_numbers]() { return read_numbers().size(); };
     if (kNumbers.count(key) != 0 && count_numbers() == 0) {
       header.problem = where + " is not a number";
     } else if (kBoundedTexts.count(key) != 0 && raw_value.size() >= kMetaIoBufferBytes) {
@@ -586,6 +592,20 @@ MetaHeader parse_meta_header(const fs::path& path) {
       } else if (key == "SequenceID" && dimensions > 4) {
         header.problem =
             where + ": MetaIO reads at most 4 SequenceID values, and NDims is " + std::to_string(dimensions);
+      }
+    }
+    // MetaIO casts these to int (UB beyond its range; found by
+    // fuzz_metaimage with MetaIO built with UBSan: DimSize 6e21).
+    if (header.problem.empty() && (key == "DimSize" || key == "HeaderSize" || key == "ID" || key == "ParentID")) {
+      const std::vector<double> numbers = read_numbers();
+      const std::size_t used = key == "DimSize" && dimensions > 0 ? std::size_t(dimensions) : 1;
+      for (std::size_t n = 0; n < std::min(used, numbers.size()); ++n) {
+        if (!(numbers[n] > -2147483649.0 && numbers[n] < 2147483648.0)) {
+          header.problem = where + " has a number beyond the range of MetaIO's int (" +
+                           std::to_string(std::numeric_limits<int>::min()) + " to " +
+                           std::to_string(std::numeric_limits<int>::max()) + ")";
+          break;
+        }
       }
     }
     if (!header.problem.empty()) break;

@@ -385,6 +385,19 @@ std::vector<ImageCase> image_cases() {
        1, "MetaIO reads at most 4 SequenceID values, and NDims is 6"},
       // found by fuzz_metaimage with MetaIO built with ASan: a 2D file goes
       // through MetaIO's region reader, which overruns its buffer for text voxels
+      // found by fuzz_metaimage with MetaIO built with UBSan: MetaIO casts DimSize to int
+      {"metaimage_dim_size_beyond_int", file("dim_int.mha", [] {
+         return std::string("ObjectType = Image\nNDims = 3\nDimSize = 5999999999999999999999 4 3\n"
+                            "ElementType = MET_SHORT\nElementDataFile = LOCAL\n") +
+                std::string(120, '\0');
+       }),
+       1, "line 3 \\(DimSize\\) has a number beyond the range of MetaIO's int"},
+      {"metaimage_dim_size_nan", file("dim_nan.mha", [] {
+         return std::string("ObjectType = Image\nNDims = 3\nDimSize = 2 nan 2\n"
+                            "ElementType = MET_SHORT\nElementDataFile = LOCAL\n") +
+                std::string(16, '\0');
+       }),
+       1, "line 3 \\(DimSize\\) has 1 numbers where it needs 3"},
       {"metaimage_text_voxels_in_2d", file("text_2d.mha", [] {
          return std::string("ObjectType = Image\nNDims = 2\nBinaryData = False\nDimSize = 5 4\n"
                             "ElementType = MET_SHORT\nElementDataFile = LOCAL\n") +
