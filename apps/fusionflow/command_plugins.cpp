@@ -70,6 +70,7 @@ int plugins_command(Session& session, bool as_json) {
       if (!report.plugin_version.empty()) entry["version"] = report.plugin_version;
       if (!report.error.empty()) entry["error"] = report.error;
       entry["node_types"] = report.node_types;
+      entry["commands"] = report.commands;
       entry["warnings"] = report.warnings;
       plugins.push_back(std::move(entry));
     }
@@ -86,6 +87,13 @@ int plugins_command(Session& session, bool as_json) {
                           {"plugin", decoder->origin.plugin_name}});
     }
     document["latent_decoders"] = std::move(decoders);
+    ordered_json commands = ordered_json::array();
+    for (const RegisteredCommand* command : registry.commands()) {
+      commands.push_back({{"name", command->command.name},
+                          {"summary", command->command.summary},
+                          {"plugin", command->origin.plugin_name}});
+    }
+    document["commands"] = std::move(commands);
     ordered_json nodes = ordered_json::array();
     for (const RegisteredNode* node : registry.nodes()) {
       const NodeSpec& spec = node->spec();
@@ -126,6 +134,11 @@ int plugins_command(Session& session, bool as_json) {
   for (const RegisteredLatentDecoder* decoder : registry.latent_decoders()) {
     std::cout << "  " << decoder->decoder.kind << " [" << decoder->origin.plugin_name
               << "]: " << decoder->decoder.description << "\n";
+  }
+  std::cout << "\nCommands (fusionflow NAME ...):\n";
+  for (const RegisteredCommand* command : registry.commands()) {
+    std::cout << "  " << command->command.name << " [" << command->origin.plugin_name
+              << "]: " << command->command.summary << "\n";
   }
   std::cout << "\nNode types:\n";
   for (const RegisteredNode* node : registry.nodes()) {

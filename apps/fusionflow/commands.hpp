@@ -1,6 +1,7 @@
 // The subcommands of `fusionflow`. Each returns the process exit code.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,16 +32,12 @@ struct PhantomArguments {
   int threads = 0;
 };
 
-struct TrainArguments {
-  std::string config;
-  bool resume = false;
-  long long iterations = -1;  // >= 0 overrides the config
-  std::string output;         // overrides the config's output model path
-  bool quiet = false;
-};
-
 int phantom_command(Session& session, const PhantomArguments& arguments);
-int train_command(Session& session, const TrainArguments& arguments);
+// `fusionflow NAME ARGS...` for a command a plugin registered
+// (fusionflow/plugin_command.hpp); nullopt when no plugin has NAME.
+std::optional<int> plugin_command(Session& session, const std::string& name, const std::vector<std::string>& arguments);
+// Lines "  name  summary [plugin]" for the commands plugins add (for --help).
+std::string plugin_command_list(Session& session);
 int run_command(Session& session, const RunArguments& arguments);
 int validate_command(Session& session, const PipelineArguments& arguments);
 int plugins_command(Session& session, bool as_json);

@@ -66,31 +66,67 @@ int main(int argc, char** argv) {
   phantom->add_option("--out", phantom_arguments.out, "Output directory")->required();
   phantom->add_option("--threads", phantom_arguments.threads, "Threads (0: all cores)")->check(CLI::Range(0, 1024));
 
-  TrainArguments train_arguments;
-  auto* train = app.add_subcommand(
-      "train", "Train a learned shared-latent model (learned plugin, LibTorch) from a JSON configuration");
-  train->add_option("config", train_arguments.config, "Training configuration JSON (see docs/learned.md)")->required();
-  train->add_flag("--resume", train_arguments.resume, "Continue from the configuration's checkpoint if it exists");
-  train->add_option("--iterations", train_arguments.iterations, "Override training.iterations")
-      ->check(CLI::Range(0LL, 100000000LL));
-  train->add_option("--output", train_arguments.output,
-                    "Override the output model path (checkpoint and log go next to it)");
-  train->add_flag("--quiet", train_arguments.quiet, "No progress output");
-
   // `view` hands everything after it to the fusionflow-view program (whose
   // --help lists its options and keys), before any parsing here.
   app.add_subcommand("view", "Interactive 3D viewer: view VOLUME [--overlay VOLUME] (runs fusionflow-view)");
+
+  // The first word that is not a global option names the command. `view` and
+  // the commands plugins add (e.g. the learned plugin's `train`) take the
+  // rest of the line as it is; the global options before them apply.
+  GlobalOptions early;
   for (int i = 1; i < argc; ++i) {
     const std::string argument = argv[i];
-    if (argument == "view") return view_command(std::vector<std::string>(argv + i + 1, argv + argc));
-    if (argument.empty() || argument[0] != '-') break;                 // another subcommand
-    if (argument == "--plugin-dir" || argument == "--log-level") ++i;  // skip the option's value
+    if (argument == "--plugin-dir" || argument == "--log-level") {
+      if (i + 1 >= argc) break;  // CLI11 reports the missing value
+      (argument == "--plugin-dir" ? early.plugin_dirs.emplace_back(argv[i + 1]) : early.log_level) = argv[i + 1];
+      ++i;
+      continue;
+    }
+    if (argument.rfind("--plugin-dir=", 0) == 0) {
+      early.plugin_dirs.push_back(argument.substr(13));
+      continue;
+    }
+    if (argument.rfind("--log-level=", 0) == 0) {
+      early.log_level = argument.substr(12);
+      continue;
+    }
+    if (argument.empty() || argument[0] == '-') break;  // --help, --version, or an error CLI11 reports
+    const std::vector<std::string> rest(argv + i + 1, argv + argc);
+    if (argument == "view") return view_command(rest);
+    const auto built_in =
+        app.get_subcommands([&argument](CLI::App* command) { return command->get_name() == argument; });
+    if (!built_in.empty()) break;  // one of the program's own commands
+    try {
+      configure_logging(early.log_level);
+      Session session(early);
+      if (const auto code = plugin_command(session, argument, rest)) return *code;
+      const std::string commands = plugin_command_list(session);
+      std::cerr << "error: '" << argument
+                << "' is not a fusionflow command: the program's own are run, validate, plugins, graph, phantom, view"
+                << (commands.empty() ? std::string() : "; from plugins:\n" + commands) << "\n";
+      return kInvalid;
+    } catch (const std::exception& error) {
+      std::cerr << "error: " << error.what() << "\n";
+      return kInvalid;
+    }
   }
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& help) {
-    return app.exit(help);
+    const int code = app.exit(help);
+    if (app.get_subcommands().empty()) {  // the program's help: also list the plugins' commands
+      try {
+        configure_logging("error");
+        Session session(early);
+        const std::string commands = plugin_command_list(session);
+        if (!commands.empty())
+          std::cout << "Commands from plugins (fusionflow NAME --help for their options):\n" << commands;
+      } catch (const std::exception&) {
+        // the help text itself was printed; a plugin that does not load is reported by `fusionflow plugins`
+      }
+    }
+    return code;
   } catch (const CLI::CallForAllHelp& help) {
     return app.exit(help);
   } catch (const CLI::CallForVersion& version) {
@@ -108,7 +144,6 @@ int main(int argc, char** argv) {
     if (*plugins) return plugins_command(session, plugins_json);
     if (*graph) return graph_command(session, graph_arguments, graph_output);
     if (*phantom) return phantom_command(session, phantom_arguments);
-    if (*train) return train_command(session, train_arguments);
   } catch (const std::exception& error) {
     spdlog::error("{}", error.what());
     return kRunFailed;

@@ -175,6 +175,15 @@ void register_plugin(const PluginDescriptor& descriptor, NodeRegistry& registry,
       report.warnings.push_back(std::string("latent decoder skipped: ") + error.what());
     }
   }
+  for (PluginCommand& command : registrar.commands()) {
+    const std::string name = command.name;
+    try {
+      registry.add_command(std::move(command), origin);
+      report.commands.push_back(name);
+    } catch (const std::exception& error) {
+      report.warnings.push_back(std::string("command skipped: ") + error.what());
+    }
+  }
   for (auto& hook : registrar.thread_budget_hooks()) registry.add_thread_budget_hook(std::move(hook));
   report.loaded = true;
 }

@@ -150,6 +150,41 @@ std::vector<const RegisteredLatentDecoder*> NodeRegistry::latent_decoders() cons
   return list;
 }
 
+void NodeRegistry::add_command(PluginCommand command, Origin origin) {
+  static const std::set<std::string> kBuiltIn{"run", "validate", "plugins", "graph", "phantom", "view", "help"};
+  const std::string& name = command.name;
+  const bool well_formed = !name.empty() && name.size() <= 64 && name[0] >= 'a' && name[0] <= 'z' &&
+                           std::all_of(name.begin(), name.end(), [](char c) {
+                             return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+                           });
+  if (!well_formed) {
+    throw std::invalid_argument("command name '" + name.substr(0, 64) +
+                                "' is not a lower case word (letters, digits and '-', starting with a letter)");
+  }
+  if (kBuiltIn.count(name) != 0) {
+    throw std::invalid_argument("command '" + name + "' is one of fusionflow's own commands");
+  }
+  if (!command.run) throw std::invalid_argument("command '" + name + "' has no function");
+  auto existing = commands_.find(name);
+  if (existing != commands_.end()) {
+    throw std::invalid_argument("a command '" + name + "' is already registered by " +
+                                describe(existing->second.origin));
+  }
+  std::string key = name;
+  commands_.emplace(std::move(key), RegisteredCommand{std::move(command), std::move(origin)});
+}
+
+const RegisteredCommand* NodeRegistry::find_command(std::string_view name) const {
+  auto it = commands_.find(name);
+  return it == commands_.end() ? nullptr : &it->second;
+}
+
+std::vector<const RegisteredCommand*> NodeRegistry::commands() const {
+  std::vector<const RegisteredCommand*> list;
+  for (const auto& [name, command] : commands_) list.push_back(&command);
+  return list;
+}
+
 const RegisteredNode* NodeRegistry::find_node(std::string_view type) const {
   auto it = nodes_.find(type);
   return it == nodes_.end() ? nullptr : it->second.get();

@@ -165,9 +165,37 @@ TEST(Cli, EveryExamplePipelineValidates) {
   EXPECT_GE(checked, 8u);
 }
 
+TEST(Cli, PluginsAddCommandsThatGetTheRestOfTheLine) {
+  // Only the good test plugin (tests/sdk/plugins), whose command is good-echo.
+  const fs::path dir = temp_dir("plugin-command");
+  fs::copy_file(fs::path(FUSIONFLOW_TEST_PLUGIN_DIR) / "libfusionflow-test-good.so",
+                dir / "libfusionflow-test-good.so");
+  const std::string plugins = "--plugin-dir " + dir.string() + " ";
+  const Output echo = run(plugins + "--log-level error good-echo one --two 'three four'");
+  EXPECT_EQ(echo.exit_code, 0) << echo.text;
+  EXPECT_NE(echo.text.find("good-echo: [one] [--two] [three four]"), std::string::npos) << echo.text;
+  EXPECT_EQ(run(plugins + "good-echo").exit_code, 2);
+  const Output help = run(plugins + "--help");
+  EXPECT_EQ(help.exit_code, 0) << help.text;
+  EXPECT_NE(help.text.find("Commands from plugins"), std::string::npos) << help.text;
+  EXPECT_NE(help.text.find("good-echo  prints its arguments [good plugin]"), std::string::npos) << help.text;
+  const Output listing = run(plugins + "plugins");
+  EXPECT_NE(listing.text.find("good-echo [good]: prints its arguments"), std::string::npos) << listing.text;
+  // The bundled learned plugin's `train` is such a command.
+  const Output train_help = run("train --help");
+  EXPECT_EQ(train_help.exit_code, 0) << train_help.text;
+  EXPECT_NE(train_help.text.find("--resume"), std::string::npos) << train_help.text;
+  const Output unknown = run(plugins + "frobnicate");
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.text.find("'frobnicate' is not a fusionflow command"), std::string::npos) << unknown.text;
+  EXPECT_NE(unknown.text.find("good-echo"), std::string::npos) << unknown.text;
+  fs::remove_all(dir);
+}
+
 TEST(Cli, BadCommandLineExits2) {
   EXPECT_EQ(run("run").exit_code, 2);
   EXPECT_EQ(run("frobnicate").exit_code, 2);
+  EXPECT_EQ(run("train").exit_code, 2);  // the config is required
   EXPECT_EQ(run("run " + kExamples + "core_two_branches.json --set novalue").exit_code, 2);
   EXPECT_EQ(run("validate /nonexistent.json").exit_code, 2);
 }

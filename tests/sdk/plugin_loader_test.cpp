@@ -52,6 +52,32 @@ TEST_F(PluginLoading, LoadsAGoodPluginAndRecordsWhereItsNodesCameFrom) {
   ASSERT_NE(node, nullptr);
   EXPECT_EQ(node->origin.plugin_name, "good");
   EXPECT_EQ(node->origin.library_path, (dir_ / "libfusionflow-test-good.so").string());
+  EXPECT_EQ(reports[0].commands, std::vector<std::string>{"good-echo"});
+  const RegisteredCommand* command = registry_.find_command("good-echo");
+  ASSERT_NE(command, nullptr);
+  EXPECT_EQ(command->origin.plugin_name, "good");
+  EXPECT_EQ(command->command.summary, "prints its arguments");
+  EXPECT_EQ(command->command.run({"a", "b"}), 0);
+  EXPECT_EQ(command->command.run({}), 2);
+}
+
+TEST(Registry, CommandsNeedAWordNameOfTheirOwnAndAFunction) {
+  NodeRegistry registry;
+  const CommandFunction noop = [](const std::vector<std::string>&) { return 0; };
+  for (const char* bad : {"", "Train", "1up", "two words", "a/b", "validate", "help"}) {
+    EXPECT_THROW(registry.add_command({bad, "s", noop}), std::invalid_argument) << bad;
+  }
+  EXPECT_THROW(registry.add_command({"nothing", "s", nullptr}), std::invalid_argument);
+  registry.add_command({"make-atlas", "s", noop}, {"atlas", "1.0", "/x.so"});
+  try {
+    registry.add_command({"make-atlas", "again", noop});
+    ADD_FAILURE() << "a second make-atlas was accepted";
+  } catch (const std::invalid_argument& error) {
+    EXPECT_NE(std::string(error.what()).find("already registered by plugin 'atlas'"), std::string::npos)
+        << error.what();
+  }
+  ASSERT_EQ(registry.commands().size(), 1u);
+  EXPECT_EQ(registry.commands()[0]->command.summary, "s");
 }
 
 TEST_F(PluginLoading, EachBrokenPluginIsReportedAndTheOthersStillWork) {
@@ -93,10 +119,15 @@ TEST_F(PluginLoading, EachBrokenPluginIsReportedAndTheOthersStillWork) {
   const auto& good = report_for(reports, "test-good");
   EXPECT_TRUE(duplicate.loaded);
   EXPECT_TRUE(good.loaded);
-  ASSERT_EQ(good.warnings.size(), 1u);
+  ASSERT_EQ(good.warnings.size(), 2u);
   EXPECT_NE(good.warnings[0].find("node type 'good.constant_table' is already registered by plugin 'duplicate'"),
             std::string::npos)
       << good.warnings[0];
+  EXPECT_NE(good.warnings[1].find("command 'good-echo' is already registered by plugin 'duplicate'"), std::string::npos)
+      << good.warnings[1];
+  ASSERT_EQ(duplicate.warnings.size(), 1u);
+  EXPECT_NE(duplicate.warnings[0].find("command 'run' is one of fusionflow's own commands"), std::string::npos)
+      << duplicate.warnings[0];
   EXPECT_NE(registry_.find_node("duplicate.unique"), nullptr);
 
   // The loaded plugins' nodes run.

@@ -16,10 +16,11 @@
 #include "fusionflow/latent_codec.hpp"
 #include "fusionflow/node.hpp"
 #include "fusionflow/node_type.hpp"
+#include "fusionflow/plugin_command.hpp"
 
 // Bumped whenever a change to the SDK headers breaks binary compatibility of
 // plugins (layout of NodeSpec, NodeContext, payload types, registrar).
-#define FUSIONFLOW_PLUGIN_ABI_VERSION 3u
+#define FUSIONFLOW_PLUGIN_ABI_VERSION 4u
 
 // Set by fusionflow_add_plugin() from the ITK/VTK the plugin is built with;
 // empty when a plugin uses neither.
@@ -73,6 +74,10 @@ class PluginRegistrar {
   void add_latent_decoder(std::string kind, std::string description, LatentDecodeFunction decode) {
     latent_decoders_.push_back({std::move(kind), std::move(description), std::move(decode)});
   }
+  // A subcommand of the fusionflow program (fusionflow/plugin_command.hpp).
+  void add_command(std::string name, std::string summary, CommandFunction run) {
+    commands_.push_back({std::move(name), std::move(summary), std::move(run)});
+  }
   // e.g. cap ITK's thread pool to the run's --threads.
   void add_thread_budget_hook(std::function<void(int)> hook) { thread_hooks_.push_back(std::move(hook)); }
 
@@ -84,12 +89,14 @@ class PluginRegistrar {
   std::vector<PayloadTypeEntry>& payload_types() { return payload_types_; }
   std::vector<std::function<void(int)>>& thread_budget_hooks() { return thread_hooks_; }
   std::vector<LatentDecoder>& latent_decoders() { return latent_decoders_; }
+  std::vector<PluginCommand>& commands() { return commands_; }
 
  private:
   std::vector<NodeDefinition> nodes_;
   std::vector<PayloadTypeEntry> payload_types_;
   std::vector<std::function<void(int)>> thread_hooks_;
   std::vector<LatentDecoder> latent_decoders_;
+  std::vector<PluginCommand> commands_;
 };
 
 }  // namespace fusionflow

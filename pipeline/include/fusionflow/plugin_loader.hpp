@@ -18,6 +18,7 @@ struct PluginLoadReport {
   std::string plugin_version;
   std::string error;                    // why it was refused
   std::vector<std::string> node_types;  // registered from this file
+  std::vector<std::string> commands;    // fusionflow subcommands registered from this file
   std::vector<std::string> warnings;    // e.g. a node type skipped as duplicate
 };
 

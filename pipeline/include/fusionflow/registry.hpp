@@ -13,6 +13,7 @@
 
 #include "fusionflow/latent_codec.hpp"
 #include "fusionflow/node.hpp"
+#include "fusionflow/plugin_command.hpp"
 
 namespace fusionflow {
 
@@ -31,6 +32,11 @@ struct RegisteredNode {
 
 struct RegisteredLatentDecoder {
   LatentDecoder decoder;
+  Origin origin;
+};
+
+struct RegisteredCommand {
+  PluginCommand command;
   Origin origin;
 };
 
@@ -58,6 +64,11 @@ class NodeRegistry {
   const RegisteredNode* find_node(std::string_view type) const;
   const RegisteredPayloadType* find_payload_type(std::string_view name) const;
   const RegisteredLatentDecoder* find_latent_decoder(std::string_view kind) const;
+  // Throws std::invalid_argument for a malformed or reserved name, no
+  // function, or a name another plugin registered.
+  void add_command(PluginCommand command, Origin origin = {"(host)", "", ""});
+  const RegisteredCommand* find_command(std::string_view name) const;
+  std::vector<const RegisteredCommand*> commands() const;  // sorted by name
   // Sorted by type name.
   std::vector<const RegisteredNode*> nodes() const;
   std::vector<const RegisteredPayloadType*> payload_types() const;
@@ -74,6 +85,7 @@ class NodeRegistry {
   std::map<std::string, std::unique_ptr<RegisteredNode>, std::less<>> nodes_;
   std::map<std::string, RegisteredPayloadType, std::less<>> payload_types_;
   std::map<std::string, RegisteredLatentDecoder, std::less<>> latent_decoders_;
+  std::map<std::string, RegisteredCommand, std::less<>> commands_;
   std::vector<std::function<void(int)>> thread_budget_hooks_;
 };
 

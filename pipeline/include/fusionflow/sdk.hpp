@@ -10,6 +10,7 @@
 #include "fusionflow/payload.hpp"
 #include "fusionflow/payload_types.hpp"
 #include "fusionflow/plugin.hpp"
+#include "fusionflow/plugin_command.hpp"
 #include "fusionflow/run_control.hpp"
 #include "fusionflow/statistics.hpp"
 #include "fusionflow/table.hpp"

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <numeric>
 
+#include <CLI/CLI.hpp>
 #include <fusionflow/sdk.hpp>
 
 #include <latent_transforms/metrics.hpp>
@@ -348,28 +349,35 @@ void run_synthesis_metrics(NodeContext& ctx, const SynthesisMetricsOptions& opti
   ctx.output(kMetricsOut, std::move(table));
 }
 
+// `fusionflow train CONFIG [--resume] [--iterations N] [--output FILE] [--quiet]`,
+// a command of this plugin: the program itself never links LibTorch.
+int train_command(const std::vector<std::string>& arguments) {
+  CLI::App app{
+      "fusionflow train: train a learned shared-latent model (see docs/learned.md).\n"
+      "Exit codes: 0 done, 1 training failed, 2 invalid arguments or configuration.",
+      "fusionflow train"};
+  learned::TrainRequest request;
+  std::string config;
+  long long iterations = -1;
+  app.add_option("config", config, "Training configuration JSON (see docs/learned.md)")->required();
+  app.add_flag("--resume", request.resume, "Continue from the configuration's checkpoint if it exists");
+  app.add_option("--iterations", iterations, "Override training.iterations")->check(CLI::Range(0LL, 100000000LL));
+  app.add_option("--output", request.output, "Override the output model path (checkpoint and log go next to it)");
+  app.add_flag("--quiet", request.quiet, "No progress output");
+  try {
+    std::vector<std::string> reversed(arguments.rbegin(), arguments.rend());  // CLI11 takes them last first
+    app.parse(reversed);
+  } catch (const CLI::ParseError& error) {
+    const int code = app.exit(error);
+    return code == 0 ? 0 : 2;
+  }
+  request.config = config;
+  request.iterations = iterations;
+  return engine().train(request);
+}
+
 }  // namespace
 }  // namespace fusionflow::learned_nodes
-
-// `fusionflow train`: the CLI opens this plugin (found on the plugin search
-// path) and calls this function, so the CLI itself never links LibTorch.
-// Returns the exit code.
-extern "C" __attribute__((visibility("default"))) int fusionflow_learned_train(const char* config, int resume,
-                                                                               long long iterations, const char* output,
-                                                                               int quiet) {
-  try {
-    fusionflow::learned::TrainRequest request;
-    request.config = config;
-    request.resume = resume != 0;
-    request.iterations = iterations;
-    request.output = output ? output : "";
-    request.quiet = quiet != 0;
-    return fusionflow::learned_nodes::engine().train(request);
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "error: %s\n", error.what());
-    return 1;
-  }
-}
 
 FUSIONFLOW_PLUGIN("learned", "1.0.0",
                   "Learned shared latent space (LibTorch): per-modality encoders/decoders, synthesis, demo generator") {
@@ -379,6 +387,8 @@ FUSIONFLOW_PLUGIN("learned", "1.0.0",
   registrar.add_node(synthesize_node(), run_synthesize);
   registrar.add_node(random_generator_node(), run_random_generator);
   registrar.add_node(synthesis_metrics_node(), run_synthesis_metrics);
+  registrar.add_command("train", "Train a learned shared-latent model (LibTorch) from a JSON configuration",
+                        train_command);
   registrar.add_latent_decoder("learned", "the encoding model's decoder for the latent's modality, in its units",
                                decode_learned_latent);
 }
