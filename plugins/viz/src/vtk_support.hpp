@@ -34,6 +34,7 @@
 
 #include "fusionflow/choice_list.hpp"
 #include "fusionflow/volume.hpp"
+#include "viz_options.hpp"
 
 class vtkRenderWindow;
 class vtkVolumeProperty;
@@ -92,10 +93,6 @@ vtkSmartPointer<vtkRenderWindow> make_offscreen_window(int width, int height);
 
 // "black", "white", any vtkNamedColors name, "#rrggbb", or "r,g,b" in [0, 1].
 std::array<double, 3> parse_colour(const std::string& text);
-enum class Colormap { Hot, Jet, Viridis, Gray };
-// The colour maps' names, as pipelines spell them.
-inline const ChoiceList<Colormap> kColormapNames{
-    {Colormap::Hot, "hot"}, {Colormap::Jet, "jet"}, {Colormap::Viridis, "viridis"}, {Colormap::Gray, "gray"}};
 // t in [0, 1] (clamped) -> RGB in [0, 1]. Hot: black, red, yellow, white
 // (PET style); Jet; Viridis; Gray.
 std::array<double, 3> colormap(Colormap map, double t);
@@ -119,13 +116,6 @@ void draw_text(RgbImage& image, const std::string& text, int x, int y, int font_
 // ---------------------------------------------------------------------------
 // Intensities and transfer-function presets
 
-enum class Preset { CtBone, CtSoftTissue, Mri, Pet, Fused };
-// The presets' names, as pipelines and captions spell them.
-inline const ChoiceList<Preset> kPresetNames{{Preset::CtBone, "ct_bone"},
-                                             {Preset::CtSoftTissue, "ct_soft_tissue"},
-                                             {Preset::Mri, "mri"},
-                                             {Preset::Pet, "pet"},
-                                             {Preset::Fused, "fused"}};
 // By metadata.modality: CT -> ct_bone, MR -> mri, PT/PET -> pet, FUSED -> fused,
 // anything else -> mri (a grey ramp over the robust range).
 Preset auto_preset(const VolumeMetadata& metadata);
@@ -187,18 +177,6 @@ Volume resample_onto(const Volume& source, const Geometry& grid, float outside =
 // ---------------------------------------------------------------------------
 // 3D scenes (viz.render3d and fusionflow-view)
 
-struct SceneOptions {
-  Preset preset = Preset::CtBone;
-  Preset functional_preset = Preset::Pet;
-  double opacity = 1.0;             // scales the anatomical transfer function's opacity
-  double functional_opacity = 1.0;  // scales the functional transfer function's opacity
-  bool iso_surface = false;         // anatomical volume as an iso-surface instead of volume rendering
-  double iso_value = 300.0;
-  double iso_opacity = 1.0;
-  double smoothing_mm = 0.0;        // display-only Gaussian smoothing of the anatomical volume (sigma)
-  double sample_distance_mm = 0.0;  // ray step; 0: the smallest voxel spacing (jittered)
-};
-
 struct Scene {
   vtkSmartPointer<vtkRenderer> renderer;
   vtkSmartPointer<vtkVolume> volume;  // null if nothing is volume rendered
@@ -232,11 +210,6 @@ void render_scene(vtkRenderWindow* window, const Scene& scene);
 // 25 degrees up), custom (= anterior). Then azimuth (degrees about the view
 // up), elevation, zoom. Lateral and Custom are values of their own so that
 // captions name the view as it was asked for.
-enum class Camera { Anterior, Posterior, Left, Right, Lateral, Superior, Inferior, Oblique, Custom };
-inline const ChoiceList<Camera> kCameraNames{
-    {Camera::Anterior, "anterior"}, {Camera::Posterior, "posterior"}, {Camera::Left, "left"},
-    {Camera::Right, "right"},       {Camera::Lateral, "lateral"},     {Camera::Superior, "superior"},
-    {Camera::Inferior, "inferior"}, {Camera::Oblique, "oblique"},     {Camera::Custom, "custom"}};
 void set_camera(vtkRenderer* renderer, const std::array<double, 6>& bounds, Camera preset, double azimuth,
                 double elevation, double zoom);
 // Patient direction letter(s) of an LPS world direction: the dominant axis

@@ -1,0 +1,43 @@
+// What the viz nodes and the viewer choose among, without VTK: colour maps,
+// transfer-function presets, scene options and camera presets (their VTK
+// side is in vtk_support.hpp).
+#pragma once
+
+#include "fusionflow/choice_list.hpp"
+
+namespace fusionflow::viz {
+
+// The colour maps (see colormap() in vtk_support.hpp), as pipelines spell them.
+enum class Colormap { Hot, Jet, Viridis, Gray };
+inline const ChoiceList<Colormap> kColormapNames{
+    {Colormap::Hot, "hot"}, {Colormap::Jet, "jet"}, {Colormap::Viridis, "viridis"}, {Colormap::Gray, "gray"}};
+
+// Transfer-function presets, as pipelines and captions spell them.
+enum class Preset { CtBone, CtSoftTissue, Mri, Pet, Fused };
+inline const ChoiceList<Preset> kPresetNames{{Preset::CtBone, "ct_bone"},
+                                             {Preset::CtSoftTissue, "ct_soft_tissue"},
+                                             {Preset::Mri, "mri"},
+                                             {Preset::Pet, "pet"},
+                                             {Preset::Fused, "fused"}};
+
+// A 3D scene's options (viz.render3d and fusionflow-view).
+struct SceneOptions {
+  Preset preset = Preset::CtBone;
+  Preset functional_preset = Preset::Pet;
+  double opacity = 1.0;             // scales the anatomical transfer function's opacity
+  double functional_opacity = 1.0;  // scales the functional transfer function's opacity
+  bool iso_surface = false;         // anatomical volume as an iso-surface instead of volume rendering
+  double iso_value = 300.0;
+  double iso_opacity = 1.0;
+  double smoothing_mm = 0.0;        // display-only Gaussian smoothing of the anatomical volume (sigma)
+  double sample_distance_mm = 0.0;  // ray step; 0: the smallest voxel spacing (jittered)
+};
+
+// Camera presets in patient terms (see set_camera() in vtk_support.hpp).
+enum class Camera { Anterior, Posterior, Left, Right, Lateral, Superior, Inferior, Oblique, Custom };
+inline const ChoiceList<Camera> kCameraNames{
+    {Camera::Anterior, "anterior"}, {Camera::Posterior, "posterior"}, {Camera::Left, "left"},
+    {Camera::Right, "right"},       {Camera::Lateral, "lateral"},     {Camera::Superior, "superior"},
+    {Camera::Inferior, "inferior"}, {Camera::Oblique, "oblique"},     {Camera::Custom, "custom"}};
+
+}  // namespace fusionflow::viz
