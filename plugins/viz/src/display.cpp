@@ -198,6 +198,27 @@ std::string ensure_display() {
   return *established;
 }
 
+void* shared_display_connection() {
+  static std::mutex mutex;
+  static Display* display = nullptr;  // open until the process exits
+  std::lock_guard<std::mutex> lock(mutex);
+  if (display != nullptr) return display;
+  const char* name = std::getenv("DISPLAY");
+  if (name == nullptr || *name == '\0') {
+    throw std::runtime_error(std::string(kNoDisplayMessage) + " (DISPLAY is not set; call ensure_display() first)");
+  }
+  // A busy X server may refuse a connection it would accept a moment later.
+  for (int attempt = 0; attempt < 10 && display == nullptr; ++attempt) {
+    if (attempt > 0) ::usleep(200 * 1000);
+    display = XOpenDisplay(name);
+  }
+  if (display == nullptr) {
+    throw std::runtime_error(std::string("cannot connect to the X display '") + name +
+                             "' for rendering (10 attempts over 2 s): the X server stopped or refuses connections");
+  }
+  return display;
+}
+
 std::unique_lock<std::recursive_mutex> lock_rendering() {
   static std::recursive_mutex mutex;
   return std::unique_lock<std::recursive_mutex>(mutex);

@@ -177,6 +177,7 @@ RgbImage capture(vtkRenderWindow* window) {
 
 vtkSmartPointer<vtkRenderWindow> make_offscreen_window(int width, int height) {
   auto window = vtkSmartPointer<vtkRenderWindow>::New();
+  window->SetDisplayId(shared_display_connection());
   window->SetOffScreenRendering(1);
   window->SetMultiSamples(0);
   window->SetSize(width, height);

@@ -59,6 +59,14 @@ inline constexpr const char* kNoDisplayMessage =
 // description for the log ("X display :0", "started Xvfb on :3 (...)").
 std::string ensure_display();
 
+// The process's one X connection for VTK windows (a Display*, opened on
+// first use from DISPLAY, retried for 2 s, never closed). VTK opens its own
+// otherwise, once per window, and aborts the process when that fails (seen
+// under load: "bad X server connection"); with this one it never opens any.
+// Throws std::runtime_error when no connection can be had. Use it only while
+// holding lock_rendering().
+void* shared_display_connection();
+
 // The one lock for VTK rendering in this process (recursive). Hold it while
 // any render window, renderer, text renderer or chart exists.
 std::unique_lock<std::recursive_mutex> lock_rendering();
