@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <deque>
 #include <limits>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -721,8 +722,14 @@ class PipelineLoader {
       pipeline_.nodes[i].type = type;
       pipeline_.nodes[i].definition = registry_.find_node(type);
       if (pipeline_.nodes[i].definition == nullptr) {
+        // Node types the bundled plugins renamed: name the new one.
+        static const std::map<std::string, std::string, std::less<>> kRenamed{
+            {"learned.synthesis_metrics", "metrics.synthesis"}};
+        const auto renamed = kRenamed.find(type);
         std::string hint;
-        if (listing_full()) {
+        if (renamed != kRenamed.end() && registry_.find_node(renamed->second) != nullptr) {
+          hint = "it was renamed '" + renamed->second + "' (same ports and parameters); ";
+        } else if (listing_full()) {
           // not listed: no hint needed
         } else if (auto nearest = suggest_.nearest(type, registered_types())) {
           hint = "did you mean '" + *nearest + "'? ";

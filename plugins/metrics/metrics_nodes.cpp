@@ -1,6 +1,7 @@
 // metrics.* nodes: image-quality measurements as tables. metrics.fusion
 // computes the fusion-quality metrics of the literature (EN, SD, SF, MI, SCD,
-// VIF, Qabf, SSIM); write the table with core.write_table (CSV or JSON).
+// VIF, Qabf, SSIM), metrics.synthesis those of image synthesis (MAE, PSNR,
+// SSIM against a reference); write the table with core.write_table (CSV or JSON).
 // Definitions: plugins/latent_transforms/include/latent_transforms/metrics.hpp.
 #include <fusionflow/sdk.hpp>
 
@@ -69,10 +70,50 @@ void run_fusion(NodeContext& ctx, const FusionMetricsParams& params) {
   ctx.output(kMetricsOut, latent::fusion_metrics_table(fused, sources, options, run_control(ctx)));
 }
 
+struct SynthesisParams : latent::SynthesisOptions {
+  std::string label;
+};
+
+constexpr InputPort<Volume> kSyntheticIn{"synthetic"};
+constexpr InputPort<Volume> kReferenceIn{"reference"};
+
+NodeType<SynthesisParams> synthesis_node() {
+  using O = SynthesisParams;
+  NodeType<O> node("metrics.synthesis", "1.0.0",
+                   "Compares a synthetic volume with a reference on the same grid: MAE in the reference's units (e.g. "
+                   "HU) over a mask (reference > mask_threshold, e.g. the head in CT), PSNR (dB, over the mask, data "
+                   "range `data_range`) and SSIM (mean over axial slices, 7x7 uniform windows as scikit-image, "
+                   "values clipped to the data range). One row. (Was learned.synthesis_metrics.)");
+  node.input(kSyntheticIn, "the synthetic volume (e.g. learned.synthesize output)")
+      .input(kReferenceIn, "the reference (e.g. the real CT)")
+      .output(kMetricsOut, "columns label, mae, mae_units, psnr_db, ssim, mask_voxels")
+      .param(&O::mask_threshold, "mask_threshold",
+             "voxels with reference > threshold are evaluated (CT: -500 HU = head)")
+      .param(&O::data_range, "data_range", "value range for PSNR and SSIM")
+      .param(&O::label, "label", "row label (default: the node id)");
+  return node;
+}
+
+void run_synthesis(NodeContext& ctx, const SynthesisParams& params) {
+  const Volume& reference = ctx.input(kReferenceIn);
+  const latent::SynthesisMetrics m = latent::synthesis_metrics(ctx.input(kSyntheticIn), reference, params);
+  Table table;
+  table.add_row({{"label", params.label.empty() ? ctx.node_id() : params.label},
+                 {"mae", m.mae},
+                 {"mae_units", reference.metadata.units},
+                 {"psnr_db", m.psnr_db},
+                 {"ssim", m.ssim},
+                 {"mask_voxels", double(m.mask_voxels)}});
+  ctx.log(LogLevel::Info, "MAE " + std::to_string(m.mae) + " " + reference.metadata.units + " over " +
+                              std::to_string(m.mask_voxels) + " voxels, PSNR " + std::to_string(m.psnr_db) + " dB");
+  ctx.output(kMetricsOut, std::move(table));
+}
+
 }  // namespace
 }  // namespace fusionflow::metrics_nodes
 
 FUSIONFLOW_PLUGIN("metrics", "1.0.0", "Image-quality metrics as tables (fusion quality)") {
   using namespace fusionflow::metrics_nodes;
   registrar.add_node(fusion_node(), run_fusion);
+  registrar.add_node(synthesis_node(), run_synthesis);
 }

@@ -192,6 +192,17 @@ TEST(Cli, PluginsAddCommandsThatGetTheRestOfTheLine) {
   fs::remove_all(dir);
 }
 
+TEST(Cli, ARenamedNodeTypeNamesItsNewName) {
+  const fs::path dir = temp_dir("renamed");
+  std::ofstream(dir / "old.json") << R"({"format_version": 1, "nodes": [
+    {"id": "m", "type": "learned.synthesis_metrics"}]})";
+  const Output result = run("validate " + (dir / "old.json").string());
+  EXPECT_EQ(result.exit_code, 2) << result.text;
+  EXPECT_NE(result.text.find("unknown node type 'learned.synthesis_metrics'"), std::string::npos) << result.text;
+  EXPECT_NE(result.text.find("it was renamed 'metrics.synthesis'"), std::string::npos) << result.text;
+  fs::remove_all(dir);
+}
+
 TEST(Cli, BadCommandLineExits2) {
   EXPECT_EQ(run("run").exit_code, 2);
   EXPECT_EQ(run("frobnicate").exit_code, 2);

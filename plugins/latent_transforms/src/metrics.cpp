@@ -398,6 +398,54 @@ void check_inputs(const Volume& fused, const std::vector<const Volume*>& sources
 
 }  // namespace
 
+SynthesisMetrics synthesis_metrics(const Volume& synthetic, const Volume& reference, const SynthesisOptions& options) {
+  const Volume& s = synthetic;
+  const Volume& r = reference;
+  if (!s.geometry.same_grid(r.geometry, 1e-4) || s.voxels.size() != r.voxels.size()) {
+    throw std::invalid_argument("synthetic (" + s.geometry.size_string() + ") and reference (" +
+                                r.geometry.size_string() + ") are not on the same grid: resample one onto the other");
+  }
+  const double threshold = options.mask_threshold;
+  const double low = options.data_range[0], high = options.data_range[1], span = high - low;
+  if (!(span > 0)) throw std::invalid_argument("data_range: high must exceed low");
+  double abs_sum = 0, sq_sum = 0;
+  std::size_t mask = 0;
+  for (std::size_t v = 0; v < r.voxels.size(); ++v) {
+    if (!(r.voxels[v] > threshold)) continue;
+    const double d = double(s.voxels[v]) - double(r.voxels[v]);
+    abs_sum += std::abs(d);
+    const double dc = std::clamp<double>(s.voxels[v], low, high) - std::clamp<double>(r.voxels[v], low, high);
+    sq_sum += dc * dc;
+    ++mask;
+  }
+  if (mask == 0) throw std::invalid_argument("the mask (reference > mask_threshold) is empty");
+  SynthesisMetrics result;
+  result.mask_voxels = mask;
+  result.mae = abs_sum / double(mask);
+  const double mse = sq_sum / double(mask);
+  result.psnr_db = mse > 0 ? 10.0 * std::log10(span * span / mse) : std::numeric_limits<double>::infinity();
+  const std::size_t nx = r.geometry.size[0], ny = r.geometry.size[1];
+  SsimOptions ssim;
+  ssim.window = SsimWindow::Uniform7;
+  ssim.data_range = span;
+  double ssim_sum = 0;
+  std::size_t slices = 0;
+  std::vector<double> a(nx * ny), b(nx * ny);
+  for (std::size_t k = 0; k < r.geometry.size[2]; ++k) {
+    bool any = false;
+    for (std::size_t v = 0; v < nx * ny; ++v) {
+      a[v] = std::clamp<double>(s.voxels[k * nx * ny + v], low, high) - low;
+      b[v] = std::clamp<double>(r.voxels[k * nx * ny + v], low, high) - low;
+      any = any || r.voxels[k * nx * ny + v] > threshold;
+    }
+    if (!any) continue;  // slices without mask voxels (e.g. no head)
+    const double value = mean_ssim(a, b, {nx, ny, 1}, ssim);
+    if (std::isfinite(value)) ssim_sum += value, ++slices;
+  }
+  result.ssim = slices ? ssim_sum / double(slices) : kNaN;
+  return result;
+}
+
 double mean_ssim(const std::vector<double>& x, const std::vector<double>& y, const std::array<std::size_t, 3>& size,
                  const SsimOptions& options) {
   const Dims d{size[0], size[1], size[2]};

@@ -19,8 +19,6 @@
 #include <CLI/CLI.hpp>
 #include <fusionflow/sdk.hpp>
 
-#include <latent_transforms/metrics.hpp>
-
 #include "learned/engine.hpp"
 
 namespace fusionflow::learned_nodes {
@@ -211,34 +209,6 @@ NodeType<learned::RandomGeneratorOptions> random_generator_node() {
   return node;
 }
 
-struct SynthesisMetricsOptions {
-  double mask_threshold = -500.0;
-  std::array<double, 2> data_range{-1000.0, 2000.0};
-  std::string label;
-};
-
-constexpr InputPort<Volume> kSyntheticIn{"synthetic"};
-constexpr InputPort<Volume> kReferenceIn{"reference"};
-constexpr OutputPort<Table> kMetricsOut{"metrics"};
-
-NodeType<SynthesisMetricsOptions> synthesis_metrics_node() {
-  using O = SynthesisMetricsOptions;
-  NodeType<O> node("learned.synthesis_metrics", "1.0.0",
-                   "Compares a synthetic volume with a reference on the same grid: MAE in the reference's units (e.g. "
-                   "HU) over a mask (reference > mask_threshold, e.g. the head in CT), PSNR (dB, over the mask's "
-                   "bounding voxels, data range `data_range`) and SSIM (mean over axial slices, 7x7 uniform windows as "
-                   "scikit-image, "
-                   "values clipped to the data range). One row.");
-  node.input(kSyntheticIn, "the synthetic volume (e.g. learned.synthesize output)")
-      .input(kReferenceIn, "the reference (e.g. the real CT)")
-      .output(kMetricsOut, "columns label, mae, mae_units, psnr_db, ssim, mask_voxels")
-      .param(&O::mask_threshold, "mask_threshold",
-             "voxels with reference > threshold are evaluated (CT: -500 HU = head)")
-      .param(&O::data_range, "data_range", "value range for PSNR and SSIM")
-      .param(&O::label, "label", "row label (default: the node id)");
-  return node;
-}
-
 void run_encode(NodeContext& ctx, const EncodeOptions& options) {
   const Volume& volume = ctx.input(kVolumeIn);
   const std::string modality = options.modality.empty() ? volume.metadata.modality : options.modality;
@@ -293,62 +263,6 @@ void run_random_generator(NodeContext& ctx, const learned::RandomGeneratorOption
   ctx.output(kVolumeOut, std::move(image));
 }
 
-void run_synthesis_metrics(NodeContext& ctx, const SynthesisMetricsOptions& options) {
-  const Volume& s = ctx.input(kSyntheticIn);
-  const Volume& r = ctx.input(kReferenceIn);
-  if (!s.geometry.same_grid(r.geometry, 1e-4)) {
-    throw std::invalid_argument("synthetic (" + s.geometry.size_string() + ") and reference (" +
-                                r.geometry.size_string() + ") are not on the same grid: resample one onto the other");
-  }
-  const double threshold = options.mask_threshold;
-  const auto& range = options.data_range;
-  const double low = range[0], high = range[1], span = high - low;
-  if (!(span > 0)) throw std::invalid_argument("data_range: high must exceed low");
-  double abs_sum = 0, sq_sum = 0;
-  std::size_t mask = 0;
-  for (std::size_t v = 0; v < r.voxels.size(); ++v) {
-    if (!(r.voxels[v] > threshold)) continue;
-    const double d = double(s.voxels[v]) - double(r.voxels[v]);
-    abs_sum += std::abs(d);
-    const double dc = std::clamp<double>(s.voxels[v], low, high) - std::clamp<double>(r.voxels[v], low, high);
-    sq_sum += dc * dc;
-    ++mask;
-  }
-  if (mask == 0) throw std::invalid_argument("the mask (reference > mask_threshold) is empty");
-  const double mae = abs_sum / double(mask);
-  const double mse = sq_sum / double(mask);
-  const double psnr = mse > 0 ? 10.0 * std::log10(span * span / mse) : std::numeric_limits<double>::infinity();
-  const std::size_t nx = r.geometry.size[0], ny = r.geometry.size[1];
-  double ssim_sum = 0;
-  std::size_t slices = 0;
-  for (std::size_t k = 0; k < r.geometry.size[2]; ++k) {
-    std::vector<double> a(nx * ny), b(nx * ny);
-    bool any = false;
-    for (std::size_t v = 0; v < nx * ny; ++v) {
-      a[v] = std::clamp<double>(s.voxels[k * nx * ny + v], low, high) - low;
-      b[v] = std::clamp<double>(r.voxels[k * nx * ny + v], low, high) - low;
-      any = any || r.voxels[k * nx * ny + v] > threshold;
-    }
-    if (!any) continue;  // slices without head
-    latent::SsimOptions ssim;
-    ssim.window = latent::SsimWindow::Uniform7;
-    ssim.data_range = span;
-    const double value = latent::mean_ssim(a, b, {nx, ny, 1}, ssim);
-    if (std::isfinite(value)) ssim_sum += value, ++slices;
-  }
-  const std::string label = options.label.empty() ? ctx.node_id() : options.label;
-  Table table;
-  table.add_row({{"label", label},
-                 {"mae", mae},
-                 {"mae_units", r.metadata.units},
-                 {"psnr_db", psnr},
-                 {"ssim", slices ? ssim_sum / double(slices) : std::nan("")},
-                 {"mask_voxels", double(mask)}});
-  ctx.log(LogLevel::Info, "MAE " + std::to_string(mae) + " " + r.metadata.units + " over " + std::to_string(mask) +
-                              " voxels, PSNR " + std::to_string(psnr) + " dB");
-  ctx.output(kMetricsOut, std::move(table));
-}
-
 // `fusionflow train CONFIG [--resume] [--iterations N] [--output FILE] [--quiet]`,
 // a command of this plugin: the program itself never links LibTorch.
 int train_command(const std::vector<std::string>& arguments) {
@@ -386,7 +300,6 @@ FUSIONFLOW_PLUGIN("learned", "1.0.0",
   registrar.add_node(decode_node(), run_decode);
   registrar.add_node(synthesize_node(), run_synthesize);
   registrar.add_node(random_generator_node(), run_random_generator);
-  registrar.add_node(synthesis_metrics_node(), run_synthesis_metrics);
   registrar.add_command("train", "Train a learned shared-latent model (LibTorch) from a JSON configuration",
                         train_command);
   registrar.add_latent_decoder("learned", "the encoding model's decoder for the latent's modality, in its units",

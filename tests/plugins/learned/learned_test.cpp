@@ -352,7 +352,7 @@ TEST(LearnedNodes, FuseLatentFusesLearnedLatentsAndSynthesizeMakesCtInHu) {
   EXPECT_EQ(sct.metadata.units, "HU");
   EXPECT_TRUE(sct.geometry.same_grid(phantom().t1.geometry));
 
-  NodeHarness metrics(fusionflow::testing::bundled_plugins(), "learned.synthesis_metrics");
+  NodeHarness metrics(fusionflow::testing::bundled_plugins(), "metrics.synthesis");
   metrics.set_input("synthetic", sct).set_input("reference", phantom().ct).run();
   const auto& table = metrics.output<fusionflow::Table>("metrics");
   ASSERT_EQ(table.rows.size(), 1u);

@@ -83,7 +83,7 @@ struct MetricsTableOptions : MetricsOptions {
 };
 
 // SSIM (Wang et al. 2004), the one definition of the tree (metrics.fusion's
-// SSIM and learned.synthesis_metrics both use it): local means, variances
+// SSIM and metrics.synthesis both use it): local means, variances
 // and covariance under a normalised window, C1 = (0.01 L)^2, C2 = (0.03 L)^2,
 // averaged over the window positions that fit inside the image ('valid').
 enum class SsimWindow {
@@ -99,6 +99,25 @@ struct SsimOptions {
 // fits. Throws std::invalid_argument for sizes that do not match or L <= 0.
 double mean_ssim(const std::vector<double>& x, const std::vector<double>& y, const std::array<std::size_t, 3>& size,
                  const SsimOptions& options);
+
+// A synthetic image against its reference on the same grid (image
+// synthesis, e.g. MRI to CT), as metrics.synthesis reports it:
+//  MAE   mean |synthetic - reference| over the mask (reference > mask_threshold),
+//        in the reference's units;
+//  PSNR  10 log10(L^2 / MSE), L = high - low of data_range, MSE over the mask
+//        with both images clipped to data_range (+inf when they agree);
+//  SSIM  mean over the axial slices holding mask voxels of mean_ssim (7-tap
+//        uniform window, L) of the clipped slices.
+struct SynthesisOptions {
+  double mask_threshold = -500.0;
+  std::array<double, 2> data_range{-1000.0, 2000.0};
+};
+struct SynthesisMetrics {
+  double mae = 0, psnr_db = 0, ssim = 0;
+  std::size_t mask_voxels = 0;
+};
+// Throws std::invalid_argument for grids that differ, an empty data range or an empty mask.
+SynthesisMetrics synthesis_metrics(const Volume& synthetic, const Volume& reference, const SynthesisOptions& options);
 
 // The intensity range used for the grey-level mapping.
 std::pair<double, double> metrics_range(const Volume& fused, const std::vector<const Volume*>& sources,
