@@ -59,40 +59,45 @@ struct TrilinearSample {
 };
 
 namespace detail {
-struct TrilinearCorners {
-  double c000, c100, c010, c110, c001, c101, c011, c111;
+// The corner values and the interpolation along i, then j, that the value
+// and its gradient share.
+struct TrilinearPartials {
+  double c000, c100, c010, c110, c001, c101, c011, c111;  // corners
+  double c00, c10, c01, c11;                              // along i
+  double c0, c1;                                          // then along j
 };
-inline TrilinearCorners trilinear_corners(const float* voxels, const TrilinearCell& cell) {
+inline TrilinearPartials trilinear_partials(const float* voxels, const TrilinearCell& cell) {
   const float* p = voxels + cell.offset;
   const std::size_t i = cell.stride[0], j = cell.stride[1], k = cell.stride[2];
-  return {p[0], p[i], p[j], p[j + i], p[k], p[k + i], p[k + j], p[k + j + i]};
+  TrilinearPartials t{p[0], p[i], p[j], p[j + i], p[k], p[k + i], p[k + j], p[k + j + i], 0, 0, 0, 0, 0, 0};
+  const double fi = cell.fraction[0], fj = cell.fraction[1];
+  t.c00 = t.c000 + fi * (t.c100 - t.c000);
+  t.c10 = t.c010 + fi * (t.c110 - t.c010);
+  t.c01 = t.c001 + fi * (t.c101 - t.c001);
+  t.c11 = t.c011 + fi * (t.c111 - t.c011);
+  t.c0 = t.c00 + fj * (t.c10 - t.c00);
+  t.c1 = t.c01 + fj * (t.c11 - t.c01);
+  return t;
 }
 }  // namespace detail
 
 // The value: linear interpolation along i, then j, then k, each as a + f (b - a).
 inline double trilinear_value(const float* voxels, const TrilinearCell& cell) {
-  const auto c = detail::trilinear_corners(voxels, cell);
-  const double fi = cell.fraction[0], fj = cell.fraction[1], fk = cell.fraction[2];
-  const double c00 = c.c000 + fi * (c.c100 - c.c000), c10 = c.c010 + fi * (c.c110 - c.c010);
-  const double c01 = c.c001 + fi * (c.c101 - c.c001), c11 = c.c011 + fi * (c.c111 - c.c011);
-  const double c0 = c00 + fj * (c10 - c00), c1 = c01 + fj * (c11 - c01);
-  return c0 + fk * (c1 - c0);
+  const auto t = detail::trilinear_partials(voxels, cell);
+  return t.c0 + cell.fraction[2] * (t.c1 - t.c0);
 }
 
 // The value (bit for bit as trilinear_value) and its gradient in index units.
 inline TrilinearSample trilinear_value_and_gradient(const float* voxels, const TrilinearCell& cell) {
-  const auto c = detail::trilinear_corners(voxels, cell);
-  const double fi = cell.fraction[0], fj = cell.fraction[1], fk = cell.fraction[2];
-  const double c00 = c.c000 + fi * (c.c100 - c.c000), c10 = c.c010 + fi * (c.c110 - c.c010);
-  const double c01 = c.c001 + fi * (c.c101 - c.c001), c11 = c.c011 + fi * (c.c111 - c.c011);
-  const double c0 = c00 + fj * (c10 - c00), c1 = c01 + fj * (c11 - c01);
+  const auto t = detail::trilinear_partials(voxels, cell);
+  const double fj = cell.fraction[1], fk = cell.fraction[2];
   TrilinearSample sample;
-  sample.value = c0 + fk * (c1 - c0);
-  const double d00 = c.c100 - c.c000, d10 = c.c110 - c.c010, d01 = c.c101 - c.c001, d11 = c.c111 - c.c011;
+  sample.value = t.c0 + fk * (t.c1 - t.c0);
+  const double d00 = t.c100 - t.c000, d10 = t.c110 - t.c010, d01 = t.c101 - t.c001, d11 = t.c111 - t.c011;
   const double d0 = d00 + fj * (d10 - d00), d1 = d01 + fj * (d11 - d01);
   sample.gradient[0] = d0 + fk * (d1 - d0);
-  sample.gradient[1] = (c10 - c00) + fk * ((c11 - c01) - (c10 - c00));
-  sample.gradient[2] = c1 - c0;
+  sample.gradient[1] = (t.c10 - t.c00) + fk * ((t.c11 - t.c01) - (t.c10 - t.c00));
+  sample.gradient[2] = t.c1 - t.c0;
   return sample;
 }
 

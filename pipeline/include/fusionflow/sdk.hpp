@@ -4,6 +4,7 @@
 #include "fusionflow/atomic_file.hpp"
 #include "fusionflow/latent.hpp"
 #include "fusionflow/choice_list.hpp"
+#include "fusionflow/companion_library.hpp"
 #include "fusionflow/node.hpp"
 #include "fusionflow/node_type.hpp"
 #include "fusionflow/param.hpp"

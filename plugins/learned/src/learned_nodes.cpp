@@ -5,7 +5,6 @@
 // opens the engine library (libfusionflow-learned-engine.so, installed in
 // <libdir>/fusionflow/learned/), so every other fusionflow process, which
 // loads all bundled plugins, does not pay LibTorch's start-up.
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <array>
@@ -17,6 +16,7 @@
 #include <numeric>
 
 #include <CLI/CLI.hpp>
+#include <fusionflow/companion_library.hpp>
 #include <fusionflow/sdk.hpp>
 
 #include "learned/engine.hpp"
@@ -26,35 +26,18 @@ namespace {
 
 using learned::Engine;
 
-std::filesystem::path this_library() {
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<const void*>(&this_library), &info) == 0 || info.dli_fname == nullptr) return {};
-  return std::filesystem::path(info.dli_fname);
-}
-
-// <plugin dir>/../learned/libfusionflow-learned-engine.so, or
+// <libdir>/fusionflow/learned/libfusionflow-learned-engine.so, or
 // $FUSIONFLOW_LEARNED_ENGINE.
 Engine& engine() {
   static std::mutex mutex;
   static Engine* instance = nullptr;
   std::lock_guard<std::mutex> lock(mutex);
-  if (instance != nullptr) return *instance;
-  std::filesystem::path file;
-  if (const char* env = std::getenv("FUSIONFLOW_LEARNED_ENGINE"); env != nullptr && *env != '\0') {
-    file = env;
-  } else {
-    file = this_library().parent_path().parent_path() / "learned" / "libfusionflow-learned-engine.so";
+  if (instance == nullptr) {
+    void* entry = open_companion_symbol(
+        reinterpret_cast<const void*>(&engine), "learned/libfusionflow-learned-engine.so", "FUSIONFLOW_LEARNED_ENGINE",
+        FUSIONFLOW_LEARNED_ENGINE_SYMBOL, "is libtorch-dev installed? scripts/setup.sh installs it");
+    instance = reinterpret_cast<Engine* (*)()>(entry)();
   }
-  void* handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
-  if (handle == nullptr) {
-    const char* error = dlerror();
-    throw std::runtime_error("cannot load the learned engine " + file.string() + ": " + (error ? error : "?") +
-                             " (is libtorch-dev installed? scripts/setup.sh installs it)");
-  }
-  auto entry = reinterpret_cast<Engine* (*)()>(dlsym(handle, FUSIONFLOW_LEARNED_ENGINE_SYMBOL));
-  if (entry == nullptr)
-    throw std::runtime_error(file.string() + " has no entry point " FUSIONFLOW_LEARNED_ENGINE_SYMBOL);
-  instance = entry();
   return *instance;
 }
 

@@ -3,45 +3,26 @@
 // that loads the bundled plugins, for validate and plugins too): the first viz
 // node that runs opens the engine library that renders (viz_engine.cpp).
 // See docs/visualization.md for parameters and display conventions.
-#include <dlfcn.h>
-
-#include <cstdlib>
-#include <filesystem>
 #include <mutex>
-#include <stdexcept>
+
+#include <fusionflow/companion_library.hpp>
 
 #include "viz_nodes.hpp"
 
 namespace fusionflow::viz {
 namespace {
 
-std::filesystem::path this_library() {
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<const void*>(&this_library), &info) == 0 || info.dli_fname == nullptr) return {};
-  return std::filesystem::path(info.dli_fname);
-}
-
-// <plugin dir>/../viz/libfusionflow-viz-engine.so, or $FUSIONFLOW_VIZ_ENGINE.
+// <libdir>/fusionflow/viz/libfusionflow-viz-engine.so, or $FUSIONFLOW_VIZ_ENGINE.
 const VizEngine& engine() {
   static std::mutex mutex;
   static const VizEngine* instance = nullptr;
   std::lock_guard<std::mutex> lock(mutex);
-  if (instance != nullptr) return *instance;
-  std::filesystem::path file;
-  if (const char* env = std::getenv("FUSIONFLOW_VIZ_ENGINE"); env != nullptr && *env != '\0') {
-    file = env;
-  } else {
-    file = this_library().parent_path().parent_path() / "viz" / "libfusionflow-viz-engine.so";
+  if (instance == nullptr) {
+    void* entry = open_companion_symbol(reinterpret_cast<const void*>(&engine), "viz/libfusionflow-viz-engine.so",
+                                        "FUSIONFLOW_VIZ_ENGINE", FUSIONFLOW_VIZ_ENGINE_SYMBOL,
+                                        "is libvtk9-dev installed? scripts/setup.sh installs it");
+    instance = reinterpret_cast<const VizEngine* (*)()>(entry)();
   }
-  void* handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
-  if (handle == nullptr) {
-    const char* error = dlerror();
-    throw std::runtime_error("cannot load the viz engine " + file.string() + ": " + (error ? error : "?") +
-                             " (is libvtk9-dev installed? scripts/setup.sh installs it)");
-  }
-  auto entry = reinterpret_cast<const VizEngine* (*)()>(dlsym(handle, FUSIONFLOW_VIZ_ENGINE_SYMBOL));
-  if (entry == nullptr) throw std::runtime_error(file.string() + " has no entry point " FUSIONFLOW_VIZ_ENGINE_SYMBOL);
-  instance = entry();
   return *instance;
 }
 
