@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <fusionflow/executor.hpp>
+#include <fusionflow/pipeline_builder.hpp>
 
 #include <fusionflow/sdk.hpp>
 
@@ -48,8 +49,8 @@ class Executor : public ::testing::Test {
  protected:
   void SetUp() override { testing::observations().reset(); }
 
-  Pipeline load(const std::string& nodes) {
-    LoadResult result = testing::load_test_pipeline(R"({"format_version": 1, "nodes": [)" + nodes + "]}", registry_);
+  Pipeline load(const PipelineBuilder& builder) {
+    LoadResult result = builder.build(registry_);
     if (!result.ok()) {
       std::string text;
       for (const auto& d : result.diagnostics) text += format_diagnostic("test", d) + "\n";
@@ -64,11 +65,17 @@ class Executor : public ::testing::Test {
 };
 
 TEST_F(Executor, RunsNodesInDependencyOrder) {
-  Pipeline pipeline = load(R"(
-    {"id": "sum", "type": "test.add", "inputs": {"values": ["left.value", "right.value"]}},
-    {"id": "right", "type": "test.source", "params": {"value": 2}},
-    {"id": "final", "type": "test.add", "inputs": {"values": ["sum.sum"]}},
-    {"id": "left", "type": "test.source", "params": {"value": 1}})");
+  PipelineBuilder builder;
+  builder.add_node("sum", "test.add")
+      .connect("left.value", "sum.values")
+      .connect("right.value", "sum.values")
+      .add_node("right", "test.source")
+      .set_param("right", "value", ParamValue(2.0))
+      .add_node("final", "test.add")
+      .connect("sum.sum", "final.values")
+      .add_node("left", "test.source")
+      .set_param("left", "value", ParamValue(1.0));
+  Pipeline pipeline = load(builder);
   RunOptions options;
   options.threads = 1;
   RunResult result = run_pipeline(pipeline, registry_, options);
@@ -91,10 +98,15 @@ TEST_F(Executor, RunsNodesInDependencyOrder) {
 }
 
 TEST_F(Executor, IndependentBranchesOverlap) {
-  Pipeline pipeline = load(R"(
-    {"id": "branch_a", "type": "test.sleep", "params": {"milliseconds": 300}},
-    {"id": "branch_b", "type": "test.sleep", "params": {"milliseconds": 300}},
-    {"id": "join", "type": "test.add", "inputs": {"values": ["branch_a.value", "branch_b.value"]}})");
+  PipelineBuilder builder;
+  builder.add_node("branch_a", "test.sleep")
+      .set_param("branch_a", "milliseconds", 300)
+      .add_node("branch_b", "test.sleep")
+      .set_param("branch_b", "milliseconds", 300)
+      .add_node("join", "test.add")
+      .connect("branch_a.value", "join.values")
+      .connect("branch_b.value", "join.values");
+  Pipeline pipeline = load(builder);
   RunOptions options;
   options.threads = 2;
   RunResult result = run_pipeline(pipeline, registry_, options);
@@ -109,10 +121,14 @@ TEST_F(Executor, IndependentBranchesOverlap) {
 }
 
 TEST_F(Executor, MemoryIntensiveNodesRunOneAtATimeBesideOtherNodes) {
-  Pipeline pipeline = load(R"(
-    {"id": "heavy_a", "type": "test.heavy_sleep", "params": {"milliseconds": 200}},
-    {"id": "heavy_b", "type": "test.heavy_sleep", "params": {"milliseconds": 200}},
-    {"id": "light", "type": "test.sleep", "params": {"milliseconds": 300}})");
+  PipelineBuilder builder;
+  builder.add_node("heavy_a", "test.heavy_sleep")
+      .set_param("heavy_a", "milliseconds", 200)
+      .add_node("heavy_b", "test.heavy_sleep")
+      .set_param("heavy_b", "milliseconds", 200)
+      .add_node("light", "test.sleep")
+      .set_param("light", "milliseconds", 300);
+  Pipeline pipeline = load(builder);
   RunOptions options;
   options.threads = 2;
   RunResult result = run_pipeline(pipeline, registry_, options);
@@ -139,11 +155,17 @@ TEST_F(Executor, AMemoryIntensiveNodeWaitsForARunningSinkThatFreesAnInput) {
   // After `src`, `writer` (a sink, slow) and `prepare` start together; once
   // `prepare` is done, `writer` holds the last claim on src.value, and the
   // memory-intensive `heavy` starts only when that value is gone.
-  Pipeline pipeline = load(R"(
-    {"id": "src", "type": "test.source"},
-    {"id": "writer", "type": "test.sleep", "params": {"milliseconds": 300}, "inputs": {"values": ["src.value"]}},
-    {"id": "prepare", "type": "test.add", "inputs": {"values": ["src.value"]}},
-    {"id": "heavy", "type": "test.heavy_sleep", "params": {"milliseconds": 10}, "inputs": {"values": ["prepare.sum"]}})");
+  PipelineBuilder builder;
+  builder.add_node("src", "test.source")
+      .add_node("writer", "test.sleep")
+      .set_param("writer", "milliseconds", 300)
+      .connect("src.value", "writer.values")
+      .add_node("prepare", "test.add")
+      .connect("src.value", "prepare.values")
+      .add_node("heavy", "test.heavy_sleep")
+      .set_param("heavy", "milliseconds", 10)
+      .connect("prepare.sum", "heavy.values");
+  Pipeline pipeline = load(builder);
   RunOptions options;
   options.threads = 2;
   RunResult result = run_pipeline(pipeline, registry_, options);
@@ -158,14 +180,24 @@ TEST_F(Executor, ReadyNodesThatFreeMemoryOrConsumeWithoutProducingStartFirst) {
   // claim on single.value and starts first although listed later. Then
   // `probe` (nobody consumes its output) starts before `grow`, so it sees
   // only the values that must exist: shared.value, keep.sum and free.sum.
-  Pipeline pipeline = load(R"(
-    {"id": "shared", "type": "test.source"},
-    {"id": "single", "type": "test.source"},
-    {"id": "keep", "type": "test.add", "inputs": {"values": ["shared.value"]}},
-    {"id": "free", "type": "test.add", "inputs": {"values": ["single.value"]}},
-    {"id": "grow", "type": "test.add", "inputs": {"values": ["keep.sum", "free.sum", "shared.value"]}},
-    {"id": "probe", "type": "test.probe", "inputs": {"values": ["keep.sum", "free.sum", "shared.value"]}},
-    {"id": "end", "type": "test.add", "inputs": {"values": ["grow.sum"]}})");
+  PipelineBuilder builder;
+  builder.add_node("shared", "test.source")
+      .add_node("single", "test.source")
+      .add_node("keep", "test.add")
+      .connect("shared.value", "keep.values")
+      .add_node("free", "test.add")
+      .connect("single.value", "free.values")
+      .add_node("grow", "test.add")
+      .connect("keep.sum", "grow.values")
+      .connect("free.sum", "grow.values")
+      .connect("shared.value", "grow.values")
+      .add_node("probe", "test.probe")
+      .connect("keep.sum", "probe.values")
+      .connect("free.sum", "probe.values")
+      .connect("shared.value", "probe.values")
+      .add_node("end", "test.add")
+      .connect("grow.sum", "end.values");
+  Pipeline pipeline = load(builder);
   RunOptions options;
   options.threads = 1;
   RunResult result = run_pipeline(pipeline, registry_, options);
@@ -218,10 +250,13 @@ TEST_F(Executor, FreedValuesAreReturnedToTheSystem) {
   NodeSpec after_spec("test.heap_after", "1.0.0", "measures");
   after_spec.input<HeapCount>("count", "how many");
   registry_.add_node({after_spec, [](NodeContext&) { resident_after = resident_anonymous_bytes(); }});
-  Pipeline pipeline = load(R"(
-    {"id": "blocks", "type": "test.heap_blocks"},
-    {"id": "use", "type": "test.heap_use", "inputs": {"blocks": "blocks.blocks"}},
-    {"id": "after", "type": "test.heap_after", "inputs": {"count": "use.count"}})");
+  PipelineBuilder builder;
+  builder.add_node("blocks", "test.heap_blocks")
+      .add_node("use", "test.heap_use")
+      .connect("blocks.blocks", "use.blocks")
+      .add_node("after", "test.heap_after")
+      .connect("use.count", "after.count");
+  Pipeline pipeline = load(builder);
   RunOptions options;
   options.threads = 1;
   RunResult result = run_pipeline(pipeline, registry_, options);
@@ -232,9 +267,12 @@ TEST_F(Executor, FreedValuesAreReturnedToTheSystem) {
 }
 
 TEST_F(Executor, OneThreadRunsBranchesOneAfterTheOther) {
-  Pipeline pipeline = load(R"(
-    {"id": "branch_a", "type": "test.sleep", "params": {"milliseconds": 50}},
-    {"id": "branch_b", "type": "test.sleep", "params": {"milliseconds": 50}})");
+  PipelineBuilder builder;
+  builder.add_node("branch_a", "test.sleep")
+      .set_param("branch_a", "milliseconds", 50)
+      .add_node("branch_b", "test.sleep")
+      .set_param("branch_b", "milliseconds", 50);
+  Pipeline pipeline = load(builder);
   RunOptions options;
   options.threads = 1;
   RunResult result = run_pipeline(pipeline, registry_, options);
@@ -246,12 +284,17 @@ TEST_F(Executor, OneThreadRunsBranchesOneAfterTheOther) {
 }
 
 TEST_F(Executor, AFailingNodeStopsTheRunAndIsNamed) {
-  Pipeline pipeline = load(R"(
-    {"id": "src", "type": "test.source"},
-    {"id": "broken", "type": "test.fail", "params": {"message": "disk full", "milliseconds": 50},
-     "inputs": {"values": ["src.value"]}},
-    {"id": "after", "type": "test.add", "inputs": {"values": ["broken.value"]}},
-    {"id": "long_running", "type": "test.wait_for_cancel", "params": {"max_milliseconds": 10000}})");
+  PipelineBuilder builder;
+  builder.add_node("src", "test.source")
+      .add_node("broken", "test.fail")
+      .set_param("broken", "message", "disk full")
+      .set_param("broken", "milliseconds", 50)
+      .connect("src.value", "broken.values")
+      .add_node("after", "test.add")
+      .connect("broken.value", "after.values")
+      .add_node("long_running", "test.wait_for_cancel")
+      .set_param("long_running", "max_milliseconds", 10000);
+  Pipeline pipeline = load(builder);
   RunOptions options;
   options.threads = 2;
   RunResult result = run_pipeline(pipeline, registry_, options);
@@ -271,9 +314,12 @@ TEST_F(Executor, AFailingNodeStopsTheRunAndIsNamed) {
 
 TEST_F(Executor, NodesNotStartedAfterAFailureStayNotRun) {
   // With one thread, the failure happens before the independent chain runs.
-  Pipeline pipeline = load(R"(
-    {"id": "broken", "type": "test.fail"},
-    {"id": "later", "type": "test.sleep", "params": {"milliseconds": 0}, "inputs": {"values": ["broken.value"]}})");
+  PipelineBuilder builder;
+  builder.add_node("broken", "test.fail")
+      .add_node("later", "test.sleep")
+      .set_param("later", "milliseconds", 0)
+      .connect("broken.value", "later.values");
+  Pipeline pipeline = load(builder);
   RunOptions options;
   options.threads = 1;
   RunResult result = run_pipeline(pipeline, registry_, options);
@@ -282,9 +328,13 @@ TEST_F(Executor, NodesNotStartedAfterAFailureStayNotRun) {
 }
 
 TEST_F(Executor, ExternalStopRequestCancelsTheRun) {
-  Pipeline pipeline = load(R"(
-    {"id": "waiting", "type": "test.wait_for_cancel", "params": {"max_milliseconds": 10000}},
-    {"id": "next", "type": "test.sleep", "params": {"milliseconds": 0}, "inputs": {"values": ["waiting.value"]}})");
+  PipelineBuilder builder;
+  builder.add_node("waiting", "test.wait_for_cancel")
+      .set_param("waiting", "max_milliseconds", 10000)
+      .add_node("next", "test.sleep")
+      .set_param("next", "milliseconds", 0)
+      .connect("waiting.value", "next.values");
+  Pipeline pipeline = load(builder);
   std::atomic<bool> stop{false};
   RunOptions options;
   options.threads = 2;
@@ -305,12 +355,17 @@ TEST_F(Executor, ExternalStopRequestCancelsTheRun) {
 TEST_F(Executor, OutputsAreReleasedAfterTheirLastConsumer) {
   // A chain: at the probe, only the value it consumes may still be alive;
   // without release all four upstream values would be.
-  Pipeline pipeline = load(R"(
-    {"id": "s", "type": "test.source"},
-    {"id": "a", "type": "test.add", "inputs": {"values": ["s.value"]}},
-    {"id": "b", "type": "test.add", "inputs": {"values": ["a.sum"]}},
-    {"id": "c", "type": "test.add", "inputs": {"values": ["b.sum"]}},
-    {"id": "probe", "type": "test.probe", "inputs": {"values": ["c.sum"]}})");
+  PipelineBuilder builder;
+  builder.add_node("s", "test.source")
+      .add_node("a", "test.add")
+      .connect("s.value", "a.values")
+      .add_node("b", "test.add")
+      .connect("a.sum", "b.values")
+      .add_node("c", "test.add")
+      .connect("b.sum", "c.values")
+      .add_node("probe", "test.probe")
+      .connect("c.sum", "probe.values");
+  Pipeline pipeline = load(builder);
   ASSERT_EQ(testing::TestValue::live_instances.load(), 0);
   RunOptions options;
   options.threads = 2;
@@ -324,10 +379,14 @@ TEST_F(Executor, OutputsAreReleasedAfterTheirLastConsumer) {
 }
 
 TEST_F(Executor, SharedOutputStaysAliveUntilItsLastConsumerIsDone) {
-  Pipeline pipeline = load(R"(
-    {"id": "s", "type": "test.source"},
-    {"id": "first", "type": "test.add", "inputs": {"values": ["s.value"]}},
-    {"id": "probe", "type": "test.probe", "inputs": {"values": ["first.sum", "s.value"]}})");
+  PipelineBuilder builder;
+  builder.add_node("s", "test.source")
+      .add_node("first", "test.add")
+      .connect("s.value", "first.values")
+      .add_node("probe", "test.probe")
+      .connect("first.sum", "probe.values")
+      .connect("s.value", "probe.values");
+  Pipeline pipeline = load(builder);
   RunOptions options;
   options.threads = 1;
   RunResult result = run_pipeline(pipeline, registry_, options);
@@ -340,11 +399,15 @@ TEST_F(Executor, SharedOutputStaysAliveUntilItsLastConsumerIsDone) {
 
 TEST_F(Executor, PayloadsAreSharedNotCopied) {
   // Three consumers of one value: the value is built once.
-  Pipeline pipeline = load(R"(
-    {"id": "s", "type": "test.source"},
-    {"id": "p1", "type": "test.probe", "inputs": {"values": ["s.value"]}},
-    {"id": "p2", "type": "test.probe", "inputs": {"values": ["s.value"]}},
-    {"id": "p3", "type": "test.probe", "inputs": {"values": ["s.value"]}})");
+  PipelineBuilder builder;
+  builder.add_node("s", "test.source")
+      .add_node("p1", "test.probe")
+      .connect("s.value", "p1.values")
+      .add_node("p2", "test.probe")
+      .connect("s.value", "p2.values")
+      .add_node("p3", "test.probe")
+      .connect("s.value", "p3.values");
+  Pipeline pipeline = load(builder);
   RunOptions options;
   options.threads = 1;
   RunResult result = run_pipeline(pipeline, registry_, options);
@@ -356,7 +419,9 @@ TEST_F(Executor, PayloadsAreSharedNotCopied) {
 }
 
 TEST_F(Executor, ReportsProgressEventsForEveryNode) {
-  Pipeline pipeline = load(R"({"id": "a", "type": "test.sleep", "params": {"milliseconds": 1}})");
+  PipelineBuilder builder;
+  builder.add_node("a", "test.sleep").set_param("a", "milliseconds", 1);
+  Pipeline pipeline = load(builder);
   std::vector<ProgressEvent::Kind> kinds;
   RunOptions options;
   options.on_progress = [&](const ProgressEvent& event) { kinds.push_back(event.kind); };
@@ -368,7 +433,9 @@ TEST_F(Executor, ReportsProgressEventsForEveryNode) {
 TEST_F(Executor, ThreadBudgetHooksGetTheRunsThreadCount) {
   int seen = 0;
   registry_.add_thread_budget_hook([&](int threads) { seen = threads; });
-  Pipeline pipeline = load(R"({"id": "a", "type": "test.source"})");
+  PipelineBuilder builder;
+  builder.add_node("a", "test.source");
+  Pipeline pipeline = load(builder);
   RunOptions options;
   options.threads = 3;
   ASSERT_TRUE(run_pipeline(pipeline, registry_, options).succeeded);

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <fusionflow/graph.hpp>
+#include <fusionflow/pipeline_builder.hpp>
 #include <fusionflow/run_record.hpp>
 #include <nlohmann/json.hpp>
 
@@ -66,10 +67,12 @@ TEST(RunRecord, ResolvedHashChangesWithParametersOnly) {
 
 TEST(RunRecord, FailedRunRecordsTheErrorAndNodeStates) {
   NodeRegistry registry = testing::make_test_registry();
-  LoadResult loaded = testing::load_test_pipeline(
-      R"({"format_version": 1, "nodes": [{"id": "x", "type": "test.fail", "params": {"message": "bad input"}},
-          {"id": "y", "type": "test.add", "inputs": {"values": ["x.value"]}}]})",
-      registry);
+  PipelineBuilder builder;
+  builder.add_node("x", "test.fail")
+      .set_param("x", "message", "bad input")
+      .add_node("y", "test.add")
+      .connect("x.value", "y.values");
+  LoadResult loaded = builder.build(registry);
   ASSERT_TRUE(loaded.ok());
   RunResult result = run_pipeline(*loaded.pipeline, registry);
   const auto record = nlohmann::json::parse(run_record_json(*loaded.pipeline, result, {}, 1));
@@ -102,7 +105,17 @@ TEST(Graph, FindsOneCyclePerStronglyConnectedComponent) {
 
 TEST(Graph, DotHasNodeTypesAndPortNames) {
   NodeRegistry registry = testing::make_test_registry();
-  LoadResult loaded = testing::load_test_pipeline(kPipeline, registry);
+  // kPipeline as built in code ("${scale}" at its default, 2).
+  PipelineBuilder builder;
+  builder.description("record test")
+      .add_node("left", "test.source")
+      .set_param("left", "value", ParamValue(2.0))
+      .add_node("right", "test.source")
+      .set_param("right", "value", ParamValue(3.0))
+      .add_node("sum", "test.add")
+      .connect("left.value", "sum.values")
+      .connect("right.value", "sum.values");
+  LoadResult loaded = builder.build(registry);
   ASSERT_TRUE(loaded.ok());
   const std::string dot = pipeline_to_dot(*loaded.pipeline);
   EXPECT_NE(dot.find("digraph"), std::string::npos);

@@ -4,6 +4,7 @@
 
 #include <fusionflow/executor.hpp>
 #include <fusionflow/pipeline.hpp>
+#include <fusionflow/pipeline_builder.hpp>
 #include <fusionflow/plugin.hpp>
 #include <fusionflow/plugin_loader.hpp>
 
@@ -131,8 +132,9 @@ TEST_F(PluginLoading, EachBrokenPluginIsReportedAndTheOthersStillWork) {
   EXPECT_NE(registry_.find_node("duplicate.unique"), nullptr);
 
   // The loaded plugins' nodes run.
-  LoadResult pipeline = load_pipeline_text(
-      R"({"format_version": 1, "nodes": [{"id": "t", "type": "duplicate.unique"}]})", "t.json", dir_, registry_);
+  PipelineBuilder builder("t.json");
+  builder.add_node("t", "duplicate.unique");
+  LoadResult pipeline = builder.build(registry_, {}, dir_);
   ASSERT_TRUE(pipeline.ok());
   EXPECT_TRUE(run_pipeline(*pipeline.pipeline, registry_).succeeded);
 }
@@ -144,9 +146,9 @@ TEST_F(PluginLoading, UnknownTypeErrorNamesThePluginsThatFailed) {
   for (const auto& report : reports) {
     if (!report.loaded) options.plugin_failures.push_back(report.file.string() + ": " + report.error);
   }
-  LoadResult result =
-      load_pipeline_text(R"({"format_version": 1, "nodes": [{"id": "model", "type": "throwing.first"}]})", "t.json",
-                         dir_, registry_, options);
+  PipelineBuilder builder("t.json");
+  builder.add_node("model", "throwing.first");
+  LoadResult result = builder.build(registry_, options, dir_);
   ASSERT_FALSE(result.ok());
   EXPECT_NE(result.diagnostics[0].message.find("unknown node type 'throwing.first' (node 'model')"), std::string::npos);
   EXPECT_NE(result.diagnostics[0].hint.find("libfusionflow-test-throwing.so: its registration function threw: model "

@@ -983,8 +983,8 @@ class ScratchDicom {
 // in memory where /dev/shm exists. The rescale is applied here, in double,
 // not by GDCM: ITK's GDCMImageIO asserts when a rescale moves signed values
 // into an unsigned range (found by fuzz_dicom: intercept 61024).
-void read_pixels(const fs::path& file, std::size_t columns, std::size_t rows, std::size_t frames, float* target) {
-  const ScratchDicom scratch(file, true);
+// GDCM's decoding of DCMTK's copy of `file` (`scratch`): never of the user's bytes.
+ItkFloatImage::Pointer decode_with_gdcm(const fs::path& file, const ScratchDicom& scratch) {
   auto io = itk::GDCMImageIO::New();
   auto reader = itk::ImageFileReader<ItkFloatImage>::New();
   reader->SetImageIO(io);
@@ -995,7 +995,13 @@ void read_pixels(const fs::path& file, std::size_t columns, std::size_t rows, st
     throw std::runtime_error("cannot decode the pixel data of DICOM file " + quoted(file) + ": " +
                              itk_reason(error.GetDescription()));
   }
-  const auto& image = *reader->GetOutput();
+  return reader->GetOutput();
+}
+
+void read_pixels(const fs::path& file, std::size_t columns, std::size_t rows, std::size_t frames, float* target) {
+  const ScratchDicom scratch(file, true);
+  const ItkFloatImage::Pointer decoded = decode_with_gdcm(file, scratch);
+  const auto& image = *decoded;
   const auto size = image.GetLargestPossibleRegion().GetSize();
   if (size[0] != columns || size[1] != rows || size[2] != frames) {
     throw std::runtime_error("cannot read DICOM file " + quoted(file) + ": decoded " + std::to_string(size[0]) + "x" +
@@ -1066,18 +1072,8 @@ LoadedImage read_dicom(const LoadRequest& request, NodeContext& ctx) {
     // One multi-frame file: ITK (GDCM) knows its per-frame geometry. GDCM
     // reads DCMTK's copy, as in read_pixels.
     const ScratchDicom scratch(path);
-    auto io = itk::GDCMImageIO::New();
-    auto reader = itk::ImageFileReader<ItkFloatImage>::New();
-    reader->SetImageIO(io);
-    reader->SetFileName(scratch.path().string());
-    try {
-      reader->Update();
-    } catch (const itk::ExceptionObject& error) {
-      throw std::runtime_error("cannot decode the pixel data of DICOM file " + quoted(path) + ": " +
-                               itk_reason(error.GetDescription()));
-    }
     VolumeMetadata metadata = volume.metadata;
-    volume = from_itk(*reader->GetOutput(), std::move(metadata));
+    volume = from_itk(*decode_with_gdcm(path, scratch), std::move(metadata));
     if (volume.geometry.size != g.size) {
       throw std::runtime_error("cannot read DICOM file " + quoted(path) + ": decoded size differs from its header");
     }
