@@ -32,7 +32,14 @@ struct PhantomArguments {
   int threads = 0;
 };
 
+struct CohortArguments {
+  std::string cohort;
+  std::string pipeline;
+  std::string out = "fusionflow-out";
+};
+
 int phantom_command(Session& session, const PhantomArguments& arguments);
+int cohort_check_command(Session& session, const CohortArguments& arguments);
 // `fusionflow NAME ARGS...` for a command a plugin registered
 // (fusionflow/plugin_command.hpp); nullopt when no plugin has NAME.
 std::optional<int> plugin_command(Session& session, const std::string& name, const std::vector<std::string>& arguments);

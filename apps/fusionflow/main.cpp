@@ -66,6 +66,17 @@ int main(int argc, char** argv) {
   phantom->add_option("--out", phantom_arguments.out, "Output directory")->required();
   phantom->add_option("--threads", phantom_arguments.threads, "Threads (0: all cores)")->check(CLI::Range(0, 1024));
 
+  CohortArguments cohort_arguments;
+  auto* cohort = app.add_subcommand("cohort", "One pipeline over many subjects (docs/cohorts.md)");
+  cohort->require_subcommand(1);
+  auto* cohort_check = cohort->add_subcommand(
+      "check",
+      "Check a cohort (subjects table or BIDS dataset) and the pipeline for every subject; lists every problem");
+  cohort_check->add_option("cohort", cohort_arguments.cohort, "Subjects table (.csv, .tsv) or cohort file (.json)")
+      ->required();
+  cohort_check->add_option("pipeline", cohort_arguments.pipeline, "Pipeline JSON file")->required();
+  cohort_check->add_option("--out", cohort_arguments.out, "Study output folder (each subject's out is OUT/<subject>)");
+
   // `view` hands everything after it to the fusionflow-view program (whose
   // --help lists its options and keys), before any parsing here.
   app.add_subcommand("view", "Interactive 3D viewer: view VOLUME [--overlay VOLUME] (runs fusionflow-view)");
@@ -101,9 +112,10 @@ int main(int argc, char** argv) {
       Session session(early);
       if (const auto code = plugin_command(session, argument, rest)) return *code;
       const std::string commands = plugin_command_list(session);
-      std::cerr << "error: '" << argument
-                << "' is not a fusionflow command: the program's own are run, validate, plugins, graph, phantom, view"
-                << (commands.empty() ? std::string() : "; from plugins:\n" + commands) << "\n";
+      std::cerr
+          << "error: '" << argument
+          << "' is not a fusionflow command: the program's own are run, validate, plugins, graph, phantom, view, cohort"
+          << (commands.empty() ? std::string() : "; from plugins:\n" + commands) << "\n";
       return kInvalid;
     } catch (const std::exception& error) {
       std::cerr << "error: " << error.what() << "\n";
@@ -144,6 +156,7 @@ int main(int argc, char** argv) {
     if (*plugins) return plugins_command(session, plugins_json);
     if (*graph) return graph_command(session, graph_arguments, graph_output);
     if (*phantom) return phantom_command(session, phantom_arguments);
+    if (*cohort_check) return cohort_check_command(session, cohort_arguments);
   } catch (const std::exception& error) {
     spdlog::error("{}", error.what());
     return kRunFailed;

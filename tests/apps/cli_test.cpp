@@ -203,6 +203,36 @@ TEST(Cli, ARenamedNodeTypeNamesItsNewName) {
   fs::remove_all(dir);
 }
 
+TEST(Cli, CohortCheckListsTheSubjectsOrEveryProblem) {
+  const fs::path dir = temp_dir("cohort");
+  for (const char* file : {"s1/ct.nii.gz", "s1/t1.nii.gz", "s1/pet.nii.gz", "s2/ct.nii.gz", "s2/t1.nii.gz"}) {
+    fs::create_directories((dir / file).parent_path());
+    std::ofstream(dir / file) << "x";
+  }
+  // The default pipeline's ct, mri and pet are read by io.load_* (input paths).
+  const std::string pipeline = kExamples + "pet_ct_mri_fusion.json";
+  std::ofstream(dir / "good.csv") << "subject,ct,mri,pet\ns1,s1/ct.nii.gz,s1/t1.nii.gz,s1/pet.nii.gz\n"
+                                     "s2,s2/ct.nii.gz,s2/t1.nii.gz,s1/pet.nii.gz\n";
+  const Output good =
+      run("cohort check " + (dir / "good.csv").string() + " " + pipeline + " --out " + (dir / "study").string());
+  EXPECT_EQ(good.exit_code, 0) << good.text;
+  EXPECT_NE(good.text.find("2 subjects, each valid for"), std::string::npos) << good.text;
+  EXPECT_NE(good.text.find("out=" + (dir / "study/s2").string()), std::string::npos) << good.text;
+  std::ofstream(dir / "bad.csv") << "subject,ct,mri,pet\ns1,s1/ct.nii.gz,s1/t1.nii.gz,s2/pet.nii.gz\n"
+                                    "s1,s2/ct.nii.gz,s2/t1.nii.gz,s1/pet.nii.gz\n";
+  const Output bad = run("cohort check " + (dir / "bad.csv").string() + " " + pipeline);
+  EXPECT_EQ(bad.exit_code, 2) << bad.text;
+  EXPECT_NE(
+      bad.text.find("bad.csv row 2, column 'pet': error: file " + (dir / "s2/pet.nii.gz").string() + " does not exist"),
+      std::string::npos)
+      << bad.text;
+  EXPECT_NE(bad.text.find("bad.csv row 3, column 'subject': error: subject 's1' is already on row 2"),
+            std::string::npos)
+      << bad.text;
+  EXPECT_NE(bad.text.find("2 problems found; nothing was run"), std::string::npos) << bad.text;
+  fs::remove_all(dir);
+}
+
 TEST(Cli, BadCommandLineExits2) {
   EXPECT_EQ(run("run").exit_code, 2);
   EXPECT_EQ(run("frobnicate").exit_code, 2);

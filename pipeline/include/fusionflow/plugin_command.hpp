@@ -21,7 +21,7 @@ using CommandFunction = std::function<int(const std::vector<std::string>& argume
 struct PluginCommand {
   // Lower case letters, digits and '-', starting with a letter; not one of
   // the program's own commands (run, validate, plugins, graph, phantom, view,
-  // help).
+  // cohort, help).
   std::string name;
   std::string summary;  // one line, for `fusionflow --help` and `fusionflow plugins`
   CommandFunction run;

@@ -674,7 +674,7 @@ void check_meta_counts(const fs::path& path) {
   // count of values into the buffer, past its end (found by fuzz_metaimage
   // with MetaIO built with ASan: heap-buffer-overflow in MET_DoubleToValue).
   const std::string dimensions = header.ndims.empty() ? std::string() : header.ndims.back();
-  if (!header.binary && dimensions != "3") {
+  if (!header.binary && std::strtol(dimensions.c_str(), nullptr, 10) != 3) {
     throw std::runtime_error("cannot read " + quoted(path) + ": its voxels are text (BinaryData = False) in a " +
                              dimensions +
                              "D MetaImage, which ITK's MetaIO reads wrongly (past its buffer) unless the image is "

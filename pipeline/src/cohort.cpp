@@ -1,0 +1,464 @@
+#include "fusionflow/cohort.hpp"
+
+#include <fnmatch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <regex>
+#include <sstream>
+#include <system_error>
+
+namespace fusionflow {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// A table or cohort file is small text; refuse what is not, before reading it.
+constexpr std::uintmax_t kMaxFileBytes = 64u << 20;
+constexpr std::size_t kMaxSubjects = 100000;
+constexpr std::size_t kMaxCellBytes = 4096;
+
+std::optional<std::string> read_small_file(const fs::path& file, const char* what, std::vector<Diagnostic>& problems) {
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) {
+    problems.push_back({file.string(), std::string("the ") + what + " file does not exist or is not a regular file",
+                        "check the path"});
+    return std::nullopt;
+  }
+  const auto size = fs::file_size(file, ec);
+  if (ec || size > kMaxFileBytes) {
+    problems.push_back(
+        {file.string(), std::string("the ") + what + " file is larger than 64 MiB", "is it the right file?"});
+    return std::nullopt;
+  }
+  std::ifstream in(file, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    problems.push_back({file.string(), std::string("cannot read the ") + what, "check its permissions"});
+    return std::nullopt;
+  }
+  return text;
+}
+
+// Table cells by row (RFC 4180 CSV: quotes, "" inside quotes, CRLF or LF;
+// TSV: tab-separated, no quoting). Written here: no CSV library in the
+// stack, and the grammar is small. Rows keep their 1-based line number.
+struct TableRow {
+  std::size_t line = 0;
+  std::vector<std::string> cells;
+};
+
+std::vector<TableRow> parse_table(const std::string& text, char separator, const std::string& source,
+                                  std::vector<Diagnostic>& problems) {
+  std::vector<TableRow> rows;
+  std::size_t at = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;  // UTF-8 byte order mark
+  std::size_t line = 1;
+  const bool quoting = separator == ',';
+  while (at < text.size()) {
+    TableRow row;
+    row.line = line;
+    std::string cell;
+    bool quoted = false, row_done = false;
+    while (!row_done) {
+      if (at >= text.size()) {
+        if (quoted) {
+          problems.push_back({source + " line " + std::to_string(row.line), "a quoted value is not closed",
+                              "close it with \" (a \" inside a value is written \"\")"});
+          return rows;
+        }
+        row.cells.push_back(cell);
+        row_done = true;
+        break;
+      }
+      const char c = text[at++];
+      if (quoted) {
+        if (c == '"') {
+          if (at < text.size() && text[at] == '"') {
+            cell += '"';
+            ++at;
+          } else {
+            quoted = false;
+          }
+        } else {
+          if (c == '\n') ++line;
+          cell += c;
+        }
+      } else if (quoting && c == '"' && cell.empty()) {
+        quoted = true;
+      } else if (c == separator) {
+        row.cells.push_back(cell);
+        cell.clear();
+      } else if (c == '\n' || c == '\r') {
+        if (c == '\r' && at < text.size() && text[at] == '\n') ++at;
+        ++line;
+        row.cells.push_back(cell);
+        row_done = true;
+      } else {
+        cell += c;
+      }
+      if (cell.size() > kMaxCellBytes) {
+        problems.push_back({source + " line " + std::to_string(row.line), "a value is longer than 4096 bytes",
+                            "is the file a subjects table?"});
+        return rows;
+      }
+    }
+    const bool blank = row.cells.size() == 1 && row.cells[0].find_first_not_of(" \t") == std::string::npos;
+    if (!blank) rows.push_back(std::move(row));
+    if (rows.size() > kMaxSubjects + 1) {
+      problems.push_back({source, "more than " + std::to_string(kMaxSubjects) + " subjects", "split the study"});
+      return rows;
+    }
+  }
+  return rows;
+}
+
+std::string trim(const std::string& text) {
+  const auto first = text.find_first_not_of(" \t");
+  if (first == std::string::npos) return {};
+  return text.substr(first, text.find_last_not_of(" \t") - first + 1);
+}
+
+// A subject id names its output folder: letters, digits, '.', '_', '-'.
+bool valid_subject_id(const std::string& id) {
+  static const std::regex kId("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+  return std::regex_match(id, kId);
+}
+
+std::string nearest_name(const std::string& wrong, const std::map<std::string, bool>& names) {
+  std::string best;
+  std::size_t best_distance = 3;  // a typo: at most two edits
+  for (const auto& [name, ignored] : names) {
+    const std::size_t distance = edit_distance(wrong, name);
+    if (distance < best_distance) best_distance = distance, best = name;
+  }
+  return best;
+}
+
+std::string declared_list(const std::map<std::string, bool>& declared) {
+  std::string list;
+  for (const auto& [name, ignored] : declared) list += (list.empty() ? "" : ", ") + name;
+  return list;
+}
+
+// The checks every subject's values go through, wherever they came from.
+void check_subject_values(CohortSubject& subject, const PipelineVariables& variables, const fs::path& base,
+                          const std::string& where, bool check_required, std::vector<Diagnostic>& problems) {
+  for (auto& [name, value] : subject.variables) {
+    if (variables.input_paths.count(name) == 0 || value.empty()) continue;
+    fs::path path = value;
+    if (path.is_relative()) path = base / path;
+    std::error_code ec;
+    if (!fs::exists(path, ec)) {
+      problems.push_back({where + ", column '" + name + "'", "file " + path.string() + " does not exist",
+                          "paths are relative to the table's folder (" + base.string() + ")"});
+    }
+    value = path.lexically_normal().string();
+  }
+  for (const auto& [name, has_default] : variables.declared) {
+    if (!check_required || name == "out" || has_default) continue;
+    const auto it = subject.variables.find(name);
+    if (it == subject.variables.end() || it->second.empty()) {
+      problems.push_back({where + ", column '" + name + "'",
+                          "no value, and the pipeline's variable '" + name + "' has no default",
+                          "give every subject a value"});
+    }
+  }
+}
+
+std::optional<Cohort> load_table(const fs::path& table, const PipelineVariables& variables, const fs::path& out_dir,
+                                 std::vector<Diagnostic>& problems) {
+  const auto text = read_small_file(table, "cohort", problems);
+  if (!text) return std::nullopt;
+  const std::string extension = table.extension().string();
+  const char separator = extension == ".tsv" || extension == ".TSV" ? '\t' : ',';
+  const std::string source = table.string();
+  const auto rows = parse_table(*text, separator, source, problems);
+  if (!problems.empty()) return std::nullopt;
+  if (rows.empty()) {
+    problems.push_back({source, "the table is empty", "the first row names the columns: subject, then variables"});
+    return std::nullopt;
+  }
+  // The header: `subject`, then declared variables, each once.
+  std::vector<std::string> columns;
+  std::set<std::string> seen;
+  for (std::size_t c = 0; c < rows[0].cells.size(); ++c) {
+    const std::string name = trim(rows[0].cells[c]);
+    const std::string where = source + " row " + std::to_string(rows[0].line) + ", column " + std::to_string(c + 1);
+    if (!seen.insert(name).second) {
+      problems.push_back({where, "column '" + name + "' appears twice", "keep one"});
+    } else if (name != "subject" && variables.declared.count(name) == 0) {
+      const std::string near = nearest_name(name, variables.declared);
+      problems.push_back({where, "column '" + name + "' is not a variable of the pipeline",
+                          (near.empty() ? std::string() : "did you mean '" + near + "'? ") +
+                              "the pipeline declares: " + declared_list(variables.declared)});
+    }
+    columns.push_back(name);
+  }
+  if (seen.count("subject") == 0) {
+    problems.push_back({source + " row 1", "no 'subject' column", "name the column of subject ids 'subject'"});
+  }
+  for (const auto& [name, has_default] : variables.declared) {
+    if (name != "out" && !has_default && seen.count(name) == 0) {
+      problems.push_back({source + " row 1",
+                          "no column '" + name + "', and the pipeline's variable '" + name + "' has no default",
+                          "add a column '" + name + "'"});
+    }
+  }
+  if (!problems.empty()) return std::nullopt;
+
+  Cohort cohort;
+  cohort.source = table;
+  const fs::path base = table.parent_path().empty() ? fs::current_path() : fs::absolute(table.parent_path());
+  std::map<std::string, std::size_t> first_row_of;
+  for (std::size_t r = 1; r < rows.size(); ++r) {
+    const TableRow& row = rows[r];
+    // Rows are numbered as a spreadsheet shows them: the file's line numbers.
+    const std::string where = source + " row " + std::to_string(row.line);
+    if (row.cells.size() != columns.size()) {
+      problems.push_back(
+          {where,
+           "has " + std::to_string(row.cells.size()) + " values for " + std::to_string(columns.size()) + " columns",
+           separator == ',' ? "quote values that hold a comma" : "separate values by one tab"});
+      continue;
+    }
+    CohortSubject subject;
+    subject.origin = "row " + std::to_string(row.line);
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+      const std::string value = trim(row.cells[c]);
+      if (columns[c] == "subject") {
+        subject.id = value;
+      } else if (!value.empty()) {
+        subject.variables[columns[c]] = value;
+      }
+    }
+    if (!valid_subject_id(subject.id)) {
+      problems.push_back(
+          {where + ", column 'subject'",
+           subject.id.empty() ? "no subject id" : "subject id '" + subject.id.substr(0, 40) + "' cannot name a folder",
+           "use letters, digits, '.', '_' and '-', starting with a letter or digit"});
+    } else if (const auto [it, fresh] = first_row_of.emplace(subject.id, row.line); !fresh) {
+      problems.push_back({where + ", column 'subject'",
+                          "subject '" + subject.id + "' is already on row " + std::to_string(it->second),
+                          "give each subject one row"});
+    }
+    check_subject_values(subject, variables, base, where, true, problems);
+    if (subject.variables.count("out") == 0) subject.variables["out"] = (out_dir / subject.id).string();
+    cohort.subjects.push_back(std::move(subject));
+  }
+  if (cohort.subjects.empty() && problems.empty()) {
+    problems.push_back({source, "the table has no subjects", "add one row per subject below the header"});
+  }
+  if (!problems.empty()) return std::nullopt;
+  return cohort;
+}
+
+// The entries of `directory` whose names match `pattern` (fnmatch), sorted.
+std::vector<fs::path> matching(const fs::path& directory, const std::string& pattern) {
+  std::vector<fs::path> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(directory, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (fnmatch(pattern.c_str(), name.c_str(), FNM_PERIOD) == 0) found.push_back(entry.path());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+// Files below `folder` matching `pattern`, one fnmatch pattern per segment.
+std::vector<fs::path> glob_below(const fs::path& folder, const std::string& pattern) {
+  std::vector<fs::path> current{folder};
+  std::stringstream segments(pattern);
+  std::string segment;
+  while (std::getline(segments, segment, '/')) {
+    if (segment.empty()) continue;
+    std::vector<fs::path> next;
+    for (const fs::path& directory : current) {
+      for (fs::path& match : matching(directory, segment)) next.push_back(std::move(match));
+    }
+    current = std::move(next);
+  }
+  return current;
+}
+
+std::optional<Cohort> load_bids(const fs::path& cohort_file, const json& bids, const PipelineVariables& variables,
+                                const fs::path& out_dir, std::vector<Diagnostic>& problems) {
+  const std::string source = cohort_file.string();
+  if (!bids.is_object() || !bids.contains("root") || !bids["root"].is_string() || !bids.contains("variables") ||
+      !bids["variables"].is_object()) {
+    problems.push_back({source + " /bids", "must be an object with \"root\" (a folder) and \"variables\"",
+                        "e.g. \"bids\": {\"root\": \"dataset\", \"variables\": {\"mri\": \"anat/*_T1w.nii.gz\"}}"});
+    return std::nullopt;
+  }
+  const fs::path base =
+      cohort_file.parent_path().empty() ? fs::current_path() : fs::absolute(cohort_file.parent_path());
+  fs::path root = bids["root"].get<std::string>();
+  if (root.is_relative()) root = base / root;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) {
+    problems.push_back({source + " /bids/root", "folder " + root.string() + " does not exist",
+                        "paths are relative to the cohort file's folder"});
+    return std::nullopt;
+  }
+  std::map<std::string, std::string> patterns;
+  for (const auto& [name, pattern] : bids["variables"].items()) {
+    const std::string where = source + " /bids/variables/" + name;
+    if (!pattern.is_string() || pattern.get<std::string>().empty()) {
+      problems.push_back({where, "must be a file pattern", "e.g. \"anat/*_T1w.nii.gz\""});
+    } else if (variables.declared.count(name) == 0 || name == "out") {
+      const std::string near = nearest_name(name, variables.declared);
+      problems.push_back({where, "'" + name + "' is not an input variable of the pipeline",
+                          (near.empty() ? std::string() : "did you mean '" + near + "'? ") +
+                              "the pipeline declares: " + declared_list(variables.declared)});
+    } else {
+      patterns[name] = pattern.get<std::string>();
+    }
+  }
+  for (const auto& [name, has_default] : variables.declared) {
+    if (name != "out" && !has_default && patterns.count(name) == 0) {
+      problems.push_back({source + " /bids/variables",
+                          "no pattern for '" + name + "', and the pipeline's variable '" + name + "' has no default",
+                          "add \"" + name + "\": \"<folder>/*_<suffix>.nii.gz\""});
+    }
+  }
+  if (!problems.empty()) return std::nullopt;
+  Cohort cohort;
+  cohort.source = cohort_file;
+  for (const fs::path& subject_dir : matching(root, "sub-*")) {
+    if (!fs::is_directory(subject_dir, ec)) continue;
+    std::vector<fs::path> sessions;
+    for (const fs::path& session : matching(subject_dir, "ses-*")) {
+      if (fs::is_directory(session, ec)) sessions.push_back(session);
+    }
+    if (sessions.empty()) sessions.push_back(subject_dir);
+    for (const fs::path& folder : sessions) {
+      CohortSubject subject;
+      subject.id = folder == subject_dir ? subject_dir.filename().string()
+                                         : subject_dir.filename().string() + "_" + folder.filename().string();
+      subject.origin = folder.string();
+      const std::string where = folder.string();
+      for (const auto& [name, pattern] : patterns) {
+        const auto found = glob_below(folder, pattern);
+        if (found.size() == 1) {
+          subject.variables[name] = found.front().string();
+        } else {
+          problems.push_back({where,
+                              (found.empty() ? "no file matches " : std::to_string(found.size()) + " files match ") +
+                                  pattern + " (variable '" + name + "')",
+                              found.empty() ? "check the pattern, or leave the subject out of the dataset"
+                                            : "make the pattern match one file, e.g. with the acquisition's label"});
+        }
+      }
+      if (!valid_subject_id(subject.id)) {
+        problems.push_back({where, "folder name '" + subject.id.substr(0, 40) + "' cannot name a subject's output",
+                            "use letters, digits, '.', '_' and '-'"});
+      }
+      check_subject_values(subject, variables, root, where, false, problems);
+      subject.variables["out"] = (out_dir / subject.id).string();
+      cohort.subjects.push_back(std::move(subject));
+    }
+  }
+  if (cohort.subjects.empty() && problems.empty()) {
+    problems.push_back({root.string(), "no sub-* folders", "a BIDS dataset holds one sub-<label> folder per subject"});
+  }
+  if (!problems.empty()) return std::nullopt;
+  return cohort;
+}
+
+}  // namespace
+
+std::optional<PipelineVariables> read_pipeline_variables(const fs::path& pipeline_file, const NodeRegistry& registry,
+                                                         std::vector<Diagnostic>& problems) {
+  const auto text = read_small_file(pipeline_file, "pipeline", problems);
+  if (!text) return std::nullopt;
+  const json document = json::parse(*text, nullptr, false);
+  if (document.is_discarded() || !document.is_object()) {
+    problems.push_back({pipeline_file.string(), "is not a pipeline file (a JSON object)",
+                        "check it with: fusionflow validate " + pipeline_file.string()});
+    return std::nullopt;
+  }
+  PipelineVariables result;
+  if (document.contains("variables") && document["variables"].is_object()) {
+    for (const auto& [name, entry] : document["variables"].items()) {
+      const json& value = entry.is_object() ? (entry.contains("default") ? entry["default"] : json()) : entry;
+      result.declared[name] = !value.is_null();
+    }
+  }
+  // Variables used in an input-path parameter name files the subject must have.
+  static const std::regex kReference(R"(\$\{([A-Za-z_][A-Za-z0-9_]*)\})");
+  if (document.contains("nodes") && document["nodes"].is_array()) {
+    for (const json& node : document["nodes"]) {
+      if (!node.is_object() || !node.contains("type") || !node["type"].is_string() || !node.contains("params") ||
+          !node["params"].is_object()) {
+        continue;
+      }
+      const RegisteredNode* definition = registry.find_node(node["type"].get<std::string>());
+      if (definition == nullptr) continue;
+      for (const ParamSpec& param : definition->spec().params()) {
+        if (param.kind != ParamKind::InputPath || !node["params"].contains(param.name) ||
+            !node["params"][param.name].is_string()) {
+          continue;
+        }
+        const std::string value = node["params"][param.name].get<std::string>();
+        for (auto it = std::sregex_iterator(value.begin(), value.end(), kReference); it != std::sregex_iterator();
+             ++it) {
+          result.input_paths.insert((*it)[1].str());
+        }
+      }
+    }
+  }
+  return result;
+}
+
+CohortLoad load_cohort(const fs::path& file, const PipelineVariables& variables, const fs::path& out_dir) {
+  CohortLoad result;
+  const std::string extension = file.extension().string();
+  if (extension == ".json") {
+    const auto text = read_small_file(file, "cohort", result.problems);
+    if (!text) return result;
+    const json document = json::parse(*text, nullptr, false);
+    if (document.is_discarded() || !document.is_object()) {
+      result.problems.push_back({file.string(), "is not a JSON object", "see docs/cohorts.md"});
+      return result;
+    }
+    if (!document.contains("format_version") || document["format_version"] != 1) {
+      result.problems.push_back({file.string() + " /format_version", "must be 1", "\"format_version\": 1"});
+    }
+    for (const auto& [key, ignored] : document.items()) {
+      if (key != "format_version" && key != "table" && key != "bids" && key != "description") {
+        result.problems.push_back({file.string() + " /" + key, "unknown key '" + key + "'",
+                                   "a cohort file has format_version, description, and table or bids"});
+      }
+    }
+    const bool has_table = document.contains("table"), has_bids = document.contains("bids");
+    if (has_table == has_bids) {
+      result.problems.push_back({file.string(), "needs exactly one of \"table\" and \"bids\"",
+                                 "\"table\": \"subjects.tsv\", or \"bids\": {\"root\": ..., \"variables\": ...}"});
+    }
+    if (!result.problems.empty()) return result;
+    if (has_table) {
+      if (!document["table"].is_string()) {
+        result.problems.push_back({file.string() + " /table", "must be the path of a .csv or .tsv file", ""});
+        return result;
+      }
+      fs::path table = document["table"].get<std::string>();
+      if (table.is_relative()) table = file.parent_path() / table;
+      result.cohort = load_table(table, variables, out_dir, result.problems);
+    } else {
+      result.cohort = load_bids(file, document["bids"], variables, out_dir, result.problems);
+    }
+  } else if (extension == ".csv" || extension == ".tsv" || extension == ".CSV" || extension == ".TSV") {
+    result.cohort = load_table(file, variables, out_dir, result.problems);
+  } else {
+    result.problems.push_back({file.string(), "is not a cohort: a subjects table (.csv, .tsv) or a cohort file (.json)",
+                               "see docs/cohorts.md"});
+  }
+  if (!result.problems.empty()) result.cohort.reset();
+  return result;
+}
+
+}  // namespace fusionflow
