@@ -151,7 +151,8 @@ std::vector<const RegisteredLatentDecoder*> NodeRegistry::latent_decoders() cons
 }
 
 void NodeRegistry::add_command(PluginCommand command, Origin origin) {
-  static const std::set<std::string> kBuiltIn{"run", "validate", "plugins", "graph", "phantom", "view", "cohort", "help"};
+  static const std::set<std::string> kBuiltIn{"run",     "validate", "plugins", "graph",
+                                              "phantom", "view",     "cohort",  "help"};
   const std::string& name = command.name;
   const bool well_formed = !name.empty() && name.size() <= 64 && name[0] >= 'a' && name[0] <= 'z' &&
                            std::all_of(name.begin(), name.end(), [](char c) {
