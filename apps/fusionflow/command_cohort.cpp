@@ -1,10 +1,34 @@
-// `fusionflow cohort check COHORT PIPELINE --out DIR`: reads a cohort (a
-// subjects table or a BIDS-style dataset, fusionflow/cohort.hpp) and checks
-// it, and the pipeline with every subject's values, reporting every problem
-// at once (exit 2) before anything would run.
-#include <iostream>
+// `fusionflow cohort check|run|status|summary`: one pipeline over the
+// subjects of a cohort (a subjects table or a BIDS-style dataset,
+// fusionflow/cohort.hpp; docs/cohorts.md).
+//  check   the cohort and the pipeline with every subject's values; every
+//          problem at once (exit 2) before anything runs;
+//  run     each subject as its own `fusionflow run` process (a subject that
+//          fails or crashes fails alone), several at once within --threads;
+//          a subject is done only when its run record says it succeeded, with
+//          the same pipeline, values and input file contents, and running
+//          again skips it (resume); DIR/cohort.json is the study's state and
+//          DIR/metrics.csv its subjects' metrics tables with a subject column;
+//  status  each subject's state from DIR/cohort.json; summary: the counts.
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+#include <fcntl.h>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include <fusionflow/atomic_file.hpp>
 #include <fusionflow/cohort.hpp>
+#include <fusionflow/sha256.hpp>
+#include <fusionflow/version.hpp>
+#include <nlohmann/json.hpp>
+
+extern char** environ;
 
 #include "commands.hpp"
 
@@ -17,7 +41,293 @@ void print_problem(const Diagnostic& problem) {
   if (!problem.hint.empty()) std::cerr << "    hint: " << problem.hint << "\n";
 }
 
+namespace fs = std::filesystem;
+using ordered_json = nlohmann::ordered_json;
+
+// What a subject's run depends on: the pipeline file, the values of its
+// variables, the content of every file or folder it reads, and this
+// program's version. Equal fingerprints: the same run.
+std::string fingerprint(const std::string& pipeline_sha256, const CohortSubject& subject,
+                        const PipelineVariables& variables) {
+  ordered_json document{{"pipeline_sha256", pipeline_sha256}, {"fusionflow", version_string()}};
+  for (const auto& [name, value] : subject.variables) {
+    document["variables"][name] = value;
+    if (variables.input_paths.count(name) == 0 || value.empty()) continue;
+    std::error_code ec;
+    if (fs::is_directory(value, ec)) {
+      std::vector<fs::path> files;
+      for (const auto& entry : fs::recursive_directory_iterator(value, ec)) {
+        if (entry.is_regular_file(ec)) files.push_back(entry.path());
+      }
+      std::sort(files.begin(), files.end());
+      ordered_json listing = ordered_json::array();
+      for (const fs::path& file : files) {
+        listing.push_back({fs::relative(file, value, ec).string(), sha256_file_hex(file)});
+      }
+      document["inputs"][name] = sha256_hex(listing.dump());
+    } else {
+      document["inputs"][name] = sha256_file_hex(value);
+    }
+  }
+  return sha256_hex(document.dump());
+}
+
+std::optional<ordered_json> read_json(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return std::nullopt;
+  auto document = ordered_json::parse(in, nullptr, false);
+  if (document.is_discarded()) return std::nullopt;
+  return document;
+}
+
+struct SubjectRun {
+  const CohortSubject* subject = nullptr;
+  fs::path folder;  // DIR/<subject>: state, run record, log
+  std::string fingerprint;
+  std::string state = "pending";  // pending, running, done, failed
+  double seconds = 0;
+  double peak_memory_bytes = 0;
+  std::string error;
+  bool ran_now = false;
+  bool left_alone = false;  // --retry-failed: not a failure, not run
+};
+
+void read_run_outcome(SubjectRun& run) {
+  const auto record = read_json(run.folder / "run.json");
+  if (!record) {
+    run.state = "failed";
+    if (run.error.empty()) run.error = "no run record (see " + (run.folder / "run.log").string() + ")";
+    return;
+  }
+  run.seconds = record->value("wall_seconds", 0.0);
+  run.peak_memory_bytes = record->value("peak_memory_bytes", 0.0);
+  const bool succeeded = record->value("exit_status", std::string()) == "succeeded";
+  run.state = succeeded ? "done" : "failed";
+  run.error = succeeded ? std::string() : record->value("error", std::string("the run failed"));
+}
+
+void write_state(const SubjectRun& run) {
+  const ordered_json state{{"subject", run.subject->id},
+                           {"state", run.state},
+                           {"fingerprint", run.fingerprint},
+                           {"seconds", run.seconds},
+                           {"peak_memory_bytes", run.peak_memory_bytes},
+                           {"error", run.error}};
+  write_file_atomically(run.folder / "cohort-state.json", state.dump(2) + "\n");
+}
+
+void write_study(const fs::path& out, const CohortArguments& arguments, const std::string& pipeline_sha256,
+                 Session& session, const std::vector<SubjectRun>& runs) {
+  ordered_json study{{"cohort_format_version", 1},
+                     {"fusionflow_version", version_string()},
+                     {"cohort", fs::absolute(arguments.cohort).string()},
+                     {"pipeline", fs::absolute(arguments.pipeline).string()},
+                     {"pipeline_sha256", pipeline_sha256}};
+  ordered_json plugins = ordered_json::array();
+  for (const PluginLoadReport& report : session.plugin_reports()) {
+    if (report.loaded) plugins.push_back({{"name", report.plugin_name}, {"version", report.plugin_version}});
+  }
+  study["plugins"] = std::move(plugins);
+  std::map<std::string, int> counts;
+  ordered_json subjects = ordered_json::array();
+  for (const SubjectRun& run : runs) {
+    ++counts[run.state];
+    ordered_json entry{{"subject", run.subject->id},
+                       {"origin", run.subject->origin},
+                       {"state", run.state},
+                       {"seconds", run.seconds},
+                       {"peak_memory_bytes", run.peak_memory_bytes},
+                       {"error", run.error},
+                       {"run_record", (run.folder / "run.json").string()},
+                       {"log", (run.folder / "run.log").string()}};
+    subjects.push_back(std::move(entry));
+  }
+  study["counts"] = counts;
+  study["subjects"] = std::move(subjects);
+  write_file_atomically(out / "cohort.json", study.dump(2) + "\n");
+}
+
+// `fusionflow run` for one subject, its output and errors into its log.
+pid_t start_subject(const SubjectRun& run, const CohortArguments& arguments, const GlobalOptions& global, int threads) {
+  std::vector<std::string> argv{"fusionflow"};
+  for (const std::string& dir : global.plugin_dirs) argv.insert(argv.end(), {"--plugin-dir", dir});
+  argv.insert(argv.end(), {"--log-level", global.log_level, "run", arguments.pipeline, "--threads",
+                           std::to_string(threads), "--record", (run.folder / "run.json").string(), "--no-progress"});
+  for (const auto& [name, value] : run.subject->variables) argv.insert(argv.end(), {"--set", name + "=" + value});
+  std::vector<char*> pointers;
+  for (std::string& argument : argv) pointers.push_back(argument.data());
+  pointers.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  const std::string log = (run.folder / "run.log").string();
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = -1;
+  const int error = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, pointers.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (error != 0) throw std::runtime_error("cannot start fusionflow run for subject " + run.subject->id);
+  return pid;
+}
+
 }  // namespace
+
+int cohort_run_command(Session& session, const GlobalOptions& global, const CohortArguments& arguments) {
+  std::vector<Diagnostic> problems;
+  const auto variables = read_pipeline_variables(arguments.pipeline, session.registry(), problems);
+  if (!variables) {
+    for (const Diagnostic& problem : problems) print_problem(problem);
+    return kInvalid;
+  }
+  const fs::path out = fs::absolute(arguments.out);
+  const CohortLoad cohort = load_cohort(arguments.cohort, *variables, out);
+  for (const Diagnostic& problem : cohort.problems) print_problem(problem);
+  if (!cohort.ok()) {
+    std::cerr << arguments.cohort << ": " << cohort.problems.size() << " problem(s) found; nothing was run\n";
+    return kInvalid;
+  }
+  // The pipeline with each subject's values, before anything runs.
+  std::size_t invalid = 0;
+  LoadOptions options;
+  options.plugin_failures = session.plugin_failures();
+  std::string pipeline_sha256;
+  for (const CohortSubject& subject : cohort.cohort->subjects) {
+    options.variable_overrides = subject.variables;
+    const LoadResult loaded = load_pipeline_file(arguments.pipeline, session.registry(), options);
+    for (const Diagnostic& diagnostic : loaded.diagnostics) {
+      std::cerr << "subject " << subject.id << " (" << subject.origin
+                << "): " << format_diagnostic(arguments.pipeline, diagnostic) << "\n";
+      ++invalid;
+    }
+    if (loaded.ok()) pipeline_sha256 = loaded.pipeline->source_sha256;
+  }
+  if (invalid > 0) {
+    std::cerr << arguments.cohort << ": " << invalid << " problem(s) found; nothing was run\n";
+    return kInvalid;
+  }
+
+  fs::create_directories(out);
+  std::vector<SubjectRun> runs;
+  for (const CohortSubject& subject : cohort.cohort->subjects) {
+    SubjectRun run;
+    run.subject = &subject;
+    run.folder = out / subject.id;
+    fs::create_directories(run.folder);
+    run.fingerprint = fingerprint(pipeline_sha256, subject, *variables);
+    const auto state = read_json(run.folder / "cohort-state.json");
+    const auto record = read_json(run.folder / "run.json");
+    const std::string last = state ? state->value("state", std::string()) : std::string();
+    if (last == "done" && state->value("fingerprint", std::string()) == run.fingerprint && record &&
+        record->value("exit_status", std::string()) == "succeeded") {
+      run.state = "done";  // resumed: the same run completed before
+      run.seconds = state->value("seconds", 0.0);
+      run.peak_memory_bytes = state->value("peak_memory_bytes", 0.0);
+    } else if (arguments.retry_failed && last != "failed") {
+      // Only failures run again; the others stay as they were (a done one
+      // whose inputs changed since is "changed").
+      run.left_alone = true;
+      run.state = last == "done" ? "changed" : last.empty() || last == "running" ? "pending" : last;
+    }
+    runs.push_back(std::move(run));
+  }
+
+  // Subjects at once and threads each: never more threads than the budget.
+  const int budget = arguments.threads > 0 ? arguments.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<SubjectRun*> queue;
+  for (SubjectRun& run : runs) {
+    if (run.state == "done" || run.left_alone) continue;
+    queue.push_back(&run);
+  }
+  const int parallel = std::max(1, std::min<int>(arguments.parallel > 0 ? arguments.parallel : budget,
+                                                 int(std::max<std::size_t>(1, queue.size()))));
+  const int threads = std::max(1, budget / parallel);
+  std::cerr << "cohort: " << runs.size() << " subjects, " << (runs.size() - queue.size())
+            << " done or left as they are, " << queue.size() << " to run ("
+            << std::min<int>(parallel, int(queue.size())) << " at once, " << threads << " thread(s) each)\n";
+  write_study(out, arguments, pipeline_sha256, session, runs);
+  std::map<pid_t, SubjectRun*> running;
+  std::size_t next = 0, finished = 0;
+  const auto started = std::chrono::steady_clock::now();
+  while (next < queue.size() || !running.empty()) {
+    while (next < queue.size() && int(running.size()) < parallel) {
+      SubjectRun& run = *queue[next++];
+      std::error_code ec;
+      fs::remove(run.folder / "run.json", ec);  // a killed run leaves no record that says done
+      run.state = "running";
+      run.error.clear();
+      write_state(run);
+      running[start_subject(run, arguments, global, threads)] = &run;
+    }
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    const auto it = running.find(pid);
+    if (it == running.end()) continue;
+    SubjectRun& run = *it->second;
+    running.erase(it);
+    run.ran_now = true;
+    if (WIFSIGNALED(status)) run.error = "fusionflow run ended by signal " + std::to_string(WTERMSIG(status));
+    read_run_outcome(run);
+    write_state(run);
+    write_study(out, arguments, pipeline_sha256, session, runs);
+    ++finished;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::cerr << "[" << finished << "/" << queue.size() << "] " << run.subject->id << " " << run.state << " in "
+              << run.seconds << " s" << (run.error.empty() ? "" : ": " + run.error) << "  (" << elapsed << " s)\n";
+  }
+
+  // The study's metrics: every subject's metrics*.csv, with a subject column.
+  std::vector<std::pair<std::string, fs::path>> tables;
+  for (const SubjectRun& run : runs) {
+    if (run.state != "done") continue;
+    const fs::path subject_out = run.subject->variables.at("out");
+    std::error_code ec;
+    std::vector<fs::path> found;
+    for (const auto& entry : fs::directory_iterator(subject_out, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind("metrics", 0) == 0 && entry.path().extension() == ".csv") found.push_back(entry.path());
+    }
+    std::sort(found.begin(), found.end());
+    for (const fs::path& file : found) tables.emplace_back(run.subject->id, file);
+  }
+  if (!tables.empty()) {
+    std::vector<Diagnostic> table_problems;
+    write_file_atomically(out / "metrics.csv", merge_subject_tables(tables, table_problems));
+    for (const Diagnostic& problem : table_problems)
+      std::cerr << "warning: " << problem.location << ": " << problem.message << "\n";
+  }
+  write_study(out, arguments, pipeline_sha256, session, runs);
+  std::size_t failed = 0;
+  for (const SubjectRun& run : runs) failed += run.state == "failed" ? 1 : 0;
+  std::cerr << "cohort: " << (runs.size() - failed) << " of " << runs.size() << " subjects done"
+            << (failed ? ", " + std::to_string(failed) + " failed (fusionflow cohort status " + out.string() + ")" : "")
+            << "\n";
+  return failed > 0 ? kRunFailed : kSuccess;
+}
+
+int cohort_status_command(const std::string& folder, bool summary_only) {
+  const auto study = read_json(fs::path(folder) / "cohort.json");
+  if (!study) {
+    std::cerr << "error: " << folder << " holds no cohort.json (run fusionflow cohort run ... --out " << folder
+              << ")\n";
+    return kInvalid;
+  }
+  if (!summary_only) {
+    for (const auto& subject : (*study)["subjects"]) {
+      std::cout << subject.value("subject", std::string()) << "\t" << subject.value("state", std::string()) << "\t"
+                << subject.value("seconds", 0.0) << " s";
+      const std::string error = subject.value("error", std::string());
+      if (!error.empty()) std::cout << "\t" << error;
+      std::cout << "\n";
+    }
+  }
+  std::cout << "subjects: " << (*study)["subjects"].size();
+  for (const auto& [state, count] : (*study)["counts"].items()) std::cout << ", " << state << " " << count.dump();
+  std::cout << "\n";
+  return kSuccess;
+}
 
 int cohort_check_command(Session& session, const CohortArguments& arguments) {
   std::vector<Diagnostic> problems;

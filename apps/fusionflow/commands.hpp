@@ -36,10 +36,15 @@ struct CohortArguments {
   std::string cohort;
   std::string pipeline;
   std::string out = "fusionflow-out";
+  int threads = 0;   // the whole budget (0: all cores)
+  int parallel = 0;  // subjects at once (0: as many as the budget allows)
+  bool retry_failed = false;
 };
 
 int phantom_command(Session& session, const PhantomArguments& arguments);
 int cohort_check_command(Session& session, const CohortArguments& arguments);
+int cohort_run_command(Session& session, const GlobalOptions& global, const CohortArguments& arguments);
+int cohort_status_command(const std::string& folder, bool summary_only);
 // `fusionflow NAME ARGS...` for a command a plugin registered
 // (fusionflow/plugin_command.hpp); nullopt when no plugin has NAME.
 std::optional<int> plugin_command(Session& session, const std::string& name, const std::vector<std::string>& arguments);

@@ -76,6 +76,25 @@ int main(int argc, char** argv) {
       ->required();
   cohort_check->add_option("pipeline", cohort_arguments.pipeline, "Pipeline JSON file")->required();
   cohort_check->add_option("--out", cohort_arguments.out, "Study output folder (each subject's out is OUT/<subject>)");
+  auto* cohort_run = cohort->add_subcommand(
+      "run", "Run the pipeline for every subject (each its own process); again: resume, skipping done subjects");
+  cohort_run->add_option("cohort", cohort_arguments.cohort, "Subjects table (.csv, .tsv) or cohort file (.json)")
+      ->required();
+  cohort_run->add_option("pipeline", cohort_arguments.pipeline, "Pipeline JSON file")->required();
+  cohort_run->add_option("--out", cohort_arguments.out, "Study folder: cohort.json, metrics.csv, OUT/<subject>/")
+      ->required();
+  cohort_run->add_option("--threads", cohort_arguments.threads, "Threads for the whole study (0: all cores)")
+      ->check(CLI::Range(0, 1024));
+  cohort_run
+      ->add_option("--parallel", cohort_arguments.parallel,
+                   "Subjects at once (0: the thread budget; each gets threads / parallel)")
+      ->check(CLI::Range(0, 1024));
+  cohort_run->add_flag("--retry-failed", cohort_arguments.retry_failed, "Run only the subjects that failed");
+  std::string cohort_folder;
+  auto* cohort_status = cohort->add_subcommand("status", "Each subject's state in a study folder");
+  cohort_status->add_option("folder", cohort_folder, "Study folder (cohort run --out)")->required();
+  auto* cohort_summary = cohort->add_subcommand("summary", "How many subjects are done, failed, ...");
+  cohort_summary->add_option("folder", cohort_folder, "Study folder (cohort run --out)")->required();
 
   // `view` hands everything after it to the fusionflow-view program (whose
   // --help lists its options and keys), before any parsing here.
@@ -157,6 +176,9 @@ int main(int argc, char** argv) {
     if (*graph) return graph_command(session, graph_arguments, graph_output);
     if (*phantom) return phantom_command(session, phantom_arguments);
     if (*cohort_check) return cohort_check_command(session, cohort_arguments);
+    if (*cohort_run) return cohort_run_command(session, global, cohort_arguments);
+    if (*cohort_status) return cohort_status_command(cohort_folder, false);
+    if (*cohort_summary) return cohort_status_command(cohort_folder, true);
   } catch (const std::exception& error) {
     spdlog::error("{}", error.what());
     return kRunFailed;

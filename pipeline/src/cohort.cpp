@@ -414,6 +414,54 @@ std::optional<PipelineVariables> read_pipeline_variables(const fs::path& pipelin
   return result;
 }
 
+std::string merge_subject_tables(const std::vector<std::pair<std::string, fs::path>>& tables,
+                                 std::vector<Diagnostic>& problems) {
+  std::vector<std::string> columns{"subject"};
+  std::map<std::string, std::size_t> column_of{{"subject", 0}};
+  std::vector<std::map<std::size_t, std::string>> rows;
+  for (const auto& [subject, file] : tables) {
+    std::vector<Diagnostic> found;
+    const auto text = read_small_file(file, "table", found);
+    std::vector<TableRow> parsed;
+    if (text) parsed = parse_table(*text, ',', file.string(), found);
+    if (!found.empty() || parsed.empty()) {
+      problems.insert(problems.end(), found.begin(), found.end());
+      if (found.empty()) problems.push_back({file.string(), "the table is empty", ""});
+      continue;
+    }
+    std::vector<std::size_t> index;
+    for (const std::string& name : parsed[0].cells) {
+      const auto [it, fresh] = column_of.emplace(name, columns.size());
+      if (fresh) columns.push_back(name);
+      index.push_back(it->second);
+    }
+    for (std::size_t r = 1; r < parsed.size(); ++r) {
+      std::map<std::size_t, std::string> row{{0, subject}};
+      for (std::size_t c = 0; c < parsed[r].cells.size() && c < index.size(); ++c) {
+        if (index[c] != 0) row[index[c]] = parsed[r].cells[c];
+      }
+      rows.push_back(std::move(row));
+    }
+  }
+  const auto quoted = [](const std::string& cell) {
+    if (cell.find_first_of(",\"\r\n") == std::string::npos) return cell;
+    std::string text = "\"";
+    for (const char c : cell) text += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return text + "\"";
+  };
+  std::string csv;
+  for (std::size_t c = 0; c < columns.size(); ++c) csv += (c ? "," : "") + quoted(columns[c]);
+  csv += "\n";
+  for (const auto& row : rows) {
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+      const auto it = row.find(c);
+      csv += (c ? "," : "") + (it == row.end() ? std::string() : quoted(it->second));
+    }
+    csv += "\n";
+  }
+  return csv;
+}
+
 CohortLoad load_cohort(const fs::path& file, const PipelineVariables& variables, const fs::path& out_dir) {
   CohortLoad result;
   const std::string extension = file.extension().string();

@@ -233,6 +233,60 @@ TEST(Cli, CohortCheckListsTheSubjectsOrEveryProblem) {
   fs::remove_all(dir);
 }
 
+std::string read_text(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+TEST(Cli, CohortRunRunsEverySubjectAloneAndResumes) {
+  const fs::path dir = temp_dir("cohort-run");
+  ASSERT_EQ(run("phantom --size 24 --out " + (dir / "p").string()).exit_code, 0);
+  fs::create_directories(dir / "bad");
+  {  // a truncated PET for s3
+    const std::string pet = read_text(dir / "p/pet.nii.gz");
+    std::ofstream(dir / "bad/pet.nii.gz", std::ios::binary) << pet.substr(0, pet.size() / 3);
+  }
+  std::ofstream(dir / "subjects.csv") << "subject,ct,mri,pet\n"
+                                         "s1,p/ct.nii.gz,p/t1.nii.gz,p/pet.nii.gz\n"
+                                         "s2,p/ct.nii.gz,p/t1.nii.gz,p/pet.nii.gz\n"
+                                         "s3,p/ct.nii.gz,p/t1.nii.gz,bad/pet.nii.gz\n";
+  const std::string command = "cohort run " + (dir / "subjects.csv").string() + " " + kExamples +
+                              "pet_ct_mri_fusion.json --out " + (dir / "study").string() + " --threads 2";
+  const Output first = run(command);
+  EXPECT_EQ(first.exit_code, 1) << first.text;  // one subject failed, alone
+  EXPECT_NE(first.text.find("cohort: 2 of 3 subjects done, 1 failed"), std::string::npos) << first.text;
+  const Output status = run("cohort status " + (dir / "study").string());
+  EXPECT_EQ(status.exit_code, 0) << status.text;
+  EXPECT_NE(status.text.find("s3\tfailed"), std::string::npos) << status.text;
+  EXPECT_NE(status.text.find("is truncated"), std::string::npos) << status.text;
+  // Subjects with the same inputs give the same bytes (s1 ran beside s2).
+  EXPECT_EQ(read_text(dir / "study/s1/fused.nii.gz"), read_text(dir / "study/s2/fused.nii.gz"));
+  const std::string metrics = read_text(dir / "study/metrics.csv");
+  EXPECT_EQ(metrics.rfind("subject,label,", 0), 0u) << metrics;
+  EXPECT_NE(metrics.find("\ns2,"), std::string::npos) << metrics;
+
+  // Again: the done subjects are skipped, the failed one fails again.
+  const auto s1_record = read_text(dir / "study/s1/run.json");
+  const Output again = run(command);
+  EXPECT_EQ(again.exit_code, 1) << again.text;
+  EXPECT_NE(again.text.find("2 done or left as they are, 1 to run"), std::string::npos) << again.text;
+  EXPECT_EQ(read_text(dir / "study/s1/run.json"), s1_record);
+  // Mended: --retry-failed runs s3 only, and the study is complete.
+  fs::copy_file(dir / "p/pet.nii.gz", dir / "bad/pet.nii.gz", fs::copy_options::overwrite_existing);
+  const Output retry = run(command + " --retry-failed");
+  EXPECT_EQ(retry.exit_code, 0) << retry.text;
+  EXPECT_NE(retry.text.find("cohort: 3 of 3 subjects done"), std::string::npos) << retry.text;
+  EXPECT_EQ(read_text(dir / "study/s3/fused.nii.gz"), read_text(dir / "study/s1/fused.nii.gz"));
+  // A changed input re-runs its subject only.
+  std::ofstream(dir / "subjects.csv", std::ios::app) << "";
+  fs::copy_file(dir / "p/t2.nii.gz", dir / "bad/pet.nii.gz", fs::copy_options::overwrite_existing);
+  const Output changed = run(command);
+  EXPECT_NE(changed.text.find("2 done or left as they are, 1 to run"), std::string::npos) << changed.text;
+  const Output summary = run("cohort summary " + (dir / "study").string());
+  EXPECT_NE(summary.text.find("subjects: 3, done 3"), std::string::npos) << summary.text;
+  fs::remove_all(dir);
+}
+
 TEST(Cli, BadCommandLineExits2) {
   EXPECT_EQ(run("run").exit_code, 2);
   EXPECT_EQ(run("frobnicate").exit_code, 2);

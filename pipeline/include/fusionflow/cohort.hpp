@@ -67,4 +67,11 @@ struct CohortLoad {
 CohortLoad load_cohort(const std::filesystem::path& file, const PipelineVariables& variables,
                        const std::filesystem::path& out_dir);
 
+// One CSV of the tables `tables` (subject id, CSV file): a `subject` column,
+// then the union of the tables' columns in first-seen order (a cell a table
+// lacks stays empty), rows in the given order. Files that cannot be read or
+// parsed are named in `problems` and left out.
+std::string merge_subject_tables(const std::vector<std::pair<std::string, std::filesystem::path>>& tables,
+                                 std::vector<Diagnostic>& problems);
+
 }  // namespace fusionflow
