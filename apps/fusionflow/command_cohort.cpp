@@ -147,13 +147,20 @@ void write_study(const fs::path& out, const CohortArguments& arguments, const st
   write_file_atomically(out / "cohort.json", study.dump(2) + "\n");
 }
 
-// `fusionflow run` for one subject, its output and errors into its log.
-pid_t start_subject(const SubjectRun& run, const CohortArguments& arguments, const GlobalOptions& global, int threads) {
+// The `fusionflow run` command line of one subject.
+std::vector<std::string> subject_command(const SubjectRun& run, const CohortArguments& arguments,
+                                         const GlobalOptions& global, int threads) {
   std::vector<std::string> argv{"fusionflow"};
   for (const std::string& dir : global.plugin_dirs) argv.insert(argv.end(), {"--plugin-dir", dir});
   argv.insert(argv.end(), {"--log-level", global.log_level, "run", arguments.pipeline, "--threads",
                            std::to_string(threads), "--record", (run.folder / "run.json").string(), "--no-progress"});
   for (const auto& [name, value] : run.subject->variables) argv.insert(argv.end(), {"--set", name + "=" + value});
+  return argv;
+}
+
+// `fusionflow run` for one subject, its output and errors into its log.
+pid_t start_subject(const SubjectRun& run, const CohortArguments& arguments, const GlobalOptions& global, int threads) {
+  std::vector<std::string> argv = subject_command(run, arguments, global, threads);
   std::vector<char*> pointers;
   for (std::string& argument : argv) pointers.push_back(argument.data());
   pointers.push_back(nullptr);
@@ -167,6 +174,92 @@ pid_t start_subject(const SubjectRun& run, const CohortArguments& arguments, con
   posix_spawn_file_actions_destroy(&actions);
   if (error != 0) throw std::runtime_error("cannot start fusionflow run for subject " + run.subject->id);
   return pid;
+}
+
+std::string shell_quoted(const std::string& word) {
+  std::string quoted = "'";
+  for (const char c : word) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+// Runs `argv` (found on PATH), returns its exit code and standard output.
+int run_program(const std::vector<std::string>& argv, std::string& output) {
+  int pipe_ends[2];
+  if (::pipe(pipe_ends) != 0) throw std::runtime_error("cannot create a pipe");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_ends[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, pipe_ends[0]);
+  std::vector<std::string> words = argv;
+  std::vector<char*> pointers;
+  for (std::string& word : words) pointers.push_back(word.data());
+  pointers.push_back(nullptr);
+  pid_t pid = -1;
+  const int error = posix_spawnp(&pid, argv[0].c_str(), &actions, nullptr, pointers.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(pipe_ends[1]);
+  if (error != 0) {
+    ::close(pipe_ends[0]);
+    throw std::runtime_error("cannot run " + argv[0] + " (is Slurm installed and on PATH?)");
+  }
+  char buffer[4096];
+  for (ssize_t got; (got = ::read(pipe_ends[0], buffer, sizeof buffer)) != 0;) {
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    output.append(buffer, static_cast<std::size_t>(got));
+  }
+  ::close(pipe_ends[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// One `sbatch --array` job: task i runs subject i's `fusionflow run` (its
+// command in <subject>/task.sh, output in its run.log). Returns the job id.
+std::string submit_slurm_array(const std::vector<SubjectRun*>& queue, const fs::path& out,
+                               const CohortArguments& arguments, const GlobalOptions& global) {
+  const fs::path slurm = out / "slurm";
+  fs::create_directories(slurm);
+  const std::string program = fs::read_symlink("/proc/self/exe").string();
+  std::string tasks;
+  for (const SubjectRun* run : queue) {
+    std::vector<std::string> argv = subject_command(*run, arguments, global, arguments.cpus_per_task);
+    argv[0] = program;
+    std::string line = "exec";
+    for (const std::string& word : argv) line += " " + shell_quoted(word);
+    write_file_atomically(run->folder / "task.sh",
+                          "#!/bin/sh\n" + line + " > " + shell_quoted((run->folder / "run.log").string()) + " 2>&1\n");
+    tasks += (run->folder / "task.sh").string() + "\n";
+  }
+  write_file_atomically(slurm / "tasks.txt", tasks);
+  write_file_atomically(slurm / "job.sh",
+                        "#!/bin/sh\n# fusionflow cohort: task i runs line i + 1 of tasks.txt\n"
+                        "task=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" " +
+                            shell_quoted((slurm / "tasks.txt").string()) + ")\nexec /bin/sh \"$task\"\n");
+  std::string array = "--array=0-" + std::to_string(queue.size() - 1);
+  if (arguments.parallel > 0) array += "%" + std::to_string(arguments.parallel);
+  std::vector<std::string> sbatch{"sbatch",
+                                  "--parsable",
+                                  "--job-name=fusionflow-cohort",
+                                  array,
+                                  "--cpus-per-task=" + std::to_string(arguments.cpus_per_task),
+                                  "--output=" + (slurm / "task-%a.out").string()};
+  if (arguments.mem_mb > 0) sbatch.push_back("--mem=" + std::to_string(arguments.mem_mb));
+  if (!arguments.partition.empty()) sbatch.push_back("--partition=" + arguments.partition);
+  if (!arguments.account.empty()) sbatch.push_back("--account=" + arguments.account);
+  if (!arguments.time_limit.empty()) sbatch.push_back("--time=" + arguments.time_limit);
+  if (arguments.wait) sbatch.push_back("--wait");
+  sbatch.push_back((slurm / "job.sh").string());
+  std::string output;
+  const int code = run_program(sbatch, output);
+  const std::string job = output.substr(0, output.find_first_of(";\n"));
+  if (job.empty() || (code != 0 && !arguments.wait)) {
+    throw std::runtime_error("sbatch did not accept the job array (exit " + std::to_string(code) + "): " + output);
+  }
+  return job;
 }
 
 }  // namespace
@@ -216,7 +309,9 @@ int cohort_run_command(Session& session, const GlobalOptions& global, const Coho
     const auto state = read_json(run.folder / "cohort-state.json");
     const auto record = read_json(run.folder / "run.json");
     const std::string last = state ? state->value("state", std::string()) : std::string();
-    if (last == "done" && state->value("fingerprint", std::string()) == run.fingerprint && record &&
+    // Done: its run record says it succeeded (records are removed before a
+    // subject starts), with this fingerprint (recorded before it started).
+    if (state && state->value("fingerprint", std::string()) == run.fingerprint && record &&
         record->value("exit_status", std::string()) == "succeeded") {
       run.state = "done";  // resumed: the same run completed before
       run.seconds = state->value("seconds", 0.0);
@@ -244,6 +339,25 @@ int cohort_run_command(Session& session, const GlobalOptions& global, const Coho
             << " done or left as they are, " << queue.size() << " to run ("
             << std::min<int>(parallel, int(queue.size())) << " at once, " << threads << " thread(s) each)\n";
   write_study(out, arguments, pipeline_sha256, session, runs);
+  if (arguments.engine == "slurm" && !queue.empty()) {
+    for (SubjectRun* run : queue) {
+      std::error_code ec;
+      fs::remove(run->folder / "run.json", ec);  // a killed task leaves no record that says done
+      run->state = "submitted";
+      run->error.clear();
+      write_state(*run);
+    }
+    write_study(out, arguments, pipeline_sha256, session, runs);
+    const std::string job = submit_slurm_array(queue, out, arguments, global);
+    std::cerr << "cohort: Slurm job array " << job << " (" << queue.size() << " tasks)"
+              << (arguments.wait ? ", waiting for it" : "; fusionflow cohort status " + out.string()) << "\n";
+    if (!arguments.wait) return kSuccess;
+    for (SubjectRun* run : queue) {
+      read_run_outcome(*run);
+      write_state(*run);
+    }
+    queue.clear();  // nothing for the local engine to run
+  }
   std::map<pid_t, SubjectRun*> running;
   std::size_t next = 0, finished = 0;
   const auto started = std::chrono::steady_clock::now();
@@ -308,12 +422,27 @@ int cohort_run_command(Session& session, const GlobalOptions& global, const Coho
 }
 
 int cohort_status_command(const std::string& folder, bool summary_only) {
-  const auto study = read_json(fs::path(folder) / "cohort.json");
+  auto study = read_json(fs::path(folder) / "cohort.json");
   if (!study) {
     std::cerr << "error: " << folder << " holds no cohort.json (run fusionflow cohort run ... --out " << folder
               << ")\n";
     return kInvalid;
   }
+  // Submitted or running subjects: their run records say how they ended.
+  std::map<std::string, int> counts;
+  for (auto& subject : (*study)["subjects"]) {
+    const std::string state = subject.value("state", std::string());
+    if (state == "submitted" || state == "running") {
+      if (const auto record = read_json(subject.value("run_record", std::string()))) {
+        const bool succeeded = record->value("exit_status", std::string()) == "succeeded";
+        subject["state"] = succeeded ? "done" : "failed";
+        subject["seconds"] = record->value("wall_seconds", 0.0);
+        if (!succeeded) subject["error"] = record->value("error", std::string("the run failed"));
+      }
+    }
+    ++counts[subject.value("state", std::string())];
+  }
+  (*study)["counts"] = counts;
   if (!summary_only) {
     for (const auto& subject : (*study)["subjects"]) {
       std::cout << subject.value("subject", std::string()) << "\t" << subject.value("state", std::string()) << "\t"

@@ -39,6 +39,12 @@ struct CohortArguments {
   int threads = 0;   // the whole budget (0: all cores)
   int parallel = 0;  // subjects at once (0: as many as the budget allows)
   bool retry_failed = false;
+  std::string engine = "local";  // local | slurm
+  // slurm: per-task CPUs (each subject's --threads), memory, and what sbatch passes on
+  int cpus_per_task = 1;
+  long mem_mb = 0;  // 0: the cluster's default
+  std::string partition, account, time_limit;
+  bool wait = false;
 };
 
 int phantom_command(Session& session, const PhantomArguments& arguments);

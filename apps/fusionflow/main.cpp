@@ -90,6 +90,16 @@ int main(int argc, char** argv) {
                    "Subjects at once (0: the thread budget; each gets threads / parallel)")
       ->check(CLI::Range(0, 1024));
   cohort_run->add_flag("--retry-failed", cohort_arguments.retry_failed, "Run only the subjects that failed");
+  cohort_run->add_option("--engine", cohort_arguments.engine, "local (this machine) or slurm (one sbatch job array)")
+      ->check(CLI::IsMember({"local", "slurm"}));
+  cohort_run->add_option("--cpus-per-task", cohort_arguments.cpus_per_task, "slurm: CPUs (and threads) per subject")
+      ->check(CLI::Range(1, 1024));
+  cohort_run->add_option("--mem-mb", cohort_arguments.mem_mb, "slurm: memory per subject in MB (0: the cluster's)")
+      ->check(CLI::Range(0L, 100000000L));
+  cohort_run->add_option("--partition", cohort_arguments.partition, "slurm: partition");
+  cohort_run->add_option("--account", cohort_arguments.account, "slurm: account");
+  cohort_run->add_option("--time", cohort_arguments.time_limit, "slurm: time limit per task (e.g. 01:00:00)");
+  cohort_run->add_flag("--wait", cohort_arguments.wait, "slurm: return when the job array has ended");
   std::string cohort_folder;
   auto* cohort_status = cohort->add_subcommand("status", "Each subject's state in a study folder");
   cohort_status->add_option("folder", cohort_folder, "Study folder (cohort run --out)")->required();
