@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fcntl.h>
 #include <fstream>
 #include <iostream>
@@ -300,6 +301,7 @@ int cohort_run_command(Session& session, const GlobalOptions& global, const Coho
 
   fs::create_directories(out);
   std::vector<SubjectRun> runs;
+  double largest_peak_bytes = 0;  // of the runs recorded before: the Slurm memory default
   for (const CohortSubject& subject : cohort.cohort->subjects) {
     SubjectRun run;
     run.subject = &subject;
@@ -308,6 +310,7 @@ int cohort_run_command(Session& session, const GlobalOptions& global, const Coho
     run.fingerprint = fingerprint(pipeline_sha256, subject, *variables);
     const auto state = read_json(run.folder / "cohort-state.json");
     const auto record = read_json(run.folder / "run.json");
+    if (record) largest_peak_bytes = std::max(largest_peak_bytes, record->value("peak_memory_bytes", 0.0));
     const std::string last = state ? state->value("state", std::string()) : std::string();
     // Done: its run record says it succeeded (records are removed before a
     // subject starts), with this fingerprint (recorded before it started).
@@ -340,6 +343,13 @@ int cohort_run_command(Session& session, const GlobalOptions& global, const Coho
             << std::min<int>(parallel, int(queue.size())) << " at once, " << threads << " thread(s) each)\n";
   write_study(out, arguments, pipeline_sha256, session, runs);
   if (arguments.engine == "slurm" && !queue.empty()) {
+    CohortArguments submit = arguments;
+    if (submit.mem_mb == 0 && largest_peak_bytes > 0) {
+      // 1.5 times the largest peak of the earlier runs, in steps of 100 MB.
+      submit.mem_mb = long(std::ceil(1.5 * largest_peak_bytes / (1024.0 * 1024.0) / 100.0)) * 100;
+      std::cerr << "cohort: " << submit.mem_mb << " MB per task (1.5 x the largest peak memory of the earlier runs, "
+                << long(largest_peak_bytes / (1024.0 * 1024.0)) << " MiB; --mem-mb sets it)\n";
+    }
     for (SubjectRun* run : queue) {
       std::error_code ec;
       fs::remove(run->folder / "run.json", ec);  // a killed task leaves no record that says done
@@ -348,7 +358,7 @@ int cohort_run_command(Session& session, const GlobalOptions& global, const Coho
       write_state(*run);
     }
     write_study(out, arguments, pipeline_sha256, session, runs);
-    const std::string job = submit_slurm_array(queue, out, arguments, global);
+    const std::string job = submit_slurm_array(queue, out, submit, global);
     std::cerr << "cohort: Slurm job array " << job << " (" << queue.size() << " tasks)"
               << (arguments.wait ? ", waiting for it" : "; fusionflow cohort status " + out.string()) << "\n";
     if (!arguments.wait) return kSuccess;
@@ -388,8 +398,19 @@ int cohort_run_command(Session& session, const GlobalOptions& global, const Coho
     write_study(out, arguments, pipeline_sha256, session, runs);
     ++finished;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    // Progress: one line a subject, with the counts and an estimate of the rest.
+    std::size_t done = 0, failed_now = 0;
+    for (const SubjectRun& each : runs) {
+      done += each.state == "done" ? 1 : 0;
+      failed_now += each.state == "failed" ? 1 : 0;
+    }
+    const double remaining = double(queue.size() - finished);
+    const double eta = elapsed / double(finished) * remaining;
     std::cerr << "[" << finished << "/" << queue.size() << "] " << run.subject->id << " " << run.state << " in "
-              << run.seconds << " s" << (run.error.empty() ? "" : ": " + run.error) << "  (" << elapsed << " s)\n";
+              << run.seconds << " s" << (run.error.empty() ? "" : ": " + run.error) << "  (" << done << " done, "
+              << running.size() << " running, " << failed_now << " failed; " << elapsed << " s"
+              << (remaining > 0 ? ", about " + std::to_string(long(std::ceil(eta))) + " s to go" : std::string())
+              << ")\n";
   }
 
   // The study's metrics: every subject's metrics*.csv, with a subject column.

@@ -255,6 +255,8 @@ TEST(Cli, CohortRunRunsEverySubjectAloneAndResumes) {
   const Output first = run(command);
   EXPECT_EQ(first.exit_code, 1) << first.text;  // one subject failed, alone
   EXPECT_NE(first.text.find("cohort: 2 of 3 subjects done, 1 failed"), std::string::npos) << first.text;
+  EXPECT_NE(first.text.find("[3/3] "), std::string::npos) << first.text;  // a progress line per subject
+  EXPECT_NE(first.text.find(" failed; "), std::string::npos) << first.text;
   const Output status = run("cohort status " + (dir / "study").string());
   EXPECT_EQ(status.exit_code, 0) << status.text;
   EXPECT_NE(status.text.find("s3\tfailed"), std::string::npos) << status.text;

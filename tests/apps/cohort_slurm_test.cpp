@@ -125,6 +125,9 @@ TEST_F(CohortSlurm, AKilledTaskIsResumedAndABadSubjectFailsAlone) {
   const Output resumed = fusionflow_cli(cohort + " --wait");
   EXPECT_EQ(resumed.exit_code, 1) << resumed.text;
   EXPECT_NE(resumed.text.find("1 done or left as they are, 2 to run"), std::string::npos) << resumed.text;
+  // Memory per task from the earlier runs' peak (s2 and s3 left run records).
+  EXPECT_NE(resumed.text.find("MB per task (1.5 x the largest peak memory of the earlier runs"), std::string::npos)
+      << resumed.text;
   EXPECT_NE(resumed.text.find("cohort: 2 of 3 subjects done, 1 failed"), std::string::npos) << resumed.text;
   EXPECT_EQ(read_text(dir_ / "study/s2/run.json"), s2_record);
   const Output final_status = fusionflow_cli("cohort status " + (dir_ / "study").string());
