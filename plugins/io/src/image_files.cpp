@@ -635,8 +635,8 @@ MetaHeader parse_meta_header(const fs::path& path) {
 // reading them (found by fuzz_metaimage: NDims = 77777777777773 kept it busy
 // for minutes): counts no image has, and headers MetaIO would misread (see
 // parse_meta_header), are refused before MetaIO reads the file.
-void check_meta_counts(const fs::path& path) {
-  const MetaHeader header = parse_meta_header(path);
+MetaHeader check_meta_counts(const fs::path& path) {
+  MetaHeader header = parse_meta_header(path);
   const auto check = [&](const std::string& value, const char* field, long largest) {
     if (value.empty()) return;
     char* end = nullptr;
@@ -680,6 +680,7 @@ void check_meta_counts(const fs::path& path) {
                              "D MetaImage, which ITK's MetaIO reads wrongly (past its buffer) unless the image is "
                              "3D; save it with binary data (BinaryData = True, as ITK and 3D Slicer write)");
   }
+  return header;
 }
 
 // How many of the `needed` values MetaIO would read from the text voxel data
@@ -748,9 +749,9 @@ void check_meta_text_voxels(const fs::path& path, const fs::path& data_path, std
   }
 }
 
-void check_meta_container(const fs::path& path, std::uint64_t voxels, std::uint64_t voxel_bytes,
-                          const std::string& grid) {
-  const MetaHeader header = parse_meta_header(path);
+// `header`: check_meta_counts' reading of `path` (read once).
+void check_meta_container(const fs::path& path, const MetaHeader& header, std::uint64_t voxels,
+                          std::uint64_t voxel_bytes, const std::string& grid) {
   fs::path data_path;
   std::uint64_t offset = 0;
   if (header.data_file == "LOCAL") {
@@ -1043,7 +1044,8 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
   bool own_geometry = false;
   std::vector<std::uint64_t> size;
   std::uint64_t component_size = 0;
-  if (format == FileFormat::MetaImage) check_meta_counts(path);
+  std::optional<MetaHeader> meta_header;
+  if (format == FileFormat::MetaImage) meta_header = check_meta_counts(path);
   try {
     io->ReadImageInformation();
     for (unsigned axis = 0; axis < io->GetNumberOfDimensions(); ++axis) size.push_back(io->GetDimensions(axis));
@@ -1145,7 +1147,7 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
 
   switch (format) {
     case FileFormat::Nifti: check_nifti_container(path, voxel_bytes, grid); break;
-    case FileFormat::MetaImage: check_meta_container(path, total_voxels, voxel_bytes, grid); break;
+    case FileFormat::MetaImage: check_meta_container(path, *meta_header, total_voxels, voxel_bytes, grid); break;
     case FileFormat::Nrrd:
       // teem reports truncated raw and compressed data itself; only refuse
       // headers no file of this size could satisfy (detached .nhdr data
