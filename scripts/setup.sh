@@ -23,7 +23,7 @@ packages=(
   # viz tests: ensure_display() talks to X (libX11), the viewer test sends keys with xdotool
   libx11-dev xdotool
   # cohort tests: a single-node Slurm (slurmctld, slurmd) with munge, started by the tests themselves
-  slurm-wlm munge
+  slurm-wlm munge procps
   # `fusionflow graph ... | dot -Tpng`
   graphviz
   # io tests: nibabel reads Siemens mosaics and sheared NIfTI files as the reference (and ships real

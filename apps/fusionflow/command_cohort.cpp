@@ -263,46 +263,61 @@ std::string submit_slurm_array(const std::vector<SubjectRun*>& queue, const fs::
   return job;
 }
 
+// A cohort and its pipeline, checked as `cohort check` reports them: the
+// cohort's problems, then the pipeline with each subject's values. Prints
+// every problem and returns nothing when there is one.
+struct CheckedCohort {
+  PipelineVariables variables;
+  Cohort cohort;
+  std::string pipeline_sha256;
+};
+
+std::optional<CheckedCohort> check_cohort(Session& session, const CohortArguments& arguments) {
+  std::vector<Diagnostic> problems;
+  auto variables = read_pipeline_variables(arguments.pipeline, session.registry(), problems);
+  if (!variables) {
+    for (const Diagnostic& problem : problems) print_problem(problem);
+    return std::nullopt;
+  }
+  CohortLoad cohort = load_cohort(arguments.cohort, *variables, fs::absolute(arguments.out));
+  std::size_t count = cohort.problems.size();
+  for (const Diagnostic& problem : cohort.problems) print_problem(problem);
+  std::string pipeline_sha256;
+  if (cohort.ok()) {
+    LoadOptions options;
+    options.plugin_failures = session.plugin_failures();
+    for (const CohortSubject& subject : cohort.cohort->subjects) {
+      options.variable_overrides = subject.variables;
+      const LoadResult loaded = load_pipeline_file(arguments.pipeline, session.registry(), options);
+      for (const Diagnostic& diagnostic : loaded.diagnostics) {
+        std::cerr << "subject " << subject.id << " (" << subject.origin
+                  << "): " << format_diagnostic(arguments.pipeline, diagnostic) << "\n";
+        ++count;
+      }
+      if (loaded.ok()) pipeline_sha256 = loaded.pipeline->source_sha256;
+    }
+  }
+  if (count > 0) {
+    std::cerr << arguments.cohort << ": " << count << (count == 1 ? " problem" : " problems")
+              << " found; nothing was run\n";
+    return std::nullopt;
+  }
+  return CheckedCohort{std::move(*variables), std::move(*cohort.cohort), pipeline_sha256};
+}
+
 }  // namespace
 
 int cohort_run_command(Session& session, const GlobalOptions& global, const CohortArguments& arguments) {
-  std::vector<Diagnostic> problems;
-  const auto variables = read_pipeline_variables(arguments.pipeline, session.registry(), problems);
-  if (!variables) {
-    for (const Diagnostic& problem : problems) print_problem(problem);
-    return kInvalid;
-  }
+  const auto checked = check_cohort(session, arguments);
+  if (!checked) return kInvalid;
+  const PipelineVariables* variables = &checked->variables;
+  const std::string& pipeline_sha256 = checked->pipeline_sha256;
   const fs::path out = fs::absolute(arguments.out);
-  const CohortLoad cohort = load_cohort(arguments.cohort, *variables, out);
-  for (const Diagnostic& problem : cohort.problems) print_problem(problem);
-  if (!cohort.ok()) {
-    std::cerr << arguments.cohort << ": " << cohort.problems.size() << " problem(s) found; nothing was run\n";
-    return kInvalid;
-  }
-  // The pipeline with each subject's values, before anything runs.
-  std::size_t invalid = 0;
-  LoadOptions options;
-  options.plugin_failures = session.plugin_failures();
-  std::string pipeline_sha256;
-  for (const CohortSubject& subject : cohort.cohort->subjects) {
-    options.variable_overrides = subject.variables;
-    const LoadResult loaded = load_pipeline_file(arguments.pipeline, session.registry(), options);
-    for (const Diagnostic& diagnostic : loaded.diagnostics) {
-      std::cerr << "subject " << subject.id << " (" << subject.origin
-                << "): " << format_diagnostic(arguments.pipeline, diagnostic) << "\n";
-      ++invalid;
-    }
-    if (loaded.ok()) pipeline_sha256 = loaded.pipeline->source_sha256;
-  }
-  if (invalid > 0) {
-    std::cerr << arguments.cohort << ": " << invalid << " problem(s) found; nothing was run\n";
-    return kInvalid;
-  }
 
   fs::create_directories(out);
   std::vector<SubjectRun> runs;
   double largest_peak_bytes = 0;  // of the runs recorded before: the Slurm memory default
-  for (const CohortSubject& subject : cohort.cohort->subjects) {
+  for (const CohortSubject& subject : checked->cohort.subjects) {
     SubjectRun run;
     run.subject = &subject;
     run.folder = out / subject.id;
@@ -480,36 +495,9 @@ int cohort_status_command(const std::string& folder, bool summary_only) {
 }
 
 int cohort_check_command(Session& session, const CohortArguments& arguments) {
-  std::vector<Diagnostic> problems;
-  const auto variables = read_pipeline_variables(arguments.pipeline, session.registry(), problems);
-  if (!variables) {
-    for (const Diagnostic& problem : problems) print_problem(problem);
-    return kInvalid;
-  }
-  const std::filesystem::path out = std::filesystem::absolute(arguments.out);
-  CohortLoad cohort = load_cohort(arguments.cohort, *variables, out);
-  std::size_t count = cohort.problems.size();
-  for (const Diagnostic& problem : cohort.problems) print_problem(problem);
-  if (cohort.ok()) {
-    // The pipeline with each subject's values: the checks `run` makes.
-    LoadOptions options;
-    options.plugin_failures = session.plugin_failures();
-    for (const CohortSubject& subject : cohort.cohort->subjects) {
-      options.variable_overrides = subject.variables;
-      const LoadResult loaded = load_pipeline_file(arguments.pipeline, session.registry(), options);
-      for (const Diagnostic& diagnostic : loaded.diagnostics) {
-        std::cerr << "subject " << subject.id << " (" << subject.origin
-                  << "): " << format_diagnostic(arguments.pipeline, diagnostic) << "\n";
-        ++count;
-      }
-    }
-  }
-  if (count > 0) {
-    std::cerr << arguments.cohort << ": " << count << (count == 1 ? " problem" : " problems")
-              << " found; nothing was run\n";
-    return kInvalid;
-  }
-  const auto& subjects = cohort.cohort->subjects;
+  const auto checked = check_cohort(session, arguments);
+  if (!checked) return kInvalid;
+  const auto& subjects = checked->cohort.subjects;
   std::cout << arguments.cohort << ": " << subjects.size() << (subjects.size() == 1 ? " subject" : " subjects")
             << ", each valid for " << arguments.pipeline << "\n";
   for (const CohortSubject& subject : subjects) {

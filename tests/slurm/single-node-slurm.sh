@@ -9,8 +9,37 @@
 set -euo pipefail
 command=${1:?start|stop}
 dir=${2:?folder}
+
+stop_all() {
+  [ -f "$dir/pids" ] || return 0
+  # Slurm first, munged last.
+  tac "$dir/pids" | while read -r name pid; do
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  : > "$dir/pids"
+}
+
+# Waits for a daemon's pid file and records the pid, so that stop finds it.
+record_pid() {
+  local name=$1 file=$2
+  for _ in $(seq 100); do [ -s "$file" ] && break; sleep 0.1; done
+  [ -s "$file" ] || { echo "single-node-slurm: $name wrote no pid file $file" >&2; return 1; }
+  echo "$name $(cat "$file")" >> "$dir/pids"
+}
+
+# A start that fails stops what it started and shows the daemons' logs.
+failed_start() {
+  echo "single-node-slurm: could not start Slurm in $dir" >&2
+  for log in "$dir"/log/*.log; do [ -f "$log" ] && { echo "== $log" >&2; tail -n 20 "$log" >&2; }; done
+  stop_all
+  exit 1
+}
+
 case "$command" in
 start)
+  trap failed_start ERR
   mkdir -p "$dir/state" "$dir/spool" "$dir/log"
   : > "$dir/pids"
   host=$(hostname -s)
@@ -39,34 +68,27 @@ SlurmdLogFile=$dir/log/slurmd.log
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=4000 State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
-  if ! pgrep -x munged > /dev/null; then
+  # A munged that already runs (its pid file names a live process) is used, and left running.
+  if ! { [ -s /run/munge/munged.pid ] && kill -0 "$(cat /run/munge/munged.pid)" 2>/dev/null; }; then
     mkdir -p /run/munge && chown munge: /run/munge
     chown -R munge: /etc/munge /var/lib/munge /var/log/munge
+    rm -f /run/munge/munged.pid
     runuser -u munge -- munged
-    for _ in $(seq 50); do [ -s /run/munge/munged.pid ] && break; sleep 0.1; done
-    echo "munged $(cat /run/munge/munged.pid)" >> "$dir/pids"
+    record_pid munged /run/munge/munged.pid
   fi
   export SLURM_CONF="$dir/slurm.conf"
   slurmctld
+  record_pid slurmctld "$dir/slurmctld.pid"
   slurmd
-  for _ in $(seq 100); do [ -s "$dir/slurmctld.pid" ] && [ -s "$dir/slurmd.pid" ] && break; sleep 0.1; done
-  echo "slurmctld $(cat "$dir/slurmctld.pid")" >> "$dir/pids"
-  echo "slurmd $(cat "$dir/slurmd.pid")" >> "$dir/pids"
+  record_pid slurmd "$dir/slurmd.pid"
   for _ in $(seq 150); do
     if sinfo -h -o %t 2>/dev/null | grep -q '^idle'; then exit 0; fi
     sleep 0.2
   done
-  echo "single-node-slurm: the node did not become idle; see $dir/log" >&2
-  exit 1
+  echo "single-node-slurm: the node did not become idle" >&2
+  false
   ;;
 stop)
-  [ -f "$dir/pids" ] || exit 0
-  # Slurm first, munged last.
-  tac "$dir/pids" | while read -r name pid; do
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  : > "$dir/pids"
+  stop_all
   ;;
 esac
