@@ -233,17 +233,12 @@ TEST(Cli, CohortCheckListsTheSubjectsOrEveryProblem) {
   fs::remove_all(dir);
 }
 
-std::string read_text(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 TEST(Cli, CohortRunRunsEverySubjectAloneAndResumes) {
   const fs::path dir = temp_dir("cohort-run");
   ASSERT_EQ(run("phantom --size 24 --out " + (dir / "p").string()).exit_code, 0);
   fs::create_directories(dir / "bad");
   {  // a truncated PET for s3
-    const std::string pet = read_text(dir / "p/pet.nii.gz");
+    const std::string pet = fusionflow::testing::read_file(dir / "p/pet.nii.gz");
     std::ofstream(dir / "bad/pet.nii.gz", std::ios::binary) << pet.substr(0, pet.size() / 3);
   }
   std::ofstream(dir / "subjects.csv") << "subject,ct,mri,pet\n"
@@ -262,23 +257,25 @@ TEST(Cli, CohortRunRunsEverySubjectAloneAndResumes) {
   EXPECT_NE(status.text.find("s3\tfailed"), std::string::npos) << status.text;
   EXPECT_NE(status.text.find("is truncated"), std::string::npos) << status.text;
   // Subjects with the same inputs give the same bytes (s1 ran beside s2).
-  EXPECT_EQ(read_text(dir / "study/s1/fused.nii.gz"), read_text(dir / "study/s2/fused.nii.gz"));
-  const std::string metrics = read_text(dir / "study/metrics.csv");
+  EXPECT_EQ(fusionflow::testing::read_file(dir / "study/s1/fused.nii.gz"),
+            fusionflow::testing::read_file(dir / "study/s2/fused.nii.gz"));
+  const std::string metrics = fusionflow::testing::read_file(dir / "study/metrics.csv");
   EXPECT_EQ(metrics.rfind("subject,label,", 0), 0u) << metrics;
   EXPECT_NE(metrics.find("\ns2,"), std::string::npos) << metrics;
 
   // Again: the done subjects are skipped, the failed one fails again.
-  const auto s1_record = read_text(dir / "study/s1/run.json");
+  const auto s1_record = fusionflow::testing::read_file(dir / "study/s1/run.json");
   const Output again = run(command);
   EXPECT_EQ(again.exit_code, 1) << again.text;
   EXPECT_NE(again.text.find("2 done or left as they are, 1 to run"), std::string::npos) << again.text;
-  EXPECT_EQ(read_text(dir / "study/s1/run.json"), s1_record);
+  EXPECT_EQ(fusionflow::testing::read_file(dir / "study/s1/run.json"), s1_record);
   // Mended: --retry-failed runs s3 only, and the study is complete.
   fs::copy_file(dir / "p/pet.nii.gz", dir / "bad/pet.nii.gz", fs::copy_options::overwrite_existing);
   const Output retry = run(command + " --retry-failed");
   EXPECT_EQ(retry.exit_code, 0) << retry.text;
   EXPECT_NE(retry.text.find("cohort: 3 of 3 subjects done"), std::string::npos) << retry.text;
-  EXPECT_EQ(read_text(dir / "study/s3/fused.nii.gz"), read_text(dir / "study/s1/fused.nii.gz"));
+  EXPECT_EQ(fusionflow::testing::read_file(dir / "study/s3/fused.nii.gz"),
+            fusionflow::testing::read_file(dir / "study/s1/fused.nii.gz"));
   // A changed input re-runs its subject only.
   std::ofstream(dir / "subjects.csv", std::ios::app) << "";
   fs::copy_file(dir / "p/t2.nii.gz", dir / "bad/pet.nii.gz", fs::copy_options::overwrite_existing);

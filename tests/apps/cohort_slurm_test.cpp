@@ -24,11 +24,6 @@ const std::string kPipeline = std::string(FUSIONFLOW_SOURCE_DIR) + "/examples/pi
 Output shell(const std::string& command) { return fusionflow::testing::run_command(command); }
 Output fusionflow_cli(const std::string& arguments) { return shell(std::string(FUSIONFLOW_EXE) + " " + arguments); }
 
-std::string read_text(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 class CohortSlurm : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -75,18 +70,22 @@ TEST_F(CohortSlurm, ASixSubjectCohortGivesTheSameBytesOnSlurmAsOnThisMachine) {
   for (int n = 1; n <= 6; ++n) {
     const std::string s = "s" + std::to_string(n);
     for (const char* file : {"fused.nii.gz", "metrics.csv", "pet_on_ct.nii.gz"}) {
-      EXPECT_EQ(read_text(dir_ / "local" / s / file), read_text(dir_ / "slurm" / s / file)) << s << "/" << file;
+      EXPECT_EQ(fusionflow::testing::read_file(dir_ / "local" / s / file),
+                fusionflow::testing::read_file(dir_ / "slurm" / s / file))
+          << s << "/" << file;
     }
   }
-  EXPECT_EQ(read_text(dir_ / "local/metrics.csv"), read_text(dir_ / "slurm/metrics.csv"));
-  EXPECT_NE(read_text(dir_ / "local/s1/fused.nii.gz"), read_text(dir_ / "local/s2/fused.nii.gz"));
+  EXPECT_EQ(fusionflow::testing::read_file(dir_ / "local/metrics.csv"),
+            fusionflow::testing::read_file(dir_ / "slurm/metrics.csv"));
+  EXPECT_NE(fusionflow::testing::read_file(dir_ / "local/s1/fused.nii.gz"),
+            fusionflow::testing::read_file(dir_ / "local/s2/fused.nii.gz"));
 }
 
 TEST_F(CohortSlurm, AKilledTaskIsResumedAndABadSubjectFailsAlone) {
   ASSERT_EQ(fusionflow_cli("phantom --size 64 --out " + (dir_ / "big").string()).exit_code, 0);
   ASSERT_EQ(fusionflow_cli("phantom --size 24 --out " + (dir_ / "p").string()).exit_code, 0);
   fs::create_directories(dir_ / "bad");
-  const std::string pet = read_text(dir_ / "p/pet.nii.gz");
+  const std::string pet = fusionflow::testing::read_file(dir_ / "p/pet.nii.gz");
   std::ofstream(dir_ / "bad/pet.nii.gz", std::ios::binary) << pet.substr(0, pet.size() / 3);
   std::ofstream(dir_ / "subjects.csv") << "subject,ct,mri,pet\n"
                                           "s1,big/ct.nii.gz,big/t1.nii.gz,big/pet.nii.gz\n"
@@ -121,7 +120,7 @@ TEST_F(CohortSlurm, AKilledTaskIsResumedAndABadSubjectFailsAlone) {
   EXPECT_FALSE(fs::exists(dir_ / "study/s1/run.json"));
 
   // The same command again, waiting: s1 runs to the end, s2 is skipped, s3 fails again alone.
-  const std::string s2_record = read_text(dir_ / "study/s2/run.json");
+  const std::string s2_record = fusionflow::testing::read_file(dir_ / "study/s2/run.json");
   const Output resumed = fusionflow_cli(cohort + " --wait");
   EXPECT_EQ(resumed.exit_code, 1) << resumed.text;
   EXPECT_NE(resumed.text.find("1 done or left as they are, 2 to run"), std::string::npos) << resumed.text;
@@ -129,7 +128,7 @@ TEST_F(CohortSlurm, AKilledTaskIsResumedAndABadSubjectFailsAlone) {
   EXPECT_NE(resumed.text.find("MB per task (1.5 x the largest peak memory of the earlier runs"), std::string::npos)
       << resumed.text;
   EXPECT_NE(resumed.text.find("cohort: 2 of 3 subjects done, 1 failed"), std::string::npos) << resumed.text;
-  EXPECT_EQ(read_text(dir_ / "study/s2/run.json"), s2_record);
+  EXPECT_EQ(fusionflow::testing::read_file(dir_ / "study/s2/run.json"), s2_record);
   const Output final_status = fusionflow_cli("cohort status " + (dir_ / "study").string());
   EXPECT_NE(final_status.text.find("s1\tdone"), std::string::npos) << final_status.text;
   EXPECT_NE(final_status.text.find("is truncated"), std::string::npos) << final_status.text;

@@ -23,4 +23,7 @@ CommandOutput run_command(const std::string& command_line);
 // after `label`, the process and the running GoogleTest test.
 std::filesystem::path fresh_temp_directory(const std::string& label);
 
+// The whole content of a file (empty if it cannot be read).
+std::string read_file(const std::filesystem::path& path);
+
 }  // namespace fusionflow::testing

@@ -1,5 +1,7 @@
 #include "io_test_files.hpp"
 
+#include "test_support.hpp"
+
 #include <gtest/gtest.h>
 
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -21,12 +23,7 @@ void write_bytes(const fs::path& path, const std::string& bytes) {
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+std::string read_bytes(const fs::path& path) { return testing::read_file(path); }
 
 std::string gzip(const std::string& bytes) {
   z_stream stream{};
