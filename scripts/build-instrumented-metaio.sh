@@ -5,8 +5,8 @@
 # libraries: scripts/fuzz.sh puts them first on LD_LIBRARY_PATH for the
 # metaimage target, so ASan sees MetaIO's own reads and writes (found that
 # way: MetaIO's region reader writing past ITK's buffer). Nothing of ITK is
-# committed: the source comes from Debian's archive (apt-get source; a
-# deb-src entry for bookworm is added when root and none is there).
+# committed: the source comes from Debian's archive
+# (scripts/fetch-debian-source.sh).
 #   scripts/build-instrumented-metaio.sh OUT_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,20 +23,7 @@ if [ -z "$version" ]; then
   exit 2
 fi
 source_dir="$out/source"
-mkdir -p "$source_dir"
-if ! ls "$source_dir"/insighttoolkit5_*.orig.tar.xz >/dev/null 2>&1; then
-  if ! apt-get source --print-uris insighttoolkit5="$version" >/dev/null 2>&1; then
-    if [ "$(id -u)" -eq 0 ]; then
-      printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-        > /etc/apt/sources.list.d/fusionflow-deb-src.sources
-      apt-get update -q >/dev/null
-    else
-      echo "build-instrumented-metaio: apt has no deb-src entry for bookworm; add one (as root) and run again" >&2
-      exit 2
-    fi
-  fi
-  (cd "$source_dir" && apt-get source --download-only -q insighttoolkit5="$version" >/dev/null)
-fi
+bash scripts/fetch-debian-source.sh insighttoolkit5 "$version" "$source_dir"
 tree="$source_dir/tree"
 if [ ! -d "$tree" ]; then
   mkdir -p "$tree"

@@ -15,20 +15,7 @@ tbb_dir="$PWD/$build/instrumented-tbb"
 version=$(dpkg-query -W -f='${source:Version}' libtbb-dev 2>/dev/null || true)
 [ -n "$version" ] || { echo "tsan: libtbb-dev is not installed (bash scripts/setup.sh)" >&2; exit 2; }
 if ! ls "$tbb_dir"/lib/libtbb.so.12 >/dev/null 2>&1; then
-  mkdir -p "$tbb_dir/source"
-  if ! ls "$tbb_dir"/source/onetbb_*.orig.tar.* >/dev/null 2>&1; then
-    if ! apt-get source --print-uris onetbb="$version" >/dev/null 2>&1; then
-      if [ "$(id -u)" -eq 0 ]; then
-        printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-          > /etc/apt/sources.list.d/fusionflow-deb-src.sources
-        apt-get update -q >/dev/null
-      else
-        echo "tsan: apt has no deb-src entry for bookworm; add one (as root) and run again" >&2
-        exit 2
-      fi
-    fi
-    (cd "$tbb_dir/source" && apt-get source --download-only -q onetbb="$version" >/dev/null)
-  fi
+  bash scripts/fetch-debian-source.sh onetbb "$version" "$tbb_dir/source"
   rm -rf "$tbb_dir/tree" && mkdir -p "$tbb_dir/tree"
   tar -xf "$tbb_dir"/source/onetbb_*.orig.tar.* -C "$tbb_dir/tree" --strip-components=1
   cmake -S "$tbb_dir/tree" -B "$tbb_dir/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTBB_TEST=OFF \
