@@ -89,7 +89,6 @@ struct SubjectRun {
   double seconds = 0;
   double peak_memory_bytes = 0;
   std::string error;
-  bool ran_now = false;
   bool left_alone = false;  // --retry-failed: not a failure, not run
 };
 
@@ -406,7 +405,6 @@ int cohort_run_command(Session& session, const GlobalOptions& global, const Coho
     if (it == running.end()) continue;
     SubjectRun& run = *it->second;
     running.erase(it);
-    run.ran_now = true;
     if (WIFSIGNALED(status)) run.error = "fusionflow run ended by signal " + std::to_string(WTERMSIG(status));
     read_run_outcome(run);
     write_state(run);

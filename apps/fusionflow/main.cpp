@@ -141,10 +141,12 @@ int main(int argc, char** argv) {
       Session session(early);
       if (const auto code = plugin_command(session, argument, rest)) return *code;
       const std::string commands = plugin_command_list(session);
-      std::cerr
-          << "error: '" << argument
-          << "' is not a fusionflow command: the program's own are run, validate, plugins, graph, phantom, view, cohort"
-          << (commands.empty() ? std::string() : "; from plugins:\n" + commands) << "\n";
+      std::string own;
+      for (const CLI::App* command : app.get_subcommands([](CLI::App*) { return true; })) {
+        own += (own.empty() ? "" : ", ") + command->get_name();
+      }
+      std::cerr << "error: '" << argument << "' is not a fusionflow command: the program's own are " << own
+                << (commands.empty() ? std::string() : "; from plugins:\n" + commands) << "\n";
       return kInvalid;
     } catch (const std::exception& error) {
       std::cerr << "error: " << error.what() << "\n";
