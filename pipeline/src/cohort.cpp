@@ -186,9 +186,10 @@ std::optional<Cohort> load_table(const fs::path& table, const PipelineVariables&
   // The header: `subject`, then declared variables, each once.
   std::vector<std::string> columns;
   std::set<std::string> seen;
+  const std::string header = source + " row " + std::to_string(rows[0].line);  // after any blank lines
   for (std::size_t c = 0; c < rows[0].cells.size(); ++c) {
     const std::string name = trim(rows[0].cells[c]);
-    const std::string where = source + " row " + std::to_string(rows[0].line) + ", column " + std::to_string(c + 1);
+    const std::string where = header + ", column " + std::to_string(c + 1);
     if (!seen.insert(name).second) {
       problems.push_back({where, "column '" + name + "' appears twice", "keep one"});
     } else if (name != "subject" && variables.declared.count(name) == 0) {
@@ -200,12 +201,11 @@ std::optional<Cohort> load_table(const fs::path& table, const PipelineVariables&
     columns.push_back(name);
   }
   if (seen.count("subject") == 0) {
-    problems.push_back({source + " row 1", "no 'subject' column", "name the column of subject ids 'subject'"});
+    problems.push_back({header, "no 'subject' column", "name the column of subject ids 'subject'"});
   }
   for (const auto& [name, has_default] : variables.declared) {
     if (name != "out" && !has_default && seen.count(name) == 0) {
-      problems.push_back({source + " row 1",
-                          "no column '" + name + "', and the pipeline's variable '" + name + "' has no default",
+      problems.push_back({header, "no column '" + name + "', and the pipeline's variable '" + name + "' has no default",
                           "add a column '" + name + "'"});
     }
   }
