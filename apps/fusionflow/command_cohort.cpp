@@ -25,6 +25,7 @@
 
 #include <fusionflow/atomic_file.hpp>
 #include <fusionflow/cohort.hpp>
+#include <fusionflow/node_cache.hpp>
 #include <fusionflow/sha256.hpp>
 #include <fusionflow/version.hpp>
 #include <nlohmann/json.hpp>
@@ -154,6 +155,9 @@ std::vector<std::string> subject_command(const SubjectRun& run, const CohortArgu
   for (const std::string& dir : global.plugin_dirs) argv.insert(argv.end(), {"--plugin-dir", dir});
   argv.insert(argv.end(), {"--log-level", global.log_level, "run", arguments.pipeline, "--threads",
                            std::to_string(threads), "--record", (run.folder / "run.json").string(), "--no-progress"});
+  if (!arguments.cache_dir.empty()) {
+    argv.insert(argv.end(), {"--cache", fs::absolute(arguments.cache_dir).lexically_normal().string()});
+  }
   for (const auto& [name, value] : run.subject->variables) argv.insert(argv.end(), {"--set", name + "=" + value});
   return argv;
 }
@@ -307,6 +311,24 @@ std::optional<CheckedCohort> check_cohort(Session& session, const CohortArgument
 }  // namespace
 
 int cohort_run_command(Session& session, const GlobalOptions& global, const CohortArguments& arguments) {
+  std::optional<std::uint64_t> cache_limit;
+  if (!arguments.cache_max_size.empty()) {
+    try {
+      if (arguments.cache_dir.empty()) throw std::invalid_argument("it needs --cache DIR");
+      cache_limit = parse_byte_size(arguments.cache_max_size);
+    } catch (const std::invalid_argument& error) {
+      std::cerr << "error: --cache-max-size: " << error.what() << "\n";
+      return kInvalid;
+    }
+  }
+  if (!arguments.cache_dir.empty()) {
+    try {
+      NodeCache{arguments.cache_dir};  // made now, so a folder that cannot be one fails before any subject
+    } catch (const std::exception& error) {
+      std::cerr << "error: --cache: " << error.what() << "\n";
+      return kInvalid;
+    }
+  }
   const auto checked = check_cohort(session, arguments);
   if (!checked) return kInvalid;
   const PipelineVariables* variables = &checked->variables;
@@ -447,6 +469,11 @@ int cohort_run_command(Session& session, const GlobalOptions& global, const Coho
       std::cerr << "warning: " << problem.location << ": " << problem.message << "\n";
   }
   write_study(out, arguments, pipeline_sha256, session, runs);
+  if (cache_limit) {
+    const CachePruneResult pruned = NodeCache(arguments.cache_dir).prune(*cache_limit);
+    std::cerr << "cohort: cache pruned to " << format_byte_size(*cache_limit) << " (" << pruned.removed_entries
+              << " entries removed, " << format_byte_size(pruned.left.bytes) << " left)\n";
+  }
   std::size_t failed = 0;
   for (const SubjectRun& run : runs) failed += run.state == "failed" ? 1 : 0;
   std::cerr << "cohort: " << (runs.size() - failed) << " of " << runs.size() << " subjects done"

@@ -6,6 +6,7 @@
 
 #include <fusionflow/atomic_file.hpp>
 #include <fusionflow/executor.hpp>
+#include <fusionflow/node_cache.hpp>
 #include <fusionflow/run_record.hpp>
 #include <spdlog/spdlog.h>
 
@@ -34,14 +35,37 @@ int validate_command(Session& session, const PipelineArguments& arguments) {
 }
 
 int run_command(Session& session, const RunArguments& arguments) {
+  std::optional<std::uint64_t> cache_limit;
+  if (!arguments.cache_max_size.empty()) {
+    if (arguments.cache_dir.empty()) {
+      spdlog::error("--cache-max-size needs --cache DIR");
+      return kInvalid;
+    }
+    try {
+      cache_limit = parse_byte_size(arguments.cache_max_size);
+    } catch (const std::invalid_argument& error) {
+      spdlog::error("--cache-max-size: {}", error.what());
+      return kInvalid;
+    }
+  }
   auto pipeline = session.load_pipeline(arguments.pipeline, arguments.set_options);
   if (!pipeline) return kInvalid;
   session.warn_about_plugin_failures();
+  std::optional<NodeCache> cache;
+  if (!arguments.cache_dir.empty()) {
+    try {
+      cache.emplace(arguments.cache_dir);
+    } catch (const std::exception& error) {
+      spdlog::error("--cache: {}", error.what());
+      return kInvalid;
+    }
+  }
 
   ProgressDisplay display(*pipeline, !arguments.no_progress && ::isatty(STDERR_FILENO) != 0);
   RunOptions options;
   options.threads = arguments.threads;
   options.stop_requested = &g_stop_requested;
+  if (cache) options.cache = &*cache;
   options.on_progress = [&display](const ProgressEvent& event) { display.on_progress(event); };
   options.on_log = [&display](std::size_t node, LogLevel level, const std::string& message) {
     display.on_log(node, level, message);
@@ -53,6 +77,16 @@ int run_command(Session& session, const RunArguments& arguments) {
   const int exit_code = result.succeeded ? kSuccess : kRunFailed;
   std::cout << format_summary(*pipeline, result);
   if (!result.succeeded) spdlog::error("{}", result.error);
+  if (cache) {
+    std::cout << format_cache_summary(result);
+    if (cache_limit) {
+      const CachePruneResult pruned = cache->prune(*cache_limit);
+      if (pruned.removed_entries > 0) {
+        spdlog::info("cache pruned to {}: {} entries ({}) removed", format_byte_size(*cache_limit),
+                     pruned.removed_entries, format_byte_size(pruned.removed_bytes));
+      }
+    }
+  }
   if (!arguments.record_path.empty()) {
     try {
       write_file_atomically(arguments.record_path,

@@ -18,6 +18,13 @@ struct RunArguments : PipelineArguments {
   int threads = 0;
   std::string record_path;
   bool no_progress = false;
+  std::string cache_dir;       // --cache: the node cache folder (empty: none)
+  std::string cache_max_size;  // --cache-max-size: prune to this after the run (empty: no limit)
+};
+
+struct CacheArguments {
+  std::string folder;
+  std::string max_size;
 };
 
 struct PhantomArguments {
@@ -45,6 +52,8 @@ struct CohortArguments {
   long mem_mb = 0;  // 0: the cluster's default
   std::string partition, account, time_limit;
   bool wait = false;
+  std::string cache_dir;  // passed to every subject's run (a folder all tasks can reach)
+  std::string cache_max_size;
 };
 
 int phantom_command(Session& session, const PhantomArguments& arguments);
@@ -57,6 +66,8 @@ std::optional<int> plugin_command(Session& session, const std::string& name, con
 // Lines "  name  summary [plugin]" for the commands plugins add (for --help).
 std::string plugin_command_list(Session& session);
 int run_command(Session& session, const RunArguments& arguments);
+int cache_prune_command(const CacheArguments& arguments);
+int cache_info_command(const CacheArguments& arguments);
 int validate_command(Session& session, const PipelineArguments& arguments);
 int plugins_command(Session& session, bool as_json);
 int graph_command(Session& session, const PipelineArguments& arguments, const std::string& output_path);

@@ -34,6 +34,21 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1024));
   run->add_option("--record", run_arguments.record_path, "Write a JSON run record to this file");
   run->add_flag("--no-progress", run_arguments.no_progress, "No live progress line, plain log lines only");
+  run->add_option("--cache", run_arguments.cache_dir,
+                  "Node cache folder: nodes whose inputs and parameters are those of an earlier run take its results "
+                  "(docs/caching.md)");
+  run->add_option("--cache-max-size", run_arguments.cache_max_size,
+                  "With --cache: afterwards remove the least recently used entries beyond this size (e.g. 20G)");
+
+  CacheArguments cache_arguments;
+  auto* cache = app.add_subcommand("cache", "Look after a node cache folder (docs/caching.md)");
+  cache->require_subcommand(1);
+  auto* cache_prune = cache->add_subcommand("prune", "Remove the least recently used entries beyond a size");
+  cache_prune->add_option("folder", cache_arguments.folder, "Cache folder (run --cache)")->required();
+  cache_prune->add_option("--max-size", cache_arguments.max_size, "Size to keep, e.g. 20G, 512M (0: empty it)")
+      ->required();
+  auto* cache_info = cache->add_subcommand("info", "How many entries and bytes a cache folder holds");
+  cache_info->add_option("folder", cache_arguments.folder, "Cache folder (run --cache)")->required();
 
   PipelineArguments validate_arguments;
   auto* validate = app.add_subcommand("validate", "Check a pipeline without running it; lists every problem");
@@ -100,6 +115,10 @@ int main(int argc, char** argv) {
   cohort_run->add_option("--account", cohort_arguments.account, "slurm: account");
   cohort_run->add_option("--time", cohort_arguments.time_limit, "slurm: time limit per task (e.g. 01:00:00)");
   cohort_run->add_flag("--wait", cohort_arguments.wait, "slurm: return when the job array has ended");
+  cohort_run->add_option("--cache", cohort_arguments.cache_dir,
+                         "Node cache folder for every subject's run (on a cluster: on the shared filesystem)");
+  cohort_run->add_option("--cache-max-size", cohort_arguments.cache_max_size,
+                         "With --cache: prune it to this size when the study ends (e.g. 20G)");
   std::string cohort_folder;
   auto* cohort_status = cohort->add_subcommand("status", "Each subject's state in a study folder");
   cohort_status->add_option("folder", cohort_folder, "Study folder (cohort run --out)")->required();
@@ -181,6 +200,8 @@ int main(int argc, char** argv) {
 
   try {
     configure_logging(global.log_level);
+    if (*cache_prune) return cache_prune_command(cache_arguments);
+    if (*cache_info) return cache_info_command(cache_arguments);
     Session session(global);
     if (*run) return run_command(session, run_arguments);
     if (*validate) return validate_command(session, validate_arguments);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <sstream>
 
 namespace fusionflow::cli {
@@ -88,29 +89,51 @@ std::string format_summary(const Pipeline& pipeline, const RunResult& result) {
     id_width = std::max(id_width, node.id.size());
     type_width = std::max(type_width, node.type.size());
   }
+  const bool cached = std::any_of(result.nodes.begin(), result.nodes.end(),
+                                  [](const NodeRunInfo& info) { return !info.cache.empty(); });
   std::ostringstream table;
   char buffer[512];
-  std::snprintf(buffer, sizeof buffer, "%-*s  %-*s  %-9s  %9s  %9s  %12s\n", int(id_width), "node", int(type_width),
-                "type", "status", "wall s", "cpu s", "peak MiB");
+  std::snprintf(buffer, sizeof buffer, "%-*s  %-*s  %-9s  %9s  %9s  %12s%s\n", int(id_width), "node", int(type_width),
+                "type", "status", "wall s", "cpu s", "peak MiB", cached ? "  cache" : "");
   table << buffer;
   for (std::size_t i = 0; i < pipeline.nodes.size(); ++i) {
     const NodeRunInfo& info = result.nodes[i];
+    // The column shows the outcome; the record says why.
+    const std::string cache = info.cache.empty() ? std::string() : "  " + info.cache.substr(0, info.cache.find(':'));
     if (info.status == NodeStatus::NotRun) {
       std::snprintf(buffer, sizeof buffer, "%-*s  %-*s  %-9s  %9s  %9s  %12s\n", int(id_width),
                     pipeline.nodes[i].id.c_str(), int(type_width), pipeline.nodes[i].type.c_str(), "not_run", "-", "-",
                     "-");
+      table << buffer;
+      continue;
     } else {
       std::snprintf(buffer, sizeof buffer, "%-*s  %-*s  %-9s  %9.3f  %9.3f  %12.1f\n", int(id_width),
                     pipeline.nodes[i].id.c_str(), int(type_width), pipeline.nodes[i].type.c_str(),
                     to_string(info.status), info.wall_seconds, info.cpu_seconds,
                     double(info.peak_memory_bytes) / (1024.0 * 1024.0));
     }
-    table << buffer;
+    std::string line = buffer;
+    if (!cache.empty()) line.insert(line.size() - 1, cache);
+    table << line;
   }
   std::snprintf(buffer, sizeof buffer, "total: %.3f s wall on %d thread%s, peak memory %.1f MiB\n", result.wall_seconds,
                 result.threads, result.threads == 1 ? "" : "s", double(result.peak_memory_bytes) / (1024.0 * 1024.0));
   table << buffer;
   return table.str();
+}
+
+std::string format_cache_summary(const RunResult& result) {
+  std::map<std::string, int> counts;
+  for (const NodeRunInfo& info : result.nodes) {
+    if (!info.cache.empty()) ++counts[info.cache.substr(0, info.cache.find(':'))];
+  }
+  std::string text = "cache:";
+  const char* separator = " ";
+  for (const auto& [outcome, count] : counts) {
+    text += separator + std::to_string(count) + " " + outcome;
+    separator = ", ";
+  }
+  return text + (counts.empty() ? " no node used it\n" : " (a run record, --record, says why for each node)\n");
 }
 
 }  // namespace fusionflow::cli

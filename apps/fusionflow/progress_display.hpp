@@ -35,5 +35,7 @@ class ProgressDisplay {
 
 // The end-of-run table: per node status, wall and CPU time, peak memory.
 std::string format_summary(const Pipeline& pipeline, const RunResult& result);
+// "cache: 7 hits, 2 misses, 1 not cacheable (...)" for a run with --cache.
+std::string format_cache_summary(const RunResult& result);
 
 }  // namespace fusionflow::cli

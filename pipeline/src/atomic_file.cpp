@@ -10,6 +10,8 @@
 #include <string>
 #include <system_error>
 
+#include "fusionflow/file_activity.hpp"
+
 namespace fusionflow {
 namespace fs = std::filesystem;
 
@@ -51,6 +53,7 @@ void AtomicFileWriter::commit() {
                              "': " + ec.message());
   }
   committed_ = true;
+  detail::note_file_written(final_path_);
 }
 
 void write_file_atomically(const fs::path& path, std::string_view bytes) {

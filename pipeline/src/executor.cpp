@@ -13,12 +13,17 @@
 #include <chrono>
 #include <condition_variable>
 #include <ctime>
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <tuple>
+
+#include "fusionflow/file_activity.hpp"
+#include "fusionflow/node_cache.hpp"
 
 namespace fusionflow {
 
@@ -57,9 +62,16 @@ std::string utc_now_iso8601() {
 }
 
 // One output port's value, and how many consumer references still need it.
+// With a cache, a value from a cache hit stays in the cache until a node that
+// runs needs it (`cached`): nodes that hit too need only its content hash.
 struct OutputSlot {
   Payload payload;
   std::atomic<int> remaining_consumers{0};
+  std::string content_hash;  // with a cache: SHA-256 of the value's encoding, if its type has a codec
+  std::shared_ptr<const CacheEntry> cached_entry;
+  const CachedOutput* cached = nullptr;
+  const PayloadCodec* codec = nullptr;
+  std::mutex load_mutex;
 };
 
 // One arena per thread count, kept for the process: creating an arena and
@@ -182,9 +194,147 @@ class PipelineRun {
     std::map<std::string, std::vector<Payload>> inputs;
     for (const auto& [port, refs] : node.inputs) {
       std::vector<Payload>& values = inputs[port];
-      for (const OutputRef& ref : refs) values.push_back(slots_[ref.node].at(ref.port)->payload);
+      for (const OutputRef& ref : refs) values.push_back(slot_value(*slots_[ref.node].at(ref.port)));
     }
     return inputs;
+  }
+
+  // The slot's value, read from the cache the first time a running node needs it.
+  Payload slot_value(OutputSlot& slot) const {
+    std::lock_guard<std::mutex> lock(slot.load_mutex);
+    if (slot.payload.empty() && slot.cached != nullptr) {
+      slot.payload = options_.cache->load(*slot.cached_entry, *slot.cached, *slot.codec);
+    }
+    return slot.payload;
+  }
+
+  const PayloadCodec* codec_of(const std::string& type) const {
+    const RegisteredPayloadType* registered = registry_.find_payload_type(type);
+    return registered != nullptr && registered->codec.usable() ? &registered->codec : nullptr;
+  }
+
+  void log_for(std::size_t index, LogLevel level, const std::string& message) {
+    if (!options_.on_log) return;
+    std::lock_guard<std::mutex> lock(callback_mutex_);
+    options_.on_log(index, level, message);
+  }
+
+  // --- the node cache -----------------------------------------------------------
+  // The node's key, or why it has none (info.cache).
+  std::optional<CacheKey> cache_key_for(std::size_t index, NodeRunInfo& info) const {
+    const PipelineNode& node = pipeline_.nodes[index];
+    std::string reason = node_uncacheable_reason(node, registry_);
+    std::map<std::string, std::vector<std::string>> input_hashes;
+    for (const auto& [port, refs] : node.inputs) {
+      if (!reason.empty()) break;
+      for (const OutputRef& ref : refs) {
+        const OutputSlot& slot = *slots_[ref.node].at(ref.port);
+        if (slot.content_hash.empty()) {
+          reason = "input '" + port + "' from '" + pipeline_.nodes[ref.node].id + "' has no content hash (" +
+                   slots_[ref.node].at(ref.port)->payload.type_name() + " without a codec)";
+          break;
+        }
+        input_hashes[port].push_back(slot.content_hash);
+      }
+    }
+    if (reason.empty()) {
+      try {
+        CacheKey key = node_cache_key(node, input_hashes, registry_);
+        info.cache_key = key.hex;
+        return key;
+      } catch (const std::exception& error) {
+        reason = error.what();
+      }
+    }
+    info.cache = "not cacheable: " + reason;
+    return std::nullopt;
+  }
+
+  void clear_cached_outputs(std::size_t index) {
+    for (auto& [port, slot] : slots_[index]) {
+      slot->payload = Payload();
+      slot->content_hash.clear();
+      slot->cached_entry.reset();
+      slot->cached = nullptr;
+      slot->codec = nullptr;
+    }
+  }
+
+  // Takes the node's results from a cache entry: its files are written where
+  // the node's output paths put them, its values wait in the cache. A loader
+  // whose input file has moved gets its values with the new path.
+  void use_cache_entry(std::size_t index, CacheEntry found) {
+    const PipelineNode& node = pipeline_.nodes[index];
+    const NodeCache& cache = *options_.cache;
+    std::vector<std::pair<std::string, std::string>> moved;
+    for (const auto& [param, old_value] : found.input_paths) {
+      auto current = node.params.find(param);
+      const auto* value = current == node.params.end() ? nullptr : std::get_if<std::string>(&current->second);
+      if (value != nullptr && *value != old_value && !old_value.empty()) moved.emplace_back(old_value, *value);
+    }
+    const PortSpec* missing = nullptr;
+    for (const PortSpec& port : node.definition->spec().outputs()) {
+      const bool stored = std::any_of(found.outputs.begin(), found.outputs.end(),
+                                      [&](const CachedOutput& output) { return output.port == port.name; });
+      if (!stored && !port.optional) missing = &port;
+    }
+    if (missing != nullptr) throw std::runtime_error("the entry lacks output '" + missing->name + "'");
+    cache.restore_files(found, node);
+    auto entry = std::make_shared<const CacheEntry>(std::move(found));
+    for (const CachedOutput& output : entry->outputs) {
+      auto slot_it = slots_[index].find(output.port);
+      if (slot_it == slots_[index].end())
+        throw std::runtime_error("the entry has an unknown output '" + output.port + "'");
+      OutputSlot& slot = *slot_it->second;
+      const PayloadCodec* codec = codec_of(output.type);
+      if (codec == nullptr || output.type != node.definition->spec().find_output(output.port)->type) {
+        throw std::runtime_error("the entry's output '" + output.port + "' is of type " + output.type);
+      }
+      if (slot.remaining_consumers.load() == 0) continue;
+      if (!moved.empty() && codec->relocate) {
+        Payload value = cache.load(*entry, output, *codec);
+        for (const auto& [from, to] : moved) value = codec->relocate(value, from, to);
+        slot.content_hash = payload_content_sha256(*codec, value);
+        slot.payload = std::move(value);
+      } else {
+        slot.content_hash = output.sha256;
+        slot.cached_entry = entry;
+        slot.cached = &output;
+        slot.codec = codec;
+      }
+    }
+  }
+
+  // After the node ran: its results into the cache (when it has a key) and
+  // the content hash of every value later nodes take.
+  void record_outputs(std::size_t index, const std::optional<CacheKey>& key, const FileActivity& activity,
+                      const std::map<std::string, Payload>& outputs, NodeRunInfo& info) {
+    const PipelineNode& node = pipeline_.nodes[index];
+    std::map<std::string, std::string> hashes;
+    if (key && !activity.untracked.empty()) {
+      info.cache = "not stored: " + activity.untracked.front();
+    } else if (key) {
+      std::vector<NodeCache::Value> values;
+      for (const auto& [port, payload] : outputs) {
+        values.push_back({port, payload.type_name(), &payload, codec_of(payload.type_name())});
+      }
+      try {
+        hashes = options_.cache->store(*key, node, values, activity);
+      } catch (const std::exception& error) {
+        log_for(index, LogLevel::Warn, std::string("cache: the results were not stored: ") + error.what());
+        info.cache = "not stored: " + std::string(error.what());
+      }
+    }
+    for (const auto& [port, payload] : outputs) {
+      OutputSlot& slot = *slots_[index].at(port);
+      if (slot.remaining_consumers.load() == 0) continue;
+      auto known = hashes.find(port);
+      if (known != hashes.end()) {
+        slot.content_hash = known->second;
+      } else if (const PayloadCodec* codec = codec_of(payload.type_name())) {
+        slot.content_hash = payload_content_sha256(*codec, payload);
+      }
+    }
   }
 
   // Drops this consumer's claims; the last consumer frees the payload.
@@ -289,6 +439,30 @@ class PipelineRun {
     const double cpu_start = thread_cpu_seconds();
 
     std::map<std::string, Payload> outputs;
+    std::optional<CacheKey> key;
+    if (options_.cache != nullptr) {
+      key = cache_key_for(index, info);
+      if (key) {
+        CacheLookup found = options_.cache->lookup(key->hex, node);
+        if (found.corrupt) log_for(index, LogLevel::Warn, "cache: " + found.reason + "; recomputing");
+        info.cache = found.entry ? "hit" : (found.reason.empty() ? "miss" : "miss: " + found.reason);
+        if (found.entry) {
+          try {
+            use_cache_entry(index, std::move(*found.entry));
+            info.status = NodeStatus::Succeeded;
+          } catch (const std::exception& error) {
+            clear_cached_outputs(index);
+            log_for(index, LogLevel::Warn,
+                    std::string("cache: the entry cannot be used (") + error.what() + "); recomputing");
+            info.cache = std::string("miss: ") + error.what();
+          }
+        }
+      }
+    }
+    if (info.status == NodeStatus::Succeeded) {
+      finish_node_info(index, info, cpu_start, release_inputs(index));
+      return;
+    }
     try {
       NodeContext::Callbacks callbacks;
       callbacks.progress = [this, index](double fraction) {
@@ -301,6 +475,7 @@ class PipelineRun {
       };
       NodeContext context(node.id, spec, node.params, gather_inputs(node), &cancel_, threads_, std::move(callbacks),
                           &registry_);
+      FileActivityScope files;
       // Isolation keeps a node that uses TBB inside from picking up other
       // pipeline nodes while it waits on its own parallel work.
       tbb::this_task_arena::isolate([&] { node.definition->definition.run(context); });
@@ -310,6 +485,7 @@ class PipelineRun {
         }
       }
       outputs = context.take_outputs();
+      if (options_.cache != nullptr) record_outputs(index, key, files.activity(), outputs, info);
       info.status = NodeStatus::Succeeded;
     } catch (const Cancelled&) {
       info.status = NodeStatus::Cancelled;
@@ -333,6 +509,10 @@ class PipelineRun {
       }
     }
     outputs.clear();
+    finish_node_info(index, info, cpu_start, freed);
+  }
+
+  void finish_node_info(std::size_t index, NodeRunInfo& info, double cpu_start, bool freed = false) {
 #if defined(__GLIBC__)
     // Hand the pages of freed values back to the system. glibc keeps freed
     // blocks below its (adaptive, up to 32 MiB) mmap threshold in its heaps,

@@ -30,6 +30,11 @@ NodeSpec& NodeSpec::memory_intensive(bool value) {
   return *this;
 }
 
+NodeSpec& NodeSpec::uncacheable(std::string reason) {
+  uncacheable_reason_ = reason.empty() ? std::string("declared uncacheable") : std::move(reason);
+  return *this;
+}
+
 NodeSpec& NodeSpec::add_input(PortSpec port) {
   inputs_.push_back(std::move(port));
   return *this;

@@ -154,7 +154,7 @@ void register_plugin(const PluginDescriptor& descriptor, NodeRegistry& registry,
   const Origin origin{report.plugin_name, report.plugin_version, report.file.string()};
   for (auto& type : registrar.payload_types()) {
     try {
-      registry.add_payload_type(type.name, type.description, origin);
+      registry.add_payload_type(type.name, type.description, origin, type.codec);
     } catch (const std::exception& error) {
       report.warnings.push_back(std::string("payload type skipped: ") + error.what());
     }

@@ -56,24 +56,25 @@ void check_default_fits(const NodeSpec& spec, const ParamSpec& param) {
 NodeRegistry::NodeRegistry() {
   add_payload_type(payload_type_name<Volume>(),
                    "3D float image with physical geometry (origin, spacing, direction) and modality metadata",
-                   kSdkOrigin);
-  add_payload_type(payload_type_name<Table>(), "table of named numeric or text columns (CSV/JSON)", kSdkOrigin);
+                   kSdkOrigin, volume_codec());
+  add_payload_type(payload_type_name<Table>(), "table of named numeric or text columns (CSV/JSON)", kSdkOrigin,
+                   table_codec());
   add_payload_type(payload_type_name<Latent>(),
                    "an image encoded into a shared latent space: levels of multi-channel volumes plus the encoder "
                    "that made them",
-                   kSdkOrigin);
+                   kSdkOrigin, latent_codec());
   add_payload_type(payload_type_name<Transform>(),
                    "spatial transform from a fixed image's physical space to a moving image's (ITK convention)",
-                   kSdkOrigin);
+                   kSdkOrigin, transform_codec());
 }
 
-void NodeRegistry::add_payload_type(std::string name, std::string description, Origin origin) {
+void NodeRegistry::add_payload_type(std::string name, std::string description, Origin origin, PayloadCodec codec) {
   auto existing = payload_types_.find(name);
   if (existing != payload_types_.end()) {
     throw std::invalid_argument("payload type '" + name + "' is already registered by " +
                                 describe(existing->second.origin));
   }
-  RegisteredPayloadType entry{name, std::move(description), std::move(origin)};
+  RegisteredPayloadType entry{name, std::move(description), std::move(origin), std::move(codec)};
   payload_types_.emplace(std::move(name), std::move(entry));
 }
 

@@ -90,6 +90,8 @@ std::string run_record_json(const Pipeline& pipeline, const RunResult& result,
       entry["peak_memory_bytes"] = info.peak_memory_bytes;
     }
     if (!info.error.empty()) entry["error"] = info.error;
+    if (!info.cache.empty()) entry["cache"] = info.cache;
+    if (!info.cache_key.empty()) entry["cache_key"] = info.cache_key;
     nodes.push_back(std::move(entry));
   }
   record["nodes"] = std::move(nodes);

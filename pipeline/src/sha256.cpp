@@ -58,4 +58,31 @@ std::string sha256_hex(std::string_view bytes) {
   return to_hex(digest.data(), length);
 }
 
+struct Sha256::State {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context{EVP_MD_CTX_new(), &EVP_MD_CTX_free};
+};
+
+Sha256::Sha256() : state_(std::make_unique<State>()) {
+  if (!state_->context || EVP_DigestInit_ex(state_->context.get(), EVP_sha256(), nullptr) != 1) {
+    throw std::runtime_error("SHA-256 computation failed");
+  }
+}
+
+Sha256::~Sha256() = default;
+
+void Sha256::update(const void* data, std::size_t size) {
+  if (size > 0 && EVP_DigestUpdate(state_->context.get(), data, size) != 1) {
+    throw std::runtime_error("SHA-256 computation failed");
+  }
+}
+
+std::string Sha256::hex_digest() {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int length = 0;
+  if (EVP_DigestFinal_ex(state_->context.get(), digest.data(), &length) != 1) {
+    throw std::runtime_error("SHA-256 computation failed");
+  }
+  return to_hex(digest.data(), length);
+}
+
 }  // namespace fusionflow

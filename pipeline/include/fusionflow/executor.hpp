@@ -15,6 +15,8 @@
 
 namespace fusionflow {
 
+class NodeCache;
+
 enum class NodeStatus { NotRun, Running, Succeeded, Failed, Cancelled };
 const char* to_string(NodeStatus status);
 
@@ -34,6 +36,8 @@ struct RunOptions {
   // At most this many nodes whose type is declared memory-intensive
   // (NodeSpec::memory_intensive) run at the same time; 0: no limit.
   int max_memory_intensive_nodes = 1;
+  // The node cache (fusionflow/node_cache.hpp), or nullptr for none.
+  const NodeCache* cache = nullptr;
 };
 
 struct NodeRunInfo {
@@ -44,6 +48,10 @@ struct NodeRunInfo {
   double cpu_seconds = 0;             // CPU time of the thread that ran the node
   std::size_t peak_memory_bytes = 0;  // process peak RSS when the node ended
   std::string error;
+  // With a cache: "hit", "miss", "miss: <why the entry was not used>",
+  // "not cacheable: <why>" or "not stored: <why>"; empty without one.
+  std::string cache;
+  std::string cache_key;  // when the node had one
 };
 
 struct RunResult {

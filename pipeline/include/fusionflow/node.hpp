@@ -116,6 +116,11 @@ class NodeSpec {
   // The executor runs at most RunOptions::max_memory_intensive_nodes such
   // nodes at once (default one); other nodes keep running beside them.
   NodeSpec& memory_intensive(bool value = true);
+  // Declares that the node's results must not come from the node cache
+  // (fusionflow/node_cache.hpp), saying why: it depends on something its
+  // parameters, inputs and input files do not show (the clock, a device, a
+  // server), or has effects beyond its outputs and the files it commits.
+  NodeSpec& uncacheable(std::string reason);
 
   NodeSpec& add_input(PortSpec port);
   NodeSpec& add_output(PortSpec port);
@@ -128,6 +133,7 @@ class NodeSpec {
   const std::vector<PortSpec>& outputs() const { return outputs_; }
   const std::vector<ParamSpec>& params() const { return params_; }
   bool is_memory_intensive() const { return memory_intensive_; }
+  const std::string& uncacheable_reason() const { return uncacheable_reason_; }  // empty: cacheable
 
   const PortSpec* find_input(std::string_view name) const;
   const PortSpec* find_output(std::string_view name) const;
@@ -144,6 +150,7 @@ class NodeSpec {
   std::vector<PortSpec> outputs_;
   std::vector<ParamSpec> params_;
   bool memory_intensive_ = false;
+  std::string uncacheable_reason_;
 };
 
 // Thrown by NodeContext::throw_if_cancelled(); the executor records the node

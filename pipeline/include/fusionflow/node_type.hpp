@@ -230,6 +230,10 @@ class NodeType {
     spec_.memory_intensive(value);
     return *this;
   }
+  NodeType& uncacheable(std::string reason) {
+    spec_.uncacheable(std::move(reason));
+    return *this;
+  }
 
   // --- parameters -------------------------------------------------------------
   // A parameter whose kind follows the field's type. `Owner` is Options or a
@@ -302,6 +306,13 @@ class NodeType {
   template <class Owner>
   NodeType& output_path(std::filesystem::path Owner::*field, std::string name, std::string description) {
     return path(field, std::move(name), ParamKind::OutputPath, std::move(description));
+  }
+  // A file the node writes only when the parameter is set (default: empty,
+  // none). Declared as an output path, so the pipeline checks it against
+  // the inputs and the node cache restores it.
+  template <class Owner>
+  NodeType& optional_output_path(std::filesystem::path Owner::*field, std::string name, std::string description) {
+    return path(field, std::move(name), ParamKind::OutputPath, std::move(description), true);
   }
 
   const NodeSpec& spec() const { return spec_; }
@@ -381,7 +392,8 @@ class NodeType {
   }
 
   template <class Owner>
-  NodeType& path(std::filesystem::path Owner::*field, std::string name, ParamKind kind, std::string description) {
+  NodeType& path(std::filesystem::path Owner::*field, std::string name, ParamKind kind, std::string description,
+                 bool optional = false) {
     static_assert(std::is_base_of_v<Owner, Options>, "the field is not a member of the node's options");
     std::filesystem::path Options::*member = field;
     ParamSpec spec;
@@ -389,7 +401,8 @@ class NodeType {
     spec.kind = kind;
     spec.description = std::move(description);
     const std::filesystem::path& default_path = defaults_.*member;
-    if (kind == ParamKind::OutputPath && !default_path.empty()) spec.default_value = default_path.string();
+    if (kind == ParamKind::OutputPath && (optional || !default_path.empty()))
+      spec.default_value = default_path.string();
     if (kind == ParamKind::InputPath && !default_path.empty()) fail(spec.name, "an input path has no default");
     add_binding(std::move(spec), offset_of(member), [member](const ParamValue& value, Options& options) {
       options.*member = std::filesystem::path(std::get<std::string>(value));

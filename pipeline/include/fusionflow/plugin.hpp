@@ -16,11 +16,12 @@
 #include "fusionflow/latent_codec.hpp"
 #include "fusionflow/node.hpp"
 #include "fusionflow/node_type.hpp"
+#include "fusionflow/payload_codec.hpp"
 #include "fusionflow/plugin_command.hpp"
 
 // Bumped whenever a change to the SDK headers breaks binary compatibility of
 // plugins (layout of NodeSpec, NodeContext, payload types, registrar).
-#define FUSIONFLOW_PLUGIN_ABI_VERSION 4u
+#define FUSIONFLOW_PLUGIN_ABI_VERSION 5u
 
 // Set by fusionflow_add_plugin() from the ITK/VTK the plugin is built with;
 // empty when a plugin uses neither.
@@ -67,8 +68,10 @@ class PluginRegistrar {
   }
   // An untyped node, which reads its parameters by name.
   void add_node(NodeSpec spec, RunFunction run) { nodes_.push_back({std::move(spec), std::move(run)}); }
-  void add_payload_type(std::string name, std::string description) {
-    payload_types_.push_back({std::move(name), std::move(description)});
+  // A payload type; with a codec (fusionflow/payload_codec.hpp) the nodes
+  // that make or take it can be cached.
+  void add_payload_type(std::string name, std::string description, PayloadCodec codec = {}) {
+    payload_types_.push_back({std::move(name), std::move(description), std::move(codec)});
   }
   // The decoder of a latent kind this plugin's encoders produce (decode.latent dispatches on it).
   void add_latent_decoder(std::string kind, std::string description, LatentDecodeFunction decode) {
@@ -84,6 +87,7 @@ class PluginRegistrar {
   struct PayloadTypeEntry {
     std::string name;
     std::string description;
+    PayloadCodec codec;
   };
   std::vector<NodeDefinition>& nodes() { return nodes_; }
   std::vector<PayloadTypeEntry>& payload_types() { return payload_types_; }

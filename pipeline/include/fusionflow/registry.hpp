@@ -13,6 +13,7 @@
 
 #include "fusionflow/latent_codec.hpp"
 #include "fusionflow/node.hpp"
+#include "fusionflow/payload_codec.hpp"
 #include "fusionflow/plugin_command.hpp"
 
 namespace fusionflow {
@@ -44,6 +45,7 @@ struct RegisteredPayloadType {
   std::string name;
   std::string description;
   Origin origin;
+  PayloadCodec codec;  // may be unusable: then values of this type are not cached
 };
 
 class NodeRegistry {
@@ -56,7 +58,8 @@ class NodeRegistry {
   // port or parameter, default outside its range or choices) or if the type
   // name is already registered (naming both origins).
   void add_node(NodeDefinition definition, Origin origin = {"(host)", "", ""});
-  void add_payload_type(std::string name, std::string description, Origin origin = {"(host)", "", ""});
+  void add_payload_type(std::string name, std::string description, Origin origin = {"(host)", "", ""},
+                        PayloadCodec codec = {});
   // Throws std::invalid_argument if the kind is not lower snake case, has no
   // decode function, or is already registered (naming both origins).
   void add_latent_decoder(LatentDecoder decoder, Origin origin = {"(host)", "", ""});

@@ -395,13 +395,20 @@ void check_nifti_container(const fs::path& path, std::uint64_t voxel_bytes, cons
     fs::path image = path;
     image.replace_extension(".img");
     std::error_code ec;
+    for (const fs::path& candidate : {image, fs::path(image.string() + ".gz")}) {
+      if (fs::is_regular_file(candidate, ec)) note_file_read(candidate);  // for the node cache
+    }
     if (fs::is_regular_file(image, ec) && !is_gzip(image)) {
       const auto size = size_of_file(image);
       if (size < voxel_bytes) throw_truncated(path, grid, voxel_bytes, size, quoted(image) + " holds only");
     }
     return;
   }
-  if (ends_with(name, ".img") || ends_with(name, ".img.gz")) return;  // ITK reads the header next to it
+  if (ends_with(name, ".img") || ends_with(name, ".img.gz")) {  // ITK reads the header next to it
+    fs::path header = ends_with(name, ".gz") ? path.parent_path() / path.stem() : path;
+    note_file_read(header.replace_extension(".hdr"));
+    return;
+  }
   const std::uint64_t size = size_of_file(path);
   if (!is_gzip(path)) {
     const std::uint64_t offset = nifti_data_offset(path, read_prefix(path, 540));
@@ -779,6 +786,7 @@ void check_meta_container(const fs::path& path, const MetaHeader& header, std::u
       throw std::runtime_error("cannot read " + quoted(path) + ": its data file " + quoted(data_path) +
                                " (ElementDataFile) does not exist");
     }
+    note_file_read(data_path);  // for the node cache
   }
   if (!header.binary) {  // MetaIO ignores CompressedData for text voxels
     check_meta_text_voxels(path, data_path, offset, voxels,
@@ -1154,6 +1162,8 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
       // files are checked by teem).
       if (!ends_with(lower(path.filename().string()), ".nhdr")) {
         check_plausible_size(path, size_of_file(path), voxel_bytes, grid);
+      } else {
+        note_untracked_input("a detached NRRD header (.nhdr) names data files the cache does not track");
       }
       break;
     case FileFormat::Png:  // read_png_file

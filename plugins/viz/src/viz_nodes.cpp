@@ -124,8 +124,7 @@ NodeType<HistogramOptions> histogram_node() {
       .param(&O::width, "width", Limits::range(64, 4096), "image width in pixels")
       .param(&O::height, "height", Limits::range(64, 4096), "image height in pixels")
       .output_path(&O::path, "path", "PNG file to write")
-      // A String, not an OutputPath: an output path cannot default to empty.
-      .param(&O::csv_path, "csv_path", "CSV file with the bin counts (empty: none)");
+      .optional_output_path(&O::csv_path, "csv_path", "CSV file with the bin counts (empty: none)");
   return node;
 }
 
