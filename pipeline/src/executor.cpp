@@ -231,7 +231,7 @@ class PipelineRun {
         const OutputSlot& slot = *slots_[ref.node].at(ref.port);
         if (slot.content_hash.empty()) {
           reason = "input '" + port + "' from '" + pipeline_.nodes[ref.node].id + "' has no content hash (" +
-                   slots_[ref.node].at(ref.port)->payload.type_name() + " without a codec)";
+                   pipeline_.nodes[ref.node].definition->spec().find_output(ref.port)->type + " without a codec)";
           break;
         }
         input_hashes[port].push_back(slot.content_hash);

@@ -105,9 +105,8 @@ CachedLocation location_from(const json& value) {
   // the manifest says.
   if (location.relation != "absolute") {
     const fs::path relative(location.path);
-    if (relative.is_absolute() || std::any_of(relative.begin(), relative.end(), [](const fs::path& part) {
-          return part == "..";
-        })) {
+    if (relative.is_absolute() ||
+        std::any_of(relative.begin(), relative.end(), [](const fs::path& part) { return part == ".."; })) {
       throw std::runtime_error("the entry's location '" + location.path + "' leaves its folder");
     }
   }
@@ -216,14 +215,14 @@ CacheKey node_cache_key(const PipelineNode& node, const std::map<std::string, st
     auto it = input_hashes.find(port.name);
     inputs[port.name] = it == input_hashes.end() ? json::array() : json(it->second);
   }
-  json material{{"cache_format", kNodeCacheFormatVersion},
-                {"byte_order", __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? "little" : "big"},
-                {"fusionflow", version_string()},
-                {"node", {{"id", node.id}, {"type", node.type}, {"version", spec.version()}}},
-                {"plugin", {{"name", node.definition->origin.plugin_name},
-                            {"version", node.definition->origin.plugin_version}}},
-                {"params", std::move(params)},
-                {"inputs", std::move(inputs)}};
+  json material{
+      {"cache_format", kNodeCacheFormatVersion},
+      {"byte_order", __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? "little" : "big"},
+      {"fusionflow", version_string()},
+      {"node", {{"id", node.id}, {"type", node.type}, {"version", spec.version()}}},
+      {"plugin", {{"name", node.definition->origin.plugin_name}, {"version", node.definition->origin.plugin_version}}},
+      {"params", std::move(params)},
+      {"inputs", std::move(inputs)}};
   if (takes_latents) {
     json decoders = json::array();
     for (const RegisteredLatentDecoder* decoder : registry.latent_decoders()) {
@@ -263,8 +262,8 @@ fs::path NodeCache::entry_directory(const std::string& key) const {
 
 void NodeCache::remove_entry(const fs::path& directory) const {
   // Out of the way first, so no reader finds half of it.
-  const fs::path trash = directory_ / "tmp" /
-                         ("removed-" + std::to_string(::getpid()) + "-" + std::to_string(temp_counter++));
+  const fs::path trash =
+      directory_ / "tmp" / ("removed-" + std::to_string(::getpid()) + "-" + std::to_string(temp_counter++));
   std::error_code ec;
   fs::rename(directory, trash, ec);
   fs::remove_all(ec ? directory : trash, ec);
@@ -341,8 +340,9 @@ CacheLookup NodeCache::lookup(const std::string& key, const PipelineNode& node) 
 std::map<std::string, std::string> NodeCache::store(const CacheKey& key, const PipelineNode& node,
                                                     const std::vector<Value>& values,
                                                     const FileActivity& activity) const {
-  const fs::path temp = directory_ / "tmp" /
-                        (std::to_string(::getpid()) + "-" + std::to_string(temp_counter++) + "-" + key.hex.substr(0, 16));
+  const fs::path temp =
+      directory_ / "tmp" /
+      (std::to_string(::getpid()) + "-" + std::to_string(temp_counter++) + "-" + key.hex.substr(0, 16));
   std::error_code ec;
   fs::create_directories(temp, ec);
   if (ec) throw std::runtime_error("cannot create '" + temp.string() + "': " + ec.message());
@@ -422,7 +422,8 @@ std::map<std::string, std::string> NodeCache::store(const CacheKey& key, const P
 Payload NodeCache::load(const CacheEntry& entry, const CachedOutput& output, const PayloadCodec& codec) const {
   const fs::path file = entry.directory / output.file;
   std::ifstream in(file, std::ios::binary);
-  if (!in) throw std::runtime_error("cache file '" + file.string() + "' has gone (was the cache pruned during the run?)");
+  if (!in)
+    throw std::runtime_error("cache file '" + file.string() + "' has gone (was the cache pruned during the run?)");
   // Hash while decoding: the bytes read are the bytes verified.
   struct HashingBuffer : std::streambuf {
     std::istream& source;

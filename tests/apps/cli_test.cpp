@@ -66,6 +66,36 @@ TEST(Cli, RunWritesOutputsAndARecordShowingOverlappingBranches) {
   fs::remove_all(dir);
 }
 
+TEST(Cli, RunWithACacheTakesEveryNodeFromItTheSecondTimeAndPruneEmptiesIt) {
+  const fs::path dir = temp_dir("cache");
+  const std::string cache = (dir / "cache").string();
+  const auto run_into = [&](const std::string& out) {
+    return run("run " + kExamples + "core_two_branches.json --set size=24 --set out=" + (dir / out).string() +
+               " --cache " + cache + " --record " + (dir / (out + ".json")).string());
+  };
+  const Output cold = run_into("cold");
+  ASSERT_EQ(cold.exit_code, 0) << cold.text;
+  EXPECT_NE(cold.text.find("cache: 6 miss"), std::string::npos) << cold.text;
+  const Output warm = run_into("warm");
+  ASSERT_EQ(warm.exit_code, 0) << warm.text;
+  EXPECT_NE(warm.text.find("cache: 6 hit"), std::string::npos) << warm.text;
+  EXPECT_EQ(fusionflow::testing::read_file(dir / "warm/volume_stats.csv"),
+            fusionflow::testing::read_file(dir / "cold/volume_stats.csv"));
+  const auto record = nlohmann::json::parse(fusionflow::testing::read_file(dir / "warm.json"));
+  for (const auto& node : record["nodes"]) {
+    EXPECT_EQ(node["cache"], "hit") << node["id"];
+    EXPECT_EQ(node["cache_key"].get<std::string>().size(), 64u);
+  }
+  EXPECT_NE(run("cache info " + cache).text.find("6 entries"), std::string::npos);
+  const Output pruned = run("cache prune " + cache + " --max-size 0");
+  EXPECT_EQ(pruned.exit_code, 0) << pruned.text;
+  EXPECT_NE(pruned.text.find("removed 6 entries"), std::string::npos) << pruned.text;
+  EXPECT_NE(run_into("again").text.find("cache: 6 miss"), std::string::npos);
+  EXPECT_EQ(run("cache prune " + (dir / "not-a-cache").string() + " --max-size 1G").exit_code, 2);
+  EXPECT_EQ(run("run " + kExamples + "core_two_branches.json --cache-max-size 1G").exit_code, 2);
+  fs::remove_all(dir);
+}
+
 TEST(Cli, FailedRunExits1AndNamesTheNode) {
   const fs::path dir = temp_dir("fail");
   // An output directory that cannot be created: a file stands in its way.

@@ -10,7 +10,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "test_support.hpp"
 
@@ -132,6 +135,66 @@ TEST_F(CohortSlurm, AKilledTaskIsResumedAndABadSubjectFailsAlone) {
   const Output final_status = fusionflow_cli("cohort status " + (dir_ / "study").string());
   EXPECT_NE(final_status.text.find("s1\tdone"), std::string::npos) << final_status.text;
   EXPECT_NE(final_status.text.find("is truncated"), std::string::npos) << final_status.text;
+}
+
+// The node cache shared by the tasks of job arrays: a second study of the
+// same subjects takes every node from it, and a changed fuse.latent parameter
+// recomputes only fuse.latent and the nodes that depend on it.
+TEST_F(CohortSlurm, TasksShareTheNodeCacheAndAChangedFuseParameterRecomputesOnlyItsConsumers) {
+  ASSERT_EQ(fusionflow_cli("phantom --size 24 --out " + (dir_ / "a").string()).exit_code, 0);
+  ASSERT_EQ(fusionflow_cli("phantom --size 24 --seed 3 --out " + (dir_ / "b").string()).exit_code, 0);
+  std::ofstream(dir_ / "subjects.csv") << "subject,ct,mri,pet\n"
+                                          "s1,a/ct.nii.gz,a/t1.nii.gz,a/pet.nii.gz\n"
+                                          "s2,b/ct.nii.gz,b/t1.nii.gz,b/pet.nii.gz\n";
+  nlohmann::json changed = nlohmann::json::parse(fusionflow::testing::read_file(kPipeline));
+  for (auto& node : changed["nodes"]) {
+    if (node["type"] == "fuse.latent") node["params"]["base_rule"] = "max_abs";
+  }
+  std::ofstream(dir_ / "changed.json") << changed.dump(2);
+  const std::string cache = " --cache " + (dir_ / "cache").string();
+  const auto study = [&](const std::string& pipeline, const std::string& out) {
+    return fusionflow_cli("cohort run " + (dir_ / "subjects.csv").string() + " " + pipeline + " --out " +
+                          (dir_ / out).string() + " --engine slurm --wait --cpus-per-task 1" + cache);
+  };
+  const auto record = [&](const std::string& out, const std::string& subject) {
+    return nlohmann::json::parse(fusionflow::testing::read_file(dir_ / out / subject / "run.json"));
+  };
+  const Output cold = study(kPipeline, "cold");
+  ASSERT_EQ(cold.exit_code, 0) << cold.text;
+  const Output warm = study(kPipeline, "warm");
+  ASSERT_EQ(warm.exit_code, 0) << warm.text;
+  const Output edited = study((dir_ / "changed.json").string(), "changed");
+  ASSERT_EQ(edited.exit_code, 0) << edited.text;
+  for (const std::string subject : {"s1", "s2"}) {
+    for (const auto& node : record("cold", subject)["nodes"]) EXPECT_EQ(node["cache"], "miss") << node["id"];
+    for (const auto& node : record("warm", subject)["nodes"]) EXPECT_EQ(node["cache"], "hit") << node["id"];
+    for (const char* file : {"fused.nii.gz", "metrics.csv", "fused_3d.png", "pet_ct_overlay.png"}) {
+      EXPECT_EQ(fusionflow::testing::read_file(dir_ / "warm" / subject / file),
+                fusionflow::testing::read_file(dir_ / "cold" / subject / file))
+          << subject << "/" << file;
+    }
+    // fuse and everything downstream of it, from the record's wiring.
+    const nlohmann::json nodes = record("changed", subject)["nodes"];
+    std::set<std::string> downstream{"fuse"};
+    for (bool grew = true; grew;) {
+      grew = false;
+      for (const auto& node : nodes) {
+        for (const auto& [port, sources] : node["inputs"].items()) {
+          for (const auto& source : sources) {
+            const std::string producer = source.get<std::string>().substr(0, source.get<std::string>().find('.'));
+            if (downstream.count(producer) && downstream.insert(node["id"].get<std::string>()).second) grew = true;
+          }
+        }
+      }
+    }
+    EXPECT_GT(downstream.size(), 3u);
+    for (const auto& node : nodes) {
+      const std::string id = node["id"];
+      EXPECT_EQ(node["cache"], downstream.count(id) ? "miss" : "hit") << subject << " " << id;
+    }
+    EXPECT_NE(fusionflow::testing::read_file(dir_ / "changed" / subject / "fused.nii.gz"),
+              fusionflow::testing::read_file(dir_ / "cold" / subject / "fused.nii.gz"));
+  }
 }
 
 }  // namespace
