@@ -10,10 +10,10 @@
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <ctime>
-#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
