@@ -13,9 +13,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # imaging: ITK 5.2 (IO, filters, registration)
   libinsighttoolkit5-dev
-  # io plugin: DICOM headers (DCMTK), zlib, PNG (libpng); tests: pydicom's real DICOM files and pydicom
+  # io plugin: DICOM headers (DCMTK), zlib, PNG (libpng), JPEG output (libjpeg-turbo); tests: pydicom's real DICOM files and pydicom
   # itself (with numpy) to compute expected values
-  libdcmtk-dev zlib1g-dev libpng-dev python3-pydicom python3-numpy
+  libdcmtk-dev zlib1g-dev libpng-dev libjpeg-dev python3-pydicom python3-numpy
   # visualizers: VTK 9.1 (its CMake config needs MPI), a virtual X display for headless rendering
   libvtk9-dev libopenmpi-dev xvfb xauth
   # learned plugin: LibTorch 1.13 (CPU) for the learned shared latent space and `fusionflow train`

@@ -288,7 +288,7 @@ int run(int argc, char** argv) {
     hot->SetTableRange(0.0, top);
     for (int i = 0; i < 256; ++i) {
       const double t = i / 255.0;
-      const auto colour = colormap(Colormap::Hot, t);
+      const auto colour = colormap_rgb(Colormap::Hot, t);
       hot->SetTableValue(i, colour[0], colour[1], colour[2], t < 0.35 ? 0.0 : 1.0);
     }
     hot->Build();

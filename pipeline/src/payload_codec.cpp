@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "fusionflow/color.hpp"
 #include "fusionflow/latent.hpp"
 #include "fusionflow/payload_types.hpp"
 #include "fusionflow/sha256.hpp"
@@ -276,6 +277,46 @@ PayloadCodec latent_codec() {
     auto moved = std::make_shared<Latent>(*latent);
     moved->source_metadata.source = to;
     return Payload::of<Latent>(std::shared_ptr<const Latent>(std::move(moved)));
+  };
+  return codec;
+}
+
+PayloadCodec color_volume_codec() {
+  PayloadCodec codec;
+  codec.encode = [](const Payload& value, const ByteSink& out) {
+    const ColorVolume& image = *value.get<ColorVolume>();
+    write_header({{"type", "ColorVolume"},
+                  {"geometry", geometry_json(image.geometry)},
+                  {"metadata", metadata_json(image.metadata)},
+                  {"max_value", image.max_value},
+                  {"voxels", {image.rgb[0].size(), image.rgb[1].size(), image.rgb[2].size()}}},
+                 out);
+    for (const auto& channel : image.rgb) write_floats(channel, out);
+  };
+  codec.decode = [](ByteSource& in) {
+    return decoding([&] {
+      const json header = read_header(in);
+      ColorVolume image;
+      image.geometry = geometry_from(header.at("geometry"));
+      image.metadata = metadata_from(header.at("metadata"));
+      image.max_value = header.at("max_value").get<double>();
+      const auto counts = header.at("voxels").get<std::array<std::uint64_t, 3>>();
+      for (std::size_t c = 0; c < 3; ++c) {
+        if (counts[c] != image.geometry.voxel_count()) {
+          throw std::runtime_error("the encoding's voxel count does not match its grid");
+        }
+        image.rgb[c] = read_floats(in, counts[c]);
+      }
+      expect_end(in);
+      return Payload::of<ColorVolume>(std::make_shared<const ColorVolume>(std::move(image)));
+    });
+  };
+  codec.relocate = [](const Payload& value, const std::string& from, const std::string& to) {
+    const auto& image = value.get<ColorVolume>();
+    if (image->metadata.source != from) return value;
+    auto moved = std::make_shared<ColorVolume>(*image);
+    moved->metadata.source = to;
+    return Payload::of<ColorVolume>(std::shared_ptr<const ColorVolume>(std::move(moved)));
   };
   return codec;
 }

@@ -5,6 +5,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "fusionflow/color.hpp"
 #include "fusionflow/latent.hpp"
 #include "fusionflow/pipeline.hpp"  // param_value_to_json
 #include "fusionflow/payload_types.hpp"
@@ -66,6 +67,9 @@ NodeRegistry::NodeRegistry() {
   add_payload_type(payload_type_name<Transform>(),
                    "spatial transform from a fixed image's physical space to a moving image's (ITK convention)",
                    kSdkOrigin, transform_codec());
+  add_payload_type(payload_type_name<ColorVolume>(),
+                   "RGB image or volume (three channels on one grid, 0..max_value), e.g. a pseudo-colour PET",
+                   kSdkOrigin, color_volume_codec());
 }
 
 void NodeRegistry::add_payload_type(std::string name, std::string description, Origin origin, PayloadCodec codec) {

@@ -3,7 +3,7 @@
 // SHA-256 of its encoding, so an encoding must be canonical: equal values give
 // equal bytes, and decode(encode(v)) == v exactly (floats bit for bit).
 //
-// The SDK's types (Volume, Table, Latent, Transform) have codecs; a plugin
+// The SDK's types (Volume, Table, Latent, Transform, ColorVolume) have codecs; a plugin
 // gives its own types one through PluginRegistrar::add_payload_type. A node
 // that makes or takes a payload type without a codec is never cached.
 #pragma once
@@ -52,6 +52,7 @@ PayloadCodec volume_codec();
 PayloadCodec table_codec();
 PayloadCodec latent_codec();
 PayloadCodec transform_codec();
+PayloadCodec color_volume_codec();
 
 // SHA-256 (hex) of a payload's encoding.
 std::string payload_content_sha256(const PayloadCodec& codec, const Payload& value);

@@ -4,6 +4,7 @@
 #include "fusionflow/atomic_file.hpp"
 #include "fusionflow/latent.hpp"
 #include "fusionflow/choice_list.hpp"
+#include "fusionflow/color.hpp"
 #include "fusionflow/companion_library.hpp"
 #include "fusionflow/file_activity.hpp"
 #include "fusionflow/node.hpp"

@@ -118,6 +118,17 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx);
 // the request's ColorOptions say; at most request.max_voxels pixels. Every
 // libpng error becomes a std::runtime_error naming the file.
 LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx);
+// A PNG as colour: RGB and palette as stored, grey as R = G = B; 8-bit
+// samples in 0..255 (max_value 255), 16-bit in 0..65535; alpha ignored.
+ColorVolume read_png_color(const std::filesystem::path& path, std::uint64_t max_voxels, NodeContext& ctx);
+// Grey (channels 1) or RGB (3) samples, row by row from the top, 8 or 16
+// bits, to `file` (write it to an AtomicFileWriter's temporary path).
+void write_png_file(const std::filesystem::path& file, std::size_t width, std::size_t height, int channels, int bits,
+                    const std::vector<std::uint16_t>& samples);
+// 8-bit grey or RGB samples as baseline JPEG (libjpeg-turbo, integer DCT, no
+// chroma subsampling), quality 1..100.
+void write_jpeg_file(const std::filesystem::path& file, std::size_t width, std::size_t height, int channels,
+                     int quality, const std::vector<std::uint16_t>& samples);
 
 // --- NIfTI geometry (nifti_geometry.cpp, through ITK's own niftilib) ------------
 
@@ -296,16 +307,63 @@ inline const ChoiceList<WriteStorage> kWriteStorageNames{{WriteStorage::Float32,
                                                          {WriteStorage::UInt8, "uint8"},
                                                          {WriteStorage::Auto, "auto"}};
 
-struct WriteOptions {
+// PNG and JPEG (2D) output: how values become 8- or 16-bit grey levels.
+enum class ImageScaling { None, Range, Window };
+inline const ChoiceList<ImageScaling> kImageScalingNames{
+    {ImageScaling::None, "none"}, {ImageScaling::Range, "range"}, {ImageScaling::Window, "window"}};
+
+struct ImageOutputOptions {
+  ImageScaling scaling = ImageScaling::None;
+  std::vector<double> range;  // scaling=range: [low, high]
+  double window = 0.0, level = 0.0;
+  std::int64_t bits = 8;      // PNG: 8 or 16
+  std::int64_t quality = 95;  // JPEG
+};
+
+struct WriteOptions : ImageOutputOptions {
   std::filesystem::path path;
   WriteStorage storage = WriteStorage::Float32;
 };
+
+struct WriteColorOptions {
+  std::filesystem::path path;
+  std::int64_t bits = 8;
+  std::int64_t quality = 95;
+};
+
+// The image formats io.write and io.write_color write.
+enum class ImageFormat { Png, Jpeg };
+std::optional<ImageFormat> image_format_of(const std::filesystem::path& path);
+// A 2D grey volume (one slice) as PNG or JPEG, atomically; logs what the scaling did.
+void write_grey_image(const Volume& volume, const std::filesystem::path& path, ImageFormat format,
+                      const ImageOutputOptions& options, NodeContext& ctx);
+// Adds the PNG/JPEG parameters of ImageOutputOptions to a writer.
+template <class Options>
+void add_image_output_params(NodeType<Options>& node) {
+  node.choice(&ImageOutputOptions::scaling, "scaling", kImageScalingNames,
+              "PNG/JPEG: none (values written as they are, rounded to the nearest level; out-of-range values are "
+              "clamped, with a warning), range (range = [low, high] onto 0..top), window (level -/+ window/2 onto "
+              "0..top); never a contrast stretch unless asked, so 0 stays 0 when low = 0")
+      .param(&ImageOutputOptions::range, "range", "PNG/JPEG with scaling=range: [low, high] in the volume's units")
+      .param(&ImageOutputOptions::window, "window", Limits::at_least(0.0), "PNG/JPEG with scaling=window: width")
+      .param(&ImageOutputOptions::level, "level", "PNG/JPEG with scaling=window: centre")
+      .param(&ImageOutputOptions::bits, "bits", Limits::range(8, 16), "PNG: 8 or 16 bits per sample (JPEG: 8)")
+      .param(&ImageOutputOptions::quality, "quality", Limits::range(1, 100), "JPEG quality");
+}
 
 NodeType<LoadCtOptions> load_ct_node();
 NodeType<LoadMriOptions> load_mri_node();
 NodeType<LoadPetOptions> load_pet_node();
 NodeType<LoadImageOptions> load_image_node();
 NodeType<WriteOptions> write_node();
+struct LoadColorOptions {
+  std::filesystem::path path;
+  std::uint64_t max_voxels = kMaxVoxels;
+};
+NodeType<LoadColorOptions> load_color_node();
+NodeType<WriteColorOptions> write_color_node();
+void run_load_color(NodeContext& ctx, const LoadColorOptions& options);
+void run_write_color(NodeContext& ctx, const WriteColorOptions& options);
 void run_load_ct(NodeContext& ctx, const LoadCtOptions& options);
 void run_load_mri(NodeContext& ctx, const LoadMriOptions& options);
 void run_load_pet(NodeContext& ctx, const LoadPetOptions& options);

@@ -10,6 +10,8 @@ FUSIONFLOW_PLUGIN("io", "1.0.0",
   registrar.add_node(load_pet_node(), run_load_pet);
   registrar.add_node(load_image_node(), run_load_image);
   registrar.add_node(write_node(), run_write);
+  registrar.add_node(load_color_node(), run_load_color);
+  registrar.add_node(write_color_node(), run_write_color);
   // --threads caps ITK's pool (N4, readers) as well as the graph.
   registrar.add_thread_budget_hook([](int threads) { set_itk_threads(threads); });
 }

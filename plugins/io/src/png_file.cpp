@@ -31,6 +31,7 @@
 #include "io_internal.hpp"
 
 #include <png.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <csetjmp>
@@ -225,11 +226,14 @@ void check_plausible_size(const fs::path& path, const PngLayout& layout, std::ui
   }
 }
 
-}  // namespace
+// The decoded pixels of a PNG file: every check before any pixel buffer exists.
+struct DecodedPng {
+  PngLayout layout;
+  std::vector<unsigned char> bytes;
+  Samples samples() const { return Samples{bytes, layout.row_bytes, layout.channels, layout.sample_bits == 16}; }
+};
 
-LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx) {
-  const fs::path& path = request.path;
-  const ColorOptions& color = request;
+DecodedPng decode_png(const fs::path& path, std::uint64_t max_voxels, NodeContext& ctx) {
   PngReader reader(path);
   if (reader.file() == nullptr) {
     throw std::runtime_error("cannot open " + quoted(path) + ": " + std::strerror(errno) +
@@ -251,16 +255,17 @@ LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx) {
   }
   if (!reader.create()) throw std::runtime_error("cannot read " + quoted(path) + ": libpng is out of memory");
 
-  PngLayout layout;
+  DecodedPng decoded;
+  PngLayout& layout = decoded.layout;
   if (!read_png_header(reader.png(), reader.info(), reader.file(), &layout)) {
     throw std::runtime_error("cannot read " + quoted(path) + ": " + libpng_reason(reader.messages()) +
                              "; re-export or re-copy the file");
   }
   const std::string grid = std::to_string(layout.width) + "x" + std::to_string(layout.height);
   const std::uint64_t voxels = std::uint64_t{layout.width} * layout.height;  // < 2^40: libpng caps 10^6 per axis
-  if (voxels > request.max_voxels) {
+  if (voxels > max_voxels) {
     throw std::runtime_error("cannot read " + quoted(path) + ": its header announces " + grid +
-                             " pixels, more than the limit of " + std::to_string(request.max_voxels) +
+                             " pixels, more than the limit of " + std::to_string(max_voxels) +
                              " voxels: the header is corrupt or the image too large");
   }
   check_plausible_size(path, layout, file_size);
@@ -272,7 +277,8 @@ LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx) {
   }
   ctx.throw_if_cancelled();
 
-  std::vector<unsigned char> bytes(layout.row_bytes * layout.height);
+  std::vector<unsigned char>& bytes = decoded.bytes;
+  bytes.resize(layout.row_bytes * layout.height);
   std::vector<png_bytep> rows(layout.height);
   for (std::size_t y = 0; y < rows.size(); ++y) rows[y] = bytes.data() + y * layout.row_bytes;
   if (!read_png_rows(reader.png(), reader.info(), rows.data())) {
@@ -285,6 +291,17 @@ LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx) {
                 (reader.messages().warnings > 1 ? " (and " + std::to_string(reader.messages().warnings - 1) + " more)"
                                                 : ""));
   }
+  return decoded;
+}
+
+}  // namespace
+
+LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx) {
+  const fs::path& path = request.path;
+  const ColorOptions& color = request;
+  const DecodedPng decoded = decode_png(path, request.max_voxels, ctx);
+  const PngLayout& layout = decoded.layout;
+  const std::uint64_t voxels = std::uint64_t{layout.width} * layout.height;
 
   LoadedImage loaded;
   loaded.format = "png";
@@ -293,7 +310,7 @@ LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx) {
   volume.geometry.size = {layout.width, layout.height, 1};
   volume.voxels.resize(voxels);
   auto& extra = volume.metadata.extra;
-  const Samples samples{bytes, layout.row_bytes, layout.channels, layout.sample_bits == 16};
+  const Samples samples = decoded.samples();
   const std::size_t width = layout.width, height = layout.height;
   const bool colour = layout.channels >= 3;
   const bool alpha = layout.channels == 2 || layout.channels == 4;
@@ -380,6 +397,88 @@ LoadedImage read_png_file(const LoadRequest& request, NodeContext& ctx) {
     }
   }
   return loaded;
+}
+
+ColorVolume read_png_color(const fs::path& path, std::uint64_t max_voxels, NodeContext& ctx) {
+  const DecodedPng decoded = decode_png(path, max_voxels, ctx);
+  const PngLayout& layout = decoded.layout;
+  const Samples samples = decoded.samples();
+  ColorVolume image;
+  image.geometry.size = {layout.width, layout.height, 1};
+  image.max_value = layout.sample_bits == 16 ? 65535.0 : 255.0;
+  image.metadata.source = path.string();
+  image.metadata.extra["io.format"] = "png";
+  image.metadata.extra["io.png_color_type"] =
+      color_type_name(layout.color_type) + ", " + std::to_string(layout.bit_depth) + "-bit";
+  if (layout.channels == 2 || layout.channels == 4 || layout.transparency) image.metadata.extra["io.alpha"] = "ignored";
+  const bool colour = layout.channels >= 3;
+  const std::size_t width = layout.width, height = layout.height;
+  for (auto& channel : image.rgb) channel.resize(width * height);
+  for (std::size_t y = 0; y < height; ++y) {
+    for (std::size_t x = 0; x < width; ++x) {
+      for (int c = 0; c < 3; ++c) image.rgb[c][y * width + x] = float(samples.at(x, y, colour ? c : 0));
+    }
+  }
+  return image;
+}
+
+namespace {
+
+// Writes the rows; false on a libpng error (message in PngMessages). No C++
+// objects with destructors here: libpng may longjmp out of any call.
+bool write_png_rows(png_structp png, png_infop info, std::FILE* file, png_uint_32 width, png_uint_32 height,
+                    int bit_depth, int color_type, png_bytepp rows) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_init_io(png, file);
+  png_set_IHDR(png, info, width, height, bit_depth, color_type, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  png_write_image(png, rows);
+  png_write_end(png, nullptr);
+  return true;
+}
+
+}  // namespace
+
+void write_png_file(const fs::path& file, std::size_t width, std::size_t height, int channels, int bits,
+                    const std::vector<std::uint16_t>& samples) {
+  if ((channels != 1 && channels != 3) || (bits != 8 && bits != 16) ||
+      samples.size() != width * height * std::size_t(channels) || width == 0 || height == 0 ||
+      width > PNG_USER_WIDTH_MAX || height > PNG_USER_HEIGHT_MAX) {
+    throw std::invalid_argument("cannot write a PNG of " + std::to_string(width) + "x" + std::to_string(height) +
+                                " pixels, " + std::to_string(channels) + " channels, " + std::to_string(bits) +
+                                " bits");
+  }
+  const std::size_t bytes_per_sample = bits / 8;
+  const std::size_t row_bytes = width * std::size_t(channels) * bytes_per_sample;
+  std::vector<unsigned char> bytes(row_bytes * height);
+  for (std::size_t n = 0; n < samples.size(); ++n) {
+    if (bits == 8) {
+      bytes[n] = static_cast<unsigned char>(samples[n]);
+    } else {  // PNG stores 16-bit samples big-endian
+      bytes[2 * n] = static_cast<unsigned char>(samples[n] >> 8);
+      bytes[2 * n + 1] = static_cast<unsigned char>(samples[n] & 0xff);
+    }
+  }
+  std::vector<png_bytep> rows(height);
+  for (std::size_t y = 0; y < height; ++y) rows[y] = bytes.data() + y * row_bytes;
+
+  std::FILE* out = std::fopen(file.c_str(), "wb");
+  if (out == nullptr) throw std::runtime_error("cannot create " + quoted(file) + ": " + std::strerror(errno));
+  PngMessages messages;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &messages, on_png_error, on_png_warning);
+  png_infop info = png != nullptr ? png_create_info_struct(png) : nullptr;
+  const bool written = info != nullptr &&
+                       write_png_rows(png, info, out, png_uint_32(width), png_uint_32(height), bits,
+                                      channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, rows.data());
+  png_destroy_write_struct(&png, &info);
+  const bool flushed = std::fflush(out) == 0 && ::fsync(::fileno(out)) == 0;
+  const bool closed = std::fclose(out) == 0;
+  if (!written) {
+    throw std::runtime_error("cannot write " + quoted(file) + ": " +
+                             (messages.error[0] != 0 ? messages.error : "libpng is out of memory"));
+  }
+  if (!flushed || !closed) throw std::runtime_error("cannot write " + quoted(file) + ": " + std::strerror(errno));
 }
 
 }  // namespace fusionflow::io

@@ -29,6 +29,7 @@ bool ends_with(const std::string& text, const std::string& suffix) {
 }
 
 void check_extension(const fs::path& path) {
+  if (image_format_of(path)) return;
   const std::string name = lower(path.filename().string());
   for (const char* suffix : {".nii", ".nii.gz", ".nrrd", ".mha"}) {
     if (ends_with(name, suffix)) return;
@@ -39,7 +40,7 @@ void check_extension(const fs::path& path) {
                                 "(MetaImage) or .nrrd (NRRD) for a single file");
   }
   throw std::invalid_argument("cannot write '" + path.string() + "': unsupported extension '" +
-                              path.extension().string() + "'; use .nii, .nii.gz, .nrrd or .mha");
+                              path.extension().string() + "'; use .nii, .nii.gz, .nrrd, .mha, or .png or .jpg for one slice");
 }
 
 // The same file: equal canonical paths, or the same inode when both exist.
@@ -78,7 +79,8 @@ Range range_of(const std::vector<float>& voxels) {
 NodeType<WriteOptions> write_node() {
   NodeType<WriteOptions> node("io.write", "1.0.0",
                               "Writes a volume to NIfTI (.nii, .nii.gz), NRRD (.nrrd) or MetaImage (.mha) with its "
-                              "geometry, atomically (temporary file, then rename); refuses to overwrite the volume's "
+                              "geometry, or one slice to PNG (.png, 8/16-bit grey) or JPEG (.jpg) with explicit "
+                              "scaling, atomically (temporary file, then rename); refuses to overwrite the volume's "
                               "own source file");
   node.input(kVolumeIn, "the volume to write")
       .output_path(&WriteOptions::path, "path",
@@ -87,6 +89,7 @@ NodeType<WriteOptions> write_node() {
       .choice(&WriteOptions::storage, "storage", kWriteStorageNames,
               "voxel type on disk: float32; int16 or uint8 (rounded to nearest, clamped to the type's range, NaN "
               "written as 0); auto: the smallest of uint8, int16, float32 that holds every voxel exactly");
+  add_image_output_params(node);
   return node;
 }
 
@@ -103,6 +106,12 @@ void run_write(NodeContext& ctx, const WriteOptions& options) {
     throw std::invalid_argument("cannot write '" + path.string() + "': the volume has " +
                                 std::to_string(volume.voxels.size()) + " voxels but its geometry needs " +
                                 std::to_string(volume.geometry.voxel_count()));
+  }
+  if (const auto format = image_format_of(path)) {
+    ctx.throw_if_cancelled();
+    write_grey_image(volume, path, *format, options, ctx);
+    ctx.progress(1.0);
+    return;
   }
   WriteStorage storage = options.storage;
   const Range range = range_of(volume.voxels);

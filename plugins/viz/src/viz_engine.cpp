@@ -206,7 +206,7 @@ std::array<std::uint8_t, 3> overlay_pixel(float anatomical, float functional, co
   std::array<double, 3> rgb{grey, grey, grey};
   if (std::isfinite(functional) && functional >= style.threshold) {
     const double t = (functional - style.range_min) / (style.range_max - style.range_min);
-    const auto colour = colormap(style.colormap, t);
+    const auto colour = colormap_rgb(style.colormap, t);
     for (int c = 0; c < 3; ++c) rgb[c] = (1 - style.opacity) * rgb[c] + style.opacity * colour[c];
   }
   return {static_cast<std::uint8_t>(std::lround(255 * rgb[0])), static_cast<std::uint8_t>(std::lround(255 * rgb[1])),
@@ -229,7 +229,7 @@ RgbImage colour_bar(int width, int height, const OverlayStyle& style, const Volu
   for (int y = top; y <= bottom; ++y) {
     const double t = double(bottom - y) / double(std::max(1, bottom - top));
     const double value = style.range_min + t * (style.range_max - style.range_min);
-    auto colour = colormap(style.colormap, t);
+    auto colour = colormap_rgb(style.colormap, t);
     if (value < style.threshold) colour = {0.25, 0.25, 0.25};
     for (int x = bar_left; x <= bar_right; ++x) {
       std::uint8_t* pixel = strip.at(x, y);

@@ -4,13 +4,13 @@
 #pragma once
 
 #include "fusionflow/choice_list.hpp"
+#include "fusionflow/color.hpp"
 
 namespace fusionflow::viz {
 
-// The colour maps (see colormap() in vtk_support.hpp), as pipelines spell them.
-enum class Colormap { Hot, Jet, Viridis, Gray };
-inline const ChoiceList<Colormap> kColormapNames{
-    {Colormap::Hot, "hot"}, {Colormap::Jet, "jet"}, {Colormap::Viridis, "viridis"}, {Colormap::Gray, "gray"}};
+// The colour maps are the SDK's (fusionflow/color.hpp), shared with the color plugin.
+using fusionflow::Colormap;
+using fusionflow::kColormapNames;
 
 // Transfer-function presets, as pipelines and captions spell them.
 enum class Preset { CtBone, CtSoftTissue, Mri, Pet, Fused };

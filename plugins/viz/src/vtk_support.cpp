@@ -215,30 +215,6 @@ std::array<double, 3> parse_colour(const std::string& text) {
                               "': use a name (black, white, ...), #rrggbb or r,g,b in [0,1]");
 }
 
-std::array<double, 3> colormap(Colormap map, double t) {
-  t = clamp01(t);
-  switch (map) {
-    case Colormap::Hot: return {clamp01(3 * t), clamp01(3 * t - 1), clamp01(3 * t - 2)};
-    case Colormap::Jet:
-      return {clamp01(1.5 - std::abs(4 * t - 3)), clamp01(1.5 - std::abs(4 * t - 2)),
-              clamp01(1.5 - std::abs(4 * t - 1))};
-    case Colormap::Viridis: {
-      static const std::array<std::array<double, 3>, 5> stops{{{0.267, 0.005, 0.329},
-                                                               {0.229, 0.322, 0.546},
-                                                               {0.128, 0.567, 0.551},
-                                                               {0.369, 0.789, 0.383},
-                                                               {0.993, 0.906, 0.144}}};
-      const double x = t * 4;
-      const auto i = static_cast<std::size_t>(std::min(3.0, std::floor(x)));
-      const double f = x - static_cast<double>(i);
-      return {stops[i][0] * (1 - f) + stops[i + 1][0] * f, stops[i][1] * (1 - f) + stops[i + 1][1] * f,
-              stops[i][2] * (1 - f) + stops[i + 1][2] * f};
-    }
-    case Colormap::Gray: return {t, t, t};
-  }
-  throw std::logic_error("colour map " + std::to_string(static_cast<int>(map)) + " has no colours");
-}
-
 void draw_text(RgbImage& image, const std::string& text, int x, int y, int font_size, std::array<double, 3> colour,
                TextAnchor anchor, bool bold) {
   if (text.empty()) return;

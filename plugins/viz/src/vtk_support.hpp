@@ -101,9 +101,7 @@ vtkSmartPointer<vtkRenderWindow> make_offscreen_window(int width, int height);
 
 // "black", "white", any vtkNamedColors name, "#rrggbb", or "r,g,b" in [0, 1].
 std::array<double, 3> parse_colour(const std::string& text);
-// t in [0, 1] (clamped) -> RGB in [0, 1]. Hot: black, red, yellow, white
-// (PET style); Jet; Viridis; Gray.
-std::array<double, 3> colormap(Colormap map, double t);
+// Colour maps: fusionflow::colormap_rgb (fusionflow/color.hpp).
 
 enum class TextAnchor {
   TopLeft,
