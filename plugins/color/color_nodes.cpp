@@ -108,9 +108,8 @@ void run_from_ycbcr(NodeContext& ctx, const FromYcbcrOptions& options) {
   const Volume& cr = ctx.input(kCrIn);
   for (const auto& [name, plane] : {std::pair<const char*, const Volume*>{"cb", &cb}, {"cr", &cr}}) {
     if (!plane->geometry.same_grid(y.geometry)) {
-      throw std::invalid_argument(std::string("'") + name + "' is on another grid (" +
-                                  plane->geometry.size_string() + ") than 'y' (" + y.geometry.size_string() +
-                                  "): resample it onto Y's grid first");
+      throw std::invalid_argument(std::string("'") + name + "' is on another grid (" + plane->geometry.size_string() +
+                                  ") than 'y' (" + y.geometry.size_string() + "): resample it onto Y's grid first");
     }
   }
   for (const Volume* plane : {&cb, &cr}) {
@@ -140,8 +139,8 @@ void run_from_ycbcr(NodeContext& ctx, const FromYcbcrOptions& options) {
   }
   if (clamped > 0) {
     image.metadata.extra["color.clamped_values"] = std::to_string(clamped);
-    ctx.log(LogLevel::Info, std::to_string(clamped) + " channel values fell outside [0, " +
-                                number(options.max_value) + "] and were clamped (a fused luma brighter than the "
+    ctx.log(LogLevel::Info, std::to_string(clamped) + " channel values fell outside [0, " + number(options.max_value) +
+                                "] and were clamped (a fused luma brighter than the "
                                 "colour's gamut allows)");
   }
   ctx.output(kImageOut, std::move(image));
@@ -164,8 +163,7 @@ NodeType<MapOptions> map_node() {
       .output(kImageOut, "the colour volume, same grid and metadata")
       .choice(&MapOptions::colormap, "colormap", kColormapNames,
               "hot (black, red, yellow, white: PET), jet, rainbow (blue to red), viridis or gray")
-      .param(&MapOptions::range, "range",
-             "[low, high] in the volume's units; empty: its finite minimum and maximum")
+      .param(&MapOptions::range, "range", "[low, high] in the volume's units; empty: its finite minimum and maximum")
       .param(&MapOptions::max_value, "max_value", Limits::range(1.0, 65535.0),
              "top of the colour values: 255 for 8-bit output");
   return node;
@@ -199,8 +197,8 @@ void run_map(NodeContext& ctx, const MapOptions& options) {
   ColorVolume image;
   image.geometry = volume.geometry;
   image.metadata = volume.metadata;
-  image.metadata.extra["color.map"] = kColormapNames.name(options.colormap) + " over [" + number(low) + ", " +
-                                      number(high) + "]";
+  image.metadata.extra["color.map"] =
+      kColormapNames.name(options.colormap) + " over [" + number(low) + ", " + number(high) + "]";
   image.max_value = options.max_value;
   const std::size_t count = volume.voxels.size();
   for (auto& channel : image.rgb) channel.resize(count);

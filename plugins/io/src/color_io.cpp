@@ -44,8 +44,9 @@ void check_one_slice(const Geometry& geometry, const fs::path& path) {
 
 int bits_for(ImageFormat format, std::int64_t bits, const fs::path& path) {
   if (format == ImageFormat::Jpeg) {
-    if (bits != 8) throw std::invalid_argument("cannot write '" + path.string() + "' with bits=" +
-                                               std::to_string(bits) + ": JPEG holds 8 bits per sample");
+    if (bits != 8)
+      throw std::invalid_argument("cannot write '" + path.string() + "' with bits=" + std::to_string(bits) +
+                                  ": JPEG holds 8 bits per sample");
     return 8;
   }
   if (bits != 8 && bits != 16) {
@@ -92,8 +93,8 @@ std::optional<ImageFormat> image_format_of(const fs::path& path) {
   return std::nullopt;
 }
 
-void write_grey_image(const Volume& volume, const fs::path& path, ImageFormat format,
-                      const ImageOutputOptions& options, NodeContext& ctx) {
+void write_grey_image(const Volume& volume, const fs::path& path, ImageFormat format, const ImageOutputOptions& options,
+                      NodeContext& ctx) {
   check_one_slice(volume.geometry, path);
   const int bits = bits_for(format, options.bits, path);
   const double top = bits == 16 ? 65535.0 : 255.0;
@@ -123,8 +124,8 @@ void write_grey_image(const Volume& volume, const fs::path& path, ImageFormat fo
     samples[n] = quantise(value);
   }
   if (options.scaling == ImageScaling::None && quantise.clamped > 0) {
-    ctx.log(LogLevel::Warn, "'" + path.string() + "': " + std::to_string(quantise.clamped) +
-                                " values outside 0.." + number(top) +
+    ctx.log(LogLevel::Warn, "'" + path.string() + "': " + std::to_string(quantise.clamped) + " values outside 0.." +
+                                number(top) +
                                 " (or not finite) were clamped; scaling=range or window maps a range instead");
   }
   commit_image(path, format, volume.geometry.size[0], volume.geometry.size[1], 1, bits, options.quality, samples);
@@ -166,7 +167,8 @@ NodeType<WriteColorOptions> write_color_node() {
                                    "no chroma subsampling), atomically: channel values in [0, max_value] scaled "
                                    "onto 0..255 (or 0..65535), rounded to nearest; black stays exactly 0");
   node.input(kImageIn, "the colour image (e.g. color.from_ycbcr)")
-      .output_path(&WriteColorOptions::path, "path", "output file: .png, .jpg or .jpeg; missing directories are created")
+      .output_path(&WriteColorOptions::path, "path",
+                   "output file: .png, .jpg or .jpeg; missing directories are created")
       .param(&WriteColorOptions::bits, "bits", Limits::range(8, 16), "PNG: 8 or 16 bits per sample (JPEG: 8)")
       .param(&WriteColorOptions::quality, "quality", Limits::range(1, 100), "JPEG quality");
   return node;

@@ -35,8 +35,8 @@ static void on_jpeg_error(j_common_ptr info) {
 static void on_jpeg_message(j_common_ptr, int) {}  // warnings and traces: not printed
 }
 
-bool compress_rows(jpeg_compress_struct* info, JpegErrors* errors, std::FILE* file, JDIMENSION width,
-                   JDIMENSION height, int channels, int quality, unsigned char* bytes) {
+bool compress_rows(jpeg_compress_struct* info, JpegErrors* errors, std::FILE* file, JDIMENSION width, JDIMENSION height,
+                   int channels, int quality, unsigned char* bytes) {
   if (setjmp(errors->jump)) {
     jpeg_destroy_compress(info);
     return false;
@@ -76,7 +76,8 @@ void write_jpeg_file(const std::filesystem::path& file, std::size_t width, std::
                                 std::to_string(JPEG_MAX_DIMENSION) + " per side), quality " + std::to_string(quality));
   }
   std::vector<unsigned char> bytes(samples.size());
-  for (std::size_t n = 0; n < samples.size(); ++n) bytes[n] = static_cast<unsigned char>(std::min<int>(samples[n], 255));
+  for (std::size_t n = 0; n < samples.size(); ++n)
+    bytes[n] = static_cast<unsigned char>(std::min<int>(samples[n], 255));
   std::FILE* out = std::fopen(file.c_str(), "wb");
   if (out == nullptr) throw std::runtime_error("cannot create " + quoted(file) + ": " + std::strerror(errno));
   jpeg_compress_struct info{};
@@ -84,8 +85,8 @@ void write_jpeg_file(const std::filesystem::path& file, std::size_t width, std::
   info.err = jpeg_std_error(&errors.manager);
   errors.manager.error_exit = on_jpeg_error;
   errors.manager.emit_message = on_jpeg_message;
-  const bool written = compress_rows(&info, &errors, out, JDIMENSION(width), JDIMENSION(height), channels, quality,
-                                     bytes.data());
+  const bool written =
+      compress_rows(&info, &errors, out, JDIMENSION(width), JDIMENSION(height), channels, quality, bytes.data());
   const bool flushed = std::fflush(out) == 0 && ::fsync(::fileno(out)) == 0;
   const bool closed = std::fclose(out) == 0;
   if (!written) throw std::runtime_error("cannot write " + quoted(file) + ": " + errors.message);

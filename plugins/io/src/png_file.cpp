@@ -468,9 +468,9 @@ void write_png_file(const fs::path& file, std::size_t width, std::size_t height,
   PngMessages messages;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &messages, on_png_error, on_png_warning);
   png_infop info = png != nullptr ? png_create_info_struct(png) : nullptr;
-  const bool written = info != nullptr &&
-                       write_png_rows(png, info, out, png_uint_32(width), png_uint_32(height), bits,
-                                      channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, rows.data());
+  const bool written =
+      info != nullptr && write_png_rows(png, info, out, png_uint_32(width), png_uint_32(height), bits,
+                                        channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, rows.data());
   png_destroy_write_struct(&png, &info);
   const bool flushed = std::fflush(out) == 0 && ::fsync(::fileno(out)) == 0;
   const bool closed = std::fclose(out) == 0;

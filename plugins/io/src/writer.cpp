@@ -40,7 +40,8 @@ void check_extension(const fs::path& path) {
                                 "(MetaImage) or .nrrd (NRRD) for a single file");
   }
   throw std::invalid_argument("cannot write '" + path.string() + "': unsupported extension '" +
-                              path.extension().string() + "'; use .nii, .nii.gz, .nrrd, .mha, or .png or .jpg for one slice");
+                              path.extension().string() +
+                              "'; use .nii, .nii.gz, .nrrd, .mha, or .png or .jpg for one slice");
 }
 
 // The same file: equal canonical paths, or the same inode when both exist.

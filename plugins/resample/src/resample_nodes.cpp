@@ -112,6 +112,5 @@ void run_extract_slice(NodeContext& ctx, const SliceOptions& options) {
 
 FUSIONFLOW_PLUGIN("resample", "1.0.0", "Resampling onto reference grids and spacings, through transforms") {
   registrar.add_node(fusionflow::resample_nodes::apply_node(), fusionflow::resample_nodes::run_apply);
-  registrar.add_node(fusionflow::resample_nodes::extract_slice_node(),
-                     fusionflow::resample_nodes::run_extract_slice);
+  registrar.add_node(fusionflow::resample_nodes::extract_slice_node(), fusionflow::resample_nodes::run_extract_slice);
 }
