@@ -5,6 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <regex>
@@ -369,6 +372,109 @@ std::optional<Cohort> load_bids(const fs::path& cohort_file, const json& bids, c
   return cohort;
 }
 
+// The file's stem without its image extensions: "12.png" -> "12", "a.nii.gz" -> "a".
+std::string file_stem(const fs::path& file) {
+  std::string name = file.filename().string();
+  const auto ends_with = [&name](const std::string& suffix) {
+    return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (ends_with(".nii.gz")) return name.substr(0, name.size() - 7);
+  if (ends_with(".gz")) name.resize(name.size() - 3);
+  return fs::path(name).stem().string();
+}
+
+// A folder of pairs (or triples): each variable's pattern matches one file per
+// subject, and files of the same stem belong together ("MRI/12.png" and
+// "PET/12.png" are subject 12), as the public 2D fusion sets are laid out.
+std::optional<Cohort> load_pairs(const fs::path& cohort_file, const json& pairs, const PipelineVariables& variables,
+                                 const fs::path& out_dir, std::vector<Diagnostic>& problems) {
+  const std::string source = cohort_file.string();
+  if (!pairs.is_object() || !pairs.contains("root") || !pairs["root"].is_string() || !pairs.contains("variables") ||
+      !pairs["variables"].is_object() || pairs["variables"].empty()) {
+    problems.push_back({source + " /pairs", "must be an object with \"root\" (a folder) and \"variables\"",
+                        "e.g. \"pairs\": {\"root\": \"data\", \"variables\": {\"mri\": \"MRI/*.png\", \"pet\": "
+                        "\"PET/*.png\"}}"});
+    return std::nullopt;
+  }
+  const fs::path base =
+      cohort_file.parent_path().empty() ? fs::current_path() : fs::absolute(cohort_file.parent_path());
+  fs::path root = pairs["root"].get<std::string>();
+  if (root.is_relative()) root = base / root;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) {
+    problems.push_back({source + " /pairs/root", "folder " + root.string() + " does not exist",
+                        "paths are relative to the cohort file's folder"});
+    return std::nullopt;
+  }
+  // stem -> variable -> file
+  std::map<std::string, std::map<std::string, fs::path>> by_stem;
+  std::vector<std::string> names;
+  for (const auto& [name, pattern] : pairs["variables"].items()) {
+    const std::string where = source + " /pairs/variables/" + name;
+    if (!pattern.is_string() || pattern.get<std::string>().empty()) {
+      problems.push_back({where, "must be a file pattern", "e.g. \"MRI/*.png\""});
+      continue;
+    }
+    if (variables.declared.count(name) == 0 || name == "out" || name == "subject") {
+      const std::string near = nearest_name(name, variables.declared);
+      problems.push_back({where, "'" + name + "' is not an input variable of the pipeline",
+                          (near.empty() ? std::string() : "did you mean '" + near + "'? ") +
+                              "the pipeline declares: " + declared_list(variables.declared)});
+      continue;
+    }
+    names.push_back(name);
+    for (const fs::path& file : glob_below(root, pattern.get<std::string>())) {
+      const std::string stem = file_stem(file);
+      auto& slot = by_stem[stem][name];
+      if (!slot.empty()) {
+        problems.push_back({file.string(),
+                            "has the same stem '" + stem + "' as " + slot.string() + " (variable '" + name + "')",
+                            "make the pattern match one file per subject"});
+      }
+      slot = file;
+    }
+  }
+  for (const auto& [name, has_default] : variables.declared) {
+    if (name != "out" && name != "subject" && !has_default &&
+        std::find(names.begin(), names.end(), name) == names.end()) {
+      problems.push_back({source + " /pairs/variables",
+                          "no pattern for '" + name + "', and the pipeline's variable '" + name + "' has no default",
+                          "add \"" + name + "\": \"<folder>/*.png\""});
+    }
+  }
+  if (!problems.empty()) return std::nullopt;
+  Cohort cohort;
+  cohort.source = cohort_file;
+  for (const auto& [stem, files] : by_stem) {
+    CohortSubject subject;
+    subject.id = stem;
+    subject.origin = root.string() + " (stem " + stem + ")";
+    for (const std::string& name : names) {
+      auto it = files.find(name);
+      if (it == files.end()) {
+        problems.push_back({files.begin()->second.string(),
+                            "has no partner for variable '" + name + "' (no file of stem '" + stem + "' matches " +
+                                pairs["variables"][name].get<std::string>() + ")",
+                            "add the missing file, or remove this one"});
+      } else {
+        subject.variables[name] = it->second.string();
+      }
+    }
+    if (!valid_subject_id(subject.id)) {
+      problems.push_back({subject.origin, "file stem '" + subject.id.substr(0, 40) + "' cannot name a subject's output",
+                          "use letters, digits, '.', '_' and '-'"});
+    }
+    check_subject_values(subject, variables, root, subject.origin, false, problems);
+    subject.variables["out"] = (out_dir / subject.id).string();
+    cohort.subjects.push_back(std::move(subject));
+  }
+  if (cohort.subjects.empty() && problems.empty()) {
+    problems.push_back({root.string(), "no file matches the patterns", "check the patterns under /pairs/variables"});
+  }
+  if (!problems.empty()) return std::nullopt;
+  return cohort;
+}
+
 }  // namespace
 
 std::optional<PipelineVariables> read_pipeline_variables(const fs::path& pipeline_file, const NodeRegistry& registry,
@@ -449,6 +555,34 @@ std::string merge_subject_tables(const std::vector<std::pair<std::string, fs::pa
     for (const char c : cell) text += c == '"' ? std::string("\"\"") : std::string(1, c);
     return text + "\"";
   };
+  // The last row, subject "mean": each column whose cells are all numbers
+  // (empty cells aside), averaged over the rows that have one.
+  if (!rows.empty()) {
+    std::map<std::size_t, std::string> mean{{0, "mean"}};
+    for (std::size_t c = 1; c < columns.size(); ++c) {
+      double sum = 0;
+      std::size_t count = 0;
+      bool numeric = true;
+      for (const auto& row : rows) {
+        const auto it = row.find(c);
+        if (it == row.end() || it->second.empty()) continue;
+        char* end = nullptr;
+        const double value = std::strtod(it->second.c_str(), &end);
+        if (end == it->second.c_str() || *end != '\0' || !std::isfinite(value)) {
+          numeric = false;
+          break;
+        }
+        sum += value;
+        ++count;
+      }
+      if (numeric && count > 0) {
+        char text[32];
+        std::snprintf(text, sizeof text, "%.17g", sum / double(count));
+        mean[c] = text;
+      }
+    }
+    rows.push_back(std::move(mean));
+  }
   std::string csv;
   for (std::size_t c = 0; c < columns.size(); ++c) csv += (c ? "," : "") + quoted(columns[c]);
   csv += "\n";
@@ -477,15 +611,17 @@ CohortLoad load_cohort(const fs::path& file, const PipelineVariables& variables,
       result.problems.push_back({file.string() + " /format_version", "must be 1", "\"format_version\": 1"});
     }
     for (const auto& [key, ignored] : document.items()) {
-      if (key != "format_version" && key != "table" && key != "bids" && key != "description") {
+      if (key != "format_version" && key != "table" && key != "bids" && key != "pairs" && key != "description") {
         result.problems.push_back({file.string() + " /" + key, "unknown key '" + key + "'",
-                                   "a cohort file has format_version, description, and table or bids"});
+                                   "a cohort file has format_version, description, and table, bids or pairs"});
       }
     }
     const bool has_table = document.contains("table"), has_bids = document.contains("bids");
-    if (has_table == has_bids) {
-      result.problems.push_back({file.string(), "needs exactly one of \"table\" and \"bids\"",
-                                 "\"table\": \"subjects.tsv\", or \"bids\": {\"root\": ..., \"variables\": ...}"});
+    const bool has_pairs = document.contains("pairs");
+    if (int(has_table) + int(has_bids) + int(has_pairs) != 1) {
+      result.problems.push_back({file.string(), "needs exactly one of \"table\", \"bids\" and \"pairs\"",
+                                 "\"table\": \"subjects.tsv\", \"bids\": {\"root\": ..., \"variables\": ...} or "
+                                 "\"pairs\": {\"root\": ..., \"variables\": ...}"});
     }
     if (!result.problems.empty()) return result;
     if (has_table) {
@@ -496,8 +632,10 @@ CohortLoad load_cohort(const fs::path& file, const PipelineVariables& variables,
       fs::path table = document["table"].get<std::string>();
       if (table.is_relative()) table = file.parent_path() / table;
       result.cohort = load_table(table, variables, out_dir, result.problems);
-    } else {
+    } else if (has_bids) {
       result.cohort = load_bids(file, document["bids"], variables, out_dir, result.problems);
+    } else {
+      result.cohort = load_pairs(file, document["pairs"], variables, out_dir, result.problems);
     }
   } else if (extension == ".csv" || extension == ".tsv" || extension == ".CSV" || extension == ".TSV") {
     result.cohort = load_table(file, variables, out_dir, result.problems);
@@ -506,6 +644,11 @@ CohortLoad load_cohort(const fs::path& file, const PipelineVariables& variables,
                                "see docs/cohorts.md"});
   }
   if (!result.problems.empty()) result.cohort.reset();
+  // A pipeline that declares `subject` gets each subject's id in it (e.g. to
+  // name its outputs after the source's file stem).
+  if (result.cohort && variables.declared.count("subject") != 0) {
+    for (CohortSubject& subject : result.cohort->subjects) subject.variables.emplace("subject", subject.id);
+  }
   return result;
 }
 

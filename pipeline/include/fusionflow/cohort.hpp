@@ -45,7 +45,7 @@ std::optional<PipelineVariables> read_pipeline_variables(const std::filesystem::
 
 struct CohortSubject {
   std::string id;                                // also its folder under OUT
-  std::string origin;                            // "row 4" of a table, or the dataset folder
+  std::string origin;                            // "row 4" of a table, the dataset folder, or the pair's stem
   std::map<std::string, std::string> variables;  // the values to set (paths made absolute), `out` included
 };
 
@@ -69,8 +69,9 @@ CohortLoad load_cohort(const std::filesystem::path& file, const PipelineVariable
 
 // One CSV of the tables `tables` (subject id, CSV file): a `subject` column,
 // then the union of the tables' columns in first-seen order (a cell a table
-// lacks stays empty), rows in the given order. Files that cannot be read or
-// parsed are named in `problems` and left out.
+// lacks stays empty), rows in the given order, and a last row, subject
+// "mean", averaging each all-numeric column over the rows that have a value.
+// Files that cannot be read or parsed are named in `problems` and left out.
 std::string merge_subject_tables(const std::vector<std::pair<std::string, std::filesystem::path>>& tables,
                                  std::vector<Diagnostic>& problems);
 
