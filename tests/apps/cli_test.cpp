@@ -316,6 +316,42 @@ TEST(Cli, CohortRunRunsEverySubjectAloneAndResumes) {
   fs::remove_all(dir);
 }
 
+TEST(Cli, CohortFusesAFolderOf2dPairsIntoOnePngAPairAndAMetricsTable) {
+  const fs::path dir = temp_dir("pairs");
+  for (const char* seed : {"1", "2"}) {
+    const std::string phantom = (dir / ("phantom" + std::string(seed))).string();
+    ASSERT_EQ(run("phantom --size 32 --seed " + std::string(seed) + " --anatomy-seed " + seed + " --out " + phantom)
+                  .exit_code,
+              0);
+    const Output slices = run("run " + kExamples + "make_2d_slices.json --set ct=" + phantom +
+                              "/ct.nii.gz --set mri=" + phantom + "/t1.nii.gz --set pet=" + phantom +
+                              "/pet.nii.gz --set out=" + (dir / ("slices" + std::string(seed))).string());
+    ASSERT_EQ(slices.exit_code, 0) << slices.text;
+    fs::create_directories(dir / "pairs/MRI");
+    fs::create_directories(dir / "pairs/PET");
+    fs::copy_file(dir / ("slices" + std::string(seed)) / "mri.png",
+                  dir / "pairs/MRI" / ("case" + std::string(seed) + ".png"));
+    fs::copy_file(dir / ("slices" + std::string(seed)) / "pet.png",
+                  dir / "pairs/PET" / ("case" + std::string(seed) + ".png"));
+  }
+  std::ofstream(dir / "pairs.json")
+      << R"({"format_version": 1, "pairs": {"root": "pairs", "variables": {"mri": "MRI/*.png", "pet": "PET/*.png"}}})";
+  const Output study = run("cohort run " + (dir / "pairs.json").string() + " " + kExamples +
+                           "fusion_2d_mri_pet_colour.json --out " + (dir / "study").string());
+  ASSERT_EQ(study.exit_code, 0) << study.text;
+  for (const char* stem : {"case1", "case2"}) {
+    const std::string png = fusionflow::testing::read_file(dir / "study" / stem / (std::string(stem) + ".png"));
+    ASSERT_GT(png.size(), 8u) << stem;
+    EXPECT_EQ(png.substr(1, 3), "PNG") << stem;
+  }
+  const std::string metrics = fusionflow::testing::read_file(dir / "study/metrics.csv");
+  EXPECT_EQ(metrics.rfind("subject,label,scope,slice,slices,en_bits,", 0), 0u) << metrics;
+  EXPECT_NE(metrics.find("\ncase1,metrics,mean,"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\ncase2,metrics,mean,"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nmean,"), std::string::npos) << metrics;
+  fs::remove_all(dir);
+}
+
 TEST(Cli, BadCommandLineExits2) {
   EXPECT_EQ(run("run").exit_code, 2);
   EXPECT_EQ(run("frobnicate").exit_code, 2);

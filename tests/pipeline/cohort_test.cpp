@@ -140,12 +140,52 @@ TEST_F(CohortTest, ABidsDatasetGivesOneSubjectPerSubjectOrSessionFolder) {
   EXPECT_EQ(load.problems.size(), 2u) << all_problems(load);
 }
 
+TEST_F(CohortTest, AFolderOfPairsGivesOneSubjectPerFileStem) {
+  const fs::path pairs = dir_ / "harvard";
+  for (const char* file : {"MRI/1.png", "MRI/2.png", "PET/1.png", "PET/2.png", "PET/notes.txt"})
+    write(pairs / file, "x");
+  write(dir_ / "pairs.json", R"({"format_version": 1, "pairs": {"root": "harvard",
+    "variables": {"ct": "MRI/*.png", "mri": "PET/*.png"}}})");
+  PipelineVariables variables = fusion_variables();
+  variables.declared["subject"] = true;
+  CohortLoad load = load_cohort(dir_ / "pairs.json", variables, dir_ / "out");
+  ASSERT_TRUE(load.ok()) << all_problems(load);
+  const auto& subjects = load.cohort->subjects;
+  ASSERT_EQ(subjects.size(), 2u);
+  EXPECT_EQ(subjects[0].id, "1");
+  EXPECT_EQ(subjects[0].variables.at("ct"), (pairs / "MRI/1.png").string());
+  EXPECT_EQ(subjects[0].variables.at("mri"), (pairs / "PET/1.png").string());
+  EXPECT_EQ(subjects[1].variables.at("subject"), "2") << "the pipeline's subject variable holds the stem";
+  EXPECT_EQ(subjects[1].variables.at("out"), (dir_ / "out/2").string());
+
+  write(pairs / "PET/3.png", "x");
+  load = load_cohort(dir_ / "pairs.json", variables, dir_ / "out");
+  EXPECT_TRUE(
+      has_problem(load, "PET/3.png", "has no partner for variable 'ct' (no file of stem '3' matches MRI/*.png)"))
+      << all_problems(load);
+  EXPECT_EQ(load.problems.size(), 1u) << all_problems(load);
+}
+
+TEST_F(CohortTest, TheStudysMetricsEndWithTheMeanOfEveryNumericColumn) {
+  write(dir_ / "a.csv", "label,ssim,note\nx,0.5,fine\n");
+  write(dir_ / "b.csv", "label,ssim,en\nx,1.5,4\n");
+  std::vector<Diagnostic> problems;
+  const std::string merged = merge_subject_tables({{"a", dir_ / "a.csv"}, {"b", dir_ / "b.csv"}}, problems);
+  EXPECT_TRUE(problems.empty());
+  EXPECT_EQ(merged,
+            "subject,label,ssim,note,en\n"
+            "a,x,0.5,fine,\n"
+            "b,x,1.5,,4\n"
+            "mean,,1,,4\n");
+}
+
 TEST_F(CohortTest, ACohortFileIsCheckedKeyByKey) {
   write(dir_ / "a.json", R"({"format_version": 2, "table": "t.csv", "bids": {}, "subjects": 3})");
   CohortLoad load = load_cohort(dir_ / "a.json", fusion_variables(), dir_ / "out");
   EXPECT_TRUE(has_problem(load, "/format_version", "must be 1"));
   EXPECT_TRUE(has_problem(load, "/subjects", "unknown key 'subjects'"));
-  EXPECT_TRUE(has_problem(load, "a.json", "needs exactly one of \"table\" and \"bids\"")) << all_problems(load);
+  EXPECT_TRUE(has_problem(load, "a.json", "needs exactly one of \"table\", \"bids\" and \"pairs\""))
+      << all_problems(load);
   write(dir_ / "b.json", R"({"format_version": 1, "bids": {"root": "ds", "variables": {"mrri": "anat/*"}}})");
   fs::create_directories(dir_ / "ds");
   load = load_cohort(dir_ / "b.json", fusion_variables(), dir_ / "out");
