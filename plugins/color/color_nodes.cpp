@@ -84,6 +84,7 @@ void run_to_ycbcr(NodeContext& ctx, const NoOptions&) {
 
 struct FromYcbcrOptions {
   double max_value = 255.0;
+  bool round_channels = false;
 };
 
 NodeType<FromYcbcrOptions> from_ycbcr_node() {
@@ -98,7 +99,10 @@ NodeType<FromYcbcrOptions> from_ycbcr_node() {
       .output(kImageOut, "the colour image, on Y's grid with Y's metadata")
       .param(&FromYcbcrOptions::max_value, "max_value", Limits::range(1.0, 65535.0),
              "top of the value range: 255 for 8-bit colour, 65535 for 16-bit (as color.to_ycbcr recorded in "
-             "color.max_value)");
+             "color.max_value)")
+      .param(&FromYcbcrOptions::round_channels, "round_channels",
+             "round each channel to the nearest integer, as an 8- or 16-bit file stores it (so that metrics of its "
+             "luma are those of the written file)");
   return node;
 }
 
@@ -134,7 +138,7 @@ void run_from_ycbcr(NodeContext& ctx, const FromYcbcrOptions& options) {
       const double value = std::isfinite(rgb[c]) ? rgb[c] : 0.0;
       const double kept = std::clamp(value, 0.0, options.max_value);
       clamped += kept != value ? 1 : 0;
-      image.rgb[c][v] = static_cast<float>(kept);
+      image.rgb[c][v] = static_cast<float>(options.round_channels ? std::floor(kept + 0.5) : kept);
     }
   }
   if (clamped > 0) {

@@ -35,6 +35,11 @@ NodeType<FusionMetricsParams> fusion_node() {
       .output(kMetricsOut,
               "columns label, scope (slice|mean|volume), slice, slices, en_<unit>, sd, sf, mi_<unit>, scd, vif, "
               "qabf, ssim; <unit> = bits or nats; undefined values are empty")
+      .choice(&MetricsOptions::protocol, "protocol", latent::kMetricsProtocolNames,
+              "fusionflow: the definitions above; paper: exactly what the published 2D tables report (the evaluator "
+              "CDDFuse and its comparisons use: SF as means of the differences, MI in nats, SSIM as scikit-image's "
+              "on float images with data range 2, EN in bits; 8-bit images from [range], default [0, 255]); see "
+              "plugins/latent_transforms/include/latent_transforms/metrics.hpp")
       .choice(&MetricsTableOptions::mode, "mode", latent::kMetricsModeNames,
               "slices_axial: per axial (k) slice and their mean; volume3d: one row for the whole volume (Qabf and "
               "VIF pooled over slices, SSIM with a 11^3 window)")

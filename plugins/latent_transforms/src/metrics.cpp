@@ -93,6 +93,21 @@ double standard_deviation(const Grey& f) {
   return std::sqrt(squares / static_cast<double>(f.q.size()));
 }
 
+// The evaluator's: each squared difference averaged over the differences of its axis.
+double spatial_frequency_paper(const Grey& f) {
+  const Dims d = f.d;
+  double row = 0.0, column = 0.0;
+  for (std::size_t j = 0; j < d.ny; ++j) {
+    for (std::size_t i = 0; i < d.nx; ++i) {
+      const std::size_t v = j * d.nx + i;
+      if (i > 0) row += (f.at(v) - f.at(v - 1)) * (f.at(v) - f.at(v - 1));
+      if (j > 0) column += (f.at(v) - f.at(v - d.nx)) * (f.at(v) - f.at(v - d.nx));
+    }
+  }
+  if (d.nx < 2 || d.ny < 2) return kNaN;
+  return std::sqrt(row / static_cast<double>((d.nx - 1) * d.ny) + column / static_cast<double>(d.nx * (d.ny - 1)));
+}
+
 double spatial_frequency(const Grey& f, bool three_d) {
   const Dims d = f.d;
   double row = 0.0, column = 0.0, depth = 0.0;
@@ -212,8 +227,11 @@ double mean_ssim_of(Dims d, X x, Y y, const SsimOptions& options) {
   const auto yy = filtered([&](std::size_t v) { return y(v) * y(v); });
   const auto xy = filtered([&](std::size_t v) { return x(v) * y(v); });
   double sum = 0.0;
+  const double points = static_cast<double>(three_d ? w.size() * w.size() * w.size() : w.size() * w.size());
+  const double norm = options.sample_covariance ? points / (points - 1.0) : 1.0;
   for (std::size_t v = 0; v < mu1.size(); ++v) {
-    const double s1 = xx[v] - mu1[v] * mu1[v], s2 = yy[v] - mu2[v] * mu2[v], s12 = xy[v] - mu1[v] * mu2[v];
+    const double s1 = norm * (xx[v] - mu1[v] * mu1[v]), s2 = norm * (yy[v] - mu2[v] * mu2[v]);
+    const double s12 = norm * (xy[v] - mu1[v] * mu2[v]);
     sum +=
         ((2.0 * mu1[v] * mu2[v] + c1) * (2.0 * s12 + c2)) / ((mu1[v] * mu1[v] + mu2[v] * mu2[v] + c1) * (s1 + s2 + c2));
   }
@@ -334,7 +352,7 @@ Gradient sobel(const Grey& image) {
   return g;
 }
 
-std::pair<double, double> qabf_parts(const Grey& fused, const std::vector<Grey>& sources) {
+std::pair<double, double> qabf_parts(const Grey& fused, const std::vector<Grey>& sources, bool paper) {
   constexpr double tg = 0.9994, kg = -15.0, dg = 0.5, ta = 0.9879, ka = -22.0, da = 0.8;
   const Gradient f = sobel(fused);
   double num = 0.0, den = 0.0;
@@ -342,7 +360,7 @@ std::pair<double, double> qabf_parts(const Grey& fused, const std::vector<Grey>&
     const Gradient s = sobel(source);
     for (std::size_t v = 0; v < f.strength.size(); ++v) {
       const double gs = s.strength[v], gf = f.strength[v];
-      const double strength = gs > gf ? gf / gs : (gs == gf ? 1.0 : gs / gf);
+      const double strength = gs > gf ? gf / gs : (gs == gf ? (paper ? gf : 1.0) : gs / gf);
       const double orientation = 1.0 - std::fabs(s.angle[v] - f.angle[v]) / (kPi / 2.0);
       const double q = tg / (1.0 + std::exp(kg * (strength - dg))) * ta / (1.0 + std::exp(ka * (orientation - da)));
       num += q * gs;  // weight w = g^L, L = 1
@@ -353,6 +371,34 @@ std::pair<double, double> qabf_parts(const Grey& fused, const std::vector<Grey>&
 }
 
 double ratio(std::pair<double, double> parts) { return parts.second > 0.0 ? parts.first / parts.second : kNaN; }
+
+// protocol=paper on one 2D slice (metrics.hpp).
+FusionMetrics paper_metrics_of(const Grey& f, const std::vector<Grey>& s) {
+  MetricsOptions bits, nats;
+  bits.units = InformationUnit::Bits;
+  nats.units = InformationUnit::Nats;
+  SsimOptions skimage;
+  skimage.window = SsimWindow::Uniform7;
+  skimage.data_range = 2.0;
+  skimage.sample_covariance = true;
+  FusionMetrics m{};
+  m.en = entropy(f, bits);
+  m.sd = standard_deviation(f);
+  m.sf = spatial_frequency_paper(f);
+  m.mi = 0.0;
+  m.ssim = 0.0;
+  m.vif = 0.0;
+  for (const Grey& source : s) {
+    m.mi += mutual_information(f, source, nats);
+    m.ssim += mean_ssim_of(
+        f.d, [&](std::size_t v) { return f.at(v); }, [&](std::size_t v) { return source.at(v); }, skimage);
+    const double vif = ratio(vif_parts(source, f));
+    m.vif += std::isfinite(vif) ? vif : 1.0;
+  }
+  m.scd = s.size() == 2 ? correlation_of_difference(f, s[1], s[0]) + correlation_of_difference(f, s[0], s[1]) : kNaN;
+  m.qabf = ratio(qabf_parts(f, s, true));
+  return m;
+}
 
 FusionMetrics metrics_of(const Grey& f, const std::vector<Grey>& s, const MetricsOptions& options, bool three_d) {
   FusionMetrics m{};
@@ -497,7 +543,7 @@ FusionMetrics volume_metrics(const Volume& fused, const std::vector<const Volume
       const Grey fk = slice_of(f, k);
       std::vector<Grey> sk;
       for (const Grey& source : s) sk.push_back(slice_of(source, k));
-      qabf[k] = qabf_parts(fk, sk);
+      qabf[k] = qabf_parts(fk, sk, false);
       for (std::size_t n = 0; n < sk.size(); ++n) vif[k][n] = vif_parts(sk[n], fk);
     });
     std::pair<double, double> q{0.0, 0.0};
@@ -523,7 +569,12 @@ FusionMetrics volume_metrics(const Volume& fused, const std::vector<const Volume
 Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>& sources,
                            const MetricsTableOptions& options, const RunControl& control) {
   check_inputs(fused, sources, options);
-  const std::string& unit = kInformationUnitNames.name(options.units);
+  const bool paper = options.protocol == MetricsProtocol::Paper;
+  if (paper && options.mode == MetricsMode::Volume3d) {
+    throw std::invalid_argument("fusion metrics: protocol=paper is defined on 2D slices; use mode=slices_axial");
+  }
+  const std::string en_name = paper ? "en_bits" : "en_" + kInformationUnitNames.name(options.units);
+  const std::string mi_name = paper ? "mi_nats" : "mi_" + kInformationUnitNames.name(options.units);
   const std::size_t nz = fused.geometry.size[2];
   auto cell = [](double value) -> Table::Cell {
     if (std::isfinite(value)) return value;
@@ -531,8 +582,8 @@ Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>
   };
   auto metric_cells = [&](const FusionMetrics& m) {
     return std::vector<std::pair<std::string, Table::Cell>>{
-        {"en_" + unit, cell(m.en)}, {"sd", cell(m.sd)},   {"sf", cell(m.sf)},     {"mi_" + unit, cell(m.mi)},
-        {"scd", cell(m.scd)},       {"vif", cell(m.vif)}, {"qabf", cell(m.qabf)}, {"ssim", cell(m.ssim)}};
+        {en_name, cell(m.en)}, {"sd", cell(m.sd)},   {"sf", cell(m.sf)},     {mi_name, cell(m.mi)},
+        {"scd", cell(m.scd)},  {"vif", cell(m.vif)}, {"qabf", cell(m.qabf)}, {"ssim", cell(m.ssim)}};
   };
   auto row = [&](const std::string& scope, Table::Cell slice, double slices, const FusionMetrics& m) {
     std::vector<std::pair<std::string, Table::Cell>> cells{
@@ -561,7 +612,9 @@ Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>
     }
   }
   const bool skip_empty = options.slices.empty() && options.skip_empty_slices;
-  const auto [low, high] = metrics_range(fused, sources, options);
+  // The paper's images are 8-bit already: [0, 255] unless a range is given (never the data's min/max).
+  const auto [low, high] = paper && !(options.range_low < options.range_high) ? std::pair<double, double>{0.0, 255.0}
+                                                                              : metrics_range(fused, sources, options);
   std::vector<FusionMetrics> results(candidates.size());
   std::vector<char> evaluated(candidates.size(), 0);
   // Slices in chunks, in parallel within a chunk; progress after each chunk.
@@ -577,10 +630,15 @@ Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>
         std::vector<Grey> s;
         for (const Volume* source : sources) s.push_back(to_grey(*source, k, k + 1, low, high));
         if (skip_empty && is_constant(f) && std::all_of(s.begin(), s.end(), is_constant)) return;
+        if (paper) {
+          results[c] = paper_metrics_of(f, s);
+          evaluated[c] = 1;
+          return;
+        }
         FusionMetrics m = metrics_of(f, s, options, false);
         m.vif = 0.0;
         for (const Grey& source : s) m.vif += ratio(vif_parts(source, f));
-        m.qabf = ratio(qabf_parts(f, s));
+        m.qabf = ratio(qabf_parts(f, s, false));
         results[c] = m;
         evaluated[c] = 1;
       });

@@ -327,6 +327,97 @@ TEST(FusionMetrics, VifIsTheSumOfPixelDomainMultiscaleVif) {
   EXPECT_GT(expected, 0.1);
 }
 
+// --- protocol=paper: the published tables' evaluator, metric by metric -------------
+
+Table paper(const Volume& fused, const std::vector<Volume>& sources) {
+  return metrics(fused, sources, {{"protocol", ParamValue(std::string("paper"))}});
+}
+
+TEST(FusionMetricsPaper, EnIsInBitsAndSdIsThePopulationDeviation) {
+  // 8 x 0 and 8 x 255: p = 1/2, 1/2 -> EN = 1 bit, SD = 127.5, even with units=nats asked.
+  const Volume fused = grey_image(4, 4, [](std::size_t i, std::size_t) { return i < 2 ? 0.0 : 255.0; });
+  const Table table = metrics(
+      fused, {fused}, {{"protocol", ParamValue(std::string("paper"))}, {"units", ParamValue(std::string("nats"))}});
+  EXPECT_DOUBLE_EQ(mean_metric(table, "en_bits"), 1.0);
+  EXPECT_DOUBLE_EQ(mean_metric(table, "sd"), 127.5);
+}
+
+TEST(FusionMetricsPaper, SfAveragesEachAxisOverItsDifferences) {
+  // 4 x 3, values 0, 10, 20, 30 along each row: 9 row differences of 10, 8
+  // column differences of 0 -> SF = sqrt(100 + 0) = 10 (fusionflow's
+  // definition divides by the 12 pixels: sqrt(900 / 12)).
+  const Volume fused = grey_image(4, 3, [](std::size_t i, std::size_t) { return 10.0 * double(i); });
+  EXPECT_DOUBLE_EQ(mean_metric(paper(fused, {fused}), "sf"), 10.0);
+  EXPECT_DOUBLE_EQ(mean_metric(metrics(fused, {fused}), "sf"), std::sqrt(900.0 / 12.0));
+}
+
+TEST(FusionMetricsPaper, MiIsInNatsSummedOverTheSources) {
+  // F = A, half 0 and half 255: MI(F, A) = H(A) = ln 2; B constant: MI(F, B) = 0.
+  const Volume a = left_right();
+  const Volume b = grey_image(4, 4, [](std::size_t, std::size_t) { return 90.0; });
+  EXPECT_NEAR(mean_metric(paper(a, {a, b}), "mi_nats"), std::log(2.0), 1e-12);
+}
+
+TEST(FusionMetricsPaper, ScdIsTwoWhenTheFusedImageIsTheSumOfTheSources) {
+  // F - B = A and F - A = B: each correlation is 1.
+  const Volume a = grey_image(3, 3, [](std::size_t i, std::size_t j) { return double(10 * i + 3 * j); });
+  const Volume b = grey_image(3, 3, [](std::size_t i, std::size_t j) { return double(7 * j + 5 * (i * j % 2)); });
+  const Volume f = grey_image(
+      3, 3, [](std::size_t i, std::size_t j) { return double(10 * i + 3 * j) + double(7 * j + 5 * (i * j % 2)); });
+  EXPECT_NEAR(mean_metric(paper(f, {a, b}), "scd"), 2.0, 1e-12);
+}
+
+TEST(FusionMetricsPaper, VifOfAnUndefinedSourceCountsOne) {
+  // F = A: g = 1 and sv^2 = 0 (clamped to 1e-10) at every position, so
+  // num = den and VIF(A, F) = 1; B constant has sigma^2 = 0 everywhere, 0/0,
+  // which the evaluator counts as 1: VIF = 2. fusionflow's leaves it undefined.
+  const Volume a = grey_image(40, 40, [](std::size_t i, std::size_t j) { return double((i * 37 + j * 91) % 200); });
+  const Volume b = grey_image(40, 40, [](std::size_t, std::size_t) { return 60.0; });
+  // (1 - 7.5e-12: sv^2 = 1e-10 in the numerator's denominator, 0 in the denominator's.)
+  EXPECT_NEAR(mean_metric(paper(a, {a, b}), "vif"), 2.0, 1e-10);
+  EXPECT_TRUE(std::isnan(mean_metric(metrics(a, {a, b}), "vif")));
+}
+
+TEST(FusionMetricsPaper, QabfTakesTheStrengthItselfWhereTheGradientsAreEqual) {
+  // F = A, every non-zero Sobel strength >= 10 (values are multiples of 10):
+  // G = gF >= 10, so Qg = Tg / (1 + exp(-15 (gF - 0.5))) = Tg in double; the
+  // orientations agree, A = 1: Qa = Ta / (1 + exp(-22 (1 - 0.8))). B = 0 has
+  // no edges, even at the border (zero padding): weight 0. fusionflow's G = 1
+  // gives Tg / (1 + exp(-7.5)).
+  const Volume a = grey_image(6, 6, [](std::size_t i, std::size_t j) { return double(10 * ((i + 2 * j) % 4)); });
+  const Volume b = grey_image(6, 6, [](std::size_t, std::size_t) { return 0.0; });
+  const double qa = 0.9879 / (1.0 + std::exp(-22.0 * 0.2));
+  EXPECT_NEAR(mean_metric(paper(a, {a, b}), "qabf"), 0.9994 * qa, 1e-12);
+  EXPECT_NEAR(mean_metric(metrics(a, {a, b}), "qabf"), 0.9994 / (1.0 + std::exp(-7.5)) * qa, 1e-12);
+}
+
+TEST(FusionMetricsPaper, SsimIsScikitImagesOnFloatImagesWithDataRangeTwo) {
+  // One 7 x 7 window. A: 100 everywhere but 149 at the centre: mean 101,
+  // population variance 48, sample variance 48 x 49/48 = 49. SSIM(A, A) = 1.
+  // B constant 101: equal means, so SSIM(A, B) = C2 / (49 + C2), C2 = (0.03 x 2)^2.
+  const Volume a = grey_image(7, 7, [](std::size_t i, std::size_t j) { return i == 3 && j == 3 ? 149.0 : 100.0; });
+  const Volume b = grey_image(7, 7, [](std::size_t, std::size_t) { return 101.0; });
+  const double c2 = 0.06 * 0.06;
+  EXPECT_NEAR(mean_metric(paper(a, {a, b}), "ssim"), 1.0 + c2 / (49.0 + c2), 1e-12);
+  // fusionflow's 11 x 11 Gaussian window does not fit.
+  EXPECT_TRUE(std::isnan(mean_metric(metrics(a, {a, b}), "ssim")));
+}
+
+TEST(FusionMetricsPaper, ThePaperImagesAre8BitFrom0To255AndOnly2d) {
+  // Without a range the paper protocol does not stretch the data's min/max.
+  NodeHarness node(registry(), "metrics.fusion");
+  const Volume f = grey_image(4, 4, [](std::size_t i, std::size_t) { return i < 2 ? 10.0 : 20.0; });
+  node.set_input("fused", f)
+      .add_input("sources", f)
+      .set_param("protocol", "paper")
+      .set_param("per_slice_rows", ParamValue(false));
+  node.run();
+  EXPECT_DOUBLE_EQ(mean_metric(node.output<Table>("metrics"), "sd"), 5.0);
+  NodeHarness volume(registry(), "metrics.fusion");
+  volume.set_input("fused", f).add_input("sources", f).set_param("protocol", "paper").set_param("mode", "volume3d");
+  EXPECT_THROW(volume.run(), std::invalid_argument);
+}
+
 TEST(FusionMetrics, SlicesAreReportedOneByOneThenAveragedAndEmptySlicesSkipped) {
   // Slice 0: F = A (EN 1 bit); slice 1: F has levels 0, 255 and 2 x 128 (EN 1.5 bits); slice 2 all zero.
   std::vector<float> f, s;

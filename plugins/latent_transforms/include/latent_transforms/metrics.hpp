@@ -31,6 +31,24 @@
 //        11x11 Gaussian window sigma 1.5, 'valid' region, K1 0.01, K2 0.03,
 //        data range L = 255.
 //
+// protocol=paper: exactly what the published 2D tables report (CDDFuse and
+// the methods compared with it use one widely shared evaluator): 8-bit images
+// (grey levels from [range], default [0, 255], rounded; colour as its luma),
+// then, where the above differ:
+//  EN    in bits, 256 bins, whatever `units` and `bins` say;
+//  SF    sqrt(mean of squared row differences + mean of squared column
+//        differences), each mean over the differences ((W-1) H and W (H-1));
+//  MI    in nats (the evaluator's mutual_info_score), 256 bins, summed over
+//        the sources;
+//  VIF   as above; a source whose VIF is undefined (0/0) counts 1;
+//  Qabf  as above, but where gS = gF the strength term G is gF itself (the
+//        evaluator's: G = 1 only for gF = 1), Sobel with zero padding;
+//  SSIM  sum over sources of scikit-image's structural_similarity as the
+//        evaluator calls it on float images: 7x7 uniform window, sample
+//        covariance (x 49/48), K1 0.01, K2 0.03 and data range L = 2 (the
+//        float dtype's), mean over the positions whose window fits.
+// EN, SD, SCD are as above. Only 2D slices (mode slices_axial).
+//
 // In 3D (volume mode) EN, SD, SF, MI, SCD use every voxel and SSIM a 11^3
 // Gaussian window; Qabf and VIF, defined on 2D gradients and 2D scales, pool
 // their numerators and denominators over all axial slices.
@@ -57,7 +75,12 @@ enum class InformationUnit { Bits, Nats };
 inline const ChoiceList<InformationUnit> kInformationUnitNames{{InformationUnit::Bits, "bits"},
                                                                {InformationUnit::Nats, "nats"}};
 
+enum class MetricsProtocol { Fusionflow, Paper };
+inline const ChoiceList<MetricsProtocol> kMetricsProtocolNames{{MetricsProtocol::Fusionflow, "fusionflow"},
+                                                               {MetricsProtocol::Paper, "paper"}};
+
 struct MetricsOptions {
+  MetricsProtocol protocol = MetricsProtocol::Fusionflow;
   std::size_t bins = 256;                         // 2..256
   InformationUnit units = InformationUnit::Bits;  // of EN and MI
   double range_low = 0.0;                         // mapped to grey level 0; range_low >= range_high: joint min/max
@@ -94,6 +117,9 @@ struct SsimOptions {
   SsimWindow window = SsimWindow::Gaussian11;
   double data_range = 255.0;  // L
   bool three_d = false;       // 3D windows; else 2D windows in each axial slice, pooled over the slices
+  // Variances and covariance x N/(N-1) for an N-voxel window (scikit-image's
+  // use_sample_covariance); else the window's own weighted moments.
+  bool sample_covariance = false;
 };
 // Mean SSIM of two images of `size` voxels (x fastest); NaN when no window
 // fits. Throws std::invalid_argument for sizes that do not match or L <= 0.
@@ -130,7 +156,7 @@ FusionMetrics volume_metrics(const Volume& fused, const std::vector<const Volume
 // The metrics.fusion table. Columns: label, scope ("slice", "mean" or
 // "volume"), slice (index; empty on other rows), slices (how many slices the
 // row covers), en_<unit>, sd, sf, mi_<unit>, scd, vif, qabf, ssim, where
-// <unit> is bits or nats. The mean row averages each metric over the slices
+// <unit> is bits or nats (protocol=paper: en_bits and mi_nats). The mean row averages each metric over the slices
 // where it is defined; undefined values are empty cells. Throws
 // std::invalid_argument when a source's grid differs from the fused volume's
 // or a slice index is out of range.
