@@ -288,25 +288,39 @@ std::vector<fs::path> glob_below(const fs::path& folder, const std::string& patt
   return current;
 }
 
-std::optional<Cohort> load_bids(const fs::path& cohort_file, const json& bids, const PipelineVariables& variables,
-                                const fs::path& out_dir, std::vector<Diagnostic>& problems) {
+// The folder a cohort file's "bids" or "pairs" section names (relative to the
+// cohort file), after checking the section has a root and variables.
+std::optional<fs::path> dataset_root(const fs::path& cohort_file, const json& section, const std::string& key,
+                                     const std::string& example, std::vector<Diagnostic>& problems) {
   const std::string source = cohort_file.string();
-  if (!bids.is_object() || !bids.contains("root") || !bids["root"].is_string() || !bids.contains("variables") ||
-      !bids["variables"].is_object()) {
-    problems.push_back({source + " /bids", "must be an object with \"root\" (a folder) and \"variables\"",
-                        "e.g. \"bids\": {\"root\": \"dataset\", \"variables\": {\"mri\": \"anat/*_T1w.nii.gz\"}}"});
+  if (!section.is_object() || !section.contains("root") || !section["root"].is_string() ||
+      !section.contains("variables") || !section["variables"].is_object() || section["variables"].empty()) {
+    problems.push_back(
+        {source + " /" + key, "must be an object with \"root\" (a folder) and \"variables\"", "e.g. " + example});
     return std::nullopt;
   }
   const fs::path base =
       cohort_file.parent_path().empty() ? fs::current_path() : fs::absolute(cohort_file.parent_path());
-  fs::path root = bids["root"].get<std::string>();
+  fs::path root = section["root"].get<std::string>();
   if (root.is_relative()) root = base / root;
   std::error_code ec;
   if (!fs::is_directory(root, ec)) {
-    problems.push_back({source + " /bids/root", "folder " + root.string() + " does not exist",
+    problems.push_back({source + " /" + key + "/root", "folder " + root.string() + " does not exist",
                         "paths are relative to the cohort file's folder"});
     return std::nullopt;
   }
+  return root;
+}
+
+std::optional<Cohort> load_bids(const fs::path& cohort_file, const json& bids, const PipelineVariables& variables,
+                                const fs::path& out_dir, std::vector<Diagnostic>& problems) {
+  const std::string source = cohort_file.string();
+  const auto found_root =
+      dataset_root(cohort_file, bids, "bids",
+                   "\"bids\": {\"root\": \"dataset\", \"variables\": {\"mri\": \"anat/*_T1w.nii.gz\"}}", problems);
+  if (!found_root) return std::nullopt;
+  const fs::path& root = *found_root;
+  std::error_code ec;
   std::map<std::string, std::string> patterns;
   for (const auto& [name, pattern] : bids["variables"].items()) {
     const std::string where = source + " /bids/variables/" + name;
@@ -389,23 +403,11 @@ std::string file_stem(const fs::path& file) {
 std::optional<Cohort> load_pairs(const fs::path& cohort_file, const json& pairs, const PipelineVariables& variables,
                                  const fs::path& out_dir, std::vector<Diagnostic>& problems) {
   const std::string source = cohort_file.string();
-  if (!pairs.is_object() || !pairs.contains("root") || !pairs["root"].is_string() || !pairs.contains("variables") ||
-      !pairs["variables"].is_object() || pairs["variables"].empty()) {
-    problems.push_back({source + " /pairs", "must be an object with \"root\" (a folder) and \"variables\"",
-                        "e.g. \"pairs\": {\"root\": \"data\", \"variables\": {\"mri\": \"MRI/*.png\", \"pet\": "
-                        "\"PET/*.png\"}}"});
-    return std::nullopt;
-  }
-  const fs::path base =
-      cohort_file.parent_path().empty() ? fs::current_path() : fs::absolute(cohort_file.parent_path());
-  fs::path root = pairs["root"].get<std::string>();
-  if (root.is_relative()) root = base / root;
-  std::error_code ec;
-  if (!fs::is_directory(root, ec)) {
-    problems.push_back({source + " /pairs/root", "folder " + root.string() + " does not exist",
-                        "paths are relative to the cohort file's folder"});
-    return std::nullopt;
-  }
+  const auto found_root = dataset_root(
+      cohort_file, pairs, "pairs",
+      "\"pairs\": {\"root\": \"data\", \"variables\": {\"mri\": \"MRI/*.png\", \"pet\": \"PET/*.png\"}}", problems);
+  if (!found_root) return std::nullopt;
+  const fs::path& root = *found_root;
   // stem -> variable -> file
   std::map<std::string, std::map<std::string, fs::path>> by_stem;
   std::vector<std::string> names;

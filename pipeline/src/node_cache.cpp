@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "fusionflow/atomic_file.hpp"
+#include "fusionflow/executor.hpp"
 #include "fusionflow/sha256.hpp"
 #include "fusionflow/version.hpp"
 
@@ -131,15 +132,6 @@ std::string verify_blob(const fs::path& file, std::uint64_t bytes, const std::st
   }
   if (sha256_file_hex(file) != sha256) return file.filename().string() + " does not match its SHA-256";
   return {};
-}
-
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
 }
 
 // Writes bytes to a file and to a hash at once.
@@ -395,7 +387,7 @@ std::map<std::string, std::string> NodeCache::store(const CacheKey& key, const P
   }
   const json manifest{{"cache_format", kNodeCacheFormatVersion},
                       {"key", key.hex},
-                      {"created_utc", utc_now()},
+                      {"created_utc", utc_now_iso8601()},
                       {"node", {{"id", node.id}, {"type", node.type}}},
                       {"key_material", json::parse(key.material)},
                       {"outputs", std::move(outputs)},

@@ -12,10 +12,7 @@ namespace fusionflow {
 namespace {
 namespace fs = std::filesystem;
 
-void write(const fs::path& file, const std::string& text) {
-  fs::create_directories(file.parent_path());
-  std::ofstream(file, std::ios::binary) << text;
-}
+using testing::write_file;
 
 // ct, mri and pet are files the nodes read (pet has a default); level is a
 // plain value with a default; out is the study's.
@@ -46,7 +43,7 @@ class CohortTest : public ::testing::Test {
   void SetUp() override {
     dir_ = testing::fresh_temp_directory("cohort");
     for (const char* file : {"data/s1_ct.nii.gz", "data/s1_t1.nii.gz", "data/s2_ct.nii.gz", "data/s2 t1.nii.gz"}) {
-      write(dir_ / file, "x");
+      write_file(dir_ / file, "x");
     }
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -54,11 +51,11 @@ class CohortTest : public ::testing::Test {
 };
 
 TEST_F(CohortTest, ACsvTableGivesEachSubjectItsValuesWithPathsFromTheTablesFolder) {
-  write(dir_ / "study/subjects.csv",
-        "\xEF\xBB\xBFsubject,ct,mri,level\r\n"
-        "s1,../data/s1_ct.nii.gz,../data/s1_t1.nii.gz,3\r\n"
-        "\r\n"
-        "s2,../data/s2_ct.nii.gz,\"../data/s2 t1.nii.gz\",\r\n");
+  write_file(dir_ / "study/subjects.csv",
+             "\xEF\xBB\xBFsubject,ct,mri,level\r\n"
+             "s1,../data/s1_ct.nii.gz,../data/s1_t1.nii.gz,3\r\n"
+             "\r\n"
+             "s2,../data/s2_ct.nii.gz,\"../data/s2 t1.nii.gz\",\r\n");
   const CohortLoad load = load_cohort(dir_ / "study/subjects.csv", fusion_variables(), dir_ / "out");
   ASSERT_TRUE(load.ok()) << all_problems(load);
   const auto& subjects = load.cohort->subjects;
@@ -75,13 +72,13 @@ TEST_F(CohortTest, ACsvTableGivesEachSubjectItsValuesWithPathsFromTheTablesFolde
 }
 
 TEST_F(CohortTest, EveryProblemOfTheRowsIsReportedAtOnceWithItsRowAndColumn) {
-  write(dir_ / "subjects.tsv",
-        "subject\tct\tmri\n"
-        "s1\tdata/s1_ct.nii.gz\tdata/s1_t1.nii.gz\n"
-        "s1\tdata/s2_ct.nii.gz\tdata/nowhere.nii.gz\n"
-        "../up\tdata/s1_ct.nii.gz\tdata/s1_t1.nii.gz\n"
-        "s4\tdata/s1_ct.nii.gz\n"
-        "s5\t\tdata/s1_t1.nii.gz\n");
+  write_file(dir_ / "subjects.tsv",
+             "subject\tct\tmri\n"
+             "s1\tdata/s1_ct.nii.gz\tdata/s1_t1.nii.gz\n"
+             "s1\tdata/s2_ct.nii.gz\tdata/nowhere.nii.gz\n"
+             "../up\tdata/s1_ct.nii.gz\tdata/s1_t1.nii.gz\n"
+             "s4\tdata/s1_ct.nii.gz\n"
+             "s5\t\tdata/s1_t1.nii.gz\n");
   const CohortLoad load = load_cohort(dir_ / "subjects.tsv", fusion_variables(), dir_ / "out");
   EXPECT_FALSE(load.ok());
   EXPECT_TRUE(has_problem(load, "row 3, column 'subject'", "subject 's1' is already on row 2")) << all_problems(load);
@@ -94,17 +91,17 @@ TEST_F(CohortTest, EveryProblemOfTheRowsIsReportedAtOnceWithItsRowAndColumn) {
 }
 
 TEST_F(CohortTest, HeaderProblemsNameTheColumn) {
-  write(dir_ / "subjects.csv", "subject,ct,mir,ct,extra\ns1,data/s1_ct.nii.gz,x,y,z\n");
+  write_file(dir_ / "subjects.csv", "subject,ct,mir,ct,extra\ns1,data/s1_ct.nii.gz,x,y,z\n");
   CohortLoad load = load_cohort(dir_ / "subjects.csv", fusion_variables(), dir_ / "out");
   EXPECT_TRUE(has_problem(load, "row 1, column 3", "column 'mir' is not a variable of the pipeline"));
   EXPECT_EQ(load.problems.front().hint.rfind("did you mean 'mri'?", 0), 0u) << load.problems.front().hint;
   EXPECT_TRUE(has_problem(load, "row 1, column 4", "column 'ct' appears twice"));
   EXPECT_TRUE(has_problem(load, "row 1, column 5", "column 'extra' is not a variable"));
   EXPECT_TRUE(has_problem(load, "row 1", "no column 'mri'")) << all_problems(load);
-  write(dir_ / "nosubject.csv", "ct,mri\ndata/s1_ct.nii.gz,data/s1_t1.nii.gz\n");
+  write_file(dir_ / "nosubject.csv", "ct,mri\ndata/s1_ct.nii.gz,data/s1_t1.nii.gz\n");
   load = load_cohort(dir_ / "nosubject.csv", fusion_variables(), dir_ / "out");
   EXPECT_TRUE(has_problem(load, "row 1", "no 'subject' column")) << all_problems(load);
-  write(dir_ / "quote.csv", "subject,ct,mri\ns1,\"data/s1_ct.nii.gz,data/s1_t1.nii.gz\n");
+  write_file(dir_ / "quote.csv", "subject,ct,mri\ns1,\"data/s1_ct.nii.gz,data/s1_t1.nii.gz\n");
   load = load_cohort(dir_ / "quote.csv", fusion_variables(), dir_ / "out");
   EXPECT_TRUE(has_problem(load, "line 2", "a quoted value is not closed")) << all_problems(load);
   load = load_cohort(dir_ / "subjects.txt", fusion_variables(), dir_ / "out");
@@ -113,14 +110,14 @@ TEST_F(CohortTest, HeaderProblemsNameTheColumn) {
 
 TEST_F(CohortTest, ABidsDatasetGivesOneSubjectPerSubjectOrSessionFolder) {
   const fs::path ds = dir_ / "ds";
-  write(ds / "sub-01/ses-a/anat/sub-01_ses-a_T1w.nii.gz", "x");
-  write(ds / "sub-01/ses-a/ct/sub-01_ses-a_ct.nii.gz", "x");
-  write(ds / "sub-01/ses-b/anat/sub-01_ses-b_T1w.nii.gz", "x");
-  write(ds / "sub-01/ses-b/ct/sub-01_ses-b_ct.nii", "x");
-  write(ds / "sub-02/anat/sub-02_T1w.nii.gz", "x");
-  write(ds / "sub-02/ct/sub-02_ct.nii.gz", "x");
-  write(ds / "README", "not a subject");
-  write(dir_ / "cohort.json", R"({"format_version": 1, "bids": {"root": "ds",
+  write_file(ds / "sub-01/ses-a/anat/sub-01_ses-a_T1w.nii.gz", "x");
+  write_file(ds / "sub-01/ses-a/ct/sub-01_ses-a_ct.nii.gz", "x");
+  write_file(ds / "sub-01/ses-b/anat/sub-01_ses-b_T1w.nii.gz", "x");
+  write_file(ds / "sub-01/ses-b/ct/sub-01_ses-b_ct.nii", "x");
+  write_file(ds / "sub-02/anat/sub-02_T1w.nii.gz", "x");
+  write_file(ds / "sub-02/ct/sub-02_ct.nii.gz", "x");
+  write_file(ds / "README", "not a subject");
+  write_file(dir_ / "cohort.json", R"({"format_version": 1, "bids": {"root": "ds",
     "variables": {"mri": "anat/*_T1w.nii*", "ct": "ct/*_ct.nii*"}}})");
   CohortLoad load = load_cohort(dir_ / "cohort.json", fusion_variables(), dir_ / "out");
   ASSERT_TRUE(load.ok()) << all_problems(load);
@@ -132,7 +129,7 @@ TEST_F(CohortTest, ABidsDatasetGivesOneSubjectPerSubjectOrSessionFolder) {
   EXPECT_EQ(subjects[2].id, "sub-02");
   EXPECT_EQ(subjects[2].variables.at("out"), (dir_ / "out/sub-02").string());
 
-  write(ds / "sub-02/anat/sub-02_run-2_T1w.nii.gz", "x");
+  write_file(ds / "sub-02/anat/sub-02_run-2_T1w.nii.gz", "x");
   fs::remove(ds / "sub-01/ses-a/ct/sub-01_ses-a_ct.nii.gz");
   load = load_cohort(dir_ / "cohort.json", fusion_variables(), dir_ / "out");
   EXPECT_TRUE(has_problem(load, "sub-01/ses-a", "no file matches ct/*_ct.nii* (variable 'ct')")) << all_problems(load);
@@ -143,8 +140,8 @@ TEST_F(CohortTest, ABidsDatasetGivesOneSubjectPerSubjectOrSessionFolder) {
 TEST_F(CohortTest, AFolderOfPairsGivesOneSubjectPerFileStem) {
   const fs::path pairs = dir_ / "harvard";
   for (const char* file : {"MRI/1.png", "MRI/2.png", "PET/1.png", "PET/2.png", "PET/notes.txt"})
-    write(pairs / file, "x");
-  write(dir_ / "pairs.json", R"({"format_version": 1, "pairs": {"root": "harvard",
+    write_file(pairs / file, "x");
+  write_file(dir_ / "pairs.json", R"({"format_version": 1, "pairs": {"root": "harvard",
     "variables": {"ct": "MRI/*.png", "mri": "PET/*.png"}}})");
   PipelineVariables variables = fusion_variables();
   variables.declared["subject"] = true;
@@ -158,7 +155,7 @@ TEST_F(CohortTest, AFolderOfPairsGivesOneSubjectPerFileStem) {
   EXPECT_EQ(subjects[1].variables.at("subject"), "2") << "the pipeline's subject variable holds the stem";
   EXPECT_EQ(subjects[1].variables.at("out"), (dir_ / "out/2").string());
 
-  write(pairs / "PET/3.png", "x");
+  write_file(pairs / "PET/3.png", "x");
   load = load_cohort(dir_ / "pairs.json", variables, dir_ / "out");
   EXPECT_TRUE(
       has_problem(load, "PET/3.png", "has no partner for variable 'ct' (no file of stem '3' matches MRI/*.png)"))
@@ -167,8 +164,8 @@ TEST_F(CohortTest, AFolderOfPairsGivesOneSubjectPerFileStem) {
 }
 
 TEST_F(CohortTest, TheStudysMetricsEndWithTheMeanOfEveryNumericColumn) {
-  write(dir_ / "a.csv", "label,ssim,note\nx,0.5,fine\n");
-  write(dir_ / "b.csv", "label,ssim,en\nx,1.5,4\n");
+  write_file(dir_ / "a.csv", "label,ssim,note\nx,0.5,fine\n");
+  write_file(dir_ / "b.csv", "label,ssim,en\nx,1.5,4\n");
   std::vector<Diagnostic> problems;
   const std::string merged = merge_subject_tables({{"a", dir_ / "a.csv"}, {"b", dir_ / "b.csv"}}, problems);
   EXPECT_TRUE(problems.empty());
@@ -180,18 +177,18 @@ TEST_F(CohortTest, TheStudysMetricsEndWithTheMeanOfEveryNumericColumn) {
 }
 
 TEST_F(CohortTest, ACohortFileIsCheckedKeyByKey) {
-  write(dir_ / "a.json", R"({"format_version": 2, "table": "t.csv", "bids": {}, "subjects": 3})");
+  write_file(dir_ / "a.json", R"({"format_version": 2, "table": "t.csv", "bids": {}, "subjects": 3})");
   CohortLoad load = load_cohort(dir_ / "a.json", fusion_variables(), dir_ / "out");
   EXPECT_TRUE(has_problem(load, "/format_version", "must be 1"));
   EXPECT_TRUE(has_problem(load, "/subjects", "unknown key 'subjects'"));
   EXPECT_TRUE(has_problem(load, "a.json", "needs exactly one of \"table\", \"bids\" and \"pairs\""))
       << all_problems(load);
-  write(dir_ / "b.json", R"({"format_version": 1, "bids": {"root": "ds", "variables": {"mrri": "anat/*"}}})");
+  write_file(dir_ / "b.json", R"({"format_version": 1, "bids": {"root": "ds", "variables": {"mrri": "anat/*"}}})");
   fs::create_directories(dir_ / "ds");
   load = load_cohort(dir_ / "b.json", fusion_variables(), dir_ / "out");
   EXPECT_TRUE(has_problem(load, "/bids/variables/mrri", "'mrri' is not an input variable")) << all_problems(load);
-  write(dir_ / "list/subjects.csv", "subject,ct,mri\ns1,../data/s1_ct.nii.gz,../data/s1_t1.nii.gz\n");
-  write(dir_ / "c.json", R"({"format_version": 1, "table": "list/subjects.csv"})");
+  write_file(dir_ / "list/subjects.csv", "subject,ct,mri\ns1,../data/s1_ct.nii.gz,../data/s1_t1.nii.gz\n");
+  write_file(dir_ / "c.json", R"({"format_version": 1, "table": "list/subjects.csv"})");
   load = load_cohort(dir_ / "c.json", fusion_variables(), dir_ / "out");
   ASSERT_TRUE(load.ok()) << all_problems(load);
   EXPECT_EQ(load.cohort->subjects.at(0).variables.at("ct"), (dir_ / "data/s1_ct.nii.gz").string());

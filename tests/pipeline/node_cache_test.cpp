@@ -26,10 +26,7 @@ namespace fusionflow {
 namespace {
 namespace fs = std::filesystem;
 
-void write(const fs::path& file, const std::string& text) {
-  fs::create_directories(file.parent_path());
-  std::ofstream(file, std::ios::binary) << text;
-}
+using testing::write_file;
 
 // How often each node id ran.
 struct Runs {
@@ -134,7 +131,7 @@ class NodeCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = testing::fresh_temp_directory("node-cache");
-    write(dir_ / "in.txt", "3");
+    write_file(dir_ / "in.txt", "3");
     runs().count.clear();
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -228,7 +225,7 @@ TEST_F(NodeCacheTest, AMovedOrRenamedInputFileWithTheSameContentStillHitsItsLoad
 
 TEST_F(NodeCacheTest, ChangedInputContentOrAPluginVersionChangeMisses) {
   run({{"input", "in.txt"}, {"out", "out"}}, make_registry(), dir_ / "cache");
-  write(dir_ / "in.txt", "4");
+  write_file(dir_ / "in.txt", "4");
   Outcome changed = run({{"input", "in.txt"}, {"out", "out"}}, make_registry(), dir_ / "cache");
   EXPECT_EQ(changed.cache["read"], "miss");
   EXPECT_EQ(testing::read_file(dir_ / "out/scaled.txt"), "8\n");
@@ -239,18 +236,18 @@ TEST_F(NodeCacheTest, ChangedInputContentOrAPluginVersionChangeMisses) {
 }
 
 TEST_F(NodeCacheTest, AChangedCompanionFileMissesAndAnUntrackedInputIsNotStored) {
-  write(dir_ / "in.txt", "3 data.raw");
-  write(dir_ / "data.raw", "10");
+  write_file(dir_ / "in.txt", "3 data.raw");
+  write_file(dir_ / "data.raw", "10");
   const NodeRegistry registry = make_registry();
   run({{"input", "in.txt"}, {"out", "out"}}, registry, dir_ / "cache");
   EXPECT_EQ(run({{"input", "in.txt"}, {"out", "out"}}, registry, dir_ / "cache").cache["read"], "hit");
-  write(dir_ / "data.raw", "20");
+  write_file(dir_ / "data.raw", "20");
   Outcome changed = run({{"input", "in.txt"}, {"out", "out"}}, registry, dir_ / "cache");
   EXPECT_EQ(changed.cache["read"].rfind("miss: ", 0), 0u) << changed.cache["read"];
   EXPECT_NE(changed.cache["read"].find("data.raw"), std::string::npos) << changed.cache["read"];
   EXPECT_EQ(testing::read_file(dir_ / "out/scaled.txt"), "46\n");
 
-  write(dir_ / "in.txt", "3 untracked");
+  write_file(dir_ / "in.txt", "3 untracked");
   Outcome untracked = run({{"input", "in.txt"}, {"out", "out"}}, registry, dir_ / "cache");
   EXPECT_EQ(untracked.cache["read"], "not stored: reads what it cannot name");
   EXPECT_EQ(run({{"input", "in.txt"}, {"out", "out"}}, registry, dir_ / "cache").cache["read"],

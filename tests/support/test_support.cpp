@@ -34,6 +34,11 @@ CommandOutput run_command(const std::string& command_line) {
   return output;
 }
 
+void write_file(const std::filesystem::path& path, const std::string& text) {
+  if (!path.parent_path().empty()) std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary) << text;
+}
+
 std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream text;

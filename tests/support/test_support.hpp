@@ -25,5 +25,7 @@ std::filesystem::path fresh_temp_directory(const std::string& label);
 
 // The whole content of a file (empty if it cannot be read).
 std::string read_file(const std::filesystem::path& path);
+// Writes `text` to `path`, creating its folders (test fixtures).
+void write_file(const std::filesystem::path& path, const std::string& text);
 
 }  // namespace fusionflow::testing

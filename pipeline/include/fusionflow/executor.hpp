@@ -70,4 +70,7 @@ RunResult run_pipeline(const Pipeline& pipeline, const NodeRegistry& registry, c
 // Process peak resident memory so far.
 std::size_t process_peak_memory_bytes();
 
+// The current time, e.g. "2026-12-02T19:58:42Z" (run records, cache entries).
+std::string utc_now_iso8601();
+
 }  // namespace fusionflow

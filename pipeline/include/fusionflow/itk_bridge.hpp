@@ -8,6 +8,7 @@
 #include <itkImage.h>
 #include <itkImageBase.h>
 
+#include "fusionflow/color.hpp"
 #include "fusionflow/volume.hpp"
 
 namespace fusionflow {
@@ -53,6 +54,11 @@ enum class VoxelStorage { Float32, Int16, UInt8 };
 // reason on failure.
 void write_volume(const Volume& volume, const std::filesystem::path& path,
                   VoxelStorage storage = VoxelStorage::Float32);
+
+// A colour image or volume as 8-bit RGB (NIfTI RGB24, NRRD or MetaImage by
+// extension), channels scaled from [0, max_value] to 0..255 and rounded,
+// with its geometry; atomic like write_volume.
+void write_color_volume(const ColorVolume& image, const std::filesystem::path& path);
 
 // Reads any ITK-supported scalar image as float, geometry from the file.
 // metadata.source is the path; other metadata fields are left empty.

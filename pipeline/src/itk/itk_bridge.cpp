@@ -16,6 +16,7 @@
 #include <itkNiftiImageIOFactory.h>
 #include <itkNrrdImageIOFactory.h>
 #include <itkPNGImageIOFactory.h>
+#include <itkRGBPixel.h>
 
 #include "fusionflow/atomic_file.hpp"
 
@@ -95,13 +96,11 @@ typename ItkImage3<Pixel>::ConstPointer storage_image(const Volume& volume) {
   }
 }
 
-template <typename Pixel>
-void write_as(const Volume& volume, const std::filesystem::path& path) {
-  const auto image = storage_image<Pixel>(volume);
-
+// Any image through ITK's writer for the extension, atomically; ".gz" compresses.
+template <typename Image>
+void write_atomically(const Image* image, const std::filesystem::path& path) {
   AtomicFileWriter atomic(path);
-  using WriterType = itk::ImageFileWriter<ItkImage3<Pixel>>;
-  auto writer = WriterType::New();
+  auto writer = itk::ImageFileWriter<Image>::New();
   writer->SetFileName(atomic.temp_path().string());
   writer->SetInput(image);
   writer->SetUseCompression(ends_with(path.filename().string(), ".gz"));
@@ -111,6 +110,12 @@ void write_as(const Volume& volume, const std::filesystem::path& path) {
     throw std::runtime_error("cannot write image '" + path.string() + "': " + error.GetDescription());
   }
   atomic.commit();
+}
+
+template <typename Pixel>
+void write_as(const Volume& volume, const std::filesystem::path& path) {
+  const auto image = storage_image<Pixel>(volume);
+  write_atomically(image.GetPointer(), path);
 }
 
 }  // namespace
@@ -189,6 +194,29 @@ void write_volume(const Volume& volume, const std::filesystem::path& path, Voxel
     case VoxelStorage::UInt8: write_as<std::uint8_t>(volume, path); return;
   }
   throw std::runtime_error("unknown voxel storage type for '" + path.string() + "'");
+}
+
+void write_color_volume(const ColorVolume& image, const std::filesystem::path& path) {
+  for (const auto& channel : image.rgb) {
+    if (channel.size() != image.geometry.voxel_count()) {
+      throw std::invalid_argument("cannot write '" + path.string() + "': a colour channel has " +
+                                  std::to_string(channel.size()) + " values, the grid needs " +
+                                  std::to_string(image.geometry.voxel_count()));
+    }
+  }
+  if (!(image.max_value > 0)) throw std::invalid_argument("the colour image's max_value must be positive");
+  register_itk_image_io();
+  using Pixel = itk::RGBPixel<std::uint8_t>;
+  auto itk_image = allocate_like<Pixel>(image.geometry);
+  Pixel* buffer = itk_image->GetBufferPointer();
+  const double scale = 255.0 / image.max_value;
+  for (std::size_t v = 0; v < image.geometry.voxel_count(); ++v) {
+    for (unsigned c = 0; c < 3; ++c) {
+      const double value = std::isfinite(image.rgb[c][v]) ? image.rgb[c][v] * scale : 0.0;
+      buffer[v][c] = static_cast<std::uint8_t>(std::floor(std::clamp(value, 0.0, 255.0) + 0.5));
+    }
+  }
+  write_atomically(itk_image.GetPointer(), path);
 }
 
 Volume read_volume(const std::filesystem::path& path) {

@@ -8,6 +8,7 @@
 // PNG and JPEG hold pixels only: the geometry (spacing, origin, direction)
 // is not kept; write a NIfTI beside it when it matters.
 #include <fusionflow/atomic_file.hpp>
+#include <fusionflow/itk_bridge.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -163,12 +164,15 @@ void run_load_color(NodeContext& ctx, const LoadColorOptions& options) {
 
 NodeType<WriteColorOptions> write_color_node() {
   NodeType<WriteColorOptions> node("io.write_color", "1.0.0",
-                                   "Writes a colour image (one slice) as RGB PNG (8 or 16 bits) or JPEG (8 bits, "
-                                   "no chroma subsampling), atomically: channel values in [0, max_value] scaled "
-                                   "onto 0..255 (or 0..65535), rounded to nearest; black stays exactly 0");
+                                   "Writes a colour image as RGB: one slice as PNG (8 or 16 bits) or JPEG (8 bits, "
+                                   "no chroma subsampling), a volume as 8-bit RGB NIfTI (.nii, .nii.gz: RGB24, "
+                                   "with its geometry), NRRD or MetaImage; atomically; channel values in [0, "
+                                   "max_value] scaled onto 0..255 (or 0..65535), rounded to nearest; black stays "
+                                   "exactly 0");
   node.input(kImageIn, "the colour image (e.g. color.from_ycbcr)")
       .output_path(&WriteColorOptions::path, "path",
-                   "output file: .png, .jpg or .jpeg; missing directories are created")
+                   "output file: .png, .jpg, .jpeg (one slice), .nii, .nii.gz, .nrrd, .mha; missing directories are "
+                   "created")
       .param(&WriteColorOptions::bits, "bits", Limits::range(8, 16), "PNG: 8 or 16 bits per sample (JPEG: 8)")
       .param(&WriteColorOptions::quality, "quality", Limits::range(1, 100), "JPEG quality");
   return node;
@@ -178,8 +182,21 @@ void run_write_color(NodeContext& ctx, const WriteColorOptions& options) {
   const ColorVolume& image = ctx.input(kImageIn);
   const auto format = image_format_of(options.path);
   if (!format) {
-    throw std::invalid_argument("cannot write '" + options.path.string() + "': unsupported extension '" +
-                                options.path.extension().string() + "'; use .png, .jpg or .jpeg");
+    const std::string name = lower(options.path.filename().string());
+    const auto ends = [&name](const std::string& suffix) {
+      return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (!(ends(".nii") || ends(".nii.gz") || ends(".nrrd") || ends(".mha"))) {
+      throw std::invalid_argument("cannot write '" + options.path.string() + "': unsupported extension '" +
+                                  options.path.extension().string() +
+                                  "'; use .png, .jpg or .jpeg for one slice, .nii.gz, .nrrd or .mha for a volume");
+    }
+    if (options.bits != 8) throw std::invalid_argument("RGB volumes are written with 8 bits per channel");
+    ctx.throw_if_cancelled();
+    write_color_volume(image, options.path);
+    ctx.log(LogLevel::Info,
+            "wrote '" + options.path.string() + "' (8-bit RGB volume, " + image.geometry.size_string() + ")");
+    return;
   }
   check_one_slice(image.geometry, options.path);
   for (const auto& channel : image.rgb) {

@@ -13,6 +13,9 @@
 #include <fusionflow/payload_types.hpp>
 #include <fusionflow/pipeline.hpp>
 #include <fusionflow/testing.hpp>
+#include <itkImage.h>
+#include <itkImageFileReader.h>
+#include <itkRGBPixel.h>
 #include <nlohmann/json.hpp>
 
 #include "test_support.hpp"
@@ -165,6 +168,35 @@ TEST_F(ColorTest, ColourPngsRoundTripThroughWriteColorAndLoadColor) {
   NodeHarness grey_read(bundled(), "io.load_color");
   grey_read.set_param("path", (dir_ / "g.png").string()).run();
   for (const auto& channel : grey_read.output<ColorVolume>("image").rgb) EXPECT_EQ(channel, (std::vector<float>{0, 7}));
+}
+
+TEST_F(ColorTest, A3dPetThroughAColourMapIsWrittenAsAnRgbVolumeWithItsGeometry) {
+  Volume pet;
+  pet.geometry.size = {4, 3, 2};
+  pet.geometry.spacing = {2.0, 2.5, 3.0};
+  pet.geometry.origin = {-10, 5, 40};
+  for (std::size_t v = 0; v < 24; ++v) pet.voxels.push_back(float(v) / 23.0f);
+  NodeHarness map(bundled(), "color.map");
+  map.set_input("volume", pet).set_param("colormap", "rainbow").run();
+  NodeHarness write(bundled(), "io.write_color");
+  write.set_input("image", map.output<ColorVolume>("image"))
+      .set_param("path", (dir_ / "pet_rgb.nii.gz").string())
+      .run();
+
+  using Image = itk::Image<itk::RGBPixel<std::uint8_t>, 3>;
+  auto reader = itk::ImageFileReader<Image>::New();
+  reader->SetFileName((dir_ / "pet_rgb.nii.gz").string());
+  reader->Update();
+  const Image* image = reader->GetOutput();
+  EXPECT_EQ(image->GetLargestPossibleRegion().GetSize()[2], 2u);
+  EXPECT_DOUBLE_EQ(image->GetSpacing()[1], 2.5);
+  EXPECT_DOUBLE_EQ(image->GetOrigin()[2], 40.0);
+  const auto first = image->GetPixel({{0, 0, 0}});
+  const auto last = image->GetPixel({{3, 2, 1}});
+  EXPECT_EQ(int(first[0]), 0);  // rainbow: blue at the low end ...
+  EXPECT_EQ(int(first[2]), 255);
+  EXPECT_EQ(int(last[0]), 255);  // ... red at the high end
+  EXPECT_EQ(int(last[2]), 0);
 }
 
 TEST_F(ColorTest, ExtractSliceKeepsTheGeometryOfTheSlice) {
