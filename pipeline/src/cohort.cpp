@@ -312,21 +312,20 @@ std::optional<fs::path> dataset_root(const fs::path& cohort_file, const json& se
   return root;
 }
 
-std::optional<Cohort> load_bids(const fs::path& cohort_file, const json& bids, const PipelineVariables& variables,
-                                const fs::path& out_dir, std::vector<Diagnostic>& problems) {
+// A "bids" or "pairs" section's variable patterns, each checked: a pattern,
+// of an input variable of the pipeline (not out or subject, which the cohort
+// sets), and one for every variable that has no default.
+std::map<std::string, std::string> dataset_patterns(const fs::path& cohort_file, const json& section,
+                                                    const std::string& key, const PipelineVariables& variables,
+                                                    const std::string& example, const std::string& add_example,
+                                                    std::vector<Diagnostic>& problems) {
   const std::string source = cohort_file.string();
-  const auto found_root =
-      dataset_root(cohort_file, bids, "bids",
-                   "\"bids\": {\"root\": \"dataset\", \"variables\": {\"mri\": \"anat/*_T1w.nii.gz\"}}", problems);
-  if (!found_root) return std::nullopt;
-  const fs::path& root = *found_root;
-  std::error_code ec;
   std::map<std::string, std::string> patterns;
-  for (const auto& [name, pattern] : bids["variables"].items()) {
-    const std::string where = source + " /bids/variables/" + name;
+  for (const auto& [name, pattern] : section["variables"].items()) {
+    const std::string where = source + " /" + key + "/variables/" + name;
     if (!pattern.is_string() || pattern.get<std::string>().empty()) {
-      problems.push_back({where, "must be a file pattern", "e.g. \"anat/*_T1w.nii.gz\""});
-    } else if (variables.declared.count(name) == 0 || name == "out") {
+      problems.push_back({where, "must be a file pattern", "e.g. \"" + example + "\""});
+    } else if (variables.declared.count(name) == 0 || name == "out" || name == "subject") {
       const std::string near = nearest_name(name, variables.declared);
       problems.push_back({where, "'" + name + "' is not an input variable of the pipeline",
                           (near.empty() ? std::string() : "did you mean '" + near + "'? ") +
@@ -336,12 +335,26 @@ std::optional<Cohort> load_bids(const fs::path& cohort_file, const json& bids, c
     }
   }
   for (const auto& [name, has_default] : variables.declared) {
-    if (name != "out" && !has_default && patterns.count(name) == 0) {
-      problems.push_back({source + " /bids/variables",
+    if (name != "out" && name != "subject" && !has_default && patterns.count(name) == 0) {
+      problems.push_back({source + " /" + key + "/variables",
                           "no pattern for '" + name + "', and the pipeline's variable '" + name + "' has no default",
-                          "add \"" + name + "\": \"<folder>/*_<suffix>.nii.gz\""});
+                          "add \"" + name + "\": \"" + add_example + "\""});
     }
   }
+  return patterns;
+}
+
+std::optional<Cohort> load_bids(const fs::path& cohort_file, const json& bids, const PipelineVariables& variables,
+                                const fs::path& out_dir, std::vector<Diagnostic>& problems) {
+  const std::string source = cohort_file.string();
+  const auto found_root =
+      dataset_root(cohort_file, bids, "bids",
+                   "\"bids\": {\"root\": \"dataset\", \"variables\": {\"mri\": \"anat/*_T1w.nii.gz\"}}", problems);
+  if (!found_root) return std::nullopt;
+  const fs::path& root = *found_root;
+  std::error_code ec;
+  const std::map<std::string, std::string> patterns = dataset_patterns(
+      cohort_file, bids, "bids", variables, "anat/*_T1w.nii.gz", "<folder>/*_<suffix>.nii.gz", problems);
   if (!problems.empty()) return std::nullopt;
   Cohort cohort;
   cohort.source = cohort_file;
@@ -408,24 +421,12 @@ std::optional<Cohort> load_pairs(const fs::path& cohort_file, const json& pairs,
       "\"pairs\": {\"root\": \"data\", \"variables\": {\"mri\": \"MRI/*.png\", \"pet\": \"PET/*.png\"}}", problems);
   if (!found_root) return std::nullopt;
   const fs::path& root = *found_root;
+  const std::map<std::string, std::string> patterns =
+      dataset_patterns(cohort_file, pairs, "pairs", variables, "MRI/*.png", "<folder>/*.png", problems);
   // stem -> variable -> file
   std::map<std::string, std::map<std::string, fs::path>> by_stem;
-  std::vector<std::string> names;
-  for (const auto& [name, pattern] : pairs["variables"].items()) {
-    const std::string where = source + " /pairs/variables/" + name;
-    if (!pattern.is_string() || pattern.get<std::string>().empty()) {
-      problems.push_back({where, "must be a file pattern", "e.g. \"MRI/*.png\""});
-      continue;
-    }
-    if (variables.declared.count(name) == 0 || name == "out" || name == "subject") {
-      const std::string near = nearest_name(name, variables.declared);
-      problems.push_back({where, "'" + name + "' is not an input variable of the pipeline",
-                          (near.empty() ? std::string() : "did you mean '" + near + "'? ") +
-                              "the pipeline declares: " + declared_list(variables.declared)});
-      continue;
-    }
-    names.push_back(name);
-    for (const fs::path& file : glob_below(root, pattern.get<std::string>())) {
+  for (const auto& [name, pattern] : patterns) {
+    for (const fs::path& file : glob_below(root, pattern)) {
       const std::string stem = file_stem(file);
       auto& slot = by_stem[stem][name];
       if (!slot.empty()) {
@@ -436,14 +437,6 @@ std::optional<Cohort> load_pairs(const fs::path& cohort_file, const json& pairs,
       slot = file;
     }
   }
-  for (const auto& [name, has_default] : variables.declared) {
-    if (name != "out" && name != "subject" && !has_default &&
-        std::find(names.begin(), names.end(), name) == names.end()) {
-      problems.push_back({source + " /pairs/variables",
-                          "no pattern for '" + name + "', and the pipeline's variable '" + name + "' has no default",
-                          "add \"" + name + "\": \"<folder>/*.png\""});
-    }
-  }
   if (!problems.empty()) return std::nullopt;
   Cohort cohort;
   cohort.source = cohort_file;
@@ -451,13 +444,13 @@ std::optional<Cohort> load_pairs(const fs::path& cohort_file, const json& pairs,
     CohortSubject subject;
     subject.id = stem;
     subject.origin = root.string() + " (stem " + stem + ")";
-    for (const std::string& name : names) {
+    for (const auto& [name, pattern] : patterns) {
       auto it = files.find(name);
       if (it == files.end()) {
-        problems.push_back({files.begin()->second.string(),
-                            "has no partner for variable '" + name + "' (no file of stem '" + stem + "' matches " +
-                                pairs["variables"][name].get<std::string>() + ")",
-                            "add the missing file, or remove this one"});
+        problems.push_back(
+            {files.begin()->second.string(),
+             "has no partner for variable '" + name + "' (no file of stem '" + stem + "' matches " + pattern + ")",
+             "add the missing file, or remove this one"});
       } else {
         subject.variables[name] = it->second.string();
       }

@@ -160,15 +160,16 @@ class HashingFile {
   std::uint64_t bytes_ = 0;
 };
 
+// Copies a file into a cache file or back out of one (restore_files).
 void copy_file_hashing(const fs::path& from, HashingFile& to) {
   std::ifstream in(from, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read '" + from.string() + "' to cache it");
+  if (!in) throw std::runtime_error("cannot read '" + from.string() + "'");
   std::vector<char> block(1 << 20);
   while (in) {
     in.read(block.data(), static_cast<std::streamsize>(block.size()));
     if (in.gcount() > 0) to.write(block.data(), static_cast<std::size_t>(in.gcount()));
   }
-  if (in.bad()) throw std::runtime_error("cannot read '" + from.string() + "' to cache it");
+  if (in.bad()) throw std::runtime_error("cannot read '" + from.string() + "'");
 }
 
 }  // namespace
@@ -457,12 +458,7 @@ void NodeCache::restore_files(const CacheEntry& entry, const PipelineNode& node)
     AtomicFileWriter writer(target);
     {
       HashingFile out(writer.temp_path());
-      std::ifstream in(entry.directory / file.file, std::ios::binary);
-      std::vector<char> block(1 << 20);
-      while (in) {
-        in.read(block.data(), static_cast<std::streamsize>(block.size()));
-        if (in.gcount() > 0) out.write(block.data(), static_cast<std::size_t>(in.gcount()));
-      }
+      copy_file_hashing(entry.directory / file.file, out);
       if (out.finish() != file.sha256) {
         throw std::runtime_error("cache entry " + entry.key.substr(0, 12) + " changed while '" + target.string() +
                                  "' was restored from it");

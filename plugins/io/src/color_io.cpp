@@ -24,11 +24,6 @@ namespace {
 constexpr InputPort<ColorVolume> kImageIn{"image"};
 constexpr OutputPort<ColorVolume> kImageOut{"image"};
 
-std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  return text;
-}
-
 std::string number(double value) {
   char text[32];
   std::snprintf(text, sizeof text, "%.10g", value);
@@ -183,10 +178,8 @@ void run_write_color(NodeContext& ctx, const WriteColorOptions& options) {
   const auto format = image_format_of(options.path);
   if (!format) {
     const std::string name = lower(options.path.filename().string());
-    const auto ends = [&name](const std::string& suffix) {
-      return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
-    if (!(ends(".nii") || ends(".nii.gz") || ends(".nrrd") || ends(".mha"))) {
+    if (!(ends_with(name, ".nii") || ends_with(name, ".nii.gz") || ends_with(name, ".nrrd") ||
+          ends_with(name, ".mha"))) {
       throw std::invalid_argument("cannot write '" + options.path.string() + "': unsupported extension '" +
                                   options.path.extension().string() +
                                   "'; use .png, .jpg or .jpeg for one slice, .nii.gz, .nrrd or .mha for a volume");

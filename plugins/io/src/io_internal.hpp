@@ -2,7 +2,9 @@
 // those stay in the translation units that need them.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -16,6 +18,16 @@ namespace fusionflow::io {
 
 // A path as messages quote it: 'path'.
 inline std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+
+// File names and extensions are compared in lower case.
+inline std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return text;
+}
+
+inline bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
 
 // Default of the loaders' max_voxels: refuse grids above 2^31 voxels (8 GiB
 // of float) before allocating anything, like core.synthetic_volume.

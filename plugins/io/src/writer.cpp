@@ -19,15 +19,6 @@ namespace fs = std::filesystem;
 
 constexpr InputPort<Volume> kVolumeIn{"volume"};
 
-std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  return text;
-}
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 void check_extension(const fs::path& path) {
   if (image_format_of(path)) return;
   const std::string name = lower(path.filename().string());
