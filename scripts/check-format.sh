@@ -11,7 +11,7 @@ fi
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   mapfile -t files < <(git ls-files '*.cpp' '*.hpp' '*.h')
 else
-  mapfile -t files < <(find pipeline plugins apps tests bench fuzz examples -name '*.cpp' -o -name '*.hpp' -o -name '*.h')
+  mapfile -t files < <(find pipeline plugins apps python tests bench fuzz examples -name '*.cpp' -o -name '*.hpp' -o -name '*.h')
 fi
 if [ "${1:-}" = --fix ]; then
   clang-format -i "${files[@]}"

@@ -29,6 +29,8 @@ packages=(
   # io tests: nibabel reads Siemens mosaics and sheared NIfTI files as the reference (and ships real
   # mosaics); fuzz/make_seeds.py writes its seed images with it
   python3-nibabel
+  # the Python module (python/): pybind11 and Python's headers; its tests run with pytest
+  pybind11-dev python3-dev python3-pytest
 )
 if [ "${1:-}" = --fuzz ]; then
   packages+=(clang libclang-rt-14-dev)

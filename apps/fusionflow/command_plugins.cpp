@@ -2,33 +2,13 @@
 #include <sstream>
 
 #include <fusionflow/pipeline.hpp>
-#include <nlohmann/json.hpp>
+#include <fusionflow/plugin_loader.hpp>
 
 #include "commands.hpp"
 
 namespace fusionflow::cli {
 
 namespace {
-using ordered_json = nlohmann::ordered_json;
-
-ordered_json port_json(const PortSpec& port) {
-  return {{"name", port.name},
-          {"type", port.type},
-          {"multi", port.multi},
-          {"optional", port.optional},
-          {"description", port.description}};
-}
-
-ordered_json param_json(const ParamSpec& param) {
-  ordered_json entry{{"name", param.name}, {"kind", to_string(param.kind)}, {"required", param.required()}};
-  if (param.default_value) entry["default"] = ordered_json::parse(param_value_to_json(*param.default_value));
-  if (param.min) entry["min"] = *param.min;
-  if (param.max) entry["max"] = *param.max;
-  if (!param.choices.empty()) entry["choices"] = param.choices;
-  if (param.list_length) entry["length"] = *param.list_length;
-  entry["description"] = param.description;
-  return entry;
-}
 
 std::string describe_param(const ParamSpec& param) {
   std::string text = param.name + " (" + to_string(param.kind);
@@ -62,57 +42,7 @@ std::string describe_param(const ParamSpec& param) {
 int plugins_command(Session& session, bool as_json) {
   const NodeRegistry& registry = session.registry();
   if (as_json) {
-    ordered_json document;
-    ordered_json plugins = ordered_json::array();
-    for (const PluginLoadReport& report : session.plugin_reports()) {
-      ordered_json entry{{"file", report.file.string()}, {"loaded", report.loaded}};
-      if (!report.plugin_name.empty()) entry["name"] = report.plugin_name;
-      if (!report.plugin_version.empty()) entry["version"] = report.plugin_version;
-      if (!report.error.empty()) entry["error"] = report.error;
-      entry["node_types"] = report.node_types;
-      entry["commands"] = report.commands;
-      entry["warnings"] = report.warnings;
-      plugins.push_back(std::move(entry));
-    }
-    document["plugins"] = std::move(plugins);
-    ordered_json types = ordered_json::array();
-    for (const RegisteredPayloadType* type : registry.payload_types()) {
-      types.push_back({{"name", type->name}, {"description", type->description}, {"plugin", type->origin.plugin_name}});
-    }
-    document["payload_types"] = std::move(types);
-    ordered_json decoders = ordered_json::array();
-    for (const RegisteredLatentDecoder* decoder : registry.latent_decoders()) {
-      decoders.push_back({{"kind", decoder->decoder.kind},
-                          {"description", decoder->decoder.description},
-                          {"plugin", decoder->origin.plugin_name}});
-    }
-    document["latent_decoders"] = std::move(decoders);
-    ordered_json commands = ordered_json::array();
-    for (const RegisteredCommand* command : registry.commands()) {
-      commands.push_back({{"name", command->command.name},
-                          {"summary", command->command.summary},
-                          {"plugin", command->origin.plugin_name}});
-    }
-    document["commands"] = std::move(commands);
-    ordered_json nodes = ordered_json::array();
-    for (const RegisteredNode* node : registry.nodes()) {
-      const NodeSpec& spec = node->spec();
-      ordered_json entry{{"type", spec.type()},
-                         {"version", spec.version()},
-                         {"description", spec.description()},
-                         {"plugin", node->origin.plugin_name},
-                         {"plugin_version", node->origin.plugin_version},
-                         {"library", node->origin.library_path}};
-      entry["inputs"] = ordered_json::array();
-      for (const PortSpec& port : spec.inputs()) entry["inputs"].push_back(port_json(port));
-      entry["outputs"] = ordered_json::array();
-      for (const PortSpec& port : spec.outputs()) entry["outputs"].push_back(port_json(port));
-      entry["params"] = ordered_json::array();
-      for (const ParamSpec& param : spec.params()) entry["params"].push_back(param_json(param));
-      nodes.push_back(std::move(entry));
-    }
-    document["node_types"] = std::move(nodes);
-    std::cout << document.dump(2) << "\n";
+    std::cout << registry_json(registry, session.plugin_reports()) << "\n";
     return kSuccess;
   }
 

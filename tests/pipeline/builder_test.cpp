@@ -82,5 +82,58 @@ TEST(PipelineBuilder, TakesTextAsItIsAndRefusesUnknownNodesInCalls) {
   EXPECT_THROW(builder.connect("p", "p.values"), std::invalid_argument);
 }
 
+TEST(PipelineBuilder, VariablesAndTemplatesAreSubstitutedAndOverridden) {
+  const NodeRegistry registry = testing::make_test_registry();
+  PipelineBuilder builder;
+  builder.variable("name", "first", "what the file is called")
+      .add_node("p", "test.all_params")
+      .set_param_template("p", "input", "${name}.txt");
+  const LoadResult defaults = builder.build(registry);
+  ASSERT_TRUE(defaults.ok()) << messages(defaults);
+  EXPECT_EQ(std::get<std::string>(defaults.pipeline->nodes[0].params.at("input")), "first.txt");
+  LoadOptions options;
+  options.variable_overrides["name"] = "second";
+  const LoadResult overridden = builder.build(registry, options);
+  ASSERT_TRUE(overridden.ok()) << messages(overridden);
+  EXPECT_EQ(std::get<std::string>(overridden.pipeline->nodes[0].params.at("input")), "second.txt");
+  // A template naming an undeclared variable gets the loader's message.
+  PipelineBuilder undeclared;
+  undeclared.add_node("p", "test.all_params").set_param_template("p", "input", "${nobody}.txt");
+  const LoadResult refused = undeclared.build(registry);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(messages(refused).find("/nodes/0/params/input"), std::string::npos) << messages(refused);
+}
+
+TEST(PipelineBuilder, ReadsAFileBackAsItWasAndLetsCodeChangeIt) {
+  const NodeRegistry registry = testing::make_test_registry();
+  PipelineBuilder original("original");
+  original.description("from a file")
+      .variable("x", "2.5")
+      .add_node("a", "test.source")
+      .set_param("a", "value", ParamValue(1.5))
+      .add_node("b", "test.source")
+      .add_node("sum", "test.add")
+      .connect("a.value", "sum.values")
+      .connect("b.value", "sum.values")
+      .add_node("p", "test.all_params")
+      .set_param_template("p", "input", "${x}/in.txt")
+      .set_param("p", "ratio", ParamValue(0.25));
+  const std::string text = original.to_json();
+  PipelineBuilder read = PipelineBuilder::from_json(text, "read");
+  EXPECT_EQ(read.to_json(), text);
+  EXPECT_EQ(read.nodes(), original.nodes());
+  EXPECT_EQ(read.node_type("sum"), "test.add");
+  EXPECT_EQ(read.node_type("nobody"), "");
+  read.add_node("probe", "test.probe").connect("sum.sum", "probe.values");
+  const LoadResult loaded = read.build(registry);
+  ASSERT_TRUE(loaded.ok()) << messages(loaded);
+  EXPECT_EQ(std::get<std::string>(loaded.pipeline->nodes[3].params.at("input")), "2.5/in.txt");
+  EXPECT_TRUE(run_pipeline(*loaded.pipeline, registry).succeeded);
+
+  EXPECT_THROW(PipelineBuilder::from_json("{", "broken"), std::invalid_argument);
+  EXPECT_THROW(PipelineBuilder::from_json(R"({"nodes": [{"id": 3}]})", "bad id"), std::invalid_argument);
+  EXPECT_THROW(PipelineBuilder::from_json(R"({"format_version": 1})", "no nodes"), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace fusionflow

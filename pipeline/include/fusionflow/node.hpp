@@ -198,6 +198,12 @@ class NodeContext {
     return values;
   }
 
+  // The payload of an input port, whatever its type (for hosts such as the
+  // Python module that hand payloads on without knowing their C++ type);
+  // and every producer's payload of a multi-input port.
+  const Payload& input_payload(std::string_view port) const { return single_input(port); }
+  const std::vector<Payload>& input_payloads(std::string_view port) const { return input_list(port); }
+
   // The same through typed ports (the type comes from the port).
   template <class T>
   bool has_input(InputPort<T> port) const {

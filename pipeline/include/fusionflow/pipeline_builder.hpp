@@ -39,9 +39,30 @@ class PipelineBuilder {
   PipelineBuilder& set_param(const std::string& id, const std::string& name, int number) {
     return set_param(id, name, ParamValue(std::int64_t{number}));
   }
+  // A string parameter whose ${name} references are replaced by the
+  // pipeline's variables when it is built, as in a file (set_param takes
+  // text as it is).
+  PipelineBuilder& set_param_template(const std::string& id, const std::string& name, const std::string& text);
   // "producer.port" feeds "consumer.port"; several producers of one
   // multi-input port are kept in the order they are connected.
   PipelineBuilder& connect(const std::string& output, const std::string& input);
+  // A variable of the pipeline (docs/pipeline-format.md, "Variables") that
+  // templates refer to as ${name}; LoadOptions::variable_overrides (--set)
+  // replace its default. Declaring a name again replaces it.
+  PipelineBuilder& variable(const std::string& name, const std::string& default_value,
+                            const std::string& description = "");
+
+  // The nodes added so far, as (id, type), in order.
+  std::vector<std::pair<std::string, std::string>> nodes() const;
+  // The node types' names of the nodes added so far, by id; empty if none.
+  std::string node_type(const std::string& id) const;
+
+  // A pipeline file's text as a builder, to change in code: its nodes,
+  // parameters (${name} references kept), connections, variables and
+  // description. Throws std::invalid_argument if the text is not JSON or
+  // not shaped like a pipeline file; load it first (load_pipeline_text)
+  // for the complete list of problems with their locations.
+  static PipelineBuilder from_json(const std::string& text, std::string source_name);
 
   // The pipeline, checked as a file would be, or the complete list of what
   // is wrong. Relative paths are relative to `directory`.
@@ -51,16 +72,20 @@ class PipelineBuilder {
   std::string to_json() const;
 
  private:
+  // Parameter values and variables are kept as the JSON text they are
+  // written as, so that a file read with from_json is written back as it was.
   struct Node {
     std::string id;
     std::string type;
-    std::vector<std::pair<std::string, ParamValue>> params;
+    std::vector<std::pair<std::string, std::string>> params;               // name -> JSON value
     std::vector<std::pair<std::string, std::vector<std::string>>> inputs;  // port -> producers
   };
   Node& find(const std::string& id, const char* what);
+  PipelineBuilder& set_param_json(const std::string& id, const std::string& name, std::string json_value);
 
   std::string source_name_;
   std::string description_;
+  std::vector<std::pair<std::string, std::string>> variables_;  // name -> JSON of its entry
   std::vector<Node> nodes_;
 };
 

@@ -38,6 +38,10 @@ std::vector<PluginLoadReport> load_plugins(const std::vector<std::filesystem::pa
 
 PluginLoadReport load_plugin_file(const std::filesystem::path& file, NodeRegistry& registry);
 
+// Plugins, payload types, latent decoders, commands and node types (ports,
+// parameters) as the JSON document `fusionflow plugins --json` prints.
+std::string registry_json(const NodeRegistry& registry, const std::vector<PluginLoadReport>& plugins);
+
 // The versions this host was built with, checked against each plugin.
 struct HostBuildInfo {
   std::uint32_t abi_version;
