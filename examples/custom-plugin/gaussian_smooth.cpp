@@ -43,7 +43,7 @@ std::vector<double> kernel_for(double sigma_voxels) {
   return kernel;
 }
 
-void smooth_along(std::vector<float>& voxels, const Geometry& g, int axis, double sigma_mm, NodeContext& ctx) {
+void smooth_along(float* voxels, const Geometry& g, int axis, double sigma_mm, NodeContext& ctx) {
   const double sigma_voxels = sigma_mm / g.spacing[axis];
   if (sigma_voxels < 1e-3) return;
   const std::vector<double> kernel = kernel_for(sigma_voxels);
@@ -75,7 +75,7 @@ void run_gaussian(NodeContext& ctx, const GaussianOptions& options) {
   const double sigma_mm = options.sigma_mm;
   Volume output = input;  // same geometry and metadata; voxels replaced below
   for (int axis = 0; axis < 3; ++axis) {
-    smooth_along(output.voxels, output.geometry, axis, sigma_mm, ctx);
+    smooth_along(output.voxels.data(), output.geometry, axis, sigma_mm, ctx);
     ctx.progress((axis + 1) / 3.0);
   }
   ctx.log(LogLevel::Info, "smoothed with sigma " + std::to_string(sigma_mm) + " mm");
@@ -113,7 +113,7 @@ LatentLevel level_of(const std::string& name, const Geometry& geometry, std::vec
 void run_two_scale(NodeContext& ctx, const GaussianOptions& options) {
   const Volume& input = ctx.input(kVolumeIn);
   std::vector<float> base = input.voxels;
-  for (int axis = 0; axis < 3; ++axis) smooth_along(base, input.geometry, axis, options.sigma_mm, ctx);
+  for (int axis = 0; axis < 3; ++axis) smooth_along(base.data(), input.geometry, axis, options.sigma_mm, ctx);
   std::vector<float> detail(base.size());
   for (std::size_t v = 0; v < base.size(); ++v) detail[v] = input.voxels[v] - base[v];
   Latent latent;

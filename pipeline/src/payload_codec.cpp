@@ -67,7 +67,10 @@ json read_header(ByteSource& in) {
   }
 }
 
-void write_floats(const std::vector<float>& values, const ByteSink& out) {
+// Any contiguous float container: a std::vector or a Volume's VoxelBuffer
+// (which may be borrowed memory, written without a copy).
+template <class Floats>
+void write_floats(const Floats& values, const ByteSink& out) {
   out(values.data(), values.size() * sizeof(float));
 }
 

@@ -22,7 +22,8 @@ def from_nibabel(image, **metadata):
     """A fusionflow Volume from a nibabel image (3D, or 2D), with the image's geometry in LPS.
 
     Keyword arguments set metadata: modality ("CT", "MR", "PT"), units, quantity, ...
-    The voxels are copied once, as float32.
+    The volume borrows the image's array when it is float32 in Fortran order (nibabel's layout for
+    float32 images without scaling); any other array is converted to float32 once.
     """
     affine_lps = _LPS_TO_RAS @ np.asarray(image.affine, dtype=float)
     columns = affine_lps[:3, :3]

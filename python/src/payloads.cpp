@@ -167,14 +167,69 @@ std::vector<std::size_t> shape_of(const py::array& array) {
   return shape;
 }
 
+// Keeps a NumPy array alive for as long as a VoxelBuffer borrows its memory.
+// The last reference may go on any thread (an executor worker), so the
+// reference is dropped under the GIL; after the interpreter has finished,
+// there is nothing left to release.
+std::shared_ptr<const void> keep_alive(const py::object& array) {
+  return std::shared_ptr<const void>(new py::object(array), [](const void* held) {
+    auto* object = static_cast<py::object*>(const_cast<void*>(held));
+    if (Py_IsInitialized() != 0 && _Py_IsFinalizing() == 0) {
+      py::gil_scoped_acquire gil;
+      delete object;
+    } else {
+      object->release();
+      delete object;
+    }
+  });
+}
+
+// The borrowing rule of Volume(array): native float32, aligned, Fortran
+// order (the payload's i-fastest layout); anything else needs a copy.
+bool can_borrow(const py::object& values) {
+  if (!py::isinstance<py::array>(values)) return false;
+  const auto array = py::reinterpret_borrow<py::array>(values);
+  if (array.ndim() < 2 || array.ndim() > 3 || !array.dtype().equal(py::dtype::of<float>())) return false;
+  const py::object flags = array.attr("flags");
+  return py::cast<bool>(flags.attr("f_contiguous")) && py::cast<bool>(flags.attr("aligned"));
+}
+
+PyVolume volume_from_array(const py::object& values, const py::object& copy, py::kwargs fields) {
+  const bool must_copy = !copy.is_none() && py::cast<bool>(copy);
+  const bool may_copy = copy.is_none() || must_copy;
+  if (!must_copy && can_borrow(values)) {
+    const auto array = py::reinterpret_borrow<py::array>(values);
+    auto volume = volume_from_keywords(shape_of(array), std::move(fields));
+    auto* data = static_cast<float*>(const_cast<void*>(array.data()));
+    volume->voxels = VoxelBuffer::borrow(data, volume->geometry.voxel_count(), keep_alive(array));
+    // A read-only array stays read-only through the volume's own view.
+    const bool writable = py::cast<bool>(array.attr("flags").attr("writeable"));
+    return PyVolume{std::move(volume), writable};
+  }
+  if (!may_copy) {
+    throw py::value_error(
+        "fusionflow.Volume(copy=False) borrows float32 arrays in Fortran order (i fastest) only; "
+        "this one needs a copy: pass np.asfortranarray(array, dtype=np.float32), or leave copy unset");
+  }
+  const auto array = FortranFloatArray::ensure(values);
+  if (!array) throw py::type_error("fusionflow.Volume takes an array of numbers");
+  auto volume = volume_from_keywords(shape_of(array), std::move(fields));
+  volume->voxels.resize(volume->geometry.voxel_count());
+  if (!volume->voxels.empty()) {
+    std::memcpy(volume->voxels.data(), array.data(), volume->voxels.size() * sizeof(float));
+  }
+  return PyVolume{std::move(volume), true};
+}
+
 std::vector<py::ssize_t> volume_shape(const Geometry& geometry) {
   return {py::ssize_t(geometry.size[0]), py::ssize_t(geometry.size[1]), py::ssize_t(geometry.size[2])};
 }
 
 void require_writable(bool writable, const char* what) {
   if (!writable) {
-    throw py::value_error(std::string("this ") + what +
-                          " belongs to a pipeline and is read-only; change a copy (.copy())");
+    throw py::value_error(
+        std::string("this ") + what +
+        " is read-only (it belongs to a pipeline, or borrows a read-only array); change a copy (.copy())");
   }
 }
 
@@ -349,21 +404,18 @@ void bind_payloads(py::module_& module) {
 `array` is a float32 NumPy view of the voxels, indexed [i, j, k] (i fastest in
 memory, Fortran order, as nibabel's arrays): no copy is made. Volumes that came
 out of a pipeline, or were handed to one, are read-only.)")
-      .def(py::init([](const py::object& values, py::kwargs fields) {
-             const auto array = FortranFloatArray::ensure(values);
-             if (!array) throw py::type_error("fusionflow.Volume takes an array of numbers");
-             auto volume = volume_from_keywords(shape_of(array), std::move(fields));
-             // One copy: the payload owns its voxels (std::vector). Volume.empty()
-             // gives an array the pipeline takes without a copy.
-             volume->voxels.resize(volume->geometry.voxel_count());
-             if (!volume->voxels.empty()) {
-               std::memcpy(volume->voxels.data(), array.data(), volume->voxels.size() * sizeof(float));
-             }
-             return PyVolume{std::move(volume), true};
+      .def(py::init([](const py::object& values, const py::object& copy, py::kwargs fields) {
+             return volume_from_array(values, copy, std::move(fields));
            }),
-           py::arg("array"),
-           "Copies `array` (i, j, k) into a new volume; keywords: spacing, origin, direction, like, modality, units, "
-           "quantity, source, series_description, extra.")
+           py::arg("array"), py::kw_only(), py::arg("copy") = py::none(),
+           "A volume of `array` (i, j, k). A float32 array in Fortran order (nibabel's, or np.asfortranarray's) "
+           "is borrowed, not copied: the volume and every pipeline it is given to read the array's own memory, "
+           "so do not change the array while a run uses it. Any other array is converted (one copy). "
+           "copy=True always copies; copy=False raises when a copy would be needed. Keywords: spacing, origin, "
+           "direction, like, modality, units, quantity, source, series_description, extra.")
+      .def_property_readonly(
+          "borrowed", [](const PyVolume& v) { return v.volume->voxels.borrowed(); },
+          "True when the voxels are a NumPy array's memory (no copy was made)")
       .def_static(
           "empty",
           [](const std::vector<std::size_t>& shape, py::kwargs fields) {

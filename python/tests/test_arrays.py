@@ -38,13 +38,65 @@ def test_volumes_go_in_and_come_out_without_a_copy():
     assert writable.writable and writable.data_pointer != out.data_pointer
 
 
-def test_an_array_given_to_volume_is_copied_once_into_fusionflow_memory():
+def test_a_float32_fortran_array_is_borrowed_by_the_pipeline_without_a_copy():
+    data = np.asfortranarray(np.random.default_rng(2).random((6, 5, 4)), dtype=np.float32)
+    expected = data.copy(order="F")
+    volume = ff.Volume(data, spacing=(1, 2, 3), modality="MR")
+    assert volume.borrowed and volume.data_pointer == _address(data)
+    assert _address(volume.array) == _address(data)
+    # Through a pipeline and back: the output is the caller's own memory.
+    out = _passthrough("volume").run(inputs={"value": volume}).outputs["out"]
+    assert out.data_pointer == _address(data)
+    # A C++ node that changes its input works on a copy: the borrowed array is untouched.
+    pipeline = ff.Pipeline()
+    pipeline.add_node("mri", "python.input_volume")
+    pipeline.add_node("norm", "normalize.intensity", mode="minmax").connect("mri.volume", "norm.volume")
+    normalized = pipeline.run(inputs={"mri": volume}, outputs=["norm.volume"]).outputs["norm.volume"]
+    assert normalized.data_pointer != _address(data)
+    assert normalized.array.min() == 0.0 and normalized.array.max() == 1.0
+    np.testing.assert_array_equal(data, expected)
+    # The volume keeps the array alive after the caller lets it go.
+    del data, out, normalized
+    import gc
+
+    gc.collect()
+    np.testing.assert_array_equal(volume.array, expected)
+    assert volume.copy().data_pointer != volume.data_pointer and not volume.copy().borrowed
+
+
+def test_a_volume_made_inside_a_run_borrows_its_array_safely_across_threads():
+    # The borrowed array's last reference goes on an executor thread (the input
+    # is dropped with the run's values): the GIL is taken to release it.
+    pipeline = ff.Pipeline()
+    pipeline.add_node("value", "python.input_volume")
+    pipeline.add_node("norm", "normalize.intensity", mode="minmax").connect("value.volume", "norm.volume")
+    for seed in range(5):
+        data = np.asfortranarray(np.random.default_rng(seed).random((16, 16, 8)), dtype=np.float32)
+        result = pipeline.run(inputs={"value": ff.Volume(data)}, outputs=["norm.volume"], threads=2)
+        del data
+        assert result.outputs["norm.volume"].shape == (16, 16, 8)
+
+
+def test_arrays_that_need_a_conversion_are_copied_once_or_refused():
     data = np.random.default_rng(1).random((4, 3, 2)).astype(np.float64)
     volume = ff.Volume(data, spacing=(1, 2, 3))
-    assert volume.data_pointer != _address(data)
+    assert not volume.borrowed and volume.data_pointer != _address(data)
     np.testing.assert_array_equal(volume.array, data.astype(np.float32))
-    flat = ff.Volume(np.ones((8, 9), np.float32))
-    assert flat.shape == (8, 9, 1)
+    c_order = np.ascontiguousarray(data, dtype=np.float32)
+    assert not ff.Volume(c_order).borrowed
+    with pytest.raises(ValueError, match=r"copy=False\) borrows float32 arrays in Fortran order"):
+        ff.Volume(c_order, copy=False)
+    with pytest.raises(ValueError, match="copy=False"):
+        ff.Volume(data, copy=False)
+    fortran = np.asfortranarray(c_order)
+    assert ff.Volume(fortran, copy=False).borrowed
+    assert not ff.Volume(fortran, copy=True).borrowed
+    # A read-only array stays read-only through the volume.
+    fortran.flags.writeable = False
+    frozen = ff.Volume(fortran)
+    assert frozen.borrowed and not frozen.writable and not frozen.array.flags.writeable
+    flat = ff.Volume(np.ones((8, 9), np.float32, order="F"))
+    assert flat.shape == (8, 9, 1) and flat.borrowed
     with pytest.raises(ValueError, match="spacing must be positive"):
         ff.Volume(data, spacing=(1, 0, 1))
     with pytest.raises(ValueError, match="3x3"):

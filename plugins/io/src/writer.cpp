@@ -50,7 +50,7 @@ struct Range {
   double min = 0.0, max = 0.0;
 };
 
-Range range_of(const std::vector<float>& voxels) {
+Range range_of(const VoxelBuffer& voxels) {
   Range range;
   bool first = true;
   for (float value : voxels) {
