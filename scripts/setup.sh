@@ -29,6 +29,9 @@ packages=(
   # io tests: nibabel reads Siemens mosaics and sheared NIfTI files as the reference (and ships real
   # mosaics); fuzz/make_seeds.py writes its seed images with it
   python3-nibabel
+  # DICOM output tests: dciodvfy (dicom3tools) validates the written series, dcm2niix converts them as an
+  # independent reader
+  dicom3tools dcm2niix
   # the Python module (python/): pybind11 and Python's headers; its tests run with pytest
   pybind11-dev python3-dev python3-pytest
 )

@@ -137,6 +137,7 @@ struct SliceHeader {
   double along_normal = 0.0;  // filled when sorting
   // What the frames are (multi-frame files).
   std::string sop_class_uid;
+  std::string sop_instance_uid;  // (0008,0018): named by derived series (keep_identifiers)
   bool functional_groups = false;             // enhanced IODs: geometry per frame, (5200,9229)/(5200,9230)
   std::vector<DcmTagKey> frame_increment;     // (0028,0009): what changes from frame to frame
   std::vector<FrameGeometry> frame_geometry;  // enhanced images: one entry per frame
@@ -375,6 +376,7 @@ bool read_slice_header(const fs::path& path, SliceHeader& slice) {
   slice.acquisition_date = get_string(data, DCM_AcquisitionDate);
   slice.acquisition_time = get_string(data, DCM_AcquisitionTime);
   slice.sop_class_uid = get_string(data, DCM_SOPClassUID);
+  slice.sop_instance_uid = get_string(data, DCM_SOPInstanceUID);
   slice.functional_groups =
       data.tagExists(DCM_SharedFunctionalGroupsSequence) || data.tagExists(DCM_PerFrameFunctionalGroupsSequence);
   DcmElement* increment = nullptr;
@@ -911,6 +913,22 @@ DicomAttributes read_attributes(const SliceHeader& first, const std::vector<Slic
       const std::string value = get_string(data, tag);
       if (!value.empty()) a.identifiers[key] = value;
     }
+    // What a derived series written by io.write_dicom references: the
+    // series' frame of reference and its instances, in slice order.
+    const std::string frame_of_reference = get_string(data, DCM_FrameOfReferenceUID);
+    if (!frame_of_reference.empty()) a.identifiers["dicom.frame_of_reference_uid"] = frame_of_reference;
+    const std::string character_set = get_string(data, DCM_SpecificCharacterSet);
+    if (!character_set.empty()) a.identifiers["dicom.specific_character_set"] = character_set;
+    if (!first.sop_class_uid.empty()) a.identifiers["dicom.sop_class_uid"] = first.sop_class_uid;
+    std::string instances;
+    std::string previous;
+    for (const SliceHeader& slice : slices) {
+      // The frames of one enhanced file are one instance.
+      if (slice.sop_instance_uid.empty() || slice.sop_instance_uid == previous) continue;
+      instances += (instances.empty() ? "" : "\\") + slice.sop_instance_uid;
+      previous = slice.sop_instance_uid;
+    }
+    if (!instances.empty()) a.identifiers["dicom.sop_instance_uids"] = instances;
   }
   return a;
 }

@@ -343,6 +343,17 @@ struct WriteColorOptions {
   std::int64_t quality = 95;
 };
 
+// io.write_dicom and io.write_dicom_color (dicom_writer.cpp).
+struct WriteDicomOptions {
+  std::filesystem::path path;  // the folder of the series
+  std::string series_description;
+  std::int64_t series_number = -1;  // -1: empty
+  std::string modality;             // empty: the volume's
+  bool keep_identifiers = false;
+  std::string patient_name, patient_id;  // pseudonyms of a de-identified series
+  std::string uid_root;                  // empty: 2.25 (UUID-derived)
+};
+
 // The image formats io.write and io.write_color write.
 enum class ImageFormat { Png, Jpeg };
 std::optional<ImageFormat> image_format_of(const std::filesystem::path& path);
@@ -381,5 +392,8 @@ void run_load_mri(NodeContext& ctx, const LoadMriOptions& options);
 void run_load_pet(NodeContext& ctx, const LoadPetOptions& options);
 void run_load_image(NodeContext& ctx, const LoadImageOptions& options);
 void run_write(NodeContext& ctx, const WriteOptions& options);
+NodeType<WriteDicomOptions> write_dicom_node(bool color);
+void run_write_dicom(NodeContext& ctx, const WriteDicomOptions& options);
+void run_write_dicom_color(NodeContext& ctx, const WriteDicomOptions& options);
 
 }  // namespace fusionflow::io

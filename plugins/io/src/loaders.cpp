@@ -38,7 +38,10 @@
 //   dicom.patient_name, dicom.patient_id, dicom.patient_birth_date,
 //   dicom.patient_sex, dicom.accession_number, dicom.study_instance_uid,
 //   dicom.series_instance_uid, dicom.study_date, dicom.institution_name,
-//   dicom.referring_physician_name
+//   dicom.referring_physician_name, and what io.write_dicom references:
+//   dicom.frame_of_reference_uid, dicom.specific_character_set (of the
+//   identifiers' text), dicom.sop_class_uid, dicom.sop_instance_uids
+//   (backslash-separated, in slice order)
 #include "io_internal.hpp"
 
 #include <algorithm>

@@ -3,7 +3,7 @@
 
 FUSIONFLOW_PLUGIN("io", "1.0.0",
                   "Modality loaders (CT in HU, MRI with N4/normalisation, PET in Bq/mL or SUVbw) from NIfTI, NRRD, "
-                  "MetaImage, PNG and DICOM, and the volume writer") {
+                  "MetaImage, PNG and DICOM, and the writers (NIfTI, NRRD, MetaImage, PNG, JPEG, DICOM series)") {
   using namespace fusionflow::io;
   registrar.add_node(load_ct_node(), run_load_ct);
   registrar.add_node(load_mri_node(), run_load_mri);
@@ -12,6 +12,8 @@ FUSIONFLOW_PLUGIN("io", "1.0.0",
   registrar.add_node(write_node(), run_write);
   registrar.add_node(load_color_node(), run_load_color);
   registrar.add_node(write_color_node(), run_write_color);
+  registrar.add_node(write_dicom_node(false), run_write_dicom);
+  registrar.add_node(write_dicom_node(true), run_write_dicom_color);
   // --threads caps ITK's pool (N4, readers) as well as the graph.
   registrar.add_thread_budget_hook([](int threads) { set_itk_threads(threads); });
 }
