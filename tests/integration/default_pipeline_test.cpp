@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -58,9 +59,9 @@ Output DefaultPipeline::phantom_, DefaultPipeline::pipeline_;
 TEST_F(DefaultPipeline, RunsAndWritesEveryOutput) {
   ASSERT_EQ(phantom_.exit_code, 0) << phantom_.text;
   ASSERT_EQ(pipeline_.exit_code, 0) << pipeline_.text;
-  for (const char* file : {"fused.nii.gz", "mri_on_ct.nii.gz", "pet_on_ct.nii.gz", "mri_to_ct.tfm", "pet_to_ct.tfm",
-                           "fused_3d.png", "pet_ct_3d.png", "pet_ct_overlay.png", "histogram.png", "histogram.csv",
-                           "metrics.csv", "metrics.json", "run.json"}) {
+  for (const char* file : {"fused.nii.gz", "fused_dicom/slice-0001.dcm", "mri_on_ct.nii.gz", "pet_on_ct.nii.gz",
+                           "mri_to_ct.tfm", "pet_to_ct.tfm", "fused_3d.png", "pet_ct_3d.png", "pet_ct_overlay.png",
+                           "histogram.png", "histogram.csv", "metrics.csv", "metrics.json", "run.json"}) {
     EXPECT_TRUE(fs::exists(work_ / "out" / file)) << file;
     EXPECT_GT(fs::file_size(work_ / "out" / file), 100u) << file;
   }
@@ -140,6 +141,128 @@ TEST_F(DefaultPipeline, RegistrationMovedTheMriOntoTheCtAnatomy) {
   const double registered = correlation(fusionflow::read_volume(work_ / "out/mri_on_ct.nii.gz"));
   EXPECT_GT(registered, raw + 0.05) << "raw " << raw << ", registered " << registered;
   EXPECT_GT(registered, 0.85);
+}
+
+// --- the fused volume as DICOM ------------------------------------------------------
+
+// dciodvfy's "Error" lines over every instance of a series (none expected).
+std::string dciodvfy_errors(const fs::path& series) {
+  std::string errors;
+  for (const auto& entry : fs::directory_iterator(series)) {
+    const Output out = fusionflow::testing::run_command("dciodvfy '" + entry.path().string() + "' 2>&1");
+    std::istringstream lines(out.text);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("Error", 0) == 0) errors += entry.path().filename().string() + ": " + line + "\n";
+    }
+  }
+  return errors;
+}
+
+// Reads a DICOM series with fusionflow's loader and writes it as NIfTI.
+Output dicom_to_nifti(const fs::path& series, const fs::path& nifti, const fs::path& work) {
+  const fs::path pipeline = work / "dicom_to_nifti.json";
+  fusionflow::testing::write_file(pipeline, R"({"format_version": 1, "nodes": [
+        {"id": "load", "type": "io.load_image", "params": {"path": ")" +
+                                                series.string() + R"("}},
+        {"id": "write", "type": "io.write", "inputs": {"volume": "load.volume"},
+         "params": {"path": ")" + nifti.string() +
+                                                R"("}}]})");
+  return run("run " + pipeline.string());
+}
+
+std::map<std::string, std::string> independent_view(const fs::path& series, const fs::path& reference,
+                                                    const fs::path& converted) {
+  const Output out = fusionflow::testing::run_command(
+      std::string(PYDICOM_PYTHON) + " '" + FUSIONFLOW_SOURCE_DIR + "/tests/plugins/io/check_dicom_series.py' '" +
+      series.string() + "' '" + reference.string() + "' '" + converted.string() + "' 2>&1");
+  EXPECT_EQ(out.exit_code, 0) << out.text;
+  std::map<std::string, std::string> values;
+  std::istringstream lines(out.text);
+  for (std::string line; std::getline(lines, line);) {
+    const auto space = line.find(' ');
+    if (space != std::string::npos) values[line.substr(0, space)] = line.substr(space + 1);
+  }
+  return values;
+}
+
+TEST_F(DefaultPipeline, FusedDicomSeriesIsValidAndReadsBackWithTheFusedGeometryInFusionflowAndDcm2niix) {
+  ASSERT_EQ(pipeline_.exit_code, 0) << pipeline_.text;
+  const fs::path series = work_ / "out/fused_dicom";
+  EXPECT_EQ(dciodvfy_errors(series), "");
+  const fusionflow::Volume fused = fusionflow::read_volume(work_ / "out/fused.nii.gz");
+  const auto [low, high] = std::minmax_element(fused.voxels.begin(), fused.voxels.end());
+  const double half_slope = 0.5 * (*high - *low) / 65534.0;
+
+  const Output back = dicom_to_nifti(series, work_ / "fused_from_dicom.nii", work_);
+  ASSERT_EQ(back.exit_code, 0) << back.text;
+  const fusionflow::Volume read = fusionflow::read_volume(work_ / "fused_from_dicom.nii");
+  EXPECT_TRUE(read.geometry.same_grid(fused.geometry, 1e-4));
+  ASSERT_EQ(read.voxels.size(), fused.voxels.size());
+  double worst = 0;
+  for (std::size_t n = 0; n < fused.voxels.size(); ++n) {
+    worst = std::max(worst, std::fabs(double(read.voxels[n]) - fused.voxels[n]));
+  }
+  EXPECT_LE(worst, half_slope * 1.001 + 1e-6);
+
+  fs::create_directories(work_ / "dcm2niix");
+  const Output converted = fusionflow::testing::run_command(
+      "dcm2niix -z n -b n -f fused -o '" + (work_ / "dcm2niix").string() + "' '" + series.string() + "' 2>&1");
+  ASSERT_EQ(converted.exit_code, 0) << converted.text;
+  auto view = independent_view(series, work_ / "out/fused.nii.gz", work_ / "dcm2niix/fused.nii");
+  EXPECT_EQ(view["instances"], std::to_string(fused.geometry.size[2]));
+  EXPECT_EQ(view["pydicom_decoded"], view["instances"]);
+  EXPECT_EQ(view["signed_permutation"], "1");
+  EXPECT_LT(std::stod(view["geometry_error_mm"]), 1e-4);
+  EXPECT_LE(std::stod(view["value_error"]), half_slope * 1.001 + 1e-5);
+  EXPECT_EQ(view["patient_name"], "-");
+  EXPECT_EQ(view["patient_id"], "-");
+}
+
+// The default pipeline on the phantom as DICOM series whose patient module
+// holds identifiers: none of them reaches any output (the fused series, the
+// run record, the tables, the log).
+class DefaultPipelineFromDicom : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    work_ = fs::temp_directory_path() / ("fusionflow-default-dicom-" + std::to_string(::getpid()));
+    fs::remove_all(work_);
+  }
+  void TearDown() override { fs::remove_all(work_); }
+  fs::path work_;
+};
+
+std::string every_byte_under(const fs::path& folder) {
+  std::string bytes;
+  for (const auto& entry : fs::recursive_directory_iterator(folder)) {
+    if (entry.is_regular_file()) bytes += fusionflow::testing::read_file(entry.path());
+  }
+  return bytes;
+}
+
+TEST_F(DefaultPipelineFromDicom, PatientIdentifiersReachNoOutput) {
+  const Output phantom = run("phantom --size 48 --seed 5 --out " + (work_ / "phantom").string());
+  ASSERT_EQ(phantom.exit_code, 0) << phantom.text;
+  const std::string examples = std::string(FUSIONFLOW_SOURCE_DIR) + "/examples/pipelines/";
+  const Output converted = run("run " + examples + "to_dicom.json --set out=" + (work_ / "dicom").string() +
+                               " --set ct=" + (work_ / "phantom/ct.nii.gz").string() +
+                               " --set mri=" + (work_ / "phantom/t1.nii.gz").string() +
+                               " --set pet=" + (work_ / "phantom/pet.nii.gz").string() +
+                               " --set patient_name=Phantom^Jane --set patient_id=FF-PHANTOM-17");
+  ASSERT_EQ(converted.exit_code, 0) << converted.text;
+  // The identifiers are in the input series.
+  ASSERT_NE(every_byte_under(work_ / "dicom").find("FF-PHANTOM-17"), std::string::npos);
+
+  const Output fused =
+      run("run " + examples + "pet_ct_mri_fusion.json --threads 2 --set ct=" + (work_ / "dicom/ct").string() +
+          " --set mri=" + (work_ / "dicom/mri").string() + " --set pet=" + (work_ / "dicom/pet").string() +
+          " --set out=" + (work_ / "out").string() + " --record " + (work_ / "out/run.json").string());
+  ASSERT_EQ(fused.exit_code, 0) << fused.text;
+  ASSERT_TRUE(fs::exists(work_ / "out/fused_dicom/slice-0001.dcm"));
+  const std::string outputs = every_byte_under(work_ / "out") + fused.text;
+  for (const char* identifier : {"FF-PHANTOM-17", "Phantom^Jane"}) {
+    EXPECT_EQ(outputs.find(identifier), std::string::npos) << identifier;
+  }
+  EXPECT_EQ(dciodvfy_errors(work_ / "out/fused_dicom"), "");
 }
 
 }  // namespace

@@ -137,7 +137,7 @@ struct SliceHeader {
   double along_normal = 0.0;  // filled when sorting
   // What the frames are (multi-frame files).
   std::string sop_class_uid;
-  std::string sop_instance_uid;  // (0008,0018): named by derived series (keep_identifiers)
+  std::string sop_instance_uid;               // (0008,0018): named by derived series (keep_identifiers)
   bool functional_groups = false;             // enhanced IODs: geometry per frame, (5200,9229)/(5200,9230)
   std::vector<DcmTagKey> frame_increment;     // (0028,0009): what changes from frame to frame
   std::vector<FrameGeometry> frame_geometry;  // enhanced images: one entry per frame

@@ -218,10 +218,9 @@ KeptIdentity kept_identity(const std::vector<const Volume*>& carriers) {
     }
     if (owner == nullptr) {
       owner = volume;
-      for (const char* key :
-           {"dicom.patient_name", "dicom.patient_id", "dicom.patient_birth_date", "dicom.patient_sex",
-            "dicom.study_instance_uid", "dicom.study_date", "dicom.accession_number", "dicom.referring_physician_name",
-            "dicom.specific_character_set"}) {
+      for (const char* key : {"dicom.patient_name", "dicom.patient_id", "dicom.patient_birth_date", "dicom.patient_sex",
+                              "dicom.study_instance_uid", "dicom.study_date", "dicom.accession_number",
+                              "dicom.referring_physician_name", "dicom.specific_character_set"}) {
         kept.values[key] = extra_value(*volume, key);
       }
       kept.any = true;
@@ -499,8 +498,8 @@ class SeriesFolder {
     const fs::path parent = target_.parent_path().empty() ? fs::path(".") : target_.parent_path();
     fs::create_directories(parent, ec);
     if (ec) {
-      throw std::runtime_error("cannot create the folder '" + parent.string() + "' for the DICOM series: " +
-                               ec.message());
+      throw std::runtime_error("cannot create the folder '" + parent.string() +
+                               "' for the DICOM series: " + ec.message());
     }
     temp_ = parent / (".fftmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +
                       target_.filename().string());
@@ -530,8 +529,7 @@ class SeriesFolder {
     if (ec) {
       std::error_code ignored;
       if (!old.empty()) fs::rename(old, target_, ignored);  // the earlier series stays
-      throw std::runtime_error("cannot rename '" + temp_.string() + "' to '" + target_.string() + "': " +
-                               ec.message());
+      throw std::runtime_error("cannot rename '" + temp_.string() + "' to '" + target_.string() + "': " + ec.message());
     }
     committed_ = true;
     if (!old.empty()) fs::remove_all(old, ec);
@@ -685,8 +683,7 @@ SeriesPlan plan_series(const Volume* volume, const ColorVolume* image, const std
           reference_series.instances.size() != source->geometry.size[2]) {
         continue;  // not a series of single-slice instances fusionflow read
       }
-      reference_series.per_slice =
-          nearest_source_slices(geometry, source->geometry, reference_series.instances.size());
+      reference_series.per_slice = nearest_source_slices(geometry, source->geometry, reference_series.instances.size());
       reference_series.referenced = reference_series.per_slice;
       std::sort(reference_series.referenced.begin(), reference_series.referenced.end());
       reference_series.referenced.erase(
@@ -701,8 +698,9 @@ SeriesPlan plan_series(const Volume* volume, const ColorVolume* image, const std
 void write_series(const fs::path& path, const SeriesPlan& plan, const Geometry& g,
                   const std::function<void(DcmDataset&, std::size_t)>& fill_pixels, NodeContext& ctx) {
   if (!dcmDataDict.isDictionaryLoaded()) {
-    throw std::runtime_error("cannot write DICOM: DCMTK's data dictionary is not loaded (install libdcmtk17 or set "
-                             "DCMDICTPATH)");
+    throw std::runtime_error(
+        "cannot write DICOM: DCMTK's data dictionary is not loaded (install libdcmtk17 or set "
+        "DCMDICTPATH)");
   }
   SeriesFolder folder(path);
   const std::size_t count = g.size[2];
@@ -800,14 +798,13 @@ void run_write_dicom(NodeContext& ctx, const WriteDicomOptions& options) {
   ctx.progress(1.0);
   char precision[64];
   std::snprintf(precision, sizeof precision, "%.3g", 0.5 * r.slope);
-  ctx.log(LogLevel::Info, "wrote the DICOM series '" + options.path.string() + "': " + std::to_string(g.size[2]) +
-                              " instances (" + (plan.ct ? "CT Image" : "Secondary Capture") + ", " + plan.modality +
-                              "), " +
-                              (r.exact ? std::string("values exact")
-                                       : "values within " + std::string(precision) + " " + volume.metadata.units +
-                                             " (rescale slope " + r.slope_text + ", intercept " + r.intercept_text +
-                                             ")") +
-                              (plan.keep ? ", identifiers kept" : ", de-identified"));
+  ctx.log(LogLevel::Info,
+          "wrote the DICOM series '" + options.path.string() + "': " + std::to_string(g.size[2]) + " instances (" +
+              (plan.ct ? "CT Image" : "Secondary Capture") + ", " + plan.modality + "), " +
+              (r.exact ? std::string("values exact")
+                       : "values within " + std::string(precision) + " " + volume.metadata.units + " (rescale slope " +
+                             r.slope_text + ", intercept " + r.intercept_text + ")") +
+              (plan.keep ? ", identifiers kept" : ", de-identified"));
 }
 
 void run_write_dicom_color(NodeContext& ctx, const WriteDicomOptions& options) {

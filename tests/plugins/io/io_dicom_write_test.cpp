@@ -323,8 +323,8 @@ std::string all_bytes(const fs::path& folder) {
 TEST_F(IoDicomWrite, IdentifiersReachTheSeriesOnlyWhenBothLoaderAndWriterKeepThem) {
   const std::string frame_uid = "1.2.826.0.1.3680043.2.1125.7.7";
   const fs::path source = identified_series(dir_ / "source", frame_uid);
-  const std::vector<std::string> identifiers{"Doe^Jane", "PID-4711", "ACC-999", "19700101",
-                                             "1.2.826.0.1.3680043.2.1125.1.1", frame_uid};
+  const std::vector<std::string> identifiers{
+      "Doe^Jane", "PID-4711", "ACC-999", "19700101", "1.2.826.0.1.3680043.2.1125.1.1", frame_uid};
   const Volume plain = load("io.load_ct", source);
   const Volume kept = load("io.load_ct", source, {{"keep_identifiers", ParamValue(true)}});
 
