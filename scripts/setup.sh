@@ -32,6 +32,8 @@ packages=(
   # DICOM output tests: dciodvfy (dicom3tools) validates the written series, dcm2niix converts them as an
   # independent reader
   dicom3tools dcm2niix
+  # PACS tests: a real DICOM server (Orthanc), started by the tests on loopback; curl asks its REST API
+  orthanc curl
   # the Python module (python/): pybind11 and Python's headers; its tests run with pytest
   pybind11-dev python3-dev python3-pytest
 )

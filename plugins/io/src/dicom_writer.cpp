@@ -653,6 +653,9 @@ SeriesPlan plan_series(const Volume* volume, const ColorVolume* image, const std
     std::vector<std::string> prints = source_prints.empty() ? std::vector<std::string>{own_print} : source_prints;
     std::sort(prints.begin(), prints.end());
     for (const std::string& print : prints) hash_text(study, print);
+    // Two pseudonymous patients with the same images are two studies.
+    hash_text(study, plan.patient_name);
+    hash_text(study, plan.patient_id);
     hash_text(study, plan.uid_root);
     plan.study_uid = uid_from_digest(study.hex_digest(), plan.uid_root);
   }
@@ -728,15 +731,10 @@ void write_series(const fs::path& path, const SeriesPlan& plan, const Geometry& 
 
 }  // namespace
 
-NodeType<WriteDicomOptions> write_dicom_node(bool color) {
-  NodeType<WriteDicomOptions> node(
-      color ? "io.write_dicom_color" : "io.write_dicom", "1.0.0",
-      color ? "Writes a colour image (e.g. 2D colour fusion) as a DICOM Secondary Capture series, 8-bit RGB, one "
-              "instance per slice, with its geometry; de-identified unless keep_identifiers; atomically"
-            : "Writes a volume as a DICOM series, one instance per slice: CT Image Storage for CT in HU, else "
-              "Secondary Capture with its geometry (Image Position/Orientation, Pixel Spacing, Slice Thickness); "
-              "16-bit values with one rescale for the series (exact for integers in int16, else within half a slope, "
-              "logged); ImageType DERIVED\\SECONDARY; de-identified unless keep_identifiers; atomically");
+template <class Options>
+NodeType<Options> write_dicom_node_type(const std::string& type, const std::string& description, bool store,
+                                        bool color) {
+  NodeType<Options> node(type, "1.0.0", description);
   if (color) {
     node.input(kImageIn, "the colour image (values in [0, max_value], written as 8 bits)");
   } else {
@@ -745,12 +743,19 @@ NodeType<WriteDicomOptions> write_dicom_node(bool color) {
   node.multi_input(kSourcesIn,
                    "the volumes the result was derived from, the reference (whose grid and Frame of Reference the "
                    "result shares) first: they give the study and frame of reference, name the source series in "
-                   "DerivationDescription and, with keep_identifiers, in the Referenced Series Sequence",
-                   true)
-      .output_path(&WriteDicomOptions::path, "path",
-                   "the folder of the series (created; an earlier io.write_dicom series there is replaced, a folder "
-                   "holding anything else is refused)")
-      .param(&WriteDicomOptions::series_description, "series_description",
+                   "DerivationDescription and, with keep_identifiers, in the Source Image and Referenced Series "
+                   "sequences",
+                   true);
+  if (store) {
+    node.optional_output_path(&WriteDicomOptions::path, "path",
+                              "also keep the series sent in this folder (default: none; written in a private "
+                              "temporary folder)");
+  } else {
+    node.output_path(&WriteDicomOptions::path, "path",
+                     "the folder of the series (created; an earlier io.write_dicom series there is replaced, a "
+                     "folder holding anything else is refused)");
+  }
+  node.param(&WriteDicomOptions::series_description, "series_description",
              "SeriesDescription (at most 64 characters; default: 'fusionflow ' and what the volume holds)")
       .param(&WriteDicomOptions::series_number, "series_number", Limits::range(-1, 2147483647),
              "SeriesNumber (-1: empty)")
@@ -768,6 +773,21 @@ NodeType<WriteDicomOptions> write_dicom_node(bool color) {
              "your organisation's UID root for the new UIDs (default: 2.25, UUID-derived UIDs); every UID is derived "
              "from a SHA-256 of the result and its sources, so the same inputs give the same series");
   return node;
+}
+
+template NodeType<PacsStoreOptions> write_dicom_node_type<PacsStoreOptions>(const std::string&, const std::string&,
+                                                                            bool, bool);
+
+NodeType<WriteDicomOptions> write_dicom_node(bool color) {
+  return write_dicom_node_type<WriteDicomOptions>(
+      color ? "io.write_dicom_color" : "io.write_dicom",
+      color ? "Writes a colour image (e.g. 2D colour fusion) as a DICOM Secondary Capture series, 8-bit RGB, one "
+              "instance per slice, with its geometry; de-identified unless keep_identifiers; atomically"
+            : "Writes a volume as a DICOM series, one instance per slice: CT Image Storage for CT in HU, else "
+              "Secondary Capture with its geometry (Image Position/Orientation, Pixel Spacing, Slice Thickness); "
+              "16-bit values with one rescale for the series (exact for integers in int16, else within half a slope, "
+              "logged); ImageType DERIVED\\SECONDARY; de-identified unless keep_identifiers; atomically",
+      false, color);
 }
 
 void run_write_dicom(NodeContext& ctx, const WriteDicomOptions& options) {

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "pacs.hpp"
+
 namespace fusionflow::io {
 
 // A path as messages quote it: 'path'.
@@ -391,8 +393,76 @@ void run_load_ct(NodeContext& ctx, const LoadCtOptions& options);
 void run_load_mri(NodeContext& ctx, const LoadMriOptions& options);
 void run_load_pet(NodeContext& ctx, const LoadPetOptions& options);
 void run_load_image(NodeContext& ctx, const LoadImageOptions& options);
+
+// --- DICOM servers (pacs.cpp, pacs_nodes.cpp) -----------------------------------
+
+// A loader's options, reading from a DICOM server instead of a path: the
+// loader's series_uid and series_description select the series with the
+// study keys, its modality (CT, MR, PT; io.pacs_load_image: `modality`)
+// too.
+template <class Base>
+struct PacsLoad : Base, PacsPeer, PacsStudyKeys {
+  // Not an aggregate: GCC 12 warns of uninitialised members when one with
+  // three bases is value-initialised.
+  PacsLoad() : Base(), PacsPeer(), PacsStudyKeys() {}
+};
+
+inline const char* const kPacsLoadLead =
+    "From a DICOM server (C-FIND of the series by study and series keys, C-GET into a private temporary folder that "
+    "is removed after reading; never cached): ";
+
+// The server's parameters (PacsPeer).
+template <class Options>
+void add_peer_params(NodeType<Options>& node) {
+  node.param(&PacsPeer::host, "host", "host name or address of the DICOM server")
+      .param(&PacsPeer::port, "port", Limits::range(1, 65535), "its DICOM port")
+      .param(&PacsPeer::called_ae, "called_ae", "its AE title")
+      .param(&PacsPeer::calling_ae, "calling_ae", "fusionflow's AE title, as the server knows it")
+      .param(&PacsPeer::timeout_s, "timeout_s", Limits::range(1.0, 3600.0),
+             "seconds to wait for the connection, the association and each answer");
+}
+
+// The study keys (PacsStudyKeys); at least one of them or series_uid is needed.
+template <class Options>
+void add_study_key_params(NodeType<Options>& node) {
+  node.param(&PacsStudyKeys::patient_id, "patient_id",
+             "PatientID of the study (exact; never written to logs or run records)")
+      .param(&PacsStudyKeys::accession_number, "accession_number", "AccessionNumber of the study (exact)")
+      .param(&PacsStudyKeys::study_uid, "study_uid", "StudyInstanceUID of the study");
+}
+
+template <class Options>
+void add_pacs_params(NodeType<Options>& node) {
+  add_peer_params(node);
+  add_study_key_params(node);
+  node.uncacheable("it reads from a DICOM server, whose content the node cache cannot track");
+}
+
+NodeType<PacsLoad<LoadCtOptions>> pacs_load_ct_node();
+NodeType<PacsLoad<LoadMriOptions>> pacs_load_mri_node();
+NodeType<PacsLoad<LoadPetOptions>> pacs_load_pet_node();
+NodeType<PacsLoad<LoadImageOptions>> pacs_load_image_node();
+void run_pacs_load_ct(NodeContext& ctx, const PacsLoad<LoadCtOptions>& options);
+void run_pacs_load_mri(NodeContext& ctx, const PacsLoad<LoadMriOptions>& options);
+void run_pacs_load_pet(NodeContext& ctx, const PacsLoad<LoadPetOptions>& options);
+void run_pacs_load_image(NodeContext& ctx, const PacsLoad<LoadImageOptions>& options);
+
+struct PacsFindOptions : PacsPeer, PacsQuery {
+  bool keep_identifiers = false;
+};
+NodeType<PacsFindOptions> pacs_find_node();
+void run_pacs_find(NodeContext& ctx, const PacsFindOptions& options);
+
+struct PacsStoreOptions : WriteDicomOptions, PacsPeer {};
+NodeType<PacsStoreOptions> pacs_store_node();
+void run_pacs_store(NodeContext& ctx, const PacsStoreOptions& options);
 void run_write(NodeContext& ctx, const WriteOptions& options);
 NodeType<WriteDicomOptions> write_dicom_node(bool color);
+// io.write_dicom's parameters on another node type (io.pacs_store: `store`
+// makes path optional); instantiated in dicom_writer.cpp.
+template <class Options>
+NodeType<Options> write_dicom_node_type(const std::string& type, const std::string& description, bool store,
+                                        bool color = false);
 void run_write_dicom(NodeContext& ctx, const WriteDicomOptions& options);
 void run_write_dicom_color(NodeContext& ctx, const WriteDicomOptions& options);
 

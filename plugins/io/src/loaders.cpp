@@ -75,11 +75,18 @@ const char* kPathHelp =
 constexpr OutputPort<Volume> kVolumeOut{"volume"};
 
 // The parameters every loader declares first (LoadOptions), on the node type
-// of the loader's own options, which extend LoadOptions.
+// of the loader's own options, which extend LoadOptions: where it reads from
+// (add_path_param, or add_pacs_params for the io.pacs_load_* nodes), then
+// add_load_params.
 template <class Options>
-void add_common_params(NodeType<Options>& node) {
-  node.input_path(&LoadRequest::path, "path", kPathHelp)
-      .param(&LoadRequest::series_uid, "series_uid",
+void add_path_param(NodeType<Options>& node) {
+  node.input_path(&LoadRequest::path, "path", kPathHelp);
+}
+
+// What every loader declares after where it reads from (a path, or a PACS).
+template <class Options>
+void add_load_params(NodeType<Options>& node) {
+  node.param(&LoadRequest::series_uid, "series_uid",
              "DICOM directory: the SeriesInstanceUID to load (when it holds several series)")
       .param(&LoadRequest::series_description, "series_description",
              "DICOM directory: load the series with this SeriesDescription (exact match)")
@@ -241,16 +248,26 @@ std::optional<double> given(double value) { return value > 0 ? std::optional<dou
 
 // --- io.load_ct --------------------------------------------------------------
 
-NodeType<LoadCtOptions> load_ct_node() {
-  NodeType<LoadCtOptions> node("io.load_ct", "1.0.0",
-                               "Loads a CT volume in Hounsfield units (DICOM rescale slope/intercept applied per "
-                               "slice; other formats are taken to hold HU already), optionally clamped");
+template <class Options>
+NodeType<Options> ct_node_type(const std::string& type, const std::string& from,
+                               void (*add_source)(NodeType<Options>&)) {
+  NodeType<Options> node(type, "1.0.0",
+                         from +
+                             "Loads a CT volume in Hounsfield units (DICOM rescale slope/intercept applied per "
+                             "slice; other formats are taken to hold HU already), optionally clamped");
   node.output(kVolumeOut, "CT volume: modality CT, units HU");
-  add_common_params(node);
+  add_source(node);
+  add_load_params(node);
   node.param(&LoadCtOptions::clamp, "clamp", "clamp values to [clamp_min, clamp_max]")
       .param(&LoadCtOptions::clamp_min, "clamp_min", "lower clamp bound in HU (when clamp=true)")
       .param(&LoadCtOptions::clamp_max, "clamp_max", "upper clamp bound in HU (when clamp=true)");
   return node;
+}
+
+NodeType<LoadCtOptions> load_ct_node() { return ct_node_type<LoadCtOptions>("io.load_ct", "", add_path_param); }
+
+NodeType<PacsLoad<LoadCtOptions>> pacs_load_ct_node() {
+  return ct_node_type<PacsLoad<LoadCtOptions>>("io.pacs_load_ct", kPacsLoadLead, add_pacs_params);
 }
 
 void run_load_ct(NodeContext& ctx, const LoadCtOptions& options) {
@@ -279,12 +296,16 @@ void run_load_ct(NodeContext& ctx, const LoadCtOptions& options) {
 
 // --- io.load_mri -------------------------------------------------------------
 
-NodeType<LoadMriOptions> load_mri_node() {
-  NodeType<LoadMriOptions> node("io.load_mri", "1.0.0",
-                                "Loads an MRI volume (arbitrary units), optionally N4 bias-field corrected (ITK) and "
-                                "normalised (percentile or z-score)");
+template <class Options>
+NodeType<Options> mri_node_type(const std::string& type, const std::string& from,
+                                void (*add_source)(NodeType<Options>&)) {
+  NodeType<Options> node(type, "1.0.0",
+                         from +
+                             "Loads an MRI volume (arbitrary units), optionally N4 bias-field corrected (ITK) and "
+                             "normalised (percentile or z-score)");
   node.output(kVolumeOut, "MR volume: modality MR, units a.u.");
-  add_common_params(node);
+  add_source(node);
+  add_load_params(node);
   node.param(&LoadMriOptions::contrast, "contrast", "what the intensities are, e.g. 'T1-weighted' (metadata quantity)")
       .param(&LoadMriOptions::n4, "n4", "N4 bias-field correction (voxels <= 0 are background)")
       .param(&N4Options::shrink, "n4_shrink", Limits::range(1, 16), "N4 fits on a grid shrunk by this factor")
@@ -298,6 +319,12 @@ NodeType<LoadMriOptions> load_mri_node() {
       .choice(&LoadMriOptions::normalise_region, "normalise_region", kMriNormaliseRegionNames,
               "voxels the statistics are computed on: non-zero (foreground) voxels or all");
   return node;
+}
+
+NodeType<LoadMriOptions> load_mri_node() { return mri_node_type<LoadMriOptions>("io.load_mri", "", add_path_param); }
+
+NodeType<PacsLoad<LoadMriOptions>> pacs_load_mri_node() {
+  return mri_node_type<PacsLoad<LoadMriOptions>>("io.pacs_load_mri", kPacsLoadLead, add_pacs_params);
 }
 
 void run_load_mri(NodeContext& ctx, const LoadMriOptions& options) {
@@ -327,13 +354,17 @@ void run_load_mri(NodeContext& ctx, const LoadMriOptions& options) {
 
 // --- io.load_pet -------------------------------------------------------------
 
-NodeType<LoadPetOptions> load_pet_node() {
-  NodeType<LoadPetOptions> node("io.load_pet", "1.0.0",
-                                "Loads a PET volume as activity concentration (Bq/mL) or SUVbw, from DICOM attributes "
-                                "(weight, dose, half-life, injection and scan times, decay correction, units) "
-                                "completed or overridden by parameters");
+template <class Options>
+NodeType<Options> pet_node_type(const std::string& type, const std::string& from,
+                                void (*add_source)(NodeType<Options>&)) {
+  NodeType<Options> node(type, "1.0.0",
+                         from +
+                             "Loads a PET volume as activity concentration (Bq/mL) or SUVbw, from DICOM attributes "
+                             "(weight, dose, half-life, injection and scan times, decay correction, units) "
+                             "completed or overridden by parameters");
   node.output(kVolumeOut, "PET volume: modality PT, units Bq/mL or SUVbw");
-  add_common_params(node);
+  add_source(node);
+  add_load_params(node);
   node.choice(&LoadPetOptions::suv, "suv", kPetSuvNames,
               "auto: SUVbw when everything it needs is known, else Bq/mL (logged); bq_ml: keep Bq/mL; suvbw: SUVbw "
               "or fail naming every missing piece")
@@ -355,6 +386,12 @@ NodeType<LoadPetOptions> load_pet_node() {
               "what the images are decay-corrected to: dicom = DecayCorrection (0054,1102); start = series start; "
               "admin = injection time");
   return node;
+}
+
+NodeType<LoadPetOptions> load_pet_node() { return pet_node_type<LoadPetOptions>("io.load_pet", "", add_path_param); }
+
+NodeType<PacsLoad<LoadPetOptions>> pacs_load_pet_node() {
+  return pet_node_type<PacsLoad<LoadPetOptions>>("io.pacs_load_pet", kPacsLoadLead, add_pacs_params);
 }
 
 void run_load_pet(NodeContext& ctx, const LoadPetOptions& options) {
@@ -471,15 +508,27 @@ void run_load_pet(NodeContext& ctx, const LoadPetOptions& options) {
 
 // --- io.load_image -----------------------------------------------------------
 
-NodeType<LoadImageOptions> load_image_node() {
-  NodeType<LoadImageOptions> node("io.load_image", "1.0.0",
-                                  "Loads any supported image or DICOM series as a volume without modality processing "
-                                  "(DICOM rescale slope/intercept applied)");
+template <class Options>
+NodeType<Options> image_node_type(const std::string& type, const std::string& from,
+                                  void (*add_source)(NodeType<Options>&)) {
+  NodeType<Options> node(type, "1.0.0",
+                         from +
+                             "Loads any supported image or DICOM series as a volume without modality processing "
+                             "(DICOM rescale slope/intercept applied)");
   node.output(kVolumeOut, "the volume");
-  add_common_params(node);
+  add_source(node);
+  add_load_params(node);
   node.param(&LoadImageOptions::modality, "modality", "modality recorded in the metadata (default: DICOM Modality)")
       .param(&LoadImageOptions::units, "units", "units recorded in the metadata (default: HU for DICOM CT, else a.u.)");
   return node;
+}
+
+NodeType<LoadImageOptions> load_image_node() {
+  return image_node_type<LoadImageOptions>("io.load_image", "", add_path_param);
+}
+
+NodeType<PacsLoad<LoadImageOptions>> pacs_load_image_node() {
+  return image_node_type<PacsLoad<LoadImageOptions>>("io.pacs_load_image", kPacsLoadLead, add_pacs_params);
 }
 
 void run_load_image(NodeContext& ctx, const LoadImageOptions& options) {
