@@ -35,6 +35,17 @@ NodeSpec& NodeSpec::uncacheable(std::string reason) {
   return *this;
 }
 
+NodeSpec& NodeSpec::confidential(std::string_view param_name) {
+  for (ParamSpec& param : params_) {
+    if (param.name == param_name) {
+      param.confidential = true;
+      return *this;
+    }
+  }
+  throw std::invalid_argument("node type '" + type_ + "' has no parameter '" + std::string(param_name) +
+                              "' to mark confidential");
+}
+
 NodeSpec& NodeSpec::add_input(PortSpec port) {
   inputs_.push_back(std::move(port));
   return *this;

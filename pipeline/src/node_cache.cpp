@@ -197,6 +197,9 @@ CacheKey node_cache_key(const PipelineNode& node, const std::map<std::string, st
       params[name] = content_of_input_path(text);
     } else if (declared != nullptr && declared->kind == ParamKind::OutputPath) {
       params[name] = {{"file_name", fs::path(text).filename().string()}};
+    } else if (declared != nullptr && declared->confidential) {
+      // The entry keeps its key material in the clear: not a patient identifier.
+      params[name] = {{"sha256", sha256_hex(param_value_to_json(value))}};
     } else {
       params[name] = json::parse(param_value_to_json(value));
     }

@@ -25,6 +25,7 @@ ordered_json param_json(const ParamSpec& param) {
   if (param.max) entry["max"] = *param.max;
   if (!param.choices.empty()) entry["choices"] = param.choices;
   if (param.list_length) entry["length"] = *param.list_length;
+  if (param.confidential) entry["confidential"] = true;
   entry["description"] = param.description;
   return entry;
 }

@@ -2,6 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "fusionflow/version.hpp"
 #include "fusionflow/sha256.hpp"
 
@@ -10,9 +14,35 @@ using ordered_json = nlohmann::ordered_json;
 
 namespace {
 
+constexpr const char* kWithheld = "(withheld)";
+
+bool is_confidential(const PipelineNode& node, const std::string& name) {
+  const ParamSpec* spec = node.definition->spec().find_param(name);
+  return spec != nullptr && spec->confidential;
+}
+
+// The text of every confidential parameter that has one.
+std::vector<std::string> confidential_values(const Pipeline& pipeline) {
+  std::vector<std::string> values;
+  for (const PipelineNode& node : pipeline.nodes) {
+    for (const auto& [name, value] : node.params) {
+      const auto* text = std::get_if<std::string>(&value);
+      if (text != nullptr && !text->empty() && is_confidential(node, name)) values.push_back(*text);
+    }
+  }
+  return values;
+}
+
 ordered_json params_json(const PipelineNode& node) {
   ordered_json params = ordered_json::object();
-  for (const auto& [name, value] : node.params) params[name] = ordered_json::parse(param_value_to_json(value));
+  for (const auto& [name, value] : node.params) {
+    const auto* text = std::get_if<std::string>(&value);
+    if (text != nullptr && !text->empty() && is_confidential(node, name)) {
+      params[name] = kWithheld;
+    } else {
+      params[name] = ordered_json::parse(param_value_to_json(value));
+    }
+  }
   return params;
 }
 
@@ -55,7 +85,16 @@ std::string run_record_json(const Pipeline& pipeline, const RunResult& result,
                         {"resolved_sha256", resolved_pipeline_sha256(pipeline)},
                         {"description", pipeline.description}};
   ordered_json variables = ordered_json::object();
-  for (const auto& [name, value] : pipeline.variables) variables[name] = value;
+  // A variable is withheld when a confidential parameter holds its value
+  // (it was substituted there, or happens to be part of it: withholding too
+  // much is the safe side).
+  const std::vector<std::string> secrets = confidential_values(pipeline);
+  for (const auto& [name, value] : pipeline.variables) {
+    const bool secret = !value.empty() && std::any_of(secrets.begin(), secrets.end(), [&](const std::string& held) {
+      return held.find(value) != std::string::npos;
+    });
+    variables[name] = secret ? kWithheld : value;
+  }
   record["variables"] = std::move(variables);
   record["threads"] = result.threads;
   record["wall_seconds"] = result.wall_seconds;

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <variant>
 
@@ -195,9 +196,10 @@ bool can_borrow(const py::object& values) {
 }
 
 PyVolume volume_from_array(const py::object& values, const py::object& copy, py::kwargs fields) {
-  const bool must_copy = !copy.is_none() && py::cast<bool>(copy);
-  const bool may_copy = copy.is_none() || must_copy;
-  if (!must_copy && can_borrow(values)) {
+  // copy=None: borrow when possible, else copy; True: always copy; False:
+  // borrow or refuse.
+  const std::optional<bool> wanted = copy.is_none() ? std::nullopt : std::optional<bool>(py::cast<bool>(copy));
+  if (wanted != true && can_borrow(values)) {
     const auto array = py::reinterpret_borrow<py::array>(values);
     auto volume = volume_from_keywords(shape_of(array), std::move(fields));
     auto* data = static_cast<float*>(const_cast<void*>(array.data()));
@@ -206,7 +208,7 @@ PyVolume volume_from_array(const py::object& values, const py::object& copy, py:
     const bool writable = py::cast<bool>(array.attr("flags").attr("writeable"));
     return PyVolume{std::move(volume), writable};
   }
-  if (!may_copy) {
+  if (wanted == false) {
     throw py::value_error(
         "fusionflow.Volume(copy=False) borrows float32 arrays in Fortran order (i fastest) only; "
         "this one needs a copy: pass np.asfortranarray(array, dtype=np.float32), or leave copy unset");

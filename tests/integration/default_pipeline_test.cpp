@@ -176,13 +176,7 @@ std::map<std::string, std::string> independent_view(const fs::path& series, cons
       std::string(PYDICOM_PYTHON) + " '" + FUSIONFLOW_SOURCE_DIR + "/tests/plugins/io/check_dicom_series.py' '" +
       series.string() + "' '" + reference.string() + "' '" + converted.string() + "' 2>&1");
   EXPECT_EQ(out.exit_code, 0) << out.text;
-  std::map<std::string, std::string> values;
-  std::istringstream lines(out.text);
-  for (std::string line; std::getline(lines, line);) {
-    const auto space = line.find(' ');
-    if (space != std::string::npos) values[line.substr(0, space)] = line.substr(space + 1);
-  }
-  return values;
+  return fusionflow::testing::key_value_lines(out.text);
 }
 
 TEST_F(DefaultPipeline, FusedDicomSeriesIsValidAndReadsBackWithTheFusedGeometryInFusionflowAndDcm2niix) {

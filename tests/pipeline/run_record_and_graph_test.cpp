@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <fusionflow/graph.hpp>
+#include <fusionflow/node_cache.hpp>
 #include <fusionflow/pipeline_builder.hpp>
 #include <fusionflow/run_record.hpp>
 #include <nlohmann/json.hpp>
@@ -83,6 +84,47 @@ TEST(RunRecord, FailedRunRecordsTheErrorAndNodeStates) {
   EXPECT_EQ(record["nodes"][0]["error"], "bad input");
   EXPECT_EQ(record["nodes"][1]["status"], "not_run");
   EXPECT_FALSE(record["nodes"][1].contains("wall_seconds"));
+}
+
+// A node with a confidential parameter (a patient identifier) beside an
+// ordinary one.
+NodeRegistry registry_with_confidential_node() {
+  NodeRegistry registry = testing::make_test_registry();
+  NodeSpec spec("test.query", "1.0.0", "a node with a patient key");
+  spec.param("patient_id", Param::String(""), "a patient identifier")
+      .param("note", Param::String(""), "ordinary text")
+      .confidential("patient_id");
+  registry.add_node({spec, [](NodeContext&) {}});
+  return registry;
+}
+
+TEST(RunRecord, ConfidentialParametersAndTheVariablesThatFillThemAreWithheld) {
+  const NodeRegistry registry = registry_with_confidential_node();
+  const char* const pipeline = R"({"format_version": 1,
+    "variables": {"pid": "PAT-SECRET-7", "label": "site A"},
+    "nodes": [{"id": "q", "type": "test.query", "params": {"patient_id": "${pid}", "note": "${label}"}}]})";
+  LoadResult loaded = testing::load_test_pipeline(pipeline, registry);
+  ASSERT_TRUE(loaded.ok());
+  RunResult result = run_pipeline(*loaded.pipeline, registry);
+  ASSERT_TRUE(result.succeeded);
+  const std::string text = run_record_json(*loaded.pipeline, result, {}, 0);
+  EXPECT_EQ(text.find("PAT-SECRET-7"), std::string::npos) << text;
+  const auto record = nlohmann::json::parse(text);
+  EXPECT_EQ(record["variables"]["pid"], "(withheld)");
+  EXPECT_EQ(record["variables"]["label"], "site A");
+  EXPECT_EQ(record["nodes"][0]["params"]["patient_id"], "(withheld)");
+  EXPECT_EQ(record["nodes"][0]["params"]["note"], "site A");
+  // The node cache keys on the value, but does not keep it.
+  const CacheKey key = node_cache_key(loaded.pipeline->nodes[0], {}, registry);
+  EXPECT_EQ(key.material.find("PAT-SECRET-7"), std::string::npos) << key.material;
+  LoadOptions other;
+  other.variable_overrides = {{"pid", "PAT-OTHER-8"}};
+  LoadResult changed = testing::load_test_pipeline(pipeline, registry, other);
+  ASSERT_TRUE(changed.ok());
+  EXPECT_NE(node_cache_key(changed.pipeline->nodes[0], {}, registry).hex, key.hex);
+
+  NodeSpec unknown("test.unknown", "1.0.0", "no such parameter");
+  EXPECT_THROW(unknown.confidential("patient_id"), std::invalid_argument);
 }
 
 TEST(Graph, TopologicalOrderRespectsEveryEdge) {

@@ -56,4 +56,14 @@ std::filesystem::path fresh_temp_directory(const std::string& label) {
   return directory;
 }
 
+std::map<std::string, std::string> key_value_lines(const std::string& text) {
+  std::map<std::string, std::string> values;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    const auto space = line.find(' ');
+    if (space != std::string::npos) values[line.substr(0, space)] = line.substr(space + 1);
+  }
+  return values;
+}
+
 }  // namespace fusionflow::testing

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include <fusionflow/registry.hpp>
@@ -18,6 +19,10 @@ struct CommandOutput {
 
 // Runs a shell command line and collects what it prints.
 CommandOutput run_command(const std::string& command_line);
+
+// "key value" lines (a checker script's report) as key -> value; lines
+// without a space are skipped.
+std::map<std::string, std::string> key_value_lines(const std::string& text);
 
 // A fresh, empty directory under the system's temporary directory, named
 // after `label`, the process and the running GoogleTest test.

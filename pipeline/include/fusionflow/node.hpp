@@ -121,6 +121,9 @@ class NodeSpec {
   // parameters, inputs and input files do not show (the clock, a device, a
   // server), or has effects beyond its outputs and the files it commits.
   NodeSpec& uncacheable(std::string reason);
+  // Marks a declared parameter as confidential (ParamSpec::confidential).
+  // Throws std::invalid_argument if no parameter has that name.
+  NodeSpec& confidential(std::string_view param_name);
 
   NodeSpec& add_input(PortSpec port);
   NodeSpec& add_output(PortSpec port);

@@ -234,6 +234,12 @@ class NodeType {
     spec_.uncacheable(std::move(reason));
     return *this;
   }
+  // A patient identifier among the parameters declared so far: withheld from
+  // run records (ParamSpec::confidential).
+  NodeType& confidential(std::string_view param_name) {
+    spec_.confidential(param_name);
+    return *this;
+  }
 
   // --- parameters -------------------------------------------------------------
   // A parameter whose kind follows the field's type. `Owner` is Options or a

@@ -39,6 +39,10 @@ struct ParamSpec {
   std::vector<std::string> choices;        // Choice only
   std::optional<std::size_t> list_length;  // lists: exact element count
   std::string description;
+  // A patient identifier (a PACS query key, a patient name to write): run
+  // records show "(withheld)" instead of its value, and of every pipeline
+  // variable whose value it holds; the node cache keys on its SHA-256.
+  bool confidential = false;
 
   bool required() const { return !default_value.has_value(); }
 };

@@ -21,7 +21,7 @@
 
 // Bumped whenever a change to the SDK headers breaks binary compatibility of
 // plugins (layout of NodeSpec, NodeContext, payload types, registrar).
-#define FUSIONFLOW_PLUGIN_ABI_VERSION 6u
+#define FUSIONFLOW_PLUGIN_ABI_VERSION 7u
 
 // Set by fusionflow_add_plugin() from the ITK/VTK the plugin is built with;
 // empty when a plugin uses neither.

@@ -3,6 +3,7 @@
 // it cheaply; plugins convert to ITK images through fusionflow/itk_bridge.hpp.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <initializer_list>
@@ -168,11 +169,7 @@ class VoxelBuffer {
   operator std::vector<float>() const { return std::vector<float>(begin(), end()); }  // NOLINT: implicit
 
   friend bool operator==(const VoxelBuffer& a, const VoxelBuffer& b) {
-    if (a.size_ != b.size_) return false;
-    for (size_type n = 0; n < a.size_; ++n) {
-      if (!(a.data_[n] == b.data_[n])) return false;
-    }
-    return true;
+    return std::equal(a.begin(), a.end(), b.begin(), b.end());
   }
   friend bool operator!=(const VoxelBuffer& a, const VoxelBuffer& b) { return !(a == b); }
 

@@ -729,6 +729,13 @@ void write_series(const fs::path& path, const SeriesPlan& plan, const Geometry& 
   for (const fs::path& name : names) detail::note_file_written(fs::absolute(name));
 }
 
+// The `sources` inputs (the context keeps them alive for the run).
+std::vector<const Volume*> source_volumes(NodeContext& ctx) {
+  std::vector<const Volume*> sources;
+  for (const auto& source : ctx.inputs(kSourcesIn)) sources.push_back(source.get());
+  return sources;
+}
+
 }  // namespace
 
 template <class Options>
@@ -771,7 +778,9 @@ NodeType<Options> write_dicom_node_type(const std::string& type, const std::stri
              "de-identified series: a pseudonym for PatientID, e.g. the subject label of a cohort (default: empty)")
       .param(&WriteDicomOptions::uid_root, "uid_root",
              "your organisation's UID root for the new UIDs (default: 2.25, UUID-derived UIDs); every UID is derived "
-             "from a SHA-256 of the result and its sources, so the same inputs give the same series");
+             "from a SHA-256 of the result and its sources, so the same inputs give the same series")
+      .confidential("patient_name")
+      .confidential("patient_id");
   return node;
 }
 
@@ -793,9 +802,7 @@ NodeType<WriteDicomOptions> write_dicom_node(bool color) {
 void run_write_dicom(NodeContext& ctx, const WriteDicomOptions& options) {
   check_uid_root(options.uid_root);
   const Volume& volume = ctx.input(kVolumeIn);
-  const auto source_payloads = ctx.inputs(kSourcesIn);
-  std::vector<const Volume*> sources;
-  for (const auto& source : source_payloads) sources.push_back(source.get());
+  const std::vector<const Volume*> sources = source_volumes(ctx);
   const Geometry& g = volume.geometry;
   if (volume.voxels.size() != g.voxel_count()) {
     throw std::invalid_argument("cannot write '" + options.path.string() + "': the volume has " +
@@ -830,9 +837,7 @@ void run_write_dicom(NodeContext& ctx, const WriteDicomOptions& options) {
 void run_write_dicom_color(NodeContext& ctx, const WriteDicomOptions& options) {
   check_uid_root(options.uid_root);
   const ColorVolume& image = ctx.input(kImageIn);
-  const auto source_payloads = ctx.inputs(kSourcesIn);
-  std::vector<const Volume*> sources;
-  for (const auto& source : source_payloads) sources.push_back(source.get());
+  const std::vector<const Volume*> sources = source_volumes(ctx);
   const Geometry& g = image.geometry;
   for (const auto& channel : image.rgb) {
     if (channel.size() != g.voxel_count()) {

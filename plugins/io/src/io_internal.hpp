@@ -426,9 +426,11 @@ void add_peer_params(NodeType<Options>& node) {
 template <class Options>
 void add_study_key_params(NodeType<Options>& node) {
   node.param(&PacsStudyKeys::patient_id, "patient_id",
-             "PatientID of the study (exact; never written to logs or run records)")
+             "PatientID of the study (exact; withheld from logs and run records)")
       .param(&PacsStudyKeys::accession_number, "accession_number", "AccessionNumber of the study (exact)")
-      .param(&PacsStudyKeys::study_uid, "study_uid", "StudyInstanceUID of the study");
+      .param(&PacsStudyKeys::study_uid, "study_uid", "StudyInstanceUID of the study")
+      .confidential("patient_id")
+      .confidential("accession_number");
 }
 
 template <class Options>

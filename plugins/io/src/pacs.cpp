@@ -277,9 +277,8 @@ std::size_t pacs_get_series(const PacsPeer& peer, const PacsSeries& series, cons
   }
   scu.releaseAssociation();
   if (failed_status(last_status) && last_status != 0xB000) {  // B000: some sub-operations failed
-    throw std::runtime_error("C-GET of a " + series.modality + " series from " + where(peer) +
-                             " was refused (status " + hex(last_status) +
-                             "): the server may not allow retrieval by this AE title");
+    throw std::runtime_error("C-GET of a " + series.modality + " series from " + where(peer) + " was refused (status " +
+                             hex(last_status) + "): the server may not allow retrieval by this AE title");
   }
   if (failed > 0 || last_status == 0xB000) {
     throw std::runtime_error("C-GET from " + where(peer) + ": " + std::to_string(failed) + " of the series' " +

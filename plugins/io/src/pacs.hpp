@@ -15,7 +15,7 @@ namespace fusionflow::io {
 struct PacsPeer {
   std::string host = "127.0.0.1";
   std::int64_t port = 104;
-  std::string called_ae = "ANY-SCP";     // the server's AE title
+  std::string called_ae = "ANY-SCP";      // the server's AE title
   std::string calling_ae = "FUSIONFLOW";  // ours
   double timeout_s = 30.0;                // connection, association and each message
 };

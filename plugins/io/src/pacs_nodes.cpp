@@ -98,8 +98,8 @@ void run_from_pacs(NodeContext& ctx, const PacsLoad<Base>& options, const std::s
   ctx.throw_if_cancelled();
   const std::vector<PacsSeries> found = pacs_find_series(peer, query);
   if (found.empty()) {
-    throw std::runtime_error("no " + (modality.empty() ? std::string() : modality + " ") + "series on " +
-                             server(peer) + " matches the keys given (" + keys_given(query) +
+    throw std::runtime_error("no " + (modality.empty() ? std::string() : modality + " ") + "series on " + server(peer) +
+                             " matches the keys given (" + keys_given(query) +
                              "); check them, or list what the server holds with io.pacs_find");
   }
   if (found.size() > 1) {
@@ -171,8 +171,8 @@ void run_pacs_find(NodeContext& ctx, const PacsFindOptions& options) {
                    {"series_number", series.series_number},
                    {"instances", double(series.instances)}});
   }
-  ctx.log(LogLevel::Info, std::to_string(found.size()) + " series on " + server(options) + " match (" +
-                              keys_given(options) + ")");
+  ctx.log(LogLevel::Info,
+          std::to_string(found.size()) + " series on " + server(options) + " match (" + keys_given(options) + ")");
   ctx.output(kSeriesOut, std::move(table));
   ctx.progress(1.0);
 }
@@ -200,9 +200,8 @@ void run_pacs_store(NodeContext& ctx, const PacsStoreOptions& options) {
   std::sort(files.begin(), files.end());
   const PacsPeer& peer = options;
   ctx.throw_if_cancelled();
-  pacs_store_files(peer, files, [&](std::size_t sent) {
-    ctx.progress(0.5 + 0.5 * double(sent) / double(files.size()));
-  });
+  pacs_store_files(peer, files,
+                   [&](std::size_t sent) { ctx.progress(0.5 + 0.5 * double(sent) / double(files.size())); });
   ctx.log(LogLevel::Info, "stored " + std::to_string(files.size()) + " instances on " + server(peer));
 }
 

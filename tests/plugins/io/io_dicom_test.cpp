@@ -61,15 +61,6 @@ std::string load_error(const std::string& type, const fs::path& path,
   return run_error(node);
 }
 
-Volume load(const std::string& type, const fs::path& path,
-            const std::vector<std::pair<std::string, ParamValue>>& params = {}) {
-  NodeHarness node(bundled(), type);
-  node.set_param("path", path.string());
-  for (const auto& [name, value] : params) node.set_param(name, value);
-  node.run();
-  return node.output<Volume>("volume");
-}
-
 void expect_contains(const std::string& text, const std::string& part) {
   EXPECT_NE(text.find(part), std::string::npos) << "missing '" << part << "' in:\n" << text;
 }
@@ -167,7 +158,7 @@ TEST_F(IoDicom, PydicomCtSmallLoadsInHounsfieldUnitsWithItsGeometry) {
 
 TEST_F(IoDicom, PydicomMrSmallLoadsAsMriWithItsGeometry) {
   const PydicomSlice expected = read_with_pydicom("MR_small.dcm");
-  const Volume mr = load("io.load_mri", kPydicomFiles / "MR_small.dcm");
+  const Volume mr = load_volume("io.load_mri", kPydicomFiles / "MR_small.dcm");
   expect_matches_pydicom(mr, expected);
   EXPECT_EQ(mr.metadata.modality, "MR");
   EXPECT_EQ(mr.metadata.units, "a.u.");
@@ -175,7 +166,7 @@ TEST_F(IoDicom, PydicomMrSmallLoadsAsMriWithItsGeometry) {
 }
 
 TEST_F(IoDicom, KeepIdentifiersCopiesThemOnlyWhenAsked) {
-  const Volume ct = load("io.load_ct", kPydicomFiles / "CT_small.dcm", {{"keep_identifiers", ParamValue(true)}});
+  const Volume ct = load_volume("io.load_ct", kPydicomFiles / "CT_small.dcm", {{"keep_identifiers", ParamValue(true)}});
   EXPECT_EQ(ct.metadata.extra.at("dicom.patient_name"), "CompressedSamples^CT1");
   EXPECT_EQ(ct.metadata.extra.at("dicom.patient_id"), "1CT1");
 }
@@ -194,7 +185,7 @@ TEST_F(IoDicom, SeriesIsSortedByPositionWithObliqueGeometryAndPerSliceRescale) {
   const std::array<double, 6> orientation = {1, 0, 0, 0, std::cos(t), std::sin(t)};
   const std::vector<Slice> series = dicom_series("CT", "oblique", 5, orientation);
   write_dicom_series(dir_ / "ct", series);
-  const Volume ct = load("io.load_ct", dir_ / "ct");
+  const Volume ct = load_volume("io.load_ct", dir_ / "ct");
   EXPECT_EQ(ct.geometry.size, (std::array<std::size_t, 3>{5, 4, 5}));
   EXPECT_NEAR(ct.geometry.spacing[0], 0.7, 1e-12);
   EXPECT_NEAR(ct.geometry.spacing[1], 0.8, 1e-12);
@@ -234,12 +225,12 @@ TEST_F(IoDicom, DirectoryWithSeveralSeriesListsThemAndSelectsByUidOrDescription)
   expect_contains(listing, "description 'PET AC', modality PT, series number 7, 2 files");
   expect_contains(load_error("io.load_ct", study), "holds 3 series");  // two CT series: no automatic choice
 
-  EXPECT_EQ(load("io.load_ct", study, {{"series_uid", ParamValue(b.front().series_uid)}}).geometry.size[2], 4u);
+  EXPECT_EQ(load_volume("io.load_ct", study, {{"series_uid", ParamValue(b.front().series_uid)}}).geometry.size[2], 4u);
   expect_contains(load_error("io.load_pet", study, {{"series_description", ParamValue(std::string("PET AC"))}}),
                   "does not say what its PET values are (no DICOM Units (0054,1001))");
-  EXPECT_EQ(load("io.load_pet", study,
-                 {{"series_description", ParamValue(std::string("PET AC"))},
-                  {"input_units", ParamValue(std::string("bq_ml"))}})
+  EXPECT_EQ(load_volume("io.load_pet", study,
+                        {{"series_description", ParamValue(std::string("PET AC"))},
+                         {"input_units", ParamValue(std::string("bq_ml"))}})
                 .geometry.size[2],
             2u);
   const std::string ambiguous =
@@ -400,7 +391,7 @@ void expect_suv(const Volume& pet, const std::vector<Slice>& series, double weig
 TEST_F(IoDicom, PetSeriesLoadsAsSuvMatchingAHandComputation) {
   const auto series = pet_series(PetTags{});
   write_dicom_series(dir_ / "pet", series);
-  const Volume pet = load("io.load_pet", dir_ / "pet", {{"suv", ParamValue(std::string("suvbw"))}});
+  const Volume pet = load_volume("io.load_pet", dir_ / "pet", {{"suv", ParamValue(std::string("suvbw"))}});
   // Injection 09:30:00, series start 10:37:30: 1 h 7 min 30 s.
   const double uptake = 3600 + 7 * 60 + 30;
   expect_suv(pet, series, 72.5, 370e6, 6586.2, uptake);
@@ -412,7 +403,7 @@ TEST_F(IoDicom, PetSeriesLoadsAsSuvMatchingAHandComputation) {
   expect_no_identifiers(pet, {"Doe", "PID-4711", "ACC-999", "19700101"});
 
   // suv=bq_ml keeps the activity concentration.
-  const Volume bq = load("io.load_pet", dir_ / "pet", {{"suv", ParamValue(std::string("bq_ml"))}});
+  const Volume bq = load_volume("io.load_pet", dir_ / "pet", {{"suv", ParamValue(std::string("bq_ml"))}});
   EXPECT_EQ(bq.metadata.units, "Bq/mL");
   EXPECT_FLOAT_EQ(bq.voxels[20 + 3], float(series[1].stored[3] * series[1].slope));
 }
@@ -427,7 +418,7 @@ TEST_F(IoDicom, PetUptakeAcrossMidnightUsesInjectionDateTime) {
   write_dicom_series(dir_ / "pet", series);
   // Acquisition times (103730...) are later than the series time: the series
   // time (00:37:30) is the decay reference, 1 h 7 min 30 s after injection.
-  const Volume pet = load("io.load_pet", dir_ / "pet");
+  const Volume pet = load_volume("io.load_pet", dir_ / "pet");
   expect_suv(pet, series, 72.5, 370e6, 6586.2, 4050);
 }
 
@@ -459,11 +450,11 @@ TEST_F(IoDicom, PetWithoutWhatSuvNeedsNamesEveryMissingPieceOrUsesParameters) {
   EXPECT_TRUE(warned);
 
   // Parameters complete the DICOM.
-  const Volume pet = load("io.load_pet", dir_ / "pet",
-                          {{"suv", ParamValue(std::string("suvbw"))},
-                           {"weight_kg", ParamValue(80.0)},
-                           {"half_life_s", ParamValue(6600.0)},
-                           {"injection_time", ParamValue(std::string("100000"))}});
+  const Volume pet = load_volume("io.load_pet", dir_ / "pet",
+                                 {{"suv", ParamValue(std::string("suvbw"))},
+                                  {"weight_kg", ParamValue(80.0)},
+                                  {"half_life_s", ParamValue(6600.0)},
+                                  {"injection_time", ParamValue(std::string("100000"))}});
   expect_suv(pet, series, 80.0, 370e6, 6600.0, 37 * 60 + 30);
   EXPECT_EQ(pet.metadata.extra.at("pet.parameters_used"), "weight_kg,half_life_s,injection_time");
 }
@@ -474,7 +465,7 @@ TEST_F(IoDicom, PetDecayCorrectedToAdministrationNeedsNoTimes) {
   tags.injection_time.reset();
   const auto series = pet_series(tags);
   write_dicom_series(dir_ / "pet", series);
-  const Volume pet = load("io.load_pet", dir_ / "pet", {{"suv", ParamValue(std::string("suvbw"))}});
+  const Volume pet = load_volume("io.load_pet", dir_ / "pet", {{"suv", ParamValue(std::string("suvbw"))}});
   expect_suv(pet, series, 72.5, 370e6, 6586.2, 0.0);
 }
 
@@ -487,8 +478,8 @@ TEST_F(IoDicom, PetWithoutDecayCorrectionIsNotConvertedUnlessTheUserSaysSo) {
                   "decay-corrected images (DICOM DecayCorrection (0054,1102) is NONE or CorrectedImage (0028,0051) "
                   "lacks DECY");
   const Volume pet =
-      load("io.load_pet", dir_ / "pet",
-           {{"suv", ParamValue(std::string("suvbw"))}, {"decay_correction", ParamValue(std::string("start"))}});
+      load_volume("io.load_pet", dir_ / "pet",
+                  {{"suv", ParamValue(std::string("suvbw"))}, {"decay_correction", ParamValue(std::string("start"))}});
   expect_suv(pet, series, 72.5, 370e6, 6586.2, 4050);
 }
 
@@ -537,7 +528,7 @@ TEST_F(IoDicom, IdentifiersReachNoOutputFileLogOrRunRecord) {
       EXPECT_EQ(bytes.find(identifier), std::string::npos) << identifier << " found in " << file;
     }
   }
-  EXPECT_EQ(load("io.load_image", out / "pet.nrrd").geometry.size, (std::array<std::size_t, 3>{5, 4, 3}));
+  EXPECT_EQ(load_volume("io.load_image", out / "pet.nrrd").geometry.size, (std::array<std::size_t, 3>{5, 4, 3}));
 }
 
 }  // namespace

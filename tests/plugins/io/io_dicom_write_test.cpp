@@ -102,15 +102,6 @@ std::string write_error(const Volume& volume, const fs::path& path,
   return run_error(node);
 }
 
-Volume load(const std::string& type, const fs::path& path,
-            const std::vector<std::pair<std::string, ParamValue>>& params = {}) {
-  NodeHarness node(bundled(), type);
-  node.set_param("path", path.string());
-  for (const auto& [name, value] : params) node.set_param(name, value);
-  node.run();
-  return node.output<Volume>("volume");
-}
-
 void expect_geometry_near(const Geometry& actual, const Geometry& expected, double tolerance) {
   EXPECT_EQ(actual.size, expected.size);
   for (int n = 0; n < 3; ++n) {
@@ -148,13 +139,7 @@ std::map<std::string, std::string> independent_view(const fs::path& series, cons
                               reference.string() + "'" + (converted.empty() ? "" : " '" + converted.string() + "'");
   const testing::CommandOutput out = testing::run_command(command + " 2>&1");
   EXPECT_EQ(out.exit_code, 0) << out.text;
-  std::map<std::string, std::string> values;
-  std::istringstream lines(out.text);
-  for (std::string line; std::getline(lines, line);) {
-    const auto space = line.find(' ');
-    if (space != std::string::npos) values[line.substr(0, space)] = line.substr(space + 1);
-  }
-  return values;
+  return testing::key_value_lines(out.text);
 }
 
 // dcm2niix's NIfTI of a series (one file expected).
@@ -205,7 +190,7 @@ TEST_F(IoDicomWrite, CtSeriesIsValidAndReadsBackExactlyInFusionflowDcm2niixAndPy
   EXPECT_EQ(tag_of(instances(series)[0], DCM_ImageType), "DERIVED\\SECONDARY\\AXIAL");
   EXPECT_EQ(dciodvfy_errors(series), "");
 
-  const Volume back = load("io.load_ct", series);
+  const Volume back = load_volume("io.load_ct", series);
   expect_geometry_near(back.geometry, ct.geometry, 1e-4);
   ASSERT_EQ(back.voxels.size(), ct.voxels.size());
   for (std::size_t n = 0; n < ct.voxels.size(); ++n) ASSERT_EQ(back.voxels[n], ct.voxels[n]) << "voxel " << n;
@@ -239,7 +224,7 @@ TEST_F(IoDicomWrite, FloatValuesComeBackWithinHalfTheRescaleSlope) {
   const double slope = std::stod(tag_of(first, DCM_RescaleSlope));
   EXPECT_NEAR(slope, (high - low) / 65534.0, 1e-12);
   const double bound = 0.5 * slope * (1 + 1e-6) + 1e-6;
-  const Volume back = load("io.load_image", series);
+  const Volume back = load_volume("io.load_image", series);
   expect_geometry_near(back.geometry, fused.geometry, 1e-4);
   double worst = 0;
   for (std::size_t n = 0; n < fused.voxels.size(); ++n) {
@@ -262,14 +247,14 @@ TEST_F(IoDicomWrite, PetKeepsItsUnitsAndOneSliceIsOneInstance) {
   pet.metadata.units = "Bq/mL";
   write_dicom(pet, dir_ / "pet");
   EXPECT_EQ(tag_of(instances(dir_ / "pet").at(0), DCM_Units), "BQML");
-  const Volume back = load("io.load_pet", dir_ / "pet", {{"suv", ParamValue(std::string("bq_ml"))}});
+  const Volume back = load_volume("io.load_pet", dir_ / "pet", {{"suv", ParamValue(std::string("bq_ml"))}});
   EXPECT_EQ(back.metadata.units, "Bq/mL");
 
   Volume slice = oblique({20, 10, 1}, 4);
   write_dicom(slice, dir_ / "slice");
   ASSERT_EQ(instances(dir_ / "slice").size(), 1u);
   EXPECT_EQ(dciodvfy_errors(dir_ / "slice"), "");
-  const Volume slice_back = load("io.load_ct", dir_ / "slice");
+  const Volume slice_back = load_volume("io.load_ct", dir_ / "slice");
   EXPECT_EQ(slice_back.geometry.size, slice.geometry.size);
   EXPECT_EQ(slice_back.voxels[17], slice.voxels[17]);
 }
@@ -325,8 +310,8 @@ TEST_F(IoDicomWrite, IdentifiersReachTheSeriesOnlyWhenBothLoaderAndWriterKeepThe
   const fs::path source = identified_series(dir_ / "source", frame_uid);
   const std::vector<std::string> identifiers{
       "Doe^Jane", "PID-4711", "ACC-999", "19700101", "1.2.826.0.1.3680043.2.1125.1.1", frame_uid};
-  const Volume plain = load("io.load_ct", source);
-  const Volume kept = load("io.load_ct", source, {{"keep_identifiers", ParamValue(true)}});
+  const Volume plain = load_volume("io.load_ct", source);
+  const Volume kept = load_volume("io.load_ct", source, {{"keep_identifiers", ParamValue(true)}});
 
   // The loader kept them, the writer does not: nothing reaches the files.
   write_dicom(kept, dir_ / "deidentified", {}, {kept});
@@ -448,7 +433,7 @@ TEST_F(IoDicomWrite, AnEarlierSeriesIsReplacedAndAnythingElseIsRefusedUntouched)
 
   // Never into the folder the volume was read from.
   write_dicom(small, dir_ / "source");
-  const Volume loaded = load("io.load_ct", dir_ / "source");
+  const Volume loaded = load_volume("io.load_ct", dir_ / "source");
   EXPECT_TRUE(contains(write_error(loaded, dir_ / "source"), "read from"));
   EXPECT_EQ(instances(dir_ / "source").size(), 3u);
 }

@@ -49,6 +49,14 @@ std::string run_error(testing::NodeHarness& node) {
   return {};
 }
 
+Volume load_volume(const std::string& type, const fs::path& path, const NodeParams& params) {
+  testing::NodeHarness node(testing::bundled_plugins(), type);
+  node.set_param("path", path.string());
+  for (const auto& [name, value] : params) node.set_param(name, value);
+  node.run();
+  return node.output<Volume>("volume");
+}
+
 std::string floats(const std::vector<float>& values) {
   return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
 }

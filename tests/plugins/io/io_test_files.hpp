@@ -9,6 +9,7 @@
 #include <png.h>
 
 #include <fusionflow/testing.hpp>
+#include <fusionflow/payload_types.hpp>
 
 #include <array>
 #include <cstdint>
@@ -28,6 +29,10 @@ std::string floats(const std::vector<float>& values);
 
 // Runs a node that must fail and returns its error message.
 std::string run_error(testing::NodeHarness& node);
+
+// Runs the bundled loader `type` on `path` with `params` and returns its volume.
+using NodeParams = std::vector<std::pair<std::string, ParamValue>>;
+Volume load_volume(const std::string& type, const std::filesystem::path& path, const NodeParams& params = {});
 
 // A NIfTI-1 single file (.nii) written field by field. `dims` are dim[1..];
 // without sform/qform codes the file has neither (ITK then uses pixdim).

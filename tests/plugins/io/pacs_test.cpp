@@ -141,11 +141,11 @@ class Pacs : public ::testing::Test {
   std::string port() const { return std::to_string(server_->dicom_port()); }
   // Pushes the phantom as one study of the given pseudonymous patient.
   CommandOutput push(const std::string& patient_id, const std::string& patient_name) const {
-    return fusionflow_run(kExamples + "to_pacs.json --set pacs_port=" + port() + " --set ct=" +
-                              (work_ / "phantom/ct.nii.gz").string() + " --set mri=" +
-                              (work_ / "phantom/t1.nii.gz").string() + " --set pet=" +
-                              (work_ / "phantom/pet.nii.gz").string() + " --set patient_id=" + patient_id +
-                              " --set patient_name=" + patient_name,
+    return fusionflow_run(kExamples + "to_pacs.json --set pacs_port=" + port() +
+                              " --set ct=" + (work_ / "phantom/ct.nii.gz").string() +
+                              " --set mri=" + (work_ / "phantom/t1.nii.gz").string() +
+                              " --set pet=" + (work_ / "phantom/pet.nii.gz").string() +
+                              " --set patient_id=" + patient_id + " --set patient_name=" + patient_name,
                           temp_);
   }
 
@@ -165,11 +165,15 @@ TEST_F(Pacs, FusionFromTheServerStoresTheFusedSeriesBackAndItCanBeQueriedAndRead
 
   const fs::path out = work_ / "fusion";
   const CommandOutput fused = fusionflow_run(kExamples + "pacs_fusion.json --threads 2 --set pacs_port=" + port() +
-                                                 " --set patient_id=FF-PACS-0042 --set out=" + out.string(),
+                                                 " --set patient_id=FF-PACS-0042 --set out=" + out.string() +
+                                                 " --record " + (out / "run.json").string(),
                                              temp_);
   ASSERT_EQ(fused.exit_code, 0) << fused.text << server_->log();
   EXPECT_TRUE(empty_folder(temp_)) << "a retrieved series was left in " << temp_;
-  // Nothing of the patient reached the outputs or the log.
+  // Nothing of the patient reached the outputs, the run record or the log:
+  // the query key is a confidential parameter.
+  const std::string record = fusionflow::testing::read_file(out / "run.json");
+  EXPECT_NE(record.find("\"patient_id\": \"(withheld)\""), std::string::npos) << record;
   const std::string outputs = every_byte_under(out) + fused.text;
   for (const char* identifier : {"FF-PACS-0042", "Pacs^Jane"}) {
     EXPECT_EQ(outputs.find(identifier), std::string::npos) << identifier;
@@ -223,9 +227,11 @@ TEST_F(Pacs, FusionFromTheServerStoresTheFusedSeriesBackAndItCanBeQueriedAndRead
 CommandOutput load_ct(const fs::path& work, const fs::path& temp, const std::string& params) {
   const fs::path pipeline = work / "load_ct.json";
   fusionflow::testing::write_file(pipeline, R"({"format_version": 1, "nodes": [
-      {"id": "ct", "type": "io.pacs_load_ct", "params": {)" + params + R"(}},
+      {"id": "ct", "type": "io.pacs_load_ct", "params": {)" +
+                                                params + R"(}},
       {"id": "write", "type": "io.write", "inputs": {"volume": "ct.volume"},
-       "params": {"path": ")" + (work / "ct.nii.gz").string() + R"("}}]})");
+       "params": {"path": ")" + (work / "ct.nii.gz").string() +
+                                                R"("}}]})");
   return fusionflow_run(pipeline.string(), temp);
 }
 
@@ -255,8 +261,7 @@ TEST_F(Pacs, ErrorsSayWhatIsWrongExitOneAndLeaveNothingBehind) {
        "the connection was refused"},
       {R"("port": )" + silent_port + R"(, "called_ae": "ORTHANC", "patient_id": "FF-PACS-0099", "timeout_s": 2)",
        "no answer within 2 s"},
-      {R"("port": )" + port() + R"(, "called_ae": "ORTHANC", "patient_id": "FF-NOBODY")",
-       "no CT series on 'ORTHANC'"},
+      {R"("port": )" + port() + R"(, "called_ae": "ORTHANC", "patient_id": "FF-NOBODY")", "no CT series on 'ORTHANC'"},
       {R"("port": )" + port() + R"(, "called_ae": "ORTHANC")", "give at least one of patient_id"},
   };
   for (const Case& c : cases) {
@@ -277,7 +282,8 @@ TEST_F(Pacs, ErrorsSayWhatIsWrongExitOneAndLeaveNothingBehind) {
   fs::remove(work / "ct.nii.gz");
   const fs::path second = work_ / "second.json";
   fusionflow::testing::write_file(second, R"({"format_version": 1, "nodes": [
-      {"id": "ct", "type": "io.load_ct", "params": {"path": ")" + (work_ / "phantom/ct.nii.gz").string() + R"("}},
+      {"id": "ct", "type": "io.load_ct", "params": {"path": ")" +
+                                              (work_ / "phantom/ct.nii.gz").string() + R"("}},
       {"id": "store", "type": "io.pacs_store", "inputs": {"volume": "ct.volume"},
        "params": {"port": )" + port() + R"(, "called_ae": "ORTHANC", "patient_id": "FF-PACS-0099",
                   "series_description": "second CT", "series_number": 77}}]})");
