@@ -61,6 +61,7 @@ TEST_F(DefaultPipeline, RunsAndWritesEveryOutput) {
   ASSERT_EQ(pipeline_.exit_code, 0) << pipeline_.text;
   for (const char* file : {"fused.nii.gz", "fused_dicom/slice-0001.dcm", "mri_on_ct.nii.gz", "pet_on_ct.nii.gz",
                            "mri_to_ct.tfm", "pet_to_ct.tfm", "fused_3d.png", "pet_ct_3d.png", "pet_ct_overlay.png",
+                           "fused_figure.png", "mri_registration_check.png", "pet_registration_check.png",
                            "histogram.png", "histogram.csv", "metrics.csv", "metrics.json", "run.json"}) {
     EXPECT_TRUE(fs::exists(work_ / "out" / file)) << file;
     EXPECT_GT(fs::file_size(work_ / "out" / file), 100u) << file;

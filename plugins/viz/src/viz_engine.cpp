@@ -38,21 +38,6 @@ std::string opposite(const std::string& letter) {
   return pairs.at(letter);
 }
 
-std::string format_number(double value) {
-  char text[32];
-  const double magnitude = std::abs(value);
-  if (magnitude >= 1e5) {
-    std::snprintf(text, sizeof text, "%.0fk", value / 1000);
-  } else if (magnitude >= 100 || value == std::round(value)) {
-    std::snprintf(text, sizeof text, "%.0f", value);
-  } else if (magnitude >= 1) {
-    std::snprintf(text, sizeof text, "%.1f", value);
-  } else {
-    std::snprintf(text, sizeof text, "%.2g", value);
-  }
-  return text;
-}
-
 std::string describe(const Volume& volume, const std::string& fallback) {
   std::string name = volume.metadata.modality.empty() ? fallback : volume.metadata.modality;
   return name;
@@ -126,72 +111,6 @@ void run_render3d(NodeContext& ctx, const Render3dOptions& options) {
 
 // ===========================================================================
 // viz.overlay
-
-// One slice panel: which LPS axis is fixed, which axis runs along the image
-// columns (left to right) and rows (top to bottom), with signs. Radiological
-// convention, LPS data: axial viewed from the feet (patient right on image
-// left, anterior up), coronal from the front (right on left, superior up),
-// sagittal from the patient's left (anterior on the left, superior up).
-struct PanelLayout {
-  const char* name;
-  int fixed_axis;
-  int column_axis;
-  double column_sign;
-  int row_axis;
-  double row_sign;
-  const char* left;
-  const char* right;
-  const char* top;
-  const char* bottom;
-};
-constexpr PanelLayout kPanels[3] = {{"axial", 2, 0, +1, 1, +1, "R", "L", "A", "P"},
-                                    {"coronal", 1, 0, +1, 2, -1, "R", "L", "S", "I"},
-                                    {"sagittal", 0, 1, +1, 2, -1, "A", "P", "S", "I"}};
-
-// The hottest region of `functional` inside `bounds`: maximum of the volume
-// smoothed with sigma = 1.5 voxels (at least 3 mm), refined to the weighted
-// centroid of the smoothed values above half the peak within 2 voxels.
-std::array<double, 3> hottest_point(const Volume& functional, const std::array<double, 6>& bounds) {
-  const Geometry& g = functional.geometry;
-  const double largest_spacing = *std::max_element(g.spacing.begin(), g.spacing.end());
-  const std::vector<float> smoothed = gaussian_smooth(functional, std::max(3.0, 1.5 * largest_spacing));
-  double peak = -std::numeric_limits<double>::infinity();
-  std::array<std::size_t, 3> best{0, 0, 0};
-  bool found = false;
-  for (std::size_t k = 0; k < g.size[2]; ++k) {
-    for (std::size_t j = 0; j < g.size[1]; ++j) {
-      for (std::size_t i = 0; i < g.size[0]; ++i) {
-        const double value = smoothed[g.linear_index(i, j, k)];
-        if (value <= peak) continue;
-        const auto p = g.index_to_point({double(i), double(j), double(k)});
-        if (p[0] < bounds[0] || p[0] > bounds[1] || p[1] < bounds[2] || p[1] > bounds[3] || p[2] < bounds[4] ||
-            p[2] > bounds[5]) {
-          continue;
-        }
-        peak = value;
-        best = {i, j, k};
-        found = true;
-      }
-    }
-  }
-  if (!found) throw std::runtime_error("the functional volume does not overlap the anatomical volume");
-  std::array<double, 3> centroid{0, 0, 0};
-  double total = 0;
-  for (long dk = -2; dk <= 2; ++dk)
-    for (long dj = -2; dj <= 2; ++dj)
-      for (long di = -2; di <= 2; ++di) {
-        const long i = long(best[0]) + di, j = long(best[1]) + dj, k = long(best[2]) + dk;
-        if (i < 0 || j < 0 || k < 0 || i >= long(g.size[0]) || j >= long(g.size[1]) || k >= long(g.size[2])) continue;
-        const double w = smoothed[g.linear_index(std::size_t(i), std::size_t(j), std::size_t(k))] - 0.5 * peak;
-        if (w <= 0) continue;
-        centroid[0] += w * double(i);
-        centroid[1] += w * double(j);
-        centroid[2] += w * double(k);
-        total += w;
-      }
-  if (total <= 0) return g.index_to_point({double(best[0]), double(best[1]), double(best[2])});
-  return g.index_to_point({centroid[0] / total, centroid[1] / total, centroid[2] / total});
-}
 
 struct OverlayStyle {
   double window_low = 0, window_width = 1;
@@ -267,15 +186,9 @@ void run_overlay(NodeContext& ctx, const OverlayOptions& options) {
   // --- geometry: one square field of view for all panels, the largest
   // extent of the anatomy (voxel edges), centred on it.
   const std::array<double, 6> centres = world_bounds(anatomical.geometry);
-  const double half_voxel =
-      0.5 * *std::max_element(anatomical.geometry.spacing.begin(), anatomical.geometry.spacing.end());
-  std::array<double, 3> centre{}, extent{};
-  for (int a = 0; a < 3; ++a) {
-    centre[a] = 0.5 * (centres[2 * a] + centres[2 * a + 1]);
-    extent[a] = centres[2 * a + 1] - centres[2 * a] + 2 * half_voxel;
-  }
-  const double field_of_view = *std::max_element(extent.begin(), extent.end());
-  const double mm_per_pixel = field_of_view / size;
+  const SliceView view = slice_view(anatomical.geometry, size);
+  const std::array<double, 3>& centre = view.centre;
+  const double mm_per_pixel = view.mm_per_pixel;
 
   // --- the point
   std::array<double, 3> point{};
@@ -326,25 +239,10 @@ void run_overlay(NodeContext& ctx, const OverlayOptions& options) {
   std::vector<RgbImage> panels;
   std::vector<std::array<double, 2>> point_pixels;  // column, row within the panel
   for (const PanelLayout& layout_of : kPanels) {
-    RgbImage panel(size, size);
-    std::array<double, 3> world = point;
-    for (int row = 0; row < size; ++row) {
-      world[layout_of.row_axis] =
-          centre[layout_of.row_axis] + layout_of.row_sign * ((row + 0.5) - size / 2.0) * mm_per_pixel;
-      for (int column = 0; column < size; ++column) {
-        world[layout_of.column_axis] =
-            centre[layout_of.column_axis] + layout_of.column_sign * ((column + 0.5) - size / 2.0) * mm_per_pixel;
-        const auto rgb = overlay_pixel(sample_anatomical(world), sample_functional(world), style);
-        std::copy(rgb.begin(), rgb.end(), panel.at(column, row));
-      }
-    }
-    // Pixel centres are at integer positions: column c covers [c - 0.5, c + 0.5].
-    const double point_column =
-        (point[layout_of.column_axis] - centre[layout_of.column_axis]) / (layout_of.column_sign * mm_per_pixel) +
-        size / 2.0 - 0.5;
-    const double point_row =
-        (point[layout_of.row_axis] - centre[layout_of.row_axis]) / (layout_of.row_sign * mm_per_pixel) + size / 2.0 -
-        0.5;
+    RgbImage panel = render_panel(view, layout_of, point, [&](const std::array<double, 3>& world) {
+      return overlay_pixel(sample_anatomical(world), sample_functional(world), style);
+    });
+    const auto [point_column, point_row] = panel_pixel(view, layout_of, point);
     point_pixels.push_back({point_column, point_row});
     if (options.crosshair) {
       const int gap = size / 12;
@@ -362,11 +260,7 @@ void run_overlay(NodeContext& ctx, const OverlayOptions& options) {
         if (std::abs(y - pr) > gap) blend(pc, y);
     }
     const int margin = font / 3 + 2;
-    const std::array<double, 3> label_colour{1.0, 0.85, 0.2};
-    draw_text(panel, layout_of.left, margin, size / 2, font, label_colour, TextAnchor::CentreLeft, true);
-    draw_text(panel, layout_of.right, size - margin, size / 2, font, label_colour, TextAnchor::CentreRight, true);
-    draw_text(panel, layout_of.top, size / 2, margin, font, label_colour, TextAnchor::TopCentre, true);
-    draw_text(panel, layout_of.bottom, size / 2, size - margin, font, label_colour, TextAnchor::BottomCentre, true);
+    draw_orientation_letters(panel, layout_of, font);
     std::string title = layout_of.name;
     title[0] = static_cast<char>(std::toupper(title[0]));
     draw_text(panel, title, margin, margin, font, {1, 1, 1}, TextAnchor::TopLeft, true);
@@ -635,6 +529,7 @@ void run_histogram(NodeContext& ctx, const HistogramOptions& options) {
 
 extern "C" __attribute__((visibility("default"))) const fusionflow::viz::VizEngine* fusionflow_viz_engine() {
   static const fusionflow::viz::VizEngine engine{&fusionflow::viz::run_render3d, &fusionflow::viz::run_overlay,
-                                                 &fusionflow::viz::run_histogram};
+                                                 &fusionflow::viz::run_histogram, &fusionflow::viz::run_fusion_figure,
+                                                 &fusionflow::viz::run_registration_check};
   return &engine;
 }

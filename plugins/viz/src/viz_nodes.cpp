@@ -128,17 +128,68 @@ NodeType<HistogramOptions> histogram_node() {
   return node;
 }
 
+NodeType<FusionFigureOptions> fusion_figure_node() {
+  using O = FusionFigureOptions;
+  NodeType<O> node(
+      "viz.fusion_figure", "1.0.0",
+      "The fused result beside its sources: axial, coronal and sagittal slices through one point (default: "
+      "the hottest PET region), one row per source on the reference grid and one for the fused volume, "
+      "with orientation letters, a scale bar, each row's window and the fusion method in the caption");
+  node.input(kFusedIn, "the fused volume (its grid is the figure's field of view)")
+      .multi_input(kSourcesIn,
+                   "the sources on the fused volume's grid (e.g. CT, registered MRI, registered PET), in order")
+      .optional_input(kFunctionalIn,
+                      "the volume whose hottest region is the point (default: the first PT source, else the centre)")
+      .param(&O::point_mm, "point_mm", "slice point (x, y, z) in LPS mm; empty: see point_mode")
+      .choice(&O::point_mode, "point_mode", kPointModeNames,
+              "when point_mm is empty: hottest (of `functional`, or of a PT source) or centre")
+      .param(&O::panel_size, "panel_size", Limits::range(64, 2048), "panel width and height in pixels")
+      .param(&O::scale_bar_mm, "scale_bar_mm", Limits::range(1.0, 1000.0),
+             "scale bar length in mm (halved until it fits in 40% of a panel)")
+      .param(&O::caption, "caption", "the fusion method named in the caption (default: the fused volume's quantity)")
+      .output_path(&O::path, "path", "PNG file to write");
+  return node;
+}
+
+NodeType<RegistrationCheckOptions> registration_check_node() {
+  using O = RegistrationCheckOptions;
+  NodeType<O> node("viz.registration_check", "1.0.0",
+                   "Alignment at a glance: the edges of the moving image (green) over the fixed image, before (the "
+                   "moving image where it was) and after registration, in axial, coronal and sagittal slices");
+  node.input(kFixedIn, "the fixed image (e.g. CT)")
+      .input(kMovingIn, "the moving image before registration, any grid")
+      .input(kRegisteredIn, "the moving image after registration (e.g. register.rigid's registered output)")
+      .param(&O::point_mm, "point_mm", "slice point (x, y, z) in LPS mm; empty: the centre of the fixed image")
+      .param(&O::panel_size, "panel_size", Limits::range(64, 2048), "panel width and height in pixels")
+      .param(&O::scale_bar_mm, "scale_bar_mm", Limits::range(1.0, 1000.0), "scale bar length in mm")
+      .param(&O::edge_percentile, "edge_percentile", Limits::range(0.0, 100.0),
+             "edges: Sobel gradient magnitudes of the moving image above this percentile of a panel's non-zero ones")
+      .output_path(&O::path, "path", "PNG file to write");
+  return node;
+}
+
 // The run functions: the engine's, opened on first use.
 void run_render3d(NodeContext& ctx, const Render3dOptions& options) { engine().render3d(ctx, options); }
+void run_fusion_figure_node(NodeContext& ctx, const FusionFigureOptions& options) {
+  engine().fusion_figure(ctx, options);
+}
+void run_registration_check_node(NodeContext& ctx, const RegistrationCheckOptions& options) {
+  engine().registration_check(ctx, options);
+}
 void run_overlay(NodeContext& ctx, const OverlayOptions& options) { engine().overlay(ctx, options); }
 void run_histogram(NodeContext& ctx, const HistogramOptions& options) { engine().histogram(ctx, options); }
 
 }  // namespace
 }  // namespace fusionflow::viz
 
-FUSIONFLOW_PLUGIN("viz", "1.0.0", "Visualizers: 3D volume rendering, PET-over-CT slice overlays, histograms (VTK)") {
+FUSIONFLOW_PLUGIN(
+    "viz", "1.0.0",
+    "Visualizers: 3D volume rendering, PET-over-CT slice overlays, histograms (VTK), figures of the fused "
+    "result and of registrations") {
   using namespace fusionflow::viz;
   registrar.add_node(render3d_node(), run_render3d);
   registrar.add_node(overlay_node(), run_overlay);
   registrar.add_node(histogram_node(), run_histogram);
+  registrar.add_node(fusion_figure_node(), run_fusion_figure_node);
+  registrar.add_node(registration_check_node(), run_registration_check_node);
 }

@@ -98,13 +98,43 @@ constexpr InputPort<Volume> kVolumesIn{"volumes"};
 constexpr OutputPort<Table> kCountsOut{"counts"};
 
 // ===========================================================================
+// viz.fusion_figure and viz.registration_check (figures.cpp)
+
+struct FusionFigureOptions {
+  std::vector<double> point_mm;  // empty: point_mode
+  PointMode point_mode = PointMode::Hottest;
+  int panel_size = 256;
+  double scale_bar_mm = 50.0;
+  std::string caption;  // empty: the fused volume's method
+  std::filesystem::path path;
+};
+constexpr InputPort<Volume> kFusedIn{"fused"};
+constexpr InputPort<Volume> kSourcesIn{"sources"};
+
+struct RegistrationCheckOptions {
+  std::vector<double> point_mm;  // empty: the centre of the fixed image
+  int panel_size = 256;
+  double scale_bar_mm = 50.0;
+  double edge_percentile = 90.0;
+  std::filesystem::path path;
+};
+constexpr InputPort<Volume> kFixedIn{"fixed"};
+constexpr InputPort<Volume> kMovingIn{"moving"};
+constexpr InputPort<Volume> kRegisteredIn{"registered"};
+
+// ===========================================================================
 // The engine: the nodes' run functions, from the library the plugin opens.
 
 struct VizEngine {
   void (*render3d)(NodeContext& ctx, const Render3dOptions& options);
   void (*overlay)(NodeContext& ctx, const OverlayOptions& options);
   void (*histogram)(NodeContext& ctx, const HistogramOptions& options);
+  void (*fusion_figure)(NodeContext& ctx, const FusionFigureOptions& options);
+  void (*registration_check)(NodeContext& ctx, const RegistrationCheckOptions& options);
 };
+
+void run_fusion_figure(NodeContext& ctx, const FusionFigureOptions& options);
+void run_registration_check(NodeContext& ctx, const RegistrationCheckOptions& options);
 
 }  // namespace fusionflow::viz
 

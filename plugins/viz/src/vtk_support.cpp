@@ -817,4 +817,113 @@ std::array<std::string, 2> view_orientation(vtkRenderer* renderer) {
   return {orientation_letter(right), orientation_letter({up[0], up[1], up[2]})};
 }
 
+// ---------------------------------------------------------------------------
+// Slice views
+
+std::array<double, 3> hottest_point(const Volume& functional, const std::array<double, 6>& bounds) {
+  const Geometry& g = functional.geometry;
+  const double largest_spacing = *std::max_element(g.spacing.begin(), g.spacing.end());
+  const std::vector<float> smoothed = gaussian_smooth(functional, std::max(3.0, 1.5 * largest_spacing));
+  double peak = -std::numeric_limits<double>::infinity();
+  std::array<std::size_t, 3> best{0, 0, 0};
+  bool found = false;
+  for (std::size_t k = 0; k < g.size[2]; ++k) {
+    for (std::size_t j = 0; j < g.size[1]; ++j) {
+      for (std::size_t i = 0; i < g.size[0]; ++i) {
+        const double value = smoothed[g.linear_index(i, j, k)];
+        if (value <= peak) continue;
+        const auto p = g.index_to_point({double(i), double(j), double(k)});
+        if (p[0] < bounds[0] || p[0] > bounds[1] || p[1] < bounds[2] || p[1] > bounds[3] || p[2] < bounds[4] ||
+            p[2] > bounds[5]) {
+          continue;
+        }
+        peak = value;
+        best = {i, j, k};
+        found = true;
+      }
+    }
+  }
+  if (!found) throw std::runtime_error("the functional volume does not overlap the anatomical volume");
+  std::array<double, 3> centroid{0, 0, 0};
+  double total = 0;
+  for (long dk = -2; dk <= 2; ++dk)
+    for (long dj = -2; dj <= 2; ++dj)
+      for (long di = -2; di <= 2; ++di) {
+        const long i = long(best[0]) + di, j = long(best[1]) + dj, k = long(best[2]) + dk;
+        if (i < 0 || j < 0 || k < 0 || i >= long(g.size[0]) || j >= long(g.size[1]) || k >= long(g.size[2])) continue;
+        const double w = smoothed[g.linear_index(std::size_t(i), std::size_t(j), std::size_t(k))] - 0.5 * peak;
+        if (w <= 0) continue;
+        centroid[0] += w * double(i);
+        centroid[1] += w * double(j);
+        centroid[2] += w * double(k);
+        total += w;
+      }
+  if (total <= 0) return g.index_to_point({double(best[0]), double(best[1]), double(best[2])});
+  return g.index_to_point({centroid[0] / total, centroid[1] / total, centroid[2] / total});
+}
+
+SliceView slice_view(const Geometry& reference, int size) {
+  const std::array<double, 6> centres = world_bounds(reference);
+  const double half_voxel = 0.5 * *std::max_element(reference.spacing.begin(), reference.spacing.end());
+  SliceView view;
+  double field_of_view = 0;
+  for (int a = 0; a < 3; ++a) {
+    view.centre[a] = 0.5 * (centres[2 * a] + centres[2 * a + 1]);
+    field_of_view = std::max(field_of_view, centres[2 * a + 1] - centres[2 * a] + 2 * half_voxel);
+  }
+  view.size = size;
+  view.mm_per_pixel = field_of_view / size;
+  return view;
+}
+
+std::array<double, 2> panel_pixel(const SliceView& view, const PanelLayout& layout,
+                                  const std::array<double, 3>& point) {
+  const double column =
+      (point[layout.column_axis] - view.centre[layout.column_axis]) / (layout.column_sign * view.mm_per_pixel) +
+      view.size / 2.0 - 0.5;
+  const double row = (point[layout.row_axis] - view.centre[layout.row_axis]) / (layout.row_sign * view.mm_per_pixel) +
+                     view.size / 2.0 - 0.5;
+  return {column, row};
+}
+
+void draw_orientation_letters(RgbImage& panel, const PanelLayout& layout, int font) {
+  const int margin = font / 3 + 2;
+  const std::array<double, 3> colour{1.0, 0.85, 0.2};
+  const int w = panel.width, h = panel.height;
+  draw_text(panel, layout.left, margin, h / 2, font, colour, TextAnchor::CentreLeft, true);
+  draw_text(panel, layout.right, w - margin, h / 2, font, colour, TextAnchor::CentreRight, true);
+  draw_text(panel, layout.top, w / 2, margin, font, colour, TextAnchor::TopCentre, true);
+  draw_text(panel, layout.bottom, w / 2, h - margin, font, colour, TextAnchor::BottomCentre, true);
+}
+
+void draw_scale_bar(RgbImage& panel, const SliceView& view, double length_mm, int font) {
+  while (length_mm / view.mm_per_pixel > 0.4 * panel.width && length_mm > 1) length_mm /= 2;
+  const int length = static_cast<int>(std::lround(length_mm / view.mm_per_pixel));
+  const int margin = font / 2 + 4;
+  const int right = panel.width - margin, y = panel.height - margin - font / 2;
+  const int thickness = std::max(2, font / 6);
+  for (int t = 0; t < thickness; ++t) {
+    for (int x = right - length; x <= right; ++x) {
+      if (x >= 0 && y - t >= 0) std::fill_n(panel.at(x, y - t), 3, std::uint8_t{255});
+    }
+  }
+  draw_text(panel, format_number(length_mm) + " mm", right - length / 2, y - thickness - 2, std::max(9, font * 4 / 5),
+            {1, 1, 1}, TextAnchor::BottomCentre);
+}
+
+std::string format_number(double value) {
+  char text[32];
+  const double magnitude = std::abs(value);
+  if (magnitude >= 1e5) {
+    std::snprintf(text, sizeof text, "%.0fk", value / 1000);
+  } else if (magnitude >= 100 || value == std::round(value)) {
+    std::snprintf(text, sizeof text, "%.0f", value);
+  } else if (magnitude >= 1) {
+    std::snprintf(text, sizeof text, "%.1f", value);
+  } else {
+    std::snprintf(text, sizeof text, "%.2g", value);
+  }
+  return text;
+}
+
 }  // namespace fusionflow::viz

@@ -17,6 +17,7 @@
 // rendering or text in the process holds lock_rendering().
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <filesystem>
@@ -142,6 +143,77 @@ void apply_preset(vtkVolumeProperty* property, int component, Preset preset, con
 double visible_threshold(Preset preset, const IntensityStats& stats);
 // Whether the preset looks best shaded (surfaces: CT, MRI, fused) or not (PET glow).
 bool preset_shaded(Preset preset);
+
+// ---------------------------------------------------------------------------
+// Slice views (viz.overlay, viz.fusion_figure, viz.registration_check)
+
+// One slice panel: which LPS axis is fixed, which axis runs along the image
+// columns (left to right) and rows (top to bottom), with signs. Radiological
+// convention, LPS data: axial viewed from the feet (patient right on image
+// left, anterior up), coronal from the front (right on left, superior up),
+// sagittal from the patient's left (anterior on the left, superior up).
+struct PanelLayout {
+  const char* name;
+  int fixed_axis;
+  int column_axis;
+  double column_sign;
+  int row_axis;
+  double row_sign;
+  const char* left;
+  const char* right;
+  const char* top;
+  const char* bottom;
+};
+constexpr PanelLayout kPanels[3] = {{"axial", 2, 0, +1, 1, +1, "R", "L", "A", "P"},
+                                    {"coronal", 1, 0, +1, 2, -1, "R", "L", "S", "I"},
+                                    {"sagittal", 0, 1, +1, 2, -1, "A", "P", "S", "I"}};
+
+// The hottest region of `functional` inside `bounds`: maximum of the volume
+// smoothed with sigma = 1.5 voxels (at least 3 mm), refined to the weighted
+// centroid of the smoothed values above half the peak within 2 voxels.
+std::array<double, 3> hottest_point(const Volume& functional, const std::array<double, 6>& bounds);
+
+// A square field of view shared by the panels of one figure: the largest
+// extent of `reference` (voxel edges), centred on it, `size` pixels wide.
+struct SliceView {
+  std::array<double, 3> centre{};
+  double mm_per_pixel = 1.0;
+  int size = 256;
+};
+SliceView slice_view(const Geometry& reference, int size);
+
+// The panel of `layout` through `point`: pixel(world LPS) -> RGB for each
+// pixel centre.
+template <class Pixel>
+RgbImage render_panel(const SliceView& view, const PanelLayout& layout, const std::array<double, 3>& point,
+                      Pixel pixel) {
+  RgbImage panel(view.size, view.size);
+  std::array<double, 3> world = point;
+  for (int row = 0; row < view.size; ++row) {
+    world[layout.row_axis] =
+        view.centre[layout.row_axis] + layout.row_sign * ((row + 0.5) - view.size / 2.0) * view.mm_per_pixel;
+    for (int column = 0; column < view.size; ++column) {
+      world[layout.column_axis] =
+          view.centre[layout.column_axis] + layout.column_sign * ((column + 0.5) - view.size / 2.0) * view.mm_per_pixel;
+      const std::array<std::uint8_t, 3> rgb = pixel(world);
+      std::copy(rgb.begin(), rgb.end(), panel.at(column, row));
+    }
+  }
+  return panel;
+}
+
+// Where `point` falls in a panel: (column, row), pixel centres at integers.
+std::array<double, 2> panel_pixel(const SliceView& view, const PanelLayout& layout, const std::array<double, 3>& point);
+
+// The orientation letters at the panel's four edges.
+void draw_orientation_letters(RgbImage& panel, const PanelLayout& layout, int font);
+
+// A scale bar in the panel's bottom-right corner: `length_mm` (halved until
+// it fits in 40% of the panel), labelled.
+void draw_scale_bar(RgbImage& panel, const SliceView& view, double length_mm, int font);
+
+// Numbers for labels: 3 significant figures at most, "k" above 1e5.
+std::string format_number(double value);
 
 // ---------------------------------------------------------------------------
 // Geometry

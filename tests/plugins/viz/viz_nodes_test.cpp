@@ -255,6 +255,107 @@ TEST(Overlay, PetLesionAppearsAtItsExpectedPixelInEveryPanel) {
   EXPECT_GT(bright, 50);
 }
 
+// --- viz.fusion_figure and viz.registration_check ---------------------------------
+
+// The figures' layout (figures.cpp): a label column of max(120, 3/5 panel),
+// three panels per row, a header of 2 fonts and a caption of 3.5 fonts,
+// font = clamp(panel / 18, 10, 36).
+struct FigureLayout {
+  int size, label, font, header, caption;
+  explicit FigureLayout(int panel)
+      : size(panel), label(std::max(120, panel * 3 / 5)), font(std::clamp(panel / 18, 10, 36)) {
+    header = font * 2;
+    caption = font * 3 + font / 2;
+  }
+  int left(int plane) const { return label + plane * size; }
+  int top(int row) const { return header + row * size; }
+};
+
+double panel_spread(const viz::RgbImage& image, const FigureLayout& layout, int row, int plane) {
+  double sum = 0, squares = 0, n = 0;
+  for (int y = 0; y < layout.size; ++y)
+    for (int x = 0; x < layout.size; ++x) {
+      const std::uint8_t* p = image.at(layout.left(plane) + x, layout.top(row) + y);
+      const double v = (p[0] + p[1] + p[2]) / 3.0;
+      sum += v, squares += v * v, n += 1;
+    }
+  return std::sqrt(squares / n - (sum / n) * (sum / n));
+}
+
+TEST(FusionFigure, OneRowPerImageThroughTheHottestPetRegionWithTheLesionWhereItIs) {
+  const fs::path path = scratch_dir("fusion-figure") / "figure.png";
+  const int size = 180;
+  Volume fused = phantom().t1;
+  fused.metadata.modality = "FUSED";
+  fused.metadata.quantity = "fused (test rule)";
+  NodeHarness node(bundled(), "viz.fusion_figure");
+  node.set_input("fused", fused)
+      .add_input("sources", phantom().ct)
+      .add_input("sources", phantom().pet)
+      .set_param("panel_size", size)
+      .set_param("path", path.string());
+  node.run();
+  const viz::RgbImage image = viz::read_png(path);
+  const FigureLayout layout(size);
+  ASSERT_EQ(image.width, layout.label + 3 * size);
+  ASSERT_EQ(image.height, layout.header + 3 * size + layout.caption);
+  for (int row = 0; row < 3; ++row)
+    for (int plane = 0; plane < 3; ++plane) EXPECT_GT(panel_spread(image, layout, row, plane), 10.0) << row << plane;
+  // The PET row (the second) in the hot map: its brightest pixels are the
+  // lesion, where the documented layout puts it (viz.overlay's).
+  const auto truth = lesion_centre();
+  for (int plane = 0; plane < 3; ++plane) {
+    double sx = 0, sy = 0, total = 0;
+    for (int y = 0; y < size - 3 * layout.font; ++y)  // above the scale bar (white, in the axial panel)
+      for (int x = 0; x < size; ++x) {
+        const std::uint8_t* p = image.at(layout.left(plane) + x, layout.top(1) + y);
+        if (p[0] > 240 && p[1] > 240 && p[2] > 120) sx += x, sy += y, total += 1;  // white end of the hot map
+      }
+    ASSERT_GT(total, 0) << "no lesion in plane " << plane;
+    const auto expected = expected_pixel(truth, plane, size);
+    EXPECT_NEAR(sx / total, expected[0], 4.0) << "plane " << plane;
+    EXPECT_NEAR(sy / total, expected[1], 4.0) << "plane " << plane;
+  }
+  bool says_point = false;
+  for (const auto& [level, message] : node.log())
+    says_point = says_point || message.find("hottest PT") != std::string::npos;
+  EXPECT_TRUE(says_point);
+}
+
+TEST(RegistrationCheck, TheEdgesOfTheMovingImageFollowItBeforeAndSitOnTheFixedImageAfter) {
+  const fs::path path = scratch_dir("registration-check") / "check.png";
+  const int size = 200;
+  Volume moved = phantom().ct;
+  moved.geometry.origin[0] += 24.0;  // 24 mm to the patient's left: image right in every panel but sagittal
+  NodeHarness node(bundled(), "viz.registration_check");
+  node.set_input("fixed", phantom().ct)
+      .set_input("moving", moved)
+      .set_input("registered", phantom().ct)
+      .set_param("panel_size", size)
+      .set_param("path", path.string());
+  node.run();
+  const viz::RgbImage image = viz::read_png(path);
+  const FigureLayout layout(size);
+  ASSERT_EQ(image.width, layout.label + 3 * size);
+  ASSERT_EQ(image.height, layout.header + 2 * size + layout.caption);
+  // Mean column of the green edge pixels in the axial panel, per row.
+  auto edge_column = [&](int row) {
+    double sx = 0, total = 0;
+    for (int y = 0; y < size; ++y)
+      for (int x = 0; x < size; ++x) {
+        const std::uint8_t* p = image.at(layout.left(0) + x, layout.top(row) + y);
+        if (p[0] == 60 && p[1] == 255 && p[2] == 60) sx += x, total += 1;
+      }
+    EXPECT_GT(total, 50) << "row " << row;
+    return sx / std::max(total, 1.0);
+  };
+  const Geometry& g = phantom().ct.geometry;
+  double extent = 0;
+  for (int a = 0; a < 3; ++a) extent = std::max(extent, double(g.size[a]) * g.spacing[a]);
+  const double shift_pixels = 24.0 / (extent / size);
+  EXPECT_NEAR(edge_column(0) - edge_column(1), shift_pixels, 2.0);
+}
+
 TEST(Overlay, PlanesLayoutWritesThreeFilesThroughAGivenPoint) {
   const fs::path dir = scratch_dir("overlay-planes");
   const int size = 128;
