@@ -60,6 +60,22 @@ void run_render3d(NodeContext& ctx, const Render3dOptions& options) {
     scene_options.functional_preset = resolve_preset(options.functional_preset_choice, *functional);
   }
   scene_options.opacity = options.volume_opacity > 0 ? options.volume_opacity : functional != nullptr ? 0.06 : 1.0;
+  std::string clip_note;
+  if (options.clip != ClipPlane::None) {
+    const std::vector<double>& given = options.clip_point_mm;
+    if (given.size() == 3) {
+      scene_options.clip_point = {given[0], given[1], given[2]};
+      clip_note = "given point";
+    } else if (!given.empty()) {
+      throw std::invalid_argument("clip_point_mm needs three values (x, y, z in LPS mm) or none");
+    } else if (const Volume* hot = ctx.has_input(kClipReferenceIn) ? &ctx.input(kClipReferenceIn) : functional) {
+      scene_options.clip_point = hottest_point(*hot, world_bounds(volume.geometry));
+      clip_note = "hottest " + describe(*hot, "functional");
+    } else {
+      scene_options.clip_point = slice_view(volume.geometry, 1).centre;
+      clip_note = "centre";
+    }
+  }
   const int width = options.width, height = options.height;
   const auto background = parse_colour(options.background);
 
@@ -100,6 +116,9 @@ void run_render3d(NodeContext& ctx, const Render3dOptions& options) {
                           (options.iso_surface ? " iso-surface" : " " + kPresetNames.name(scene_options.preset));
     if (functional != nullptr) {
       caption += " + " + describe(*functional, "functional") + " " + kPresetNames.name(scene_options.functional_preset);
+    }
+    if (options.clip != ClipPlane::None) {
+      caption += ", " + kClipPlaneNames.name(options.clip) + " cut through the " + clip_note;
     }
     draw_text(image, caption + ", " + kCameraNames.name(options.camera), margin, height - margin,
               std::max(10, font * 3 / 4), {1, 1, 1}, TextAnchor::BottomLeft);

@@ -41,6 +41,9 @@ NodeType<Render3dOptions> render3d_node() {
   node.input(kVolumeIn, "the (anatomical) volume to render")
       .optional_input(kFunctionalIn,
                       "optional functional volume (PET, fused) rendered together with the first; any grid")
+      .optional_input(kClipReferenceIn,
+                      "with clip: the volume whose hottest region the cut passes through (default: `functional`); "
+                      "not rendered")
       .choice(&O::preset_choice, "preset", preset_choices(),
               "transfer function of `volume`: auto (by modality: CT ct_bone, MR mri, PT pet, FUSED fused), ct_bone, "
               "ct_soft_tissue, mri, pet, fused")
@@ -58,6 +61,13 @@ NodeType<Render3dOptions> render3d_node() {
       .param(&O::iso_surface, "iso_surface", "show `volume` as an iso-surface at iso_value instead of volume rendering")
       .param(&O::iso_value, "iso_value", "iso-surface value in the volume's units (e.g. 300 HU for bone)")
       .param(&O::iso_opacity, "iso_opacity", Limits::range(0.0, 1.0), "iso-surface opacity")
+      .choice(&O::clip, "clip", kClipPlaneNames,
+              "cut the rendered volumes open through clip_point_mm to show their inside: coronal removes the "
+              "anterior half (view it with camera anterior), axial the superior half (camera superior), sagittal "
+              "the patient-left half (camera left); none: the whole volume")
+      .param(&O::clip_point_mm, "clip_point_mm",
+             "a point (x, y, z) on the cut, LPS mm; empty: the hottest region of `functional`, else the centre of "
+             "`volume`")
       .param(&O::smoothing_mm, "smoothing_mm", Limits::range(0.0, 20.0),
              "display-only Gaussian smoothing (sigma, mm) of `volume` before rendering; about 0.7 voxel removes the "
              "stair-steps of near-binary data such as the phantom")

@@ -31,6 +31,7 @@ struct Render3dOptions : SceneOptions {
   double azimuth = 0.0;
   double elevation = 0.0;
   double zoom = 1.0;
+  std::vector<double> clip_point_mm;  // empty: the hottest functional region, else the centre
   double image_sample_distance = 0.0;
   int width = 800;
   int height = 800;
@@ -42,6 +43,8 @@ struct Render3dOptions : SceneOptions {
 constexpr InputPort<Volume> kVolumeIn{"volume"};
 // Optional here, required by viz.overlay.
 constexpr InputPort<Volume> kFunctionalIn{"functional"};
+// viz.render3d: the volume whose hottest region the cut passes through.
+constexpr InputPort<Volume> kClipReferenceIn{"clip_reference"};
 
 // ===========================================================================
 // viz.overlay

@@ -3,6 +3,8 @@
 // side is in vtk_support.hpp).
 #pragma once
 
+#include <array>
+
 #include "fusionflow/choice_list.hpp"
 #include "fusionflow/color.hpp"
 
@@ -21,6 +23,15 @@ inline const ChoiceList<Preset> kPresetNames{{Preset::CtBone, "ct_bone"},
                                              {Preset::Fused, "fused"}};
 
 // A 3D scene's options (viz.render3d and fusionflow-view).
+// A cut through the rendered volumes (viz.render3d `clip`): which half is
+// removed, the one toward the matching camera: coronal the anterior half,
+// axial the superior half, sagittal the patient-left half.
+enum class ClipPlane { None, Coronal, Axial, Sagittal };
+inline const ChoiceList<ClipPlane> kClipPlaneNames{{ClipPlane::None, "none"},
+                                                   {ClipPlane::Coronal, "coronal"},
+                                                   {ClipPlane::Axial, "axial"},
+                                                   {ClipPlane::Sagittal, "sagittal"}};
+
 struct SceneOptions {
   Preset preset = Preset::CtBone;
   Preset functional_preset = Preset::Pet;
@@ -31,6 +42,8 @@ struct SceneOptions {
   double iso_opacity = 1.0;
   double smoothing_mm = 0.0;        // display-only Gaussian smoothing of the anatomical volume (sigma)
   double sample_distance_mm = 0.0;  // ray step; 0: the smallest voxel spacing (jittered)
+  ClipPlane clip = ClipPlane::None;
+  std::array<double, 3> clip_point{0, 0, 0};  // LPS mm, on the cut
 };
 
 // Camera presets in patient terms (see set_camera() in vtk_support.hpp).

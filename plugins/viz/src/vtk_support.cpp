@@ -16,6 +16,7 @@
 #include <vtkMatrix4x4.h>
 #include <vtkNamedColors.h>
 #include <vtkNew.h>
+#include <vtkPlane.h>
 #include <vtkOpenGLRenderWindow.h>
 #include <vtkPNGReader.h>
 #include <vtkPNGWriter.h>
@@ -706,6 +707,17 @@ Scene build_scene(const Volume& full_anatomical, const Volume* full_functional, 
     vtkVolumeProperty* property = make_volume(to_vtk_image(anatomical), anatomical.geometry);
     apply_preset(property, 0, options.preset, scene.anatomical_stats, options.opacity);
     scene.anatomical_component = 0;
+  }
+  if (options.clip != ClipPlane::None && scene.mapper) {
+    // The kept half is on the side the plane's normal points to (VTK's
+    // clipping planes, in world coordinates).
+    vtkNew<vtkPlane> plane;
+    plane->SetOrigin(options.clip_point.data());
+    const double posterior[3] = {0, 1, 0}, inferior[3] = {0, 0, -1}, right[3] = {-1, 0, 0};
+    plane->SetNormal(options.clip == ClipPlane::Coronal ? posterior
+                     : options.clip == ClipPlane::Axial ? inferior
+                                                        : right);
+    scene.mapper->AddClippingPlane(plane);
   }
   scene.smallest_spacing = smallest_spacing;
   return scene;

@@ -41,6 +41,39 @@ TEST(Render3d, WritesANonBlankPictureOfTheRequestedSize) {
   for (const auto& entry : fs::directory_iterator(dir)) EXPECT_EQ(entry.path().filename(), "ct_pet.png");
 }
 
+// The cut removes the anterior half (coronal) on the anterior side of the
+// point: a point in front of the head removes nothing, one behind it
+// everything, one through the middle opens the head.
+TEST(Render3d, CoronalCutRemovesTheAnteriorSideOfItsPoint) {
+  const fs::path dir = scratch_dir("render-clip");
+  const Geometry& g = phantom().ct.geometry;
+  const auto bounds = viz::world_bounds(g);
+  std::map<std::string, ParamValue> params{{"width", std::int64_t{200}},
+                                           {"height", std::int64_t{200}},
+                                           {"camera", std::string("anterior")},
+                                           {"annotate", false}};
+  const auto whole = render(phantom().ct, nullptr, params, dir / "whole.png");
+  params["clip"] = std::string("coronal");
+  auto cut_at = [&](double y, const std::string& name) {
+    params["clip_point_mm"] = std::vector<double>{0.0, y, 0.0};
+    return render(phantom().ct, nullptr, params, dir / name);
+  };
+  const auto in_front = cut_at(bounds[2] - 20.0, "front.png");  // LPS: anterior is -y
+  const auto behind = cut_at(bounds[3] + 20.0, "behind.png");
+  const auto middle = cut_at(0.5 * (bounds[2] + bounds[3]), "middle.png");
+  double front_difference = 0;
+  for (std::size_t n = 0; n < whole.pixels.size(); ++n)
+    front_difference += std::abs(whole.pixels[n] - in_front.pixels[n]);
+  EXPECT_LT(front_difference / double(whole.pixels.size()), 1.0) << "a cut in front of the head changed the picture";
+  EXPECT_GT(picture_stats(whole).foreground, 0.15);
+  EXPECT_LT(picture_stats(behind).foreground, 0.01) << "a cut behind the head left something";
+  double middle_difference = 0;
+  for (std::size_t n = 0; n < whole.pixels.size(); ++n)
+    middle_difference += std::abs(whole.pixels[n] - middle.pixels[n]);
+  EXPECT_GT(middle_difference / double(whole.pixels.size()), 5.0) << "the cut through the middle shows nothing new";
+  EXPECT_GT(picture_stats(middle).foreground, 0.15);
+}
+
 TEST(Render3d, CameraPresetsGiveDifferentPictures) {
   const fs::path dir = scratch_dir("render-cameras");
   std::map<std::string, viz::RgbImage> images;
