@@ -2,7 +2,9 @@
 # Installs the Debian 12 packages fusionflow needs, only those missing.
 # Runs apt-get update first whenever something has to be installed.
 # --fuzz also installs clang and its libFuzzer runtime (scripts/fuzz.sh).
+# Then fetches the pinned npm packages (scripts/fetch-web-deps.sh).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   # toolchain; clang-format for the style check (scripts/check-format.sh), clang-tidy for scripts/tidy.sh
@@ -36,7 +38,15 @@ packages=(
   orthanc curl
   # the Python module (python/): pybind11 and Python's headers; its tests run with pytest
   pybind11-dev python3-dev python3-pytest
+  # run report tests: headless Chromium loads the report from disk (driven by playwright-core, which
+  # scripts/fetch-web-deps.sh installs with npm)
+  chromium
 )
+# npm fetches the report's slice viewer (NiiVue) and playwright-core. Use the machine's Node.js and npm
+# when it has them (a Node.js from elsewhere conflicts with Debian's npm package); Debian's otherwise.
+if ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
 if [ "${1:-}" = --fuzz ]; then
   packages+=(clang libclang-rt-14-dev)
 fi
@@ -50,6 +60,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#packages[@]} packages present"
+  bash scripts/fetch-web-deps.sh
   exit 0
 fi
 
@@ -66,3 +77,4 @@ echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+bash scripts/fetch-web-deps.sh

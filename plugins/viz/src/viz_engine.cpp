@@ -351,19 +351,6 @@ struct Histogram {
   std::size_t non_finite = 0;
 };
 
-std::vector<std::string> split_labels(const std::string& text) {
-  std::vector<std::string> labels;
-  if (text.empty()) return labels;
-  std::stringstream stream(text);
-  std::string item;
-  while (std::getline(stream, item, ',')) {
-    const auto first = item.find_first_not_of(' ');
-    const auto last = item.find_last_not_of(' ');
-    labels.push_back(first == std::string::npos ? std::string() : item.substr(first, last - first + 1));
-  }
-  return labels;
-}
-
 const std::array<std::array<double, 3>, 6> kPlotColours{{{0.12, 0.47, 0.71},
                                                          {0.84, 0.15, 0.16},
                                                          {0.17, 0.63, 0.17},

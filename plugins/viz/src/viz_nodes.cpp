@@ -1,4 +1,4 @@
-// The viz plugin: declares viz.render3d, viz.overlay and viz.histogram. It
+// The viz plugin: declares the viz nodes and runs viz.report_volumes. It
 // does not link VTK (about 65 libraries, loaded by every fusionflow process
 // that loads the bundled plugins, for validate and plugins too): the first viz
 // node that runs opens the engine library that renders (viz_engine.cpp).
@@ -178,6 +178,23 @@ NodeType<RegistrationCheckOptions> registration_check_node() {
   return node;
 }
 
+NodeType<ReportVolumesOptions> report_volumes_node() {
+  using O = ReportVolumesOptions;
+  NodeType<O> node("viz.report_volumes", "1.0.0",
+                   "The volumes of a run report's slice viewer (`fusionflow run --report`): each reduced by whole "
+                   "bins to at most max_size voxels per axis, stored as int16 NIfTI with its scale (a CT in HU keeps "
+                   "its values), listed with label, colour map and display window in viewer.json");
+  node.multi_input(kVolumesIn,
+                   "the volumes, the first the viewer's background (e.g. the CT, the registered MRI and PET, the "
+                   "fused volume)")
+      .param(&O::labels, "labels", "comma-separated names, one per volume (default: each volume's modality)")
+      .param(&O::max_size, "max_size", Limits::range(16, 1024),
+             "most voxels along any axis in the viewer (the page holds every volume, so it grows with the cube "
+             "of this)")
+      .output_path(&O::directory, "directory", "folder to write the volumes and viewer.json to");
+  return node;
+}
+
 // The run functions: the engine's, opened on first use.
 void run_render3d(NodeContext& ctx, const Render3dOptions& options) { engine().render3d(ctx, options); }
 void run_fusion_figure_node(NodeContext& ctx, const FusionFigureOptions& options) {
@@ -202,4 +219,5 @@ FUSIONFLOW_PLUGIN(
   registrar.add_node(histogram_node(), run_histogram);
   registrar.add_node(fusion_figure_node(), run_fusion_figure_node);
   registrar.add_node(registration_check_node(), run_registration_check_node);
+  registrar.add_node(report_volumes_node(), run_report_volumes);
 }

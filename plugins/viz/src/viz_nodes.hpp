@@ -6,6 +6,7 @@
 // viz node that runs.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -124,6 +125,16 @@ struct RegistrationCheckOptions {
 constexpr InputPort<Volume> kFixedIn{"fixed"};
 constexpr InputPort<Volume> kMovingIn{"moving"};
 constexpr InputPort<Volume> kRegisteredIn{"registered"};
+
+// ===========================================================================
+// viz.report_volumes (report_volumes.cpp; in the plugin itself, no VTK)
+
+struct ReportVolumesOptions {
+  std::string labels;  // empty: each volume's modality and quantity
+  std::int64_t max_size = 160;
+  std::filesystem::path directory;
+};
+void run_report_volumes(NodeContext& ctx, const ReportVolumesOptions& options);
 
 // ===========================================================================
 // The engine: the nodes' run functions, from the library the plugin opens.

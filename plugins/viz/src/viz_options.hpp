@@ -4,6 +4,9 @@
 #pragma once
 
 #include <array>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "fusionflow/choice_list.hpp"
 #include "fusionflow/color.hpp"
@@ -13,6 +16,20 @@ namespace fusionflow::viz {
 // The colour maps are the SDK's (fusionflow/color.hpp), shared with the color plugin.
 using fusionflow::Colormap;
 using fusionflow::kColormapNames;
+
+// A `labels` parameter: comma-separated names, each trimmed of spaces.
+inline std::vector<std::string> split_labels(const std::string& text) {
+  std::vector<std::string> labels;
+  if (text.empty()) return labels;
+  std::stringstream stream(text);
+  std::string item;
+  while (std::getline(stream, item, ',')) {
+    const auto first = item.find_first_not_of(' ');
+    const auto last = item.find_last_not_of(' ');
+    labels.push_back(first == std::string::npos ? std::string() : item.substr(first, last - first + 1));
+  }
+  return labels;
+}
 
 // Transfer-function presets, as pipelines and captions spell them.
 enum class Preset { CtBone, CtSoftTissue, Mri, Pet, Fused };
