@@ -16,7 +16,7 @@ fi
 echo "== running examples/pipelines/pet_ct_mri_fusion.json"
 "$fusionflow" run examples/pipelines/pet_ct_mri_fusion.json \
   --set ct="$phantom/ct.nii.gz" --set mri="$phantom/t1.nii.gz" --set pet="$phantom/pet.nii.gz" \
-  --set out="$out" --record "$out/run.json"
+  --set out="$out" --record "$out/run.json" --report "$out/report.html"
 echo
 echo "Outputs are in $(cd "$out" && pwd):"
 echo "  fused volume:      fused.nii.gz (on the CT grid; open it with the CT in 3D Slicer or ITK-SNAP)"
@@ -25,3 +25,7 @@ echo "  registration:      mri_registration_check.png, pet_registration_check.pn
 echo "  aligned inputs:    mri_on_ct.nii.gz, pet_on_ct.nii.gz (transforms: mri_to_ct.tfm, pet_to_ct.tfm)"
 echo "  measurements:      metrics.csv / metrics.json (fusion quality), histogram.csv"
 echo "  run record:        run.json"
+echo "  viewer volumes:    report_volumes/ (embedded in the report)"
+echo
+echo "Run report (open it in a browser; it works offline):"
+echo "  $(cd "$out" && pwd)/report.html"

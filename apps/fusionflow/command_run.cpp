@@ -12,6 +12,7 @@
 
 #include "commands.hpp"
 #include "progress_display.hpp"
+#include "run_report.hpp"
 
 namespace fusionflow::cli {
 
@@ -67,8 +68,10 @@ int run_command(Session& session, const RunArguments& arguments) {
   options.stop_requested = &g_stop_requested;
   if (cache) options.cache = &*cache;
   options.on_progress = [&display](const ProgressEvent& event) { display.on_progress(event); };
-  options.on_log = [&display](std::size_t node, LogLevel level, const std::string& message) {
+  std::vector<NodeLogMessage> messages;  // for the report; on_log calls are serialised
+  options.on_log = [&display, &messages](std::size_t node, LogLevel level, const std::string& message) {
     display.on_log(node, level, message);
+    messages.push_back({node, level, message});
   };
   auto previous_handler = std::signal(SIGINT, request_stop);
   RunResult result = run_pipeline(*pipeline, session.registry(), options);
@@ -87,13 +90,27 @@ int run_command(Session& session, const RunArguments& arguments) {
       }
     }
   }
+  const std::string record = run_record_json(*pipeline, result, session.plugin_reports(), exit_code);
   if (!arguments.record_path.empty()) {
     try {
-      write_file_atomically(arguments.record_path,
-                            run_record_json(*pipeline, result, session.plugin_reports(), exit_code));
+      write_file_atomically(arguments.record_path, record);
       spdlog::info("run record written to {}", arguments.record_path);
     } catch (const std::exception& error) {
       spdlog::error("cannot write the run record: {}", error.what());
+      return kRunFailed;
+    }
+  }
+  if (!arguments.report_path.empty()) {
+    // Written for failed runs too: what ran, what failed and why.
+    try {
+      std::vector<std::string> notes;
+      const std::string page = run_report_html(
+          {&*pipeline, &result, &session.plugin_reports(), std::move(messages), record}, web_assets_directory(), notes);
+      for (const std::string& note : notes) spdlog::warn("report: {}", note);
+      write_file_atomically(arguments.report_path, page);
+      spdlog::info("run report written to {}", arguments.report_path);
+    } catch (const std::exception& error) {
+      spdlog::error("cannot write the run report: {}", error.what());
       return kRunFailed;
     }
   }

@@ -17,6 +17,7 @@ struct PipelineArguments {
 struct RunArguments : PipelineArguments {
   int threads = 0;
   std::string record_path;
+  std::string report_path;  // --report: the run report page (empty: none)
   bool no_progress = false;
   std::string cache_dir;       // --cache: the node cache folder (empty: none)
   std::string cache_max_size;  // --cache-max-size: prune to this after the run (empty: no limit)

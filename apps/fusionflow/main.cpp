@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   run->add_option("--threads", run_arguments.threads, "Threads for the whole run, nodes and ITK filters (0: all cores)")
       ->check(CLI::Range(0, 1024));
   run->add_option("--record", run_arguments.record_path, "Write a JSON run record to this file");
+  run->add_option("--report", run_arguments.report_path,
+                  "Write the run report, one self-contained HTML page, to this file (docs/visualization.md)");
   run->add_flag("--no-progress", run_arguments.no_progress, "No live progress line, plain log lines only");
   run->add_option("--cache", run_arguments.cache_dir,
                   "Node cache folder: nodes whose inputs and parameters are those of an earlier run take its results "

@@ -46,7 +46,8 @@ class DefaultPipeline : public ::testing::Test {
     pipeline_ = run("run " + std::string(FUSIONFLOW_SOURCE_DIR) + "/examples/pipelines/pet_ct_mri_fusion.json" +
                     " --threads 2 --set ct=" + (work_ / "phantom/ct.nii.gz").string() + " --set mri=" +
                     (work_ / "phantom/t1.nii.gz").string() + " --set pet=" + (work_ / "phantom/pet.nii.gz").string() +
-                    " --set out=" + (work_ / "out").string() + " --record " + (work_ / "out/run.json").string());
+                    " --set out=" + (work_ / "out").string() + " --record " + (work_ / "out/run.json").string() +
+                    " --report " + (work_ / "out/report.html").string());
   }
   static void TearDownTestSuite() { fs::remove_all(work_); }
 
@@ -59,10 +60,11 @@ Output DefaultPipeline::phantom_, DefaultPipeline::pipeline_;
 TEST_F(DefaultPipeline, RunsAndWritesEveryOutput) {
   ASSERT_EQ(phantom_.exit_code, 0) << phantom_.text;
   ASSERT_EQ(pipeline_.exit_code, 0) << pipeline_.text;
-  for (const char* file : {"fused.nii.gz", "fused_dicom/slice-0001.dcm", "mri_on_ct.nii.gz", "pet_on_ct.nii.gz",
-                           "mri_to_ct.tfm", "pet_to_ct.tfm", "fused_3d.png", "pet_ct_3d.png", "pet_ct_overlay.png",
-                           "fused_figure.png", "mri_registration_check.png", "pet_registration_check.png",
-                           "histogram.png", "histogram.csv", "metrics.csv", "metrics.json", "run.json"}) {
+  for (const char* file :
+       {"fused.nii.gz", "fused_dicom/slice-0001.dcm", "mri_on_ct.nii.gz", "pet_on_ct.nii.gz", "mri_to_ct.tfm",
+        "pet_to_ct.tfm", "fused_3d.png", "pet_ct_3d.png", "pet_ct_overlay.png", "fused_figure.png",
+        "mri_registration_check.png", "pet_registration_check.png", "histogram.png", "histogram.csv", "metrics.csv",
+        "metrics.json", "run.json", "report_volumes/viewer.json", "report.html"}) {
     EXPECT_TRUE(fs::exists(work_ / "out" / file)) << file;
     EXPECT_GT(fs::file_size(work_ / "out" / file), 100u) << file;
   }
