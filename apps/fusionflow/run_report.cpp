@@ -70,8 +70,9 @@ std::optional<std::string> read_file(const fs::path& path, std::uintmax_t max_by
 
 std::string base64(std::string_view bytes) {
   std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  const int length = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                     reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+  const int length =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
   out.resize(static_cast<std::size_t>(std::max(length, 0)));
   return out;
 }
@@ -130,9 +131,9 @@ std::vector<OutputFile> output_files(const Pipeline& pipeline, const RunResult& 
 bool has_extension(const fs::path& path, std::string_view extension) {
   const std::string name = path.filename().string();
   return name.size() >= extension.size() &&
-         std::equal(extension.rbegin(), extension.rend(), name.rbegin(),
-                    [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) ==
-                                                std::tolower(static_cast<unsigned char>(b)); });
+         std::equal(extension.rbegin(), extension.rend(), name.rbegin(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+         });
 }
 
 std::string node_caption(const PipelineNode& node) {
@@ -278,8 +279,8 @@ std::optional<TransformText> read_transform_text(const fs::path& path) {
 }
 
 std::string transform_html(const fs::path& path, const TransformText& transform) {
-  std::string html = "<p>Transform <code>" + escape_html(path.filename().string()) + "</code>: " +
-                     escape_html(transform.type) + "</p>";
+  std::string html = "<p>Transform <code>" + escape_html(path.filename().string()) +
+                     "</code>: " + escape_html(transform.type) + "</p>";
   const auto& p = transform.parameters;
   if (transform.type.rfind("Euler3DTransform", 0) == 0 && p.size() == 6) {
     constexpr double kDegrees = 180.0 / 3.14159265358979323846;
@@ -306,11 +307,12 @@ std::string registration_section(const RunReportInput& input, const json& record
   int shown = 0;
   for (std::size_t n = 0; n < pipeline.nodes.size(); ++n) {
     const PipelineNode& node = pipeline.nodes[n];
-    const bool registers = node.definition != nullptr && node.definition->spec().inputs().size() >= 2 &&
-                           std::any_of(node.definition->spec().inputs().begin(), node.definition->spec().inputs().end(),
-                                       [](const PortSpec& port) { return port.name == "fixed"; }) &&
-                           std::any_of(node.definition->spec().outputs().begin(), node.definition->spec().outputs().end(),
-                                       [](const PortSpec& port) { return port.name == "transform"; });
+    const bool registers =
+        node.definition != nullptr && node.definition->spec().inputs().size() >= 2 &&
+        std::any_of(node.definition->spec().inputs().begin(), node.definition->spec().inputs().end(),
+                    [](const PortSpec& port) { return port.name == "fixed"; }) &&
+        std::any_of(node.definition->spec().outputs().begin(), node.definition->spec().outputs().end(),
+                    [](const PortSpec& port) { return port.name == "transform"; });
     if (!registers) continue;
     ++shown;
     html += "<h3>" + node_caption(node) + " &mdash; " + to_string(input.result->nodes[n].status) + "</h3>";
@@ -342,7 +344,8 @@ std::string registration_section(const RunReportInput& input, const json& record
                                : nullptr;
     if (recorded != nullptr && recorded->contains("params") && (*recorded)["params"].is_object()) {
       for (const auto& [name, value] : (*recorded)["params"].items()) {
-        parameters += "<tr><th>" + escape_html(name) + "</th><td><code>" + escape_html(value.dump()) + "</code></td></tr>";
+        parameters +=
+            "<tr><th>" + escape_html(name) + "</th><td><code>" + escape_html(value.dump()) + "</code></td></tr>";
       }
     }
     html += "<details><summary>Parameters</summary><table class=\"facts\">" + parameters + "</table></details>";
@@ -388,9 +391,12 @@ std::string graph_section(const RunReportInput& input, std::vector<std::string>&
   if (const auto svg = graph_svg(*input.pipeline)) {
     html += "<div class=\"graph\">" + *svg + "</div>";
   } else {
-    notes.push_back("the pipeline graph is left out: Graphviz's `dot` did not run (scripts/setup.sh installs graphviz)");
-    html += "<p>Graphviz's <code>dot</code> did not run (scripts/setup.sh installs <code>graphviz</code>); the graph "
-            "in DOT:</p><pre>" + escape_html(pipeline_to_dot(*input.pipeline)) + "</pre>";
+    notes.push_back(
+        "the pipeline graph is left out: Graphviz's `dot` did not run (scripts/setup.sh installs graphviz)");
+    html +=
+        "<p>Graphviz's <code>dot</code> did not run (scripts/setup.sh installs <code>graphviz</code>); the graph "
+        "in DOT:</p><pre>" +
+        escape_html(pipeline_to_dot(*input.pipeline)) + "</pre>";
   }
   return html + "</section>\n";
 }
@@ -414,10 +420,10 @@ std::string timeline_svg(const Pipeline& pipeline, const RunResult& result) {
                                                               : "#bbbbbb";
     svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>", kLabelWidth - 6, y + 13,
                        escape_html(pipeline.nodes[n].id));
-    svg += fmt::format("<rect x=\"{:.1f}\" y=\"{}\" width=\"{:.1f}\" height=\"{}\" fill=\"{}\"><title>{}: {:.3f} s "
-                       "wall, {:.3f} s CPU</title></rect>",
-                       x0, y + 3, width, kRow - 5, colour, escape_html(pipeline.nodes[n].id), info.wall_seconds,
-                       info.cpu_seconds);
+    svg += fmt::format(
+        "<rect x=\"{:.1f}\" y=\"{}\" width=\"{:.1f}\" height=\"{}\" fill=\"{}\"><title>{}: {:.3f} s "
+        "wall, {:.3f} s CPU</title></rect>",
+        x0, y + 3, width, kRow - 5, colour, escape_html(pipeline.nodes[n].id), info.wall_seconds, info.cpu_seconds);
   }
   const int axis_y = height - 8;
   for (int tick = 0; tick <= 4; ++tick) {
@@ -433,9 +439,10 @@ std::string nodes_section(const RunReportInput& input) {
   const RunResult& result = *input.result;
   std::string html = "<section id=\"nodes\"><h2>Nodes: times, memory, versions</h2>";
   html += timeline_svg(pipeline, result);
-  html += "<div class=\"scroll\"><table class=\"data\"><thead><tr><th>node</th><th>type</th><th>version</th>"
-          "<th>status</th><th class=\"num\">start s</th><th class=\"num\">wall s</th><th class=\"num\">CPU s "
-          "(its thread)</th><th class=\"num\">peak MiB (process, at its end)</th><th>cache</th></tr></thead><tbody>";
+  html +=
+      "<div class=\"scroll\"><table class=\"data\"><thead><tr><th>node</th><th>type</th><th>version</th>"
+      "<th>status</th><th class=\"num\">start s</th><th class=\"num\">wall s</th><th class=\"num\">CPU s "
+      "(its thread)</th><th class=\"num\">peak MiB (process, at its end)</th><th>cache</th></tr></thead><tbody>";
   for (std::size_t n = 0; n < pipeline.nodes.size() && n < result.nodes.size(); ++n) {
     const PipelineNode& node = pipeline.nodes[n];
     const NodeRunInfo& info = result.nodes[n];
@@ -448,8 +455,9 @@ std::string nodes_section(const RunReportInput& input) {
             fmt::format("{:.3f}", info.cpu_seconds) + "</td><td class=\"num\">" + mib(info.peak_memory_bytes) +
             "</td><td>" + escape_html(info.cache.empty() ? "" : info.cache) + "</td></tr>";
   }
-  html += "</tbody></table></div><h3>Plugins</h3><table class=\"data\"><thead><tr><th>plugin</th><th>version</th>"
-          "<th>file</th><th>loaded</th></tr></thead><tbody>";
+  html +=
+      "</tbody></table></div><h3>Plugins</h3><table class=\"data\"><thead><tr><th>plugin</th><th>version</th>"
+      "<th>file</th><th>loaded</th></tr></thead><tbody>";
   for (const PluginLoadReport& plugin : *input.plugins) {
     html += "<tr><td>" + escape_html(plugin.plugin_name) + "</td><td>" + escape_html(plugin.plugin_version) +
             "</td><td><code>" + escape_html(plugin.file.filename().string()) + "</code></td><td>" +
@@ -476,8 +484,9 @@ std::optional<json> viewer_data(const std::vector<OutputFile>& files, std::vecto
     const auto text = read_file(manifest_path, kMaxTableFileBytes);
     if (!text) continue;
     json manifest = json::parse(*text, nullptr, false);
-    if (manifest.is_discarded() || !manifest.is_object() || manifest.value("format", "") != "fusionflow-report-volumes" ||
-        !manifest.contains("volumes") || !manifest["volumes"].is_array()) {
+    if (manifest.is_discarded() || !manifest.is_object() ||
+        manifest.value("format", "") != "fusionflow-report-volumes" || !manifest.contains("volumes") ||
+        !manifest["volumes"].is_array()) {
       notes.push_back("'" + manifest_path.string() + "' is not a viz.report_volumes list; the viewer is left out");
       continue;
     }
@@ -509,7 +518,8 @@ std::string viewer_section(const std::vector<OutputFile>& files, const fs::path&
     return html + "<p>No viewer volumes: add a <code>viz.report_volumes</code> node to the pipeline.</p></section>\n";
   }
   if (!niivue || !viewer_script) {
-    notes.push_back("no slice viewer: '" + (web_directory / "niivue.umd.js").string() + "' or report-viewer.js is "
+    notes.push_back("no slice viewer: '" + (web_directory / "niivue.umd.js").string() +
+                    "' or report-viewer.js is "
                     "missing (scripts/setup.sh fetches NiiVue; set FUSIONFLOW_WEB_DIR for an uninstalled build)");
     return html + "<p>The viewer's scripts were not found when the report was written.</p></section>\n";
   }
@@ -553,7 +563,8 @@ std::string run_report_html(const RunReportInput& input, const fs::path& web_dir
   std::string title = "fusionflow run: " + fs::path(input.pipeline->source_name).filename().string();
   std::string html = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + escape_html(title) +
                      "</title><style>" + (css ? *css : std::string()) + "</style></head><body>\n<header><h1>" +
-                     escape_html(title) + "</h1><nav><a href=\"#summary\">Run</a> <a href=\"#warnings\">Warnings</a> "
+                     escape_html(title) +
+                     "</h1><nav><a href=\"#summary\">Run</a> <a href=\"#warnings\">Warnings</a> "
                      "<a href=\"#viewer\">Viewer</a> <a href=\"#figures\">Pictures</a> <a href=\"#metrics\">"
                      "Measurements</a> <a href=\"#registration\">Registration</a> <a href=\"#graph\">Graph</a> "
                      "<a href=\"#nodes\">Nodes</a> <a href=\"#log\">Log</a></nav></header>\n<main>\n";

@@ -138,7 +138,8 @@ void run_report_volumes(NodeContext& ctx, const ReportVolumesOptions& options) {
     itk::BinShrinkImageFilter<ItkFloatImage, ItkFloatImage>::ShrinkFactorsType factors;
     for (unsigned axis = 0; axis < 3; ++axis) {
       const auto size = static_cast<std::int64_t>(geometry.size[axis]);
-      factors[axis] = static_cast<unsigned>(std::max<std::int64_t>(1, (size + options.max_size - 1) / options.max_size));
+      factors[axis] =
+          static_cast<unsigned>(std::max<std::int64_t>(1, (size + options.max_size - 1) / options.max_size));
     }
     shrink->SetShrinkFactors(factors);
     shrink->SetNumberOfWorkUnits(static_cast<unsigned>(std::max(1, ctx.thread_budget())));
@@ -181,8 +182,7 @@ void run_report_volumes(NodeContext& ctx, const ReportVolumesOptions& options) {
                       {"bin", {factors[0], factors[1], factors[2]}}});
     ctx.progress(static_cast<double>(i + 1) / static_cast<double>(volumes.size() + 1));
   }
-  const nlohmann::json manifest = {
-      {"format", "fusionflow-report-volumes"}, {"format_version", 1}, {"volumes", listed}};
+  const nlohmann::json manifest = {{"format", "fusionflow-report-volumes"}, {"format_version", 1}, {"volumes", listed}};
   write_file_atomically(options.directory / "viewer.json", manifest.dump(2) + "\n");
   ctx.log(LogLevel::Info, "wrote " + std::to_string(volumes.size()) + " viewer volumes and viewer.json to '" +
                               options.directory.string() + "'");

@@ -156,7 +156,8 @@ TEST_F(RunReport, HoldsTheRunsPicturesMeasurementsRegistrationsGraphAndNodes) {
   // The graph (Graphviz SVG) and the node table name every node.
   EXPECT_NE(page.find("<svg"), std::string::npos);
   for (const char* node : {"ct", "mri_to_ct", "fuse", "metrics", "report_volumes"}) {
-    EXPECT_NE(page.find(std::string("font-size=\"14.00\">") + node + "</text>"), std::string::npos) << "graph: " << node;
+    EXPECT_NE(page.find(std::string("font-size=\"14.00\">") + node + "</text>"), std::string::npos)
+        << "graph: " << node;
     EXPECT_NE(page.find(std::string("<tr><td><code>") + node + "</code>"), std::string::npos) << "table: " << node;
   }
   // The PET loader's warning (no SUV without the patient's weight) is shown.
