@@ -507,15 +507,19 @@ std::optional<json> viewer_data(const std::vector<OutputFile>& files, std::vecto
   return std::nullopt;
 }
 
-std::string viewer_section(const std::vector<OutputFile>& files, const fs::path& web_directory,
-                           std::vector<std::string>& notes, std::string& scripts) {
+std::string viewer_section(const Pipeline& pipeline, const std::vector<OutputFile>& files,
+                           const fs::path& web_directory, std::vector<std::string>& notes, std::string& scripts) {
   std::string html = "<section id=\"viewer\"><h2>Slice viewer</h2>";
   const auto data = viewer_data(files, notes);
   const auto niivue = read_file(web_directory / "niivue.umd.js", kMaxEmbeddedFileBytes);
   const auto viewer_script = read_file(web_directory / "report-viewer.js", kMaxTableFileBytes);
   if (!data) {
-    notes.push_back("no slice viewer: the pipeline has no viz.report_volumes node");
-    return html + "<p>No viewer volumes: add a <code>viz.report_volumes</code> node to the pipeline.</p></section>\n";
+    const bool declared = std::any_of(pipeline.nodes.begin(), pipeline.nodes.end(),
+                                      [](const PipelineNode& node) { return node.type == "viz.report_volumes"; });
+    const std::string why =
+        declared ? "the viz.report_volumes node did not succeed" : "the pipeline has no viz.report_volumes node";
+    notes.push_back("no slice viewer: " + why);
+    return html + "<p>No viewer volumes: " + escape_html(why) + ".</p></section>\n";
   }
   if (!niivue || !viewer_script) {
     notes.push_back("no slice viewer: '" + (web_directory / "niivue.umd.js").string() +
@@ -572,7 +576,7 @@ std::string run_report_html(const RunReportInput& input, const fs::path& web_dir
   if (record.is_discarded()) record = json::object();
   html += summary_section(input, record);
   html += warnings_section(input);
-  html += viewer_section(files, web_directory, notes, scripts);
+  html += viewer_section(*input.pipeline, files, web_directory, notes, scripts);
   html += figures_section(input, files);
   html += tables_section(input, files);
   html += registration_section(input, record, files);

@@ -123,8 +123,8 @@ void run_report_volumes(NodeContext& ctx, const ReportVolumesOptions& options) {
   const auto volumes = ctx.inputs(kVolumesIn);
   const auto labels = split_labels(options.labels);
   if (!labels.empty() && labels.size() != volumes.size()) {
-    throw std::runtime_error("labels names " + std::to_string(labels.size()) + " volumes but " +
-                             std::to_string(volumes.size()) + " are connected to `volumes`: give one per volume");
+    throw std::runtime_error("labels gives " + std::to_string(labels.size()) + " names for the " +
+                             std::to_string(volumes.size()) + " volumes connected to `volumes`: give one per volume");
   }
   nlohmann::json listed = nlohmann::json::array();
   for (std::size_t i = 0; i < volumes.size(); ++i) {

@@ -23,13 +23,20 @@ nlohmann::json read_json(const fs::path& path) { return nlohmann::json::parse(re
 
 // --- viz.report_volumes --------------------------------------------------------
 
-TEST(ReportVolumes, KeepsACtInHuExactlyAndItsGeometry) {
-  const fs::path dir = scratch_dir("report-volumes-ct");
+// Runs viz.report_volumes on `volumes` into `dir`; returns its viewer.json.
+nlohmann::json report_volumes(const fs::path& dir, const std::vector<const Volume*>& volumes,
+                              const std::map<std::string, ParamValue>& params = {}) {
   NodeHarness node(bundled(), "viz.report_volumes");
-  node.add_input("volumes", phantom().ct);
+  for (const Volume* volume : volumes) node.add_input("volumes", *volume);
+  for (const auto& [name, value] : params) node.set_param(name, value);
   node.set_param("directory", dir.string());
   node.run();
-  const auto manifest = read_json(dir / "viewer.json");
+  return read_json(dir / "viewer.json");
+}
+
+TEST(ReportVolumes, KeepsACtInHuExactlyAndItsGeometry) {
+  const fs::path dir = scratch_dir("report-volumes-ct");
+  const auto manifest = report_volumes(dir, {&phantom().ct});
   ASSERT_EQ(manifest.at("volumes").size(), 1u);
   const auto& entry = manifest.at("volumes").at(0);
   EXPECT_EQ(entry.at("modality"), "CT");
@@ -52,14 +59,8 @@ TEST(ReportVolumes, KeepsACtInHuExactlyAndItsGeometry) {
 
 TEST(ReportVolumes, ReducesByWholeBinsToMaxSizeKeepingTheFieldOfView) {
   const fs::path dir = scratch_dir("report-volumes-bins");
-  NodeHarness node(bundled(), "viz.report_volumes");
-  node.add_input("volumes", phantom().ct);
-  node.add_input("volumes", phantom().pet);
-  node.set_param("labels", std::string("CT, PET"));
-  node.set_param("max_size", std::int64_t{30});
-  node.set_param("directory", dir.string());
-  node.run();
-  const auto manifest = read_json(dir / "viewer.json");
+  const auto manifest = report_volumes(dir, {&phantom().ct, &phantom().pet},
+                                       {{"labels", std::string("CT, PET")}, {"max_size", std::int64_t{30}}});
   ASSERT_EQ(manifest.at("volumes").size(), 2u);
   const auto& pet_entry = manifest.at("volumes").at(1);
   EXPECT_EQ(pet_entry.at("label"), "PET");
@@ -97,15 +98,12 @@ TEST(ReportVolumes, ReducesByWholeBinsToMaxSizeKeepingTheFieldOfView) {
 
 TEST(ReportVolumes, RefusesALabelCountThatDoesNotMatch) {
   const fs::path dir = scratch_dir("report-volumes-labels");
-  NodeHarness node(bundled(), "viz.report_volumes");
-  node.add_input("volumes", phantom().ct);
-  node.set_param("labels", std::string("CT, PET"));
-  node.set_param("directory", dir.string());
   try {
-    node.run();
+    report_volumes(dir, {&phantom().ct}, {{"labels", std::string("CT, PET")}});
     FAIL() << "two labels for one volume were accepted";
   } catch (const std::exception& error) {
-    EXPECT_NE(std::string(error.what()).find("labels names 2 volumes but 1"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("labels gives 2 names for the 1 volumes"), std::string::npos)
+        << error.what();
   }
   EXPECT_FALSE(fs::exists(dir / "viewer.json"));
 }
