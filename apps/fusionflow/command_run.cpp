@@ -69,9 +69,10 @@ int run_command(Session& session, const RunArguments& arguments) {
   if (cache) options.cache = &*cache;
   options.on_progress = [&display](const ProgressEvent& event) { display.on_progress(event); };
   std::vector<NodeLogMessage> messages;  // for the report; on_log calls are serialised
-  options.on_log = [&display, &messages](std::size_t node, LogLevel level, const std::string& message) {
+  const bool keep_messages = !arguments.report_path.empty();
+  options.on_log = [&display, &messages, keep_messages](std::size_t node, LogLevel level, const std::string& message) {
     display.on_log(node, level, message);
-    messages.push_back({node, level, message});
+    if (keep_messages) messages.push_back({node, level, message});
   };
   auto previous_handler = std::signal(SIGINT, request_stop);
   RunResult result = run_pipeline(*pipeline, session.registry(), options);
@@ -90,7 +91,10 @@ int run_command(Session& session, const RunArguments& arguments) {
       }
     }
   }
-  const std::string record = run_record_json(*pipeline, result, session.plugin_reports(), exit_code);
+  // The run record, for --record and for the report's variables and parameters.
+  const std::string record = arguments.record_path.empty() && arguments.report_path.empty()
+                                 ? std::string()
+                                 : run_record_json(*pipeline, result, session.plugin_reports(), exit_code);
   if (!arguments.record_path.empty()) {
     try {
       write_file_atomically(arguments.record_path, record);

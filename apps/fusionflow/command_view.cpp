@@ -13,10 +13,16 @@
 
 namespace fusionflow::cli {
 
-int view_command(const std::vector<std::string>& arguments) {
+std::filesystem::path this_program() {
   std::error_code error;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
-  const std::filesystem::path viewer = (error ? std::filesystem::path(".") : self.parent_path()) / "fusionflow-view";
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  return error ? std::filesystem::path() : self;
+}
+
+int view_command(const std::vector<std::string>& arguments) {
+  const std::filesystem::path self = this_program();
+  const std::filesystem::path viewer =
+      (self.empty() ? std::filesystem::path(".") : self.parent_path()) / "fusionflow-view";
   if (::access(viewer.c_str(), X_OK) != 0) {
     std::cerr << "error: `fusionflow view` runs the fusionflow-view program, which is not at " << viewer.string()
               << " (it is built and installed with the visualizers, VTK)\n";

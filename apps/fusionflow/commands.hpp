@@ -1,6 +1,7 @@
 // The subcommands of `fusionflow`. Each returns the process exit code.
 #pragma once
 
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -74,5 +75,10 @@ int plugins_command(Session& session, bool as_json);
 int graph_command(Session& session, const PipelineArguments& arguments, const std::string& output_path);
 // Replaces the process with fusionflow-view (next to this program); returns only on failure.
 int view_command(const std::vector<std::string>& arguments);
+
+// This fusionflow program's own file (from /proc/self/exe), or an empty path
+// if it cannot be read: the programs and data installed beside it are found
+// from there.
+std::filesystem::path this_program();
 
 }  // namespace fusionflow::cli

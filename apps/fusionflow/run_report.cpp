@@ -1,5 +1,7 @@
 #include "run_report.hpp"
 
+#include "commands.hpp"
+
 #include <openssl/evp.h>
 #include <unistd.h>
 
@@ -28,9 +30,10 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 // Files the page embeds are read whole; these bounds keep a stray huge file
-// (a 3 GB PNG someone named in a pipeline) from exhausting memory.
+// (a 3 GB PNG someone named in a pipeline) from exhausting memory. Text files
+// are tables, transforms, viewer.json and the page's own style and script.
 constexpr std::uintmax_t kMaxEmbeddedFileBytes = 256u << 20;
-constexpr std::uintmax_t kMaxTableFileBytes = 16u << 20;
+constexpr std::uintmax_t kMaxTextFileBytes = 16u << 20;
 
 std::string escape_html(std::string_view text) {
   std::string out;
@@ -232,7 +235,7 @@ std::string tables_section(const RunReportInput& input, const std::vector<Output
   int shown = 0;
   for (const OutputFile& file : files) {
     if (!has_extension(file.path, ".json")) continue;
-    const auto text = read_file(file.path, kMaxTableFileBytes);
+    const auto text = read_file(file.path, kMaxTextFileBytes);
     if (!text) continue;
     const auto table = table_html(*text);
     if (!table) continue;
@@ -260,7 +263,7 @@ std::vector<double> numbers_after(const std::string& line, std::string_view key)
 }
 
 std::optional<TransformText> read_transform_text(const fs::path& path) {
-  const auto text = read_file(path, kMaxTableFileBytes);
+  const auto text = read_file(path, kMaxTextFileBytes);
   if (!text) return std::nullopt;
   TransformText transform;
   std::istringstream lines(*text);
@@ -481,7 +484,7 @@ std::string log_section(const RunReportInput& input) {
 std::optional<json> viewer_data(const std::vector<OutputFile>& files, std::vector<std::string>& notes) {
   for (const OutputFile& file : files) {
     const fs::path manifest_path = file.path / "viewer.json";
-    const auto text = read_file(manifest_path, kMaxTableFileBytes);
+    const auto text = read_file(manifest_path, kMaxTextFileBytes);
     if (!text) continue;
     json manifest = json::parse(*text, nullptr, false);
     if (manifest.is_discarded() || !manifest.is_object() ||
@@ -512,7 +515,7 @@ std::string viewer_section(const Pipeline& pipeline, const std::vector<OutputFil
   std::string html = "<section id=\"viewer\"><h2>Slice viewer</h2>";
   const auto data = viewer_data(files, notes);
   const auto niivue = read_file(web_directory / "niivue.umd.js", kMaxEmbeddedFileBytes);
-  const auto viewer_script = read_file(web_directory / "report-viewer.js", kMaxTableFileBytes);
+  const auto viewer_script = read_file(web_directory / "report-viewer.js", kMaxTextFileBytes);
   if (!data) {
     const bool declared = std::any_of(pipeline.nodes.begin(), pipeline.nodes.end(),
                                       [](const PipelineNode& node) { return node.type == "viz.report_volumes"; });
@@ -553,9 +556,8 @@ fs::path web_assets_directory() {
   if (const char* configured = std::getenv("FUSIONFLOW_WEB_DIR"); configured != nullptr && *configured != '\0') {
     return configured;
   }
-  std::error_code error;
-  const fs::path executable = fs::read_symlink("/proc/self/exe", error);
-  if (error) return {};
+  const fs::path executable = this_program();
+  if (executable.empty()) return {};
   return executable.parent_path().parent_path() / "share" / "fusionflow" / "web";
 }
 
@@ -563,7 +565,7 @@ std::string run_report_html(const RunReportInput& input, const fs::path& web_dir
                             std::vector<std::string>& notes) {
   const std::vector<OutputFile> files = output_files(*input.pipeline, *input.result);
   std::string scripts;
-  const auto css = read_file(web_directory / "report.css", kMaxTableFileBytes);
+  const auto css = read_file(web_directory / "report.css", kMaxTextFileBytes);
   std::string title = "fusionflow run: " + fs::path(input.pipeline->source_name).filename().string();
   std::string html = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + escape_html(title) +
                      "</title><style>" + (css ? *css : std::string()) + "</style></head><body>\n<header><h1>" +
