@@ -9,7 +9,9 @@
 //          the same pipeline, values and input file contents, and running
 //          again skips it (resume); DIR/cohort.json is the study's state and
 //          DIR/metrics.csv its subjects' metrics tables with a subject column;
-//  status  each subject's state from DIR/cohort.json; summary: the counts.
+//  status  each subject's state from DIR/cohort.json; summary: the counts;
+//  report  DIR/report.html, the study page (study_report.hpp), also written
+//          by `run --report`, which gives every subject its run report.
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +35,8 @@
 extern char** environ;
 
 #include "commands.hpp"
+#include "run_report.hpp"
+#include "study_report.hpp"
 
 namespace fusionflow::cli {
 
@@ -139,6 +143,7 @@ void write_study(const fs::path& out, const CohortArguments& arguments, const st
                        {"seconds", run.seconds},
                        {"peak_memory_bytes", run.peak_memory_bytes},
                        {"error", run.error},
+                       {"out", run.subject->variables.at("out")},
                        {"run_record", (run.folder / "run.json").string()},
                        {"log", (run.folder / "run.log").string()}};
     subjects.push_back(std::move(entry));
@@ -155,6 +160,7 @@ std::vector<std::string> subject_command(const SubjectRun& run, const CohortArgu
   for (const std::string& dir : global.plugin_dirs) argv.insert(argv.end(), {"--plugin-dir", dir});
   argv.insert(argv.end(), {"--log-level", global.log_level, "run", arguments.pipeline, "--threads",
                            std::to_string(threads), "--record", (run.folder / "run.json").string(), "--no-progress"});
+  if (arguments.report) argv.insert(argv.end(), {"--report", (run.folder / "report.html").string()});
   if (!arguments.cache_dir.empty()) {
     argv.insert(argv.end(), {"--cache", fs::absolute(arguments.cache_dir).lexically_normal().string()});
   }
@@ -264,6 +270,58 @@ std::string submit_slurm_array(const std::vector<SubjectRun*>& queue, const fs::
     throw std::runtime_error("sbatch did not accept the job array (exit " + std::to_string(code) + "): " + output);
   }
   return job;
+}
+
+// The study's metrics: every done subject's metrics*.csv (in its output
+// folder) merged with a subject column, written to DIR/metrics.csv.
+SubjectTables write_study_metrics(const fs::path& out, const std::vector<std::pair<std::string, fs::path>>& done) {
+  std::vector<std::pair<std::string, fs::path>> tables;
+  for (const auto& [subject, subject_out] : done) {
+    std::error_code ec;
+    std::vector<fs::path> found;
+    for (const auto& entry : fs::directory_iterator(subject_out, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind("metrics", 0) == 0 && entry.path().extension() == ".csv") found.push_back(entry.path());
+    }
+    std::sort(found.begin(), found.end());
+    for (const fs::path& file : found) tables.emplace_back(subject, file);
+  }
+  if (tables.empty()) return {};
+  std::vector<Diagnostic> table_problems;
+  SubjectTables merged = merge_subject_tables(tables, table_problems);
+  write_file_atomically(out / "metrics.csv", subject_tables_csv(merged));
+  for (const Diagnostic& problem : table_problems)
+    std::cerr << "warning: " << problem.location << ": " << problem.message << "\n";
+  return merged;
+}
+
+// Subjects cohort.json has as submitted or running: their run records say
+// how they ended (a Slurm task, or a run this process did not see end).
+void refresh_states(ordered_json& study) {
+  std::map<std::string, int> counts;
+  for (auto& subject : study["subjects"]) {
+    const std::string state = subject.value("state", std::string());
+    if (state == "submitted" || state == "running") {
+      if (const auto record = read_json(subject.value("run_record", std::string()))) {
+        const bool succeeded = record->value("exit_status", std::string()) == "succeeded";
+        subject["state"] = succeeded ? "done" : "failed";
+        subject["seconds"] = record->value("wall_seconds", 0.0);
+        subject["peak_memory_bytes"] = record->value("peak_memory_bytes", 0.0);
+        if (!succeeded) subject["error"] = record->value("error", std::string("the run failed"));
+      }
+    }
+    ++counts[subject.value("state", std::string())];
+  }
+  study["counts"] = counts;
+}
+
+void write_study_report(const fs::path& out, const SubjectTables& metrics) {
+  auto study = read_json(out / "cohort.json");
+  if (!study) throw std::runtime_error("cannot read " + (out / "cohort.json").string());
+  refresh_states(*study);
+  const std::string page = study_report_html({&*study, out, &metrics}, web_assets_directory());
+  write_file_atomically(out / "report.html", page);
+  std::cerr << "cohort: study report " << (out / "report.html").string() << "\n";
 }
 
 // A cohort and its pipeline, checked as `cohort check` reports them: the
@@ -448,32 +506,18 @@ int cohort_run_command(Session& session, const GlobalOptions& global, const Coho
               << ")\n";
   }
 
-  // The study's metrics: every subject's metrics*.csv, with a subject column.
-  std::vector<std::pair<std::string, fs::path>> tables;
+  std::vector<std::pair<std::string, fs::path>> done;
   for (const SubjectRun& run : runs) {
-    if (run.state != "done") continue;
-    const fs::path subject_out = run.subject->variables.at("out");
-    std::error_code ec;
-    std::vector<fs::path> found;
-    for (const auto& entry : fs::directory_iterator(subject_out, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (name.rfind("metrics", 0) == 0 && entry.path().extension() == ".csv") found.push_back(entry.path());
-    }
-    std::sort(found.begin(), found.end());
-    for (const fs::path& file : found) tables.emplace_back(run.subject->id, file);
+    if (run.state == "done") done.emplace_back(run.subject->id, run.subject->variables.at("out"));
   }
-  if (!tables.empty()) {
-    std::vector<Diagnostic> table_problems;
-    write_file_atomically(out / "metrics.csv", merge_subject_tables(tables, table_problems));
-    for (const Diagnostic& problem : table_problems)
-      std::cerr << "warning: " << problem.location << ": " << problem.message << "\n";
-  }
+  const SubjectTables metrics = write_study_metrics(out, done);
   write_study(out, arguments, pipeline_sha256, session, runs);
   if (cache_limit) {
     const CachePruneResult pruned = NodeCache(arguments.cache_dir).prune(*cache_limit);
     std::cerr << "cohort: cache pruned to " << format_byte_size(*cache_limit) << " (" << pruned.removed_entries
               << " entries removed, " << format_byte_size(pruned.left.bytes) << " left)\n";
   }
+  if (arguments.report) write_study_report(out, metrics);
   std::size_t failed = 0;
   for (const SubjectRun& run : runs) failed += run.state == "failed" ? 1 : 0;
   std::cerr << "cohort: " << (runs.size() - failed) << " of " << runs.size() << " subjects done"
@@ -489,21 +533,7 @@ int cohort_status_command(const std::string& folder, bool summary_only) {
               << ")\n";
     return kInvalid;
   }
-  // Submitted or running subjects: their run records say how they ended.
-  std::map<std::string, int> counts;
-  for (auto& subject : (*study)["subjects"]) {
-    const std::string state = subject.value("state", std::string());
-    if (state == "submitted" || state == "running") {
-      if (const auto record = read_json(subject.value("run_record", std::string()))) {
-        const bool succeeded = record->value("exit_status", std::string()) == "succeeded";
-        subject["state"] = succeeded ? "done" : "failed";
-        subject["seconds"] = record->value("wall_seconds", 0.0);
-        if (!succeeded) subject["error"] = record->value("error", std::string("the run failed"));
-      }
-    }
-    ++counts[subject.value("state", std::string())];
-  }
-  (*study)["counts"] = counts;
+  refresh_states(*study);
   if (!summary_only) {
     for (const auto& subject : (*study)["subjects"]) {
       std::cout << subject.value("subject", std::string()) << "\t" << subject.value("state", std::string()) << "\t"
@@ -516,6 +546,32 @@ int cohort_status_command(const std::string& folder, bool summary_only) {
   std::cout << "subjects: " << (*study)["subjects"].size();
   for (const auto& [state, count] : (*study)["counts"].items()) std::cout << ", " << state << " " << count.dump();
   std::cout << "\n";
+  return kSuccess;
+}
+
+int cohort_report_command(const std::string& folder) {
+  const fs::path out = fs::absolute(folder).lexically_normal();
+  auto study = read_json(out / "cohort.json");
+  if (!study || !study->contains("subjects") || !(*study)["subjects"].is_array()) {
+    std::cerr << "error: " << folder << " holds no cohort.json (run fusionflow cohort run ... --out " << folder
+              << ")\n";
+    return kInvalid;
+  }
+  refresh_states(*study);
+  std::vector<std::pair<std::string, fs::path>> done;
+  for (const auto& subject : (*study)["subjects"]) {
+    if (subject.value("state", std::string()) != "done") continue;
+    const std::string id = subject.value("subject", std::string());
+    // Studies written before cohort.json named each subject's out folder: the default, STUDY/<subject>.
+    done.emplace_back(id, subject.value("out", (out / id).string()));
+  }
+  try {
+    write_study_report(out, write_study_metrics(out, done));
+  } catch (const std::exception& error) {
+    std::cerr << "error: " << error.what() << "\n";
+    return kRunFailed;
+  }
+  std::cout << (out / "report.html").string() << "\n";
   return kSuccess;
 }
 

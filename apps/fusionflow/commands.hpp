@@ -56,12 +56,15 @@ struct CohortArguments {
   bool wait = false;
   std::string cache_dir;  // passed to every subject's run (a folder all tasks can reach)
   std::string cache_max_size;
+  bool report = false;  // --report: each subject's run report and the study's DIR/report.html
 };
 
 int phantom_command(Session& session, const PhantomArguments& arguments);
 int cohort_check_command(Session& session, const CohortArguments& arguments);
 int cohort_run_command(Session& session, const GlobalOptions& global, const CohortArguments& arguments);
 int cohort_status_command(const std::string& folder, bool summary_only);
+// DIR/metrics.csv and DIR/report.html from DIR/cohort.json and the subjects' outputs.
+int cohort_report_command(const std::string& folder);
 // `fusionflow NAME ARGS...` for a command a plugin registered
 // (fusionflow/plugin_command.hpp); nullopt when no plugin has NAME.
 std::optional<int> plugin_command(Session& session, const std::string& name, const std::vector<std::string>& arguments);

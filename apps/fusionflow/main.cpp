@@ -121,11 +121,17 @@ int main(int argc, char** argv) {
                          "Node cache folder for every subject's run (on a cluster: on the shared filesystem)");
   cohort_run->add_option("--cache-max-size", cohort_arguments.cache_max_size,
                          "With --cache: prune it to this size when the study ends (e.g. 20G)");
+  cohort_run->add_flag(
+      "--report", cohort_arguments.report,
+      "Write each subject's run report (<subject>/report.html) and the study report (OUT/report.html)");
   std::string cohort_folder;
   auto* cohort_status = cohort->add_subcommand("status", "Each subject's state in a study folder");
   cohort_status->add_option("folder", cohort_folder, "Study folder (cohort run --out)")->required();
   auto* cohort_summary = cohort->add_subcommand("summary", "How many subjects are done, failed, ...");
   cohort_summary->add_option("folder", cohort_folder, "Study folder (cohort run --out)")->required();
+  auto* cohort_report = cohort->add_subcommand(
+      "report", "Write the study report (report.html: every subject's report, metrics across subjects as plots)");
+  cohort_report->add_option("folder", cohort_folder, "Study folder (cohort run --out)")->required();
 
   // `view` hands everything after it to the fusionflow-view program (whose
   // --help lists its options and keys), before any parsing here.
@@ -214,6 +220,7 @@ int main(int argc, char** argv) {
     if (*cohort_run) return cohort_run_command(session, global, cohort_arguments);
     if (*cohort_status) return cohort_status_command(cohort_folder, false);
     if (*cohort_summary) return cohort_status_command(cohort_folder, true);
+    if (*cohort_report) return cohort_report_command(cohort_folder);
   } catch (const std::exception& error) {
     spdlog::error("{}", error.what());
     return kRunFailed;

@@ -1,6 +1,7 @@
 #include "run_report.hpp"
 
 #include "commands.hpp"
+#include "report_html.hpp"
 
 #include <openssl/evp.h>
 #include <unistd.h>
@@ -29,48 +30,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// Files the page embeds are read whole; these bounds keep a stray huge file
-// (a 3 GB PNG someone named in a pipeline) from exhausting memory. Text files
-// are tables, transforms, viewer.json and the page's own style and script.
-constexpr std::uintmax_t kMaxEmbeddedFileBytes = 256u << 20;
-constexpr std::uintmax_t kMaxTextFileBytes = 16u << 20;
-
-std::string escape_html(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (const char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
-// Text for a <script> element: "</" would end it early.
-std::string escape_script(std::string text) {
-  for (std::size_t at = text.find("</"); at != std::string::npos; at = text.find("</", at + 3)) {
-    text.replace(at, 2, "<\\/");
-  }
-  return text;
-}
-
-std::optional<std::string> read_file(const fs::path& path, std::uintmax_t max_bytes) {
-  std::error_code error;
-  const auto size = fs::file_size(path, error);
-  if (error || size > max_bytes) return std::nullopt;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::string bytes(static_cast<std::size_t>(size), '\0');
-  in.read(bytes.data(), static_cast<std::streamsize>(size));
-  if (in.gcount() != static_cast<std::streamsize>(size)) return std::nullopt;
-  return bytes;
-}
-
 std::string base64(std::string_view bytes) {
   std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
   const int length =
@@ -80,12 +39,6 @@ std::string base64(std::string_view bytes) {
   return out;
 }
 
-std::string format_number(double value) {
-  if (!std::isfinite(value)) return std::isnan(value) ? "NaN" : (value > 0 ? "inf" : "-inf");
-  if (value == std::floor(value) && std::fabs(value) < 1e15) return fmt::format("{:.0f}", value);
-  return fmt::format("{:.4g}", value);
-}
-
 std::string format_cell(const json& value) {
   if (value.is_null()) return "&ndash;";
   if (value.is_number()) return format_number(value.get<double>());
@@ -93,8 +46,6 @@ std::string format_cell(const json& value) {
   if (value.is_boolean()) return value.get<bool>() ? "yes" : "no";
   return escape_html(value.dump());
 }
-
-std::string mib(std::size_t bytes) { return fmt::format("{:.1f}", static_cast<double>(bytes) / (1024.0 * 1024.0)); }
 
 const char* level_name(LogLevel level) {
   switch (level) {
@@ -156,7 +107,8 @@ std::string summary_section(const RunReportInput& input, const json& record) {
   html += "<tr><th>Started</th><td>" + escape_html(result.started_at_utc) + "</td></tr>";
   html += "<tr><th>Wall time</th><td>" + fmt::format("{:.2f}", result.wall_seconds) + " s on " +
           std::to_string(result.threads) + " threads</td></tr>";
-  html += "<tr><th>Peak memory</th><td>" + mib(result.peak_memory_bytes) + " MiB (process resident)</td></tr>";
+  html += "<tr><th>Peak memory</th><td>" + mebibytes(static_cast<double>(result.peak_memory_bytes)) +
+          " MiB (process resident)</td></tr>";
   html += "<tr><th>fusionflow</th><td>" + escape_html(version_string()) + "</td></tr>";
   if (record.contains("variables") && record["variables"].is_object()) {
     for (const auto& [name, value] : record["variables"].items()) {
@@ -186,7 +138,7 @@ std::string figures_section(const RunReportInput& input, const std::vector<Outpu
   int shown = 0;
   for (const OutputFile& file : files) {
     if (!has_extension(file.path, ".png")) continue;
-    const auto bytes = read_file(file.path, kMaxEmbeddedFileBytes);
+    const auto bytes = read_bounded_file(file.path, kMaxEmbeddedFileBytes);
     if (!bytes) continue;
     const PipelineNode& node = input.pipeline->nodes[file.node];
     html += "<figure><img alt=\"" + escape_html(file.path.filename().string()) + "\" src=\"data:image/png;base64," +
@@ -235,7 +187,7 @@ std::string tables_section(const RunReportInput& input, const std::vector<Output
   int shown = 0;
   for (const OutputFile& file : files) {
     if (!has_extension(file.path, ".json")) continue;
-    const auto text = read_file(file.path, kMaxTextFileBytes);
+    const auto text = read_bounded_file(file.path, kMaxTextFileBytes);
     if (!text) continue;
     const auto table = table_html(*text);
     if (!table) continue;
@@ -263,7 +215,7 @@ std::vector<double> numbers_after(const std::string& line, std::string_view key)
 }
 
 std::optional<TransformText> read_transform_text(const fs::path& path) {
-  const auto text = read_file(path, kMaxTextFileBytes);
+  const auto text = read_bounded_file(path, kMaxTextFileBytes);
   if (!text) return std::nullopt;
   TransformText transform;
   std::istringstream lines(*text);
@@ -455,8 +407,9 @@ std::string nodes_section(const RunReportInput& input) {
             to_string(info.status) + (info.error.empty() ? "" : ": " + escape_html(info.error)) +
             "</td><td class=\"num\">" + fmt::format("{:.3f}", info.start_seconds) + "</td><td class=\"num\">" +
             fmt::format("{:.3f}", info.wall_seconds) + "</td><td class=\"num\">" +
-            fmt::format("{:.3f}", info.cpu_seconds) + "</td><td class=\"num\">" + mib(info.peak_memory_bytes) +
-            "</td><td>" + escape_html(info.cache.empty() ? "" : info.cache) + "</td></tr>";
+            fmt::format("{:.3f}", info.cpu_seconds) + "</td><td class=\"num\">" +
+            mebibytes(static_cast<double>(info.peak_memory_bytes)) + "</td><td>" +
+            escape_html(info.cache.empty() ? "" : info.cache) + "</td></tr>";
   }
   html +=
       "</tbody></table></div><h3>Plugins</h3><table class=\"data\"><thead><tr><th>plugin</th><th>version</th>"
@@ -484,7 +437,7 @@ std::string log_section(const RunReportInput& input) {
 std::optional<json> viewer_data(const std::vector<OutputFile>& files, std::vector<std::string>& notes) {
   for (const OutputFile& file : files) {
     const fs::path manifest_path = file.path / "viewer.json";
-    const auto text = read_file(manifest_path, kMaxTextFileBytes);
+    const auto text = read_bounded_file(manifest_path, kMaxTextFileBytes);
     if (!text) continue;
     json manifest = json::parse(*text, nullptr, false);
     if (manifest.is_discarded() || !manifest.is_object() ||
@@ -498,7 +451,7 @@ std::optional<json> viewer_data(const std::vector<OutputFile>& files, std::vecto
       // Only a plain file name inside the folder.
       const auto bytes = name.empty() || name.find('/') != std::string::npos || name.rfind("..", 0) == 0
                              ? std::nullopt
-                             : read_file(file.path / name, kMaxEmbeddedFileBytes);
+                             : read_bounded_file(file.path / name, kMaxEmbeddedFileBytes);
       if (!bytes) {
         notes.push_back("viewer volume '" + (file.path / name).string() + "' cannot be read; the viewer is left out");
         return std::nullopt;
@@ -514,8 +467,8 @@ std::string viewer_section(const Pipeline& pipeline, const std::vector<OutputFil
                            const fs::path& web_directory, std::vector<std::string>& notes, std::string& scripts) {
   std::string html = "<section id=\"viewer\"><h2>Slice viewer</h2>";
   const auto data = viewer_data(files, notes);
-  const auto niivue = read_file(web_directory / "niivue.umd.js", kMaxEmbeddedFileBytes);
-  const auto viewer_script = read_file(web_directory / "report-viewer.js", kMaxTextFileBytes);
+  const auto niivue = read_bounded_file(web_directory / "niivue.umd.js", kMaxEmbeddedFileBytes);
+  const auto viewer_script = read_bounded_file(web_directory / "report-viewer.js", kMaxTextFileBytes);
   if (!data) {
     const bool declared = std::any_of(pipeline.nodes.begin(), pipeline.nodes.end(),
                                       [](const PipelineNode& node) { return node.type == "viz.report_volumes"; });
@@ -565,7 +518,7 @@ std::string run_report_html(const RunReportInput& input, const fs::path& web_dir
                             std::vector<std::string>& notes) {
   const std::vector<OutputFile> files = output_files(*input.pipeline, *input.result);
   std::string scripts;
-  const auto css = read_file(web_directory / "report.css", kMaxTextFileBytes);
+  const auto css = read_bounded_file(web_directory / "report.css", kMaxTextFileBytes);
   std::string title = "fusionflow run: " + fs::path(input.pipeline->source_name).filename().string();
   std::string html = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + escape_html(title) +
                      "</title><style>" + (css ? *css : std::string()) + "</style></head><body>\n<header><h1>" +

@@ -515,9 +515,10 @@ std::optional<PipelineVariables> read_pipeline_variables(const fs::path& pipelin
   return result;
 }
 
-std::string merge_subject_tables(const std::vector<std::pair<std::string, fs::path>>& tables,
-                                 std::vector<Diagnostic>& problems) {
-  std::vector<std::string> columns{"subject"};
+SubjectTables merge_subject_tables(const std::vector<std::pair<std::string, fs::path>>& tables,
+                                   std::vector<Diagnostic>& problems) {
+  SubjectTables merged;
+  merged.columns = {"subject"};
   std::map<std::string, std::size_t> column_of{{"subject", 0}};
   std::vector<std::map<std::size_t, std::string>> rows;
   for (const auto& [subject, file] : tables) {
@@ -532,8 +533,8 @@ std::string merge_subject_tables(const std::vector<std::pair<std::string, fs::pa
     }
     std::vector<std::size_t> index;
     for (const std::string& name : parsed[0].cells) {
-      const auto [it, fresh] = column_of.emplace(name, columns.size());
-      if (fresh) columns.push_back(name);
+      const auto [it, fresh] = column_of.emplace(name, merged.columns.size());
+      if (fresh) merged.columns.push_back(name);
       index.push_back(it->second);
     }
     for (std::size_t r = 1; r < parsed.size(); ++r) {
@@ -544,30 +545,53 @@ std::string merge_subject_tables(const std::vector<std::pair<std::string, fs::pa
       rows.push_back(std::move(row));
     }
   }
+  for (const auto& row : rows) {
+    std::vector<std::string> cells(merged.columns.size());
+    for (const auto& [column, cell] : row) cells[column] = cell;
+    merged.rows.push_back(std::move(cells));
+  }
+  return merged;
+}
+
+std::optional<double> table_number(const std::string& cell) {
+  if (cell.empty()) return std::nullopt;
+  char* end = nullptr;
+  const double value = std::strtod(cell.c_str(), &end);
+  if (end == cell.c_str() || *end != '\0' || !std::isfinite(value)) return std::nullopt;
+  return value;
+}
+
+std::string subject_tables_csv(const SubjectTables& merged) {
   const auto quoted = [](const std::string& cell) {
     if (cell.find_first_of(",\"\r\n") == std::string::npos) return cell;
     std::string text = "\"";
     for (const char c : cell) text += c == '"' ? std::string("\"\"") : std::string(1, c);
     return text + "\"";
   };
+  const auto line = [&](const std::vector<std::string>& cells) {
+    std::string text;
+    for (std::size_t c = 0; c < cells.size(); ++c) text += (c ? "," : "") + quoted(cells[c]);
+    return text + "\n";
+  };
+  std::string csv = line(merged.columns);
+  for (const auto& row : merged.rows) csv += line(row);
   // The last row, subject "mean": each column whose cells are all numbers
   // (empty cells aside), averaged over the rows that have one.
-  if (!rows.empty()) {
-    std::map<std::size_t, std::string> mean{{0, "mean"}};
-    for (std::size_t c = 1; c < columns.size(); ++c) {
+  if (!merged.rows.empty()) {
+    std::vector<std::string> mean(merged.columns.size());
+    mean[0] = "mean";
+    for (std::size_t c = 1; c < merged.columns.size(); ++c) {
       double sum = 0;
       std::size_t count = 0;
       bool numeric = true;
-      for (const auto& row : rows) {
-        const auto it = row.find(c);
-        if (it == row.end() || it->second.empty()) continue;
-        char* end = nullptr;
-        const double value = std::strtod(it->second.c_str(), &end);
-        if (end == it->second.c_str() || *end != '\0' || !std::isfinite(value)) {
+      for (const auto& row : merged.rows) {
+        if (row[c].empty()) continue;
+        const auto value = table_number(row[c]);
+        if (!value) {
           numeric = false;
           break;
         }
-        sum += value;
+        sum += *value;
         ++count;
       }
       if (numeric && count > 0) {
@@ -576,17 +600,7 @@ std::string merge_subject_tables(const std::vector<std::pair<std::string, fs::pa
         mean[c] = text;
       }
     }
-    rows.push_back(std::move(mean));
-  }
-  std::string csv;
-  for (std::size_t c = 0; c < columns.size(); ++c) csv += (c ? "," : "") + quoted(columns[c]);
-  csv += "\n";
-  for (const auto& row : rows) {
-    for (std::size_t c = 0; c < columns.size(); ++c) {
-      const auto it = row.find(c);
-      csv += (c ? "," : "") + (it == row.end() ? std::string() : quoted(it->second));
-    }
-    csv += "\n";
+    csv += line(mean);
   }
   return csv;
 }

@@ -167,7 +167,8 @@ TEST_F(CohortTest, TheStudysMetricsEndWithTheMeanOfEveryNumericColumn) {
   write_file(dir_ / "a.csv", "label,ssim,note\nx,0.5,fine\n");
   write_file(dir_ / "b.csv", "label,ssim,en\nx,1.5,4\n");
   std::vector<Diagnostic> problems;
-  const std::string merged = merge_subject_tables({{"a", dir_ / "a.csv"}, {"b", dir_ / "b.csv"}}, problems);
+  const std::string merged =
+      subject_tables_csv(merge_subject_tables({{"a", dir_ / "a.csv"}, {"b", dir_ / "b.csv"}}, problems));
   EXPECT_TRUE(problems.empty());
   EXPECT_EQ(merged,
             "subject,label,ssim,note,en\n"

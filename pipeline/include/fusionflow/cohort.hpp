@@ -67,12 +67,20 @@ struct CohortLoad {
 CohortLoad load_cohort(const std::filesystem::path& file, const PipelineVariables& variables,
                        const std::filesystem::path& out_dir);
 
-// One CSV of the tables `tables` (subject id, CSV file): a `subject` column,
+// The tables `tables` (subject id, CSV file) as one: a `subject` column,
 // then the union of the tables' columns in first-seen order (a cell a table
-// lacks stays empty), rows in the given order, and a last row, subject
-// "mean", averaging each all-numeric column over the rows that have a value.
-// Files that cannot be read or parsed are named in `problems` and left out.
-std::string merge_subject_tables(const std::vector<std::pair<std::string, std::filesystem::path>>& tables,
-                                 std::vector<Diagnostic>& problems);
+// lacks stays empty), rows in the given order. Files that cannot be read or
+// parsed are named in `problems` and left out.
+struct SubjectTables {
+  std::vector<std::string> columns;            // columns[0] == "subject"
+  std::vector<std::vector<std::string>> rows;  // columns.size() cells each
+};
+SubjectTables merge_subject_tables(const std::vector<std::pair<std::string, std::filesystem::path>>& tables,
+                                   std::vector<Diagnostic>& problems);
+// As CSV (RFC 4180), with a last row, subject "mean", averaging each
+// all-numeric column over the rows that have a value.
+std::string subject_tables_csv(const SubjectTables& merged);
+// A table cell's number: the whole cell parses (strtod) to a finite value.
+std::optional<double> table_number(const std::string& cell);
 
 }  // namespace fusionflow

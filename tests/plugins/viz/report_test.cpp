@@ -4,11 +4,15 @@
 // nodes are in it, nothing is fetched from elsewhere) and opened from disk in
 // headless Chromium (tests/browser/check_report.mjs): no console errors, the
 // slice viewer's canvas is not blank, and scrolling over a slice changes it.
+// The study report of `fusionflow cohort run --report` and `cohort report`:
+// every subject's page linked, the metrics across subjects plotted and
+// summarised as metrics.csv holds them, and the page opens in Chromium.
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <sstream>
 
 #include <fusionflow/itk_bridge.hpp>
 
@@ -202,6 +206,132 @@ TEST_F(RunReport, OpensInChromiumFromDiskWithAWorkingSliceViewer) {
   EXPECT_GT(double(warm) / double(before.width * before.height), 0.01) << "no PET overlay on the canvas";
   // Scrolling over a slice moves it: the picture changes.
   EXPECT_GT(mean_difference(before, after), 1.0) << "scrolling did not change the canvas";
+}
+
+// --- fusionflow cohort run --report, cohort report ---------------------------
+
+// The cells of a CSV without quoted values (metrics.csv as the study writes it).
+std::vector<std::vector<std::string>> csv_rows(const std::string& text) {
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::vector<std::string> cells;
+    std::istringstream fields(line);
+    for (std::string cell; std::getline(fields, cell, ',');) cells.push_back(cell);
+    if (!line.empty() && line.back() == ',') cells.emplace_back();
+    rows.push_back(std::move(cells));
+  }
+  return rows;
+}
+
+std::string four_digits(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.4g", value);
+  return text;
+}
+
+TEST(StudyReport, LinksEverySubjectsReportAndPlotsTheMetricsAcrossSubjects) {
+  const fs::path work = scratch_dir("study-report");
+  const std::string exe = FUSIONFLOW_EXE;
+  for (const char* seed : {"1", "2"}) {
+    const std::string phantom = (work / ("phantom" + std::string(seed))).string();
+    ASSERT_EQ(testing::run_command(exe + " phantom --size 24 --anatomy-seed " + seed + " --out " + phantom).exit_code,
+              0);
+  }
+  {  // s3's PET is cut short: that subject fails, alone
+    const std::string pet = read_text(work / "phantom1/pet.nii.gz");
+    std::ofstream(work / "cut_pet.nii.gz", std::ios::binary) << pet.substr(0, pet.size() / 3);
+  }
+  std::ofstream(work / "subjects.csv") << "subject,ct,mri,pet\n"
+                                          "s1,phantom1/ct.nii.gz,phantom1/t1.nii.gz,phantom1/pet.nii.gz\n"
+                                          "s2,phantom2/ct.nii.gz,phantom2/t1.nii.gz,phantom2/pet.nii.gz\n"
+                                          "s3,phantom1/ct.nii.gz,phantom1/t1.nii.gz,cut_pet.nii.gz\n";
+  const fs::path study = work / "study";
+  const auto cohort = testing::run_command(exe + " cohort run " + (work / "subjects.csv").string() + " " +
+                                           FUSIONFLOW_SOURCE_DIR + "/examples/pipelines/pet_ct_mri_fusion.json --out " +
+                                           study.string() + " --threads 2 --report");
+  ASSERT_EQ(cohort.exit_code, 1) << cohort.text;  // s3 failed
+  EXPECT_NE(cohort.text.find("cohort: study report " + (study / "report.html").string()), std::string::npos)
+      << cohort.text;
+  for (const char* subject : {"s1", "s2", "s3"}) {
+    EXPECT_TRUE(fs::is_regular_file(study / subject / "report.html")) << subject << " has no run report";
+  }
+  const std::string page = read_text(study / "report.html");
+  for (const char* subject : {"s1", "s2", "s3"}) {
+    EXPECT_NE(page.find(std::string("<a href=\"") + subject + "/report.html\">report</a>"), std::string::npos)
+        << subject;
+  }
+  EXPECT_NE(page.find("is truncated"), std::string::npos) << "s3's error is not on the page";
+
+  // Each metric a plot; the statistics are those of metrics.csv's rows.
+  const auto rows = csv_rows(read_text(study / "metrics.csv"));
+  ASSERT_EQ(rows.size(), 4u) << "header, s1, s2, mean";
+  ASSERT_EQ(rows.back().at(0), "mean");
+  std::size_t plotted = 0;
+  for (std::size_t c = 0; c < rows[0].size(); ++c) {
+    const std::string& column = rows[0][c];
+    const std::string title = "font-weight=\"bold\">" + column + "</text>";
+    if (column == "slice" || column == "slices" || rows[1].at(c).empty() || column == "subject" || column == "label" ||
+        column == "scope") {
+      EXPECT_EQ(page.find(title), std::string::npos) << column << " is plotted, but is not a measurement";
+      continue;
+    }
+    ++plotted;
+    EXPECT_NE(page.find(title), std::string::npos) << column << " has no plot";
+    const double s1 = std::stod(rows[1].at(c)), s2 = std::stod(rows[2].at(c));
+    ASSERT_NE(s1, s2) << column << ": the two phantoms should differ";
+    // mean (metrics.csv's own mean row), then lowest and highest with their subjects
+    const std::string stats = "<td class=\"num\">" + four_digits(std::stod(rows[3].at(c))) + "</td>";
+    const std::string lowest = "<td class=\"num\">" + four_digits(std::min(s1, s2)) + " (" + (s1 < s2 ? "s1" : "s2") +
+                               ")</td><td class=\"num\">" + four_digits(std::max(s1, s2)) + " (" +
+                               (s1 < s2 ? "s2" : "s1") + ")</td>";
+    const auto row = page.find("<tr><td>" + column + "</td>");
+    ASSERT_NE(row, std::string::npos) << column << " has no statistics row";
+    const std::string line = page.substr(row, page.find("</tr>", row) - row);
+    EXPECT_NE(line.find(stats), std::string::npos) << column << ": " << line;
+    EXPECT_NE(line.find(lowest), std::string::npos) << column << ": " << line;
+  }
+  EXPECT_GE(plotted, 6u) << "the default pipeline's metrics: EN, SD, SF, MI, VIF, Qabf, SSIM";
+  const std::regex external(R"re((src|href)\s*=\s*["']?(https?:|//))re", std::regex::icase);
+  EXPECT_FALSE(std::regex_search(page, external)) << "the page loads something from the network";
+
+  // In Chromium from disk: no errors, every plot drawn with both done
+  // subjects, every link to a file that exists.
+  const fs::path shots = work / "browser";
+  fs::create_directories(shots);
+  const auto browser = testing::run_command(std::string(NODE_EXE) + " " + BROWSER_CHECK_SCRIPT + " " +
+                                            (study / "report.html").string() + " " + shots.string() + " 2>&1");
+  ASSERT_EQ(browser.exit_code, 0) << browser.text;
+  const auto line = browser.text.rfind("{\"console_errors\"");
+  ASSERT_NE(line, std::string::npos) << browser.text;
+  const auto result = nlohmann::json::parse(browser.text.substr(line, browser.text.find('\n', line) - line));
+  EXPECT_TRUE(result.at("console_errors").empty()) << result.at("console_errors").dump(2);
+  EXPECT_TRUE(result.at("page_errors").empty()) << result.at("page_errors").dump(2);
+  EXPECT_FALSE(result.at("viewer_present").get<bool>());
+  std::size_t metric_plots = 0;
+  for (const auto& svg : result.at("svgs")) {
+    EXPECT_GT(svg.at("width").get<double>(), 400) << svg.dump();
+    if (svg.at("circles").get<int>() == 2) ++metric_plots;  // s1 and s2
+  }
+  EXPECT_GE(metric_plots, plotted) << result.at("svgs").dump();
+  std::size_t files = 0;
+  for (const auto& link : result.at("links")) {
+    const std::string url = link.get<std::string>();
+    ASSERT_EQ(url.rfind("file://", 0), 0u) << url;
+    if (url.find('#') != std::string::npos) continue;
+    EXPECT_TRUE(fs::exists(url.substr(7))) << "a link to nothing: " << url;
+    ++files;
+  }
+  EXPECT_GE(files, 2u + 3u * 2u) << "metrics.csv, cohort.json, and each subject's report and log";
+  const PictureStats stats = picture_stats(viz::read_png(shots / "page.png"));
+  EXPECT_GT(stats.grey_std, 10.0) << "the page looks blank";
+
+  // `cohort report` writes the same page again from the study folder.
+  const auto again = testing::run_command(exe + " cohort report " + study.string());
+  ASSERT_EQ(again.exit_code, 0) << again.text;
+  EXPECT_NE(again.text.find((study / "report.html").string()), std::string::npos) << again.text;
+  EXPECT_EQ(read_text(study / "report.html"), page);
+  EXPECT_EQ(testing::run_command(exe + " cohort report " + (work / "nothing").string()).exit_code, 2);
 }
 
 }  // namespace
