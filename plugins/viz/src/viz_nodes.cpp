@@ -141,13 +141,21 @@ NodeType<HistogramOptions> histogram_node() {
 NodeType<FusionFigureOptions> fusion_figure_node() {
   using O = FusionFigureOptions;
   NodeType<O> node(
-      "viz.fusion_figure", "1.0.0",
+      "viz.fusion_figure", "1.1.0",
       "The fused result beside its sources: axial, coronal and sagittal slices through one point (default: "
-      "the hottest PET region), one row per source on the reference grid and one for the fused volume, "
-      "with orientation letters, a scale bar, each row's window and the fusion method in the caption");
+      "the hottest PET region), one row per source on the reference grid and one for the fused volume (and, "
+      "for colour fusion, rows for colour sources and the colour result), with orientation letters, a scale "
+      "bar, each row's window and the fusion method in the caption; a 2D image (one slice) shows that slice "
+      "only");
   node.input(kFusedIn, "the fused volume (its grid is the figure's field of view)")
       .multi_input(kSourcesIn,
                    "the sources on the fused volume's grid (e.g. CT, registered MRI, registered PET), in order")
+      .multi_input(kColorSourcesIn,
+                   "colour sources on the fused volume's grid (e.g. the colour PET of io.load_color), each a row "
+                   "in its own colours after the grey sources, channels [0, max_value] shown as 0..255",
+                   true)
+      .optional_input(kColorFusedIn,
+                      "the colour fusion result (e.g. color.from_ycbcr's image), the last row, \"Fused (colour)\"")
       .optional_input(kFunctionalIn,
                       "the volume whose hottest region is the point (default: the first PT source, else the centre)")
       .param(&O::point_mm, "point_mm", "slice point (x, y, z) in LPS mm; empty: see point_mode")

@@ -114,6 +114,10 @@ struct FusionFigureOptions {
 };
 constexpr InputPort<Volume> kFusedIn{"fused"};
 constexpr InputPort<Volume> kSourcesIn{"sources"};
+// Colour rows: colour sources (after the grey ones) and the colour fusion
+// result (the last row), each channel in [0, max_value].
+constexpr InputPort<ColorVolume> kColorSourcesIn{"color_sources"};
+constexpr InputPort<ColorVolume> kColorFusedIn{"color_fused"};
 
 struct RegistrationCheckOptions {
   std::vector<double> point_mm;  // empty: the centre of the fixed image

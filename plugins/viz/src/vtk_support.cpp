@@ -90,20 +90,24 @@ vtkSmartPointer<vtkImageData> to_vtk_rgb(const RgbImage& image) {
 // Trilinear interpolation (fusionflow/sampling.hpp) at a continuous index;
 // NaN more than half a voxel outside the voxel centres (within that margin
 // the edge value extends).
-float interpolate(const Volume& volume, const std::array<double, 3>& index) {
+float interpolate(const std::array<std::size_t, 3>& size, const float* voxels, const std::array<double, 3>& index) {
   TrilinearCell cell;
-  if (!locate_trilinear(volume.geometry.size, index, TrilinearDomain::VoxelExtent, cell)) {
+  if (!locate_trilinear(size, index, TrilinearDomain::VoxelExtent, cell)) {
     return std::numeric_limits<float>::quiet_NaN();
   }
-  return static_cast<float>(trilinear_value(volume.voxels.data(), cell));
+  return static_cast<float>(trilinear_value(voxels, cell));
+}
+float interpolate(const Volume& volume, const std::array<double, 3>& index) {
+  return interpolate(volume.geometry.size, volume.voxels.data(), index);
 }
 
-void check_voxels(const Volume& volume, const char* what) {
-  if (volume.voxels.size() != volume.geometry.voxel_count() || volume.voxels.empty()) {
-    throw std::invalid_argument(std::string(what) + " volume has " + std::to_string(volume.voxels.size()) +
-                                " voxels for a grid of " + std::to_string(volume.geometry.voxel_count()));
+void check_voxels(const Geometry& geometry, std::size_t count, const char* what) {
+  if (count != geometry.voxel_count() || count == 0) {
+    throw std::invalid_argument(std::string(what) + " volume has " + std::to_string(count) + " voxels for a grid of " +
+                                std::to_string(geometry.voxel_count()));
   }
 }
+void check_voxels(const Volume& volume, const char* what) { check_voxels(volume.geometry, volume.voxels.size(), what); }
 
 struct ControlPoint {
   double t;  // relative position (or absolute value for CT presets)
@@ -216,19 +220,66 @@ std::array<double, 3> parse_colour(const std::string& text) {
                               "': use a name (black, white, ...), #rrggbb or r,g,b in [0,1]");
 }
 
-void draw_text(RgbImage& image, const std::string& text, int x, int y, int font_size, std::array<double, 3> colour,
-               TextAnchor anchor, bool bold) {
-  if (text.empty()) return;
-  auto lock = lock_rendering();  // FreeType's glyph cache is shared
-  vtkNew<vtkTextProperty> property;
+namespace {
+
+// The text property of draw_text and text_width.
+void set_text_property(vtkTextProperty* property, int font_size, bool bold, const std::array<double, 3>& colour) {
   property->SetFontFamilyToArial();
   property->SetFontSize(font_size);
   property->SetBold(bold ? 1 : 0);
   property->SetColor(colour[0], colour[1], colour[2]);
   property->SetJustificationToLeft();
   property->SetVerticalJustificationToBottom();
+}
+
+vtkTextRenderer* text_renderer() {
   vtkTextRenderer* renderer = vtkTextRenderer::GetInstance();
   if (renderer == nullptr) throw std::runtime_error("VTK has no text renderer (RenderingFreeType not initialised)");
+  return renderer;
+}
+
+}  // namespace
+
+int text_width(const std::string& text, int font_size, bool bold) {
+  if (text.empty()) return 0;
+  auto lock = lock_rendering();
+  vtkNew<vtkTextProperty> property;
+  set_text_property(property, font_size, bold, {1, 1, 1});
+  int box[4] = {0, 0, 0, 0};
+  if (!text_renderer()->GetBoundingBox(property, text, box, 72)) {
+    throw std::runtime_error("cannot measure text '" + text + "'");
+  }
+  return box[1] - box[0] + 1;
+}
+
+std::vector<std::string> wrap_text(const std::string& text, int font_size, int width, bool bold) {
+  if (text.empty() || text_width(text, font_size, bold) <= width) return {text};
+  std::vector<std::string> lines;
+  std::string line;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t space = std::min(text.find(' ', start), text.size());
+    const std::string word = text.substr(start, space - start);
+    const std::string longer = line.empty() ? word : line + " " + word;
+    if (!line.empty() && text_width(longer, font_size, bold) > width) {
+      lines.push_back(line);
+      line = word;
+    } else {
+      line = longer;
+    }
+    start = space + 1;
+  }
+  if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
+void draw_text(RgbImage& image, const std::string& text, int x, int y, int font_size, std::array<double, 3> colour,
+               TextAnchor anchor, bool bold) {
+  if (text.empty()) return;
+  auto lock = lock_rendering();  // FreeType's glyph cache is shared
+  vtkNew<vtkTextProperty> property;
+  set_text_property(property, font_size, bold, colour);
+  vtkTextRenderer* renderer = text_renderer();
   vtkNew<vtkImageData> glyphs;
   int dims[2] = {0, 0};
   if (!renderer->RenderString(property, text, glyphs, dims, 72)) {
@@ -489,9 +540,15 @@ std::array<double, 6> world_bounds(const Geometry& geometry) {
   return bounds;
 }
 
-VolumeSampler::VolumeSampler(const Volume& volume) : volume_(&volume), origin_(volume.geometry.origin) {
-  check_voxels(volume, "the sampled");
-  const Geometry& g = volume.geometry;
+VolumeSampler::VolumeSampler(const Volume& volume)
+    : VolumeSampler(volume.geometry, volume.voxels.data(), volume.voxels.size()) {}
+
+VolumeSampler::VolumeSampler(const Geometry& geometry, const std::vector<float>& voxels)
+    : VolumeSampler(geometry, voxels.data(), voxels.size()) {}
+
+VolumeSampler::VolumeSampler(const Geometry& g, const float* voxels, std::size_t count)
+    : size_(g.size), voxels_(voxels), origin_(g.origin) {
+  check_voxels(g, count, "the sampled");
   std::array<double, 9> m{};
   for (int r = 0; r < 3; ++r)
     for (int c = 0; c < 3; ++c) m[3 * r + c] = g.direction[3 * r + c] * g.spacing[c];
@@ -596,7 +653,9 @@ Volume crop(const Volume& volume, const std::array<std::size_t, 6>& box) {
   return result;
 }
 
-float VolumeSampler::operator()(const std::array<double, 3>& lps) const { return interpolate(*volume_, index(lps)); }
+float VolumeSampler::operator()(const std::array<double, 3>& lps) const {
+  return interpolate(size_, voxels_, index(lps));
+}
 
 Volume resample_onto(const Volume& source, const Geometry& grid, float outside) {
   const VolumeSampler map(source);

@@ -119,6 +119,11 @@ enum class TextAnchor {
 // it reads on any background. Takes lock_rendering() itself.
 void draw_text(RgbImage& image, const std::string& text, int x, int y, int font_size,
                std::array<double, 3> colour = {1, 1, 1}, TextAnchor anchor = TextAnchor::TopLeft, bool bold = false);
+// The width in pixels draw_text gives `text` (without its outline).
+int text_width(const std::string& text, int font_size, bool bold = false);
+// `text` broken at spaces into lines of at most `width` pixels (a word
+// wider than that on a line of its own); {text} if it fits.
+std::vector<std::string> wrap_text(const std::string& text, int font_size, int width, bool bold = false);
 
 // ---------------------------------------------------------------------------
 // Intensities and transfer-function presets
@@ -235,16 +240,23 @@ std::array<std::size_t, 6> content_box(const Volume& volume, double above, std::
 Volume crop(const Volume& volume, const std::array<std::size_t, 6>& box);
 // Trilinear samples at LPS points; NaN more than half a voxel outside the
 // voxel centres (within that margin the edge value extends). Keeps a pointer
-// to `volume`.
+// to the voxels: `volume`'s, or `voxels` laid out on `geometry` as a Volume's
+// (e.g. one channel of a ColorVolume). Throws std::invalid_argument if their
+// count is not the grid's or the geometry is singular.
 class VolumeSampler {
  public:
   explicit VolumeSampler(const Volume& volume);
+  VolumeSampler(const Geometry& geometry, const std::vector<float>& voxels);
+  VolumeSampler(const Geometry& geometry, std::vector<float>&& voxels) = delete;  // would not outlive the sampler
   float operator()(const std::array<double, 3>& lps) const;
   // LPS point -> continuous voxel index.
   std::array<double, 3> index(const std::array<double, 3>& lps) const;
 
  private:
-  const Volume* volume_;
+  VolumeSampler(const Geometry& geometry, const float* voxels, std::size_t count);
+
+  std::array<std::size_t, 3> size_{};
+  const float* voxels_ = nullptr;
   std::array<double, 9> to_index_{};  // (direction * spacing)^-1, row-major
   std::array<double, 3> origin_{};
 };

@@ -291,8 +291,9 @@ TEST(Overlay, PetLesionAppearsAtItsExpectedPixelInEveryPanel) {
 // --- viz.fusion_figure and viz.registration_check ---------------------------------
 
 // The figures' layout (figures.cpp): a label column of max(120, 3/5 panel),
-// three panels per row, a header of 2 fonts and a caption of 3.5 fonts,
-// font = clamp(panel / 18, 10, 36).
+// three panels per row (one for a 2D image), a header of 2 fonts and a
+// caption of 3.5 fonts (two lines, when they fit), font = clamp(panel / 18,
+// 10, 36).
 struct FigureLayout {
   int size, label, font, header, caption;
   explicit FigureLayout(int panel)
@@ -353,6 +354,247 @@ TEST(FusionFigure, OneRowPerImageThroughTheHottestPetRegionWithTheLesionWhereItI
   for (const auto& [level, message] : node.log())
     says_point = says_point || message.find("hottest PT") != std::string::npos;
   EXPECT_TRUE(says_point);
+}
+
+// A colour image whose channels are linear in LPS x and y, so that trilinear
+// sampling reproduces them exactly: channel c at (x, y) is max_value * (base
+// + x_slope * (x - centre_x) / extent + y_slope * (y - centre_y) / extent),
+// centre and extent those of the grid's voxel centres and edges.
+struct ColourRamp {
+  std::array<double, 3> base, x_slope, y_slope;
+  double max_value;
+  double centre_x = 0, centre_y = 0, extent = 1;
+
+  double value(std::size_t c, double x, double y) const {
+    return max_value * (base[c] + x_slope[c] * (x - centre_x) / extent + y_slope[c] * (y - centre_y) / extent);
+  }
+  // The byte a figure should show: [0, max_value] onto 0..255.
+  double byte(std::size_t c, double x, double y) const { return 255.0 * value(c, x, y) / max_value; }
+
+  ColorVolume image(const Geometry& grid) {
+    centre_x = grid.origin[0] + 0.5 * double(grid.size[0] - 1) * grid.spacing[0];
+    centre_y = grid.origin[1] + 0.5 * double(grid.size[1] - 1) * grid.spacing[1];
+    extent = std::max(double(grid.size[0]) * grid.spacing[0], double(grid.size[1]) * grid.spacing[1]);
+    ColorVolume result;
+    result.geometry = grid;
+    result.max_value = max_value;
+    for (auto& channel : result.rgb) channel.resize(grid.voxel_count());
+    for (std::size_t k = 0; k < grid.size[2]; ++k)
+      for (std::size_t j = 0; j < grid.size[1]; ++j)
+        for (std::size_t i = 0; i < grid.size[0]; ++i) {
+          const auto p = grid.index_to_point({double(i), double(j), double(k)});
+          for (std::size_t c = 0; c < 3; ++c)
+            result.rgb[c][grid.linear_index(i, j, k)] = static_cast<float>(value(c, p[0], p[1]));
+        }
+    return result;
+  }
+};
+
+// The LPS x, y of a pixel centre of an axial panel of `grid` (identity
+// direction): the inverse of expected_pixel's layout.
+std::array<double, 2> axial_pixel_world(const Geometry& grid, int size, int column, int row) {
+  double extent = 0;
+  for (int a = 0; a < 3; ++a) extent = std::max(extent, double(grid.size[a]) * grid.spacing[a]);
+  const double mm = extent / size;
+  const double cx = grid.origin[0] + 0.5 * double(grid.size[0] - 1) * grid.spacing[0];
+  const double cy = grid.origin[1] + 0.5 * double(grid.size[1] - 1) * grid.spacing[1];
+  return {cx + ((column + 0.5) - size / 2.0) * mm, cy + ((row + 0.5) - size / 2.0) * mm};
+}
+
+// The axial panel of `row` shows the ramp at and around the centre point:
+// each channel within rounding of the ramp's value there.
+void expect_ramp_in_axial_panel(const viz::RgbImage& image, const FigureLayout& layout, int row, const Geometry& grid,
+                                const ColourRamp& ramp) {
+  const int half = layout.size / 2;
+  for (int dy : {-half / 3, -1, 0, half / 3})
+    for (int dx : {-half / 3, -1, 0, half / 3}) {
+      const auto world = axial_pixel_world(grid, layout.size, half + dx, half + dy);
+      const std::uint8_t* p = image.at(layout.left(0) + half + dx, layout.top(row) + half + dy);
+      for (std::size_t c = 0; c < 3; ++c)
+        EXPECT_NEAR(p[c], ramp.byte(c, world[0], world[1]), 1.0)
+            << "row " << row << " pixel (" << half + dx << ", " << half + dy << ") channel " << c;
+    }
+}
+
+bool any_coloured_pixel(const viz::RgbImage& image, const FigureLayout& layout, int row, int planes) {
+  for (int y = 0; y < layout.size; ++y)
+    for (int x = 0; x < planes * layout.size; ++x) {
+      const std::uint8_t* p = image.at(layout.left(0) + x, layout.top(row) + y);
+      if (p[0] != p[1]) return true;
+    }
+  return false;
+}
+
+// The centre of the panel is grey (the orientation letters at its edges are
+// not).
+bool centre_is_grey(const viz::RgbImage& image, const FigureLayout& layout, int row, int plane) {
+  for (int y = layout.size / 4; y < 3 * layout.size / 4; ++y)
+    for (int x = layout.size / 4; x < 3 * layout.size / 4; ++x) {
+      const std::uint8_t* p = image.at(layout.left(plane) + x, layout.top(row) + y);
+      if (p[0] != p[1] || p[1] != p[2]) return false;
+    }
+  return true;
+}
+
+Volume figure_fused() {
+  Volume fused = phantom().t1;
+  fused.metadata.modality = "FUSED";
+  fused.metadata.quantity = "fused (test rule)";
+  return fused;
+}
+
+TEST(FusionFigure, AColourResultIsOneMoreRowInItsOwnColours) {
+  const fs::path dir = scratch_dir("fusion-figure-colour");
+  const int size = 180;
+  const Geometry& grid = phantom().ct.geometry;
+  ColourRamp ramp{{0.5, 0.25, 0.5}, {0.4, 0.0, -0.2}, {0.1, 0.2, 0.4}, 65535.0};
+  const ColorVolume colour_result = ramp.image(grid);
+  auto figure = [&](const ColorVolume* colour_fused, const fs::path& path) {
+    NodeHarness node(bundled(), "viz.fusion_figure");
+    node.set_input("fused", figure_fused())
+        .add_input("sources", phantom().ct)
+        .set_param("point_mode", "centre")
+        .set_param("panel_size", size)
+        .set_param("path", path.string());
+    if (colour_fused != nullptr) node.set_input("color_fused", *colour_fused);
+    node.run();
+    return viz::read_png(path);
+  };
+  const viz::RgbImage grey = figure(nullptr, dir / "grey.png");
+  const viz::RgbImage colour = figure(&colour_result, dir / "colour.png");
+  const FigureLayout layout(size);
+  EXPECT_EQ(colour.width, grey.width);
+  ASSERT_EQ(colour.width, layout.label + 3 * size);
+  EXPECT_EQ(colour.height, grey.height + size) << "one more row";
+  ASSERT_EQ(colour.height, layout.header + 3 * size + layout.caption);
+  // The rows above are the figure without the colour result.
+  for (int y = 0; y < layout.top(2); ++y)
+    for (int x = 0; x < colour.width; ++x)
+      ASSERT_TRUE(std::equal(colour.at(x, y), colour.at(x, y) + 3, grey.at(x, y))) << "pixel " << x << ", " << y;
+  // The last row is in colour, the ramp's where it should be.
+  EXPECT_TRUE(any_coloured_pixel(colour, layout, 2, 3));
+  expect_ramp_in_axial_panel(colour, layout, 2, grid, ramp);
+}
+
+TEST(FusionFigure, RowsAreGreySourcesColourSourcesFusedAndTheColourResult) {
+  const fs::path path = scratch_dir("fusion-figure-colour-rows") / "figure.png";
+  const int size = 160;
+  const Geometry& grid = phantom().ct.geometry;
+  ColourRamp source_ramp{{0.6, 0.3, 0.2}, {-0.3, 0.4, 0.0}, {0.0, 0.2, 0.3}, 255.0};
+  ColourRamp result_ramp{{0.3, 0.6, 0.5}, {0.2, 0.0, 0.4}, {-0.4, 0.3, 0.0}, 255.0};
+  const ColorVolume colour_source = source_ramp.image(grid);
+  const ColorVolume colour_result = result_ramp.image(grid);
+  NodeHarness node(bundled(), "viz.fusion_figure");
+  node.set_input("fused", figure_fused())
+      .add_input("sources", phantom().ct)
+      .add_input("color_sources", colour_source)
+      .set_input("color_fused", colour_result)
+      .set_param("point_mode", "centre")
+      .set_param("panel_size", size)
+      .set_param("path", path.string());
+  node.run();
+  const viz::RgbImage image = viz::read_png(path);
+  const FigureLayout layout(size);
+  ASSERT_EQ(image.width, layout.label + 3 * size);
+  ASSERT_EQ(image.height, layout.header + 4 * size + layout.caption);
+  for (int plane = 0; plane < 3; ++plane) {
+    EXPECT_TRUE(centre_is_grey(image, layout, 0, plane)) << "CT, plane " << plane;
+    EXPECT_TRUE(centre_is_grey(image, layout, 2, plane)) << "fused, plane " << plane;
+  }
+  expect_ramp_in_axial_panel(image, layout, 1, grid, source_ramp);
+  expect_ramp_in_axial_panel(image, layout, 3, grid, result_ramp);
+}
+
+// A 2D image (one slice): one panel per row, the slice as it lies (columns
+// along x, rows along y), with the colour rows too.
+TEST(FusionFigure, A2dImageIsOneColumnOfItsOneSlice) {
+  const fs::path path = scratch_dir("fusion-figure-2d") / "figure.png";
+  const int size = 160;
+  Geometry grid;
+  grid.size = {96, 80, 1};
+  Volume mri;
+  mri.geometry = grid;
+  mri.metadata.modality = "MR";
+  mri.voxels.resize(grid.voxel_count());
+  // A dim ramp with a bright rectangle, x in [10, 30), y in [15, 45).
+  for (std::size_t j = 0; j < grid.size[1]; ++j)
+    for (std::size_t i = 0; i < grid.size[0]; ++i)
+      mri.voxels[grid.linear_index(i, j, 0)] = (i >= 10 && i < 30 && j >= 15 && j < 45) ? 2000.0f : 100.0f + float(i);
+  Volume fused = mri;
+  fused.metadata.modality = "FUSED";
+  ColourRamp source_ramp{{0.6, 0.3, 0.2}, {-0.3, 0.4, 0.0}, {0.0, 0.2, 0.3}, 255.0};
+  ColourRamp result_ramp{{0.3, 0.6, 0.5}, {0.2, 0.0, 0.4}, {-0.4, 0.3, 0.0}, 255.0};
+  NodeHarness node(bundled(), "viz.fusion_figure");
+  node.set_input("fused", fused)
+      .add_input("sources", mri)
+      .add_input("color_sources", source_ramp.image(grid))
+      .set_input("color_fused", result_ramp.image(grid))
+      .set_param("point_mm", std::vector<double>{0.0, 0.0, 50.0})  // off the slice: not used
+      .set_param("panel_size", size)
+      .set_param("path", path.string());
+  node.run();
+  const viz::RgbImage image = viz::read_png(path);
+  const FigureLayout layout(size);
+  ASSERT_EQ(image.width, layout.label + size) << "one column";
+  // The narrow caption may wrap: a whole number of caption lines, at least two.
+  const int caption = image.height - layout.header - 4 * size;
+  const int lines = (caption - layout.font / 2) / layout.font - 1;
+  EXPECT_GE(lines, 2);
+  EXPECT_EQ(caption, layout.font * (lines + 1) + layout.font / 2);
+  for (int row = 0; row < 4; ++row) EXPECT_GT(panel_spread(image, layout, row, 0), 10.0) << "row " << row;
+  // The bright rectangle where it is (white: the top of the MR row's range).
+  double sx = 0, sy = 0, total = 0;
+  for (int y = 0; y < size - 3 * layout.font; ++y)  // above the scale bar (white too)
+    for (int x = 0; x < size; ++x) {
+      const std::uint8_t* p = image.at(layout.left(0) + x, layout.top(0) + y);
+      if (p[0] > 240 && p[1] > 240 && p[2] > 240) sx += x, sy += y, total += 1;
+    }
+  ASSERT_GT(total, 0);
+  const double mm = 96.0 / size;
+  EXPECT_NEAR(sx / total, (19.5 - 47.5) / mm + size / 2.0 - 0.5, 2.0);
+  EXPECT_NEAR(sy / total, (29.5 - 39.5) / mm + size / 2.0 - 0.5, 2.0);
+  expect_ramp_in_axial_panel(image, layout, 1, grid, source_ramp);
+  expect_ramp_in_axial_panel(image, layout, 3, grid, result_ramp);
+  bool says_2d = false, says_point_unused = false;
+  for (const auto& [level, message] : node.log()) {
+    says_2d = says_2d || message.find("one slice of a 2D image written") != std::string::npos;
+    says_point_unused = says_point_unused || message.find("point_mm is not used") != std::string::npos;
+  }
+  EXPECT_TRUE(says_2d);
+  EXPECT_TRUE(says_point_unused);
+}
+
+TEST(FusionFigure, RefusesAColourInputThatDoesNotFillItsGridNamingIt) {
+  const fs::path path = scratch_dir("fusion-figure-colour-bad") / "figure.png";
+  const Geometry& grid = phantom().ct.geometry;
+  ColourRamp ramp{{0.5, 0.5, 0.5}, {0.2, 0.0, 0.0}, {0.0, 0.2, 0.0}, 255.0};
+  const ColorVolume good = ramp.image(grid);
+  auto message = [&](const ColorVolume* second_source, const ColorVolume* result) {
+    NodeHarness node(bundled(), "viz.fusion_figure");
+    node.set_input("fused", figure_fused())
+        .add_input("sources", phantom().ct)
+        .add_input("color_sources", good)
+        .set_param("path", path.string());
+    if (second_source != nullptr) node.add_input("color_sources", *second_source);
+    if (result != nullptr) node.set_input("color_fused", *result);
+    try {
+      node.run();
+    } catch (const std::invalid_argument& error) {
+      return std::string(error.what());
+    }
+    return std::string("no error");
+  };
+  ColorVolume short_green = good;
+  short_green.rgb[1].pop_back();
+  const std::string channel = message(&short_green, nullptr);
+  EXPECT_NE(channel.find("'color_sources' (item 2 of 2)"), std::string::npos) << channel;
+  EXPECT_NE(channel.find("green channel"), std::string::npos) << channel;
+  ColorVolume no_range = good;
+  no_range.max_value = 0;
+  const std::string range = message(nullptr, &no_range);
+  EXPECT_NE(range.find("'color_fused'"), std::string::npos) << range;
+  EXPECT_NE(range.find("max_value"), std::string::npos) << range;
+  EXPECT_EQ(message(nullptr, &good), "no error");
 }
 
 TEST(RegistrationCheck, TheEdgesOfTheMovingImageFollowItBeforeAndSitOnTheFixedImageAfter) {
