@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include <fusionflow/itk_bridge.hpp>
+#include <fusionflow/sha256.hpp>
 
 namespace {
 namespace fs = std::filesystem;
@@ -67,6 +68,24 @@ TEST_F(DefaultPipeline, RunsAndWritesEveryOutput) {
         "metrics.json", "run.json", "report_volumes/viewer.json", "report.html"}) {
     EXPECT_TRUE(fs::exists(work_ / "out" / file)) << file;
     EXPECT_GT(fs::file_size(work_ / "out" / file), 100u) << file;
+  }
+}
+
+// Optimisations must keep the output bytes: these SHA-256 digests were taken
+// from this phantom's outputs before the speed work of issue 21 (metrics.fusion's
+// vectorised filters and shared VIF scales, the executor's heap settings;
+// before/after checked also for the 3D metrics mode, per-slice rows and the 2D
+// paper protocol). A change that means to change an output updates its
+// digest here, and says why in its commit.
+TEST_F(DefaultPipeline, OutputsKeepTheirBytesAcrossSpeedWork) {
+  ASSERT_EQ(pipeline_.exit_code, 0) << pipeline_.text;
+  const std::map<std::string, std::string> expected{
+      {"metrics.csv", "4c8283f1462b3dd432aa101daa4df0974fc6d0cfcb7a06b4e78291fc598e8d02"},
+      {"fused.nii.gz", "b748dee6c4ab02ca95281c8d9956e5e66d3f378c08dfa575115324468cef662b"},
+      {"mri_on_ct.nii.gz", "075fd84b5d7d8caff75d60aa3588cccd6f83b53afdf5ecad77f745cf43ec23ab"},
+      {"pet_on_ct.nii.gz", "bcf0ef53fd25381ad9c82cc11ee42879df73362c96c8db81150ff5276c3486b5"}};
+  for (const auto& [file, digest] : expected) {
+    EXPECT_EQ(fusionflow::sha256_file_hex(work_ / "out" / file), digest) << file;
   }
 }
 

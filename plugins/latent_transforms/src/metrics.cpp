@@ -1,6 +1,7 @@
 #include "latent_transforms/metrics.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -159,6 +160,13 @@ std::vector<double> gaussian_window(std::size_t size, double sigma) {
 
 // 'valid' separable filtering (correlation) of value(i, j, k) along x and y,
 // and z when `along_z`. Output dims in `out`; empty when the window does not fit.
+//
+// Each output is the sum of w[t] * input over t = 0..n-1, added in that
+// order to 0.0 in double. The loops run over t outside and over the outputs
+// of a row inside, so that neighbouring outputs are computed side by side
+// (the compiler vectorises the inner loop; one output per loop over t would
+// wait on each addition): the same additions in the same order, so the
+// same bits as the plain form.
 template <class T, class Value>
 std::vector<T> valid_filter(Dims d, const std::vector<double>& w, bool along_z, Value value, Dims& out) {
   const std::size_t n = w.size();
@@ -170,31 +178,38 @@ std::vector<T> valid_filter(Dims d, const std::vector<double>& w, bool along_z, 
   const Dims dy{dx.nx, d.ny - n + 1, d.nz};
   const Dims dz{dy.nx, dy.ny, along_z ? d.nz - n + 1 : d.nz};
   std::vector<T> a(dx.count()), b(dy.count());
+  // acc[i] += w[t] * source[i] for t = 0..n-1, source advanced by `stride` for each t.
+  const auto accumulate = [&w, n](double* acc, std::size_t count, auto source, std::size_t stride) {
+    std::fill_n(acc, count, 0.0);
+    for (std::size_t t = 0; t < n; ++t) {
+      const double weight = w[t];
+      const auto* from = source + t * stride;
+      for (std::size_t i = 0; i < count; ++i) acc[i] += weight * static_cast<double>(from[i]);
+    }
+  };
   parallel_index(d.nz, [&](std::size_t k) {
+    std::vector<double> row(d.nx), acc(dx.nx);
     for (std::size_t j = 0; j < d.ny; ++j) {
-      for (std::size_t i = 0; i < dx.nx; ++i) {
-        double acc = 0.0;
-        for (std::size_t t = 0; t < n; ++t) acc += w[t] * value(k * d.slice() + j * d.nx + i + t);
-        a[k * dx.slice() + j * dx.nx + i] = static_cast<T>(acc);
-      }
+      for (std::size_t i = 0; i < d.nx; ++i) row[i] = static_cast<double>(value(k * d.slice() + j * d.nx + i));
+      accumulate(acc.data(), dx.nx, row.data(), 1);
+      std::transform(acc.begin(), acc.end(), a.begin() + static_cast<std::ptrdiff_t>(k * dx.slice() + j * dx.nx),
+                     [](double v) { return static_cast<T>(v); });
     }
     for (std::size_t j = 0; j < dy.ny; ++j) {
-      for (std::size_t i = 0; i < dy.nx; ++i) {
-        double acc = 0.0;
-        for (std::size_t t = 0; t < n; ++t) acc += w[t] * static_cast<double>(a[k * dx.slice() + (j + t) * dx.nx + i]);
-        b[k * dy.slice() + j * dy.nx + i] = static_cast<T>(acc);
-      }
+      accumulate(acc.data(), dy.nx, a.data() + k * dx.slice() + j * dx.nx, dx.nx);
+      std::transform(acc.begin(), acc.begin() + static_cast<std::ptrdiff_t>(dy.nx),
+                     b.begin() + static_cast<std::ptrdiff_t>(k * dy.slice() + j * dy.nx),
+                     [](double v) { return static_cast<T>(v); });
     }
   });
   out = dz;
   if (!along_z) return b;
   std::vector<T> c(dz.count());
   parallel_index(dz.nz, [&](std::size_t k) {
-    for (std::size_t v = 0; v < dz.slice(); ++v) {
-      double acc = 0.0;
-      for (std::size_t t = 0; t < n; ++t) acc += w[t] * static_cast<double>(b[(k + t) * dy.slice() + v]);
-      c[k * dz.slice() + v] = static_cast<T>(acc);
-    }
+    std::vector<double> acc(dz.slice());
+    accumulate(acc.data(), dz.slice(), b.data() + k * dy.slice(), dy.slice());
+    std::transform(acc.begin(), acc.end(), c.begin() + static_cast<std::ptrdiff_t>(k * dz.slice()),
+                   [](double v) { return static_cast<T>(v); });
   });
   return c;
 }
@@ -280,22 +295,45 @@ Plane downsample(const Plane& in) {
   return out;
 }
 
-std::pair<double, double> vif_parts(const Grey& reference, const Grey& distorted) {
+// What VIF needs of one image at each of its four scales: the image at that
+// scale, its local mean and the local mean of its square. Computed once per
+// image, so that the fused slice's are shared by all its sources.
+struct VifScale {
+  Plane image, mean, mean_of_square;
+};
+using VifScales = std::array<VifScale, 4>;
+
+std::vector<double> vif_window(int scale) {
+  const std::size_t n = (std::size_t{1} << (5 - scale)) + 1;
+  return gaussian_window(n, static_cast<double>(n) / 5.0);
+}
+
+VifScales vif_scales(const Grey& grey) {
+  VifScales scales;
+  Plane image{grey.d, std::vector<double>(grey.q.begin(), grey.q.end())};
+  for (int scale = 1; scale <= 4; ++scale) {
+    const auto w = vif_window(scale);
+    if (scale > 1) image = downsample(valid2(image, w));
+    VifScale& at = scales[static_cast<std::size_t>(scale - 1)];
+    at.mean = valid2(image, w);
+    if (!at.mean.v.empty()) at.mean_of_square = valid2(product(image, image), w);
+    at.image = image;
+  }
+  return scales;
+}
+
+std::pair<double, double> vif_parts(const VifScales& reference, const VifScales& distorted) {
   constexpr double sigma_nsq = 2.0;
-  Plane ref{reference.d, std::vector<double>(reference.q.begin(), reference.q.end())};
-  Plane dist{distorted.d, std::vector<double>(distorted.q.begin(), distorted.q.end())};
   double num = 0.0, den = 0.0;
   for (int scale = 1; scale <= 4; ++scale) {
-    const std::size_t n = (std::size_t{1} << (5 - scale)) + 1;
-    const auto w = gaussian_window(n, static_cast<double>(n) / 5.0);
-    if (scale > 1) {
-      ref = downsample(valid2(ref, w));
-      dist = downsample(valid2(dist, w));
-    }
-    const Plane mu1 = valid2(ref, w), mu2 = valid2(dist, w);
+    const VifScale& ref = reference[static_cast<std::size_t>(scale - 1)];
+    const VifScale& dist = distorted[static_cast<std::size_t>(scale - 1)];
+    const Plane& mu1 = ref.mean;
+    const Plane& mu2 = dist.mean;
     if (mu1.v.empty()) continue;
-    const Plane s11 = valid2(product(ref, ref), w), s22 = valid2(product(dist, dist), w);
-    const Plane s12 = valid2(product(ref, dist), w);
+    const Plane& s11 = ref.mean_of_square;
+    const Plane& s22 = dist.mean_of_square;
+    const Plane s12 = valid2(product(ref.image, dist.image), vif_window(scale));
     for (std::size_t i = 0; i < mu1.v.size(); ++i) {
       double sigma1_sq = std::max(0.0, s11.v[i] - mu1.v[i] * mu1.v[i]);
       const double sigma2_sq = std::max(0.0, s22.v[i] - mu2.v[i] * mu2.v[i]);
@@ -388,11 +426,12 @@ FusionMetrics paper_metrics_of(const Grey& f, const std::vector<Grey>& s) {
   m.mi = 0.0;
   m.ssim = 0.0;
   m.vif = 0.0;
+  const VifScales fused_scales = vif_scales(f);
   for (const Grey& source : s) {
     m.mi += mutual_information(f, source, nats);
     m.ssim += mean_ssim_of(
         f.d, [&](std::size_t v) { return f.at(v); }, [&](std::size_t v) { return source.at(v); }, skimage);
-    const double vif = ratio(vif_parts(source, f));
+    const double vif = ratio(vif_parts(vif_scales(source), fused_scales));
     m.vif += std::isfinite(vif) ? vif : 1.0;
   }
   m.scd = s.size() == 2 ? correlation_of_difference(f, s[1], s[0]) + correlation_of_difference(f, s[0], s[1]) : kNaN;
@@ -544,7 +583,8 @@ FusionMetrics volume_metrics(const Volume& fused, const std::vector<const Volume
       std::vector<Grey> sk;
       for (const Grey& source : s) sk.push_back(slice_of(source, k));
       qabf[k] = qabf_parts(fk, sk, false);
-      for (std::size_t n = 0; n < sk.size(); ++n) vif[k][n] = vif_parts(sk[n], fk);
+      const VifScales fused_scales = vif_scales(fk);
+      for (std::size_t n = 0; n < sk.size(); ++n) vif[k][n] = vif_parts(vif_scales(sk[n]), fused_scales);
     });
     std::pair<double, double> q{0.0, 0.0};
     for (const auto& parts : qabf) {
@@ -637,7 +677,8 @@ Table fusion_metrics_table(const Volume& fused, const std::vector<const Volume*>
         }
         FusionMetrics m = metrics_of(f, s, options, false);
         m.vif = 0.0;
-        for (const Grey& source : s) m.vif += ratio(vif_parts(source, f));
+        const VifScales fused_scales = vif_scales(f);
+        for (const Grey& source : s) m.vif += ratio(vif_parts(vif_scales(source), fused_scales));
         m.qabf = ratio(qabf_parts(f, s, false));
         results[c] = m;
         evaluated[c] = 1;
