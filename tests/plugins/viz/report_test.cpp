@@ -114,6 +114,26 @@ TEST(ReportVolumes, RefusesALabelCountThatDoesNotMatch) {
 
 // --- fusionflow run --report ---------------------------------------------------
 
+// Opens `page` from disk in headless Chromium (tests/browser/check_report.mjs,
+// screenshots into `shots`) and checks that it loaded without console errors,
+// uncaught exceptions or failed requests; returns what the script saw, or
+// null (a failure) when it did not run.
+nlohmann::json open_in_chromium(const fs::path& page, const fs::path& shots) {
+  fs::create_directories(shots);
+  const auto browser = testing::run_command(std::string(NODE_EXE) + " " + BROWSER_CHECK_SCRIPT + " " + page.string() +
+                                            " " + shots.string() + " 2>&1");
+  const auto line = browser.text.rfind("{\"console_errors\"");
+  if (browser.exit_code != 0 || line == std::string::npos) {
+    ADD_FAILURE() << "check_report.mjs did not run (exit " << browser.exit_code << "):\n" << browser.text;
+    return nullptr;
+  }
+  auto result = nlohmann::json::parse(browser.text.substr(line, browser.text.find('\n', line) - line));
+  EXPECT_TRUE(result.at("console_errors").empty()) << result.at("console_errors").dump(2);
+  EXPECT_TRUE(result.at("page_errors").empty()) << result.at("page_errors").dump(2);
+  EXPECT_TRUE(result.at("failed_requests").empty()) << result.at("failed_requests").dump(2);
+  return result;
+}
+
 class RunReport : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -172,16 +192,8 @@ TEST_F(RunReport, HoldsTheRunsPicturesMeasurementsRegistrationsGraphAndNodes) {
 TEST_F(RunReport, OpensInChromiumFromDiskWithAWorkingSliceViewer) {
   ASSERT_EQ(run_.exit_code, 0) << run_.text;
   const fs::path shots = work_ / "browser";
-  fs::create_directories(shots);
-  const auto browser = testing::run_command(std::string(NODE_EXE) + " " + BROWSER_CHECK_SCRIPT + " " +
-                                            (work_ / "report.html").string() + " " + shots.string() + " 2>&1");
-  ASSERT_EQ(browser.exit_code, 0) << browser.text;
-  const auto line = browser.text.rfind("{\"console_errors\"");
-  ASSERT_NE(line, std::string::npos) << browser.text;
-  const auto result = nlohmann::json::parse(browser.text.substr(line, browser.text.find('\n', line) - line));
-  EXPECT_TRUE(result.at("console_errors").empty()) << result.at("console_errors").dump(2);
-  EXPECT_TRUE(result.at("page_errors").empty()) << result.at("page_errors").dump(2);
-  EXPECT_TRUE(result.at("failed_requests").empty()) << result.at("failed_requests").dump(2);
+  const auto result = open_in_chromium(work_ / "report.html", shots);
+  ASSERT_FALSE(result.is_null());
   ASSERT_TRUE(result.at("viewer_ready").get<bool>()) << result.dump(2);
   EXPECT_EQ(result.at("viewer_volumes"), 4);
   for (const auto& image : result.at("images")) {
@@ -298,15 +310,8 @@ TEST(StudyReport, LinksEverySubjectsReportAndPlotsTheMetricsAcrossSubjects) {
   // In Chromium from disk: no errors, every plot drawn with both done
   // subjects, every link to a file that exists.
   const fs::path shots = work / "browser";
-  fs::create_directories(shots);
-  const auto browser = testing::run_command(std::string(NODE_EXE) + " " + BROWSER_CHECK_SCRIPT + " " +
-                                            (study / "report.html").string() + " " + shots.string() + " 2>&1");
-  ASSERT_EQ(browser.exit_code, 0) << browser.text;
-  const auto line = browser.text.rfind("{\"console_errors\"");
-  ASSERT_NE(line, std::string::npos) << browser.text;
-  const auto result = nlohmann::json::parse(browser.text.substr(line, browser.text.find('\n', line) - line));
-  EXPECT_TRUE(result.at("console_errors").empty()) << result.at("console_errors").dump(2);
-  EXPECT_TRUE(result.at("page_errors").empty()) << result.at("page_errors").dump(2);
+  const auto result = open_in_chromium(study / "report.html", shots);
+  ASSERT_FALSE(result.is_null());
   EXPECT_FALSE(result.at("viewer_present").get<bool>());
   std::size_t metric_plots = 0;
   for (const auto& svg : result.at("svgs")) {
