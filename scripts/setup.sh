@@ -11,6 +11,8 @@ packages=(
   g++ cmake ninja-build pkg-config git clang-format clang-tidy
   # core library and CLI
   libboost-graph-dev libtbb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libssl-dev
+  # core: written .nii.gz files are compressed in parallel blocks with libdeflate
+  libdeflate-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # imaging: ITK 5.2 (IO, filters, registration)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 
 #include <itkImage.h>
 #include <itkImageBase.h>
@@ -50,10 +51,26 @@ enum class VoxelStorage { Float32, Int16, UInt8 };
 // Writes `volume` to `path`; the format follows the extension (".nii.gz",
 // ".nrrd", ".mha", ...). Atomic: the data goes to a temporary file that is
 // renamed on success, so `path` is either complete or untouched. Files ending
-// in ".gz" are compressed. Throws std::runtime_error naming the path and ITK's
-// reason on failure.
+// in ".gz" are compressed (see write_image_file_atomically). Throws
+// std::runtime_error naming the path and ITK's reason on failure.
 void write_volume(const Volume& volume, const std::filesystem::path& path,
                   VoxelStorage storage = VoxelStorage::Float32);
+
+// gzip level of written ".gz" files (libdeflate's scale, 1..12): chosen to give
+// the same file sizes as ITK's own NIfTI compression gave before, at a fraction
+// of its time.
+inline constexpr int kWrittenGzipLevel = 6;
+
+// The one way image files are written: `write_uncompressed(file)` writes the
+// image uncompressed to `file` (an ITK writer with SetUseCompression(false);
+// `file` keeps the final name's extensions, ".gz" removed). For a `path`
+// ending in ".gz" that file is a temporary one, compressed by
+// gzip_file_in_blocks into `path` at kWrittenGzipLevel (in parallel, the same
+// bytes for any thread count); otherwise it is `path`'s own temporary file.
+// Either way `path` appears complete or not at all, and no temporary file is
+// left behind.
+void write_image_file_atomically(const std::filesystem::path& path,
+                                 const std::function<void(const std::filesystem::path&)>& write_uncompressed);
 
 // A colour image or volume as 8-bit RGB (NIfTI RGB24, NRRD or MetaImage by
 // extension), channels scaled from [0, max_value] to 0..255 and rounded,

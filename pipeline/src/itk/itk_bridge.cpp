@@ -19,6 +19,7 @@
 #include <itkRGBPixel.h>
 
 #include "fusionflow/atomic_file.hpp"
+#include "fusionflow/parallel_gzip.hpp"
 
 namespace fusionflow {
 namespace {
@@ -99,17 +100,17 @@ typename ItkImage3<Pixel>::ConstPointer storage_image(const Volume& volume) {
 // Any image through ITK's writer for the extension, atomically; ".gz" compresses.
 template <typename Image>
 void write_atomically(const Image* image, const std::filesystem::path& path) {
-  AtomicFileWriter atomic(path);
-  auto writer = itk::ImageFileWriter<Image>::New();
-  writer->SetFileName(atomic.temp_path().string());
-  writer->SetInput(image);
-  writer->SetUseCompression(ends_with(path.filename().string(), ".gz"));
-  try {
-    writer->Update();
-  } catch (const itk::ExceptionObject& error) {
-    throw std::runtime_error("cannot write image '" + path.string() + "': " + error.GetDescription());
-  }
-  atomic.commit();
+  write_image_file_atomically(path, [&](const std::filesystem::path& file) {
+    auto writer = itk::ImageFileWriter<Image>::New();
+    writer->SetFileName(file.string());
+    writer->SetInput(image);
+    writer->SetUseCompression(false);
+    try {
+      writer->Update();
+    } catch (const itk::ExceptionObject& error) {
+      throw std::runtime_error("cannot write image '" + path.string() + "': " + error.GetDescription());
+    }
+  });
 }
 
 template <typename Pixel>
@@ -119,6 +120,25 @@ void write_as(const Volume& volume, const std::filesystem::path& path) {
 }
 
 }  // namespace
+
+void write_image_file_atomically(const std::filesystem::path& path,
+                                 const std::function<void(const std::filesystem::path&)>& write_uncompressed) {
+  AtomicFileWriter atomic(path);
+  if (!ends_with(path.filename().string(), ".gz")) {
+    write_uncompressed(atomic.temp_path());
+    atomic.commit();
+    return;
+  }
+  // ITK's own gzip (zlib, one thread) took most of a large write's time. The
+  // uncompressed file is a temporary beside the output, never committed: its
+  // destructor removes it, whatever happens.
+  std::filesystem::path uncompressed_name = path;
+  uncompressed_name.replace_extension();  // "fused.nii.gz" -> "fused.nii"
+  const AtomicFileWriter uncompressed(uncompressed_name);
+  write_uncompressed(uncompressed.temp_path());
+  gzip_file_in_blocks(uncompressed.temp_path(), atomic.temp_path(), kWrittenGzipLevel);
+  atomic.commit();
+}
 
 void register_itk_image_io() {
   static std::once_flag registered;

@@ -15,7 +15,6 @@
 #include <string>
 #include <vector>
 
-#include <fusionflow/atomic_file.hpp>
 #include <fusionflow/itk_bridge.hpp>
 #include <itkBinShrinkImageFilter.h>
 #include <itkImageFileWriter.h>
@@ -100,21 +99,21 @@ Int16Scale int16_scale(const std::vector<float>& finite) {
 }
 
 void write_int16_nifti(const Int16Image& image, const Int16Scale& scale, const std::filesystem::path& path) {
-  AtomicFileWriter file(path);
-  auto io = itk::NiftiImageIO::New();
-  io->SetRescaleSlope(scale.slope);
-  io->SetRescaleIntercept(scale.intercept);
-  auto writer = itk::ImageFileWriter<Int16Image>::New();
-  writer->SetImageIO(io);
-  writer->SetInput(&image);
-  writer->SetFileName(file.temp_path().string());
-  writer->SetUseCompression(true);
-  try {
-    writer->Update();
-  } catch (const itk::ExceptionObject& error) {
-    throw std::runtime_error("cannot write '" + path.string() + "': " + error.GetDescription());
-  }
-  file.commit();
+  write_image_file_atomically(path, [&](const std::filesystem::path& file) {
+    auto io = itk::NiftiImageIO::New();
+    io->SetRescaleSlope(scale.slope);
+    io->SetRescaleIntercept(scale.intercept);
+    auto writer = itk::ImageFileWriter<Int16Image>::New();
+    writer->SetImageIO(io);
+    writer->SetInput(&image);
+    writer->SetFileName(file.string());
+    writer->SetUseCompression(false);
+    try {
+      writer->Update();
+    } catch (const itk::ExceptionObject& error) {
+      throw std::runtime_error("cannot write '" + path.string() + "': " + error.GetDescription());
+    }
+  });
 }
 
 }  // namespace
