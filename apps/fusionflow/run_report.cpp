@@ -397,7 +397,8 @@ std::string nodes_section(const RunReportInput& input) {
   html +=
       "<div class=\"scroll\"><table class=\"data\"><thead><tr><th>node</th><th>type</th><th>version</th>"
       "<th>status</th><th class=\"num\">start s</th><th class=\"num\">wall s</th><th class=\"num\">CPU s "
-      "(its thread)</th><th class=\"num\">peak MiB (process, at its end)</th><th>cache</th></tr></thead><tbody>";
+      "(its thread)</th><th class=\"num\">CPU s (all threads; * shared with nodes beside it)</th>"
+      "<th class=\"num\">peak MiB (process, at its end)</th><th>cache</th></tr></thead><tbody>";
   for (std::size_t n = 0; n < pipeline.nodes.size() && n < result.nodes.size(); ++n) {
     const PipelineNode& node = pipeline.nodes[n];
     const NodeRunInfo& info = result.nodes[n];
@@ -408,6 +409,7 @@ std::string nodes_section(const RunReportInput& input) {
             "</td><td class=\"num\">" + fmt::format("{:.3f}", info.start_seconds) + "</td><td class=\"num\">" +
             fmt::format("{:.3f}", info.wall_seconds) + "</td><td class=\"num\">" +
             fmt::format("{:.3f}", info.cpu_seconds) + "</td><td class=\"num\">" +
+            fmt::format("{:.3f}{}", info.process_cpu_seconds, info.ran_alone ? "" : " *") + "</td><td class=\"num\">" +
             mebibytes(static_cast<double>(info.peak_memory_bytes)) + "</td><td>" +
             escape_html(info.cache.empty() ? "" : info.cache) + "</td></tr>";
   }

@@ -55,11 +55,13 @@ std::size_t process_peak_memory_bytes() {
 
 namespace {
 
-double thread_cpu_seconds() {
+double cpu_seconds_of(clockid_t clock) {
   timespec now{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  clock_gettime(clock, &now);
   return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
 }
+double thread_cpu_seconds() { return cpu_seconds_of(CLOCK_THREAD_CPUTIME_ID); }
+double process_cpu_seconds() { return cpu_seconds_of(CLOCK_PROCESS_CPUTIME_ID); }
 
 // One output port's value, and how many consumer references still need it.
 // With a cache, a value from a cache hit stays in the cache until a node that
@@ -98,6 +100,7 @@ class PipelineRun {
     }
     const std::size_t count = pipeline.nodes.size();
     claims_.resize(count);
+    overlapped_.assign(count, 0);
     successors_.resize(count);
     unfinished_producers_.assign(count, 0);
     for (std::size_t consumer = 0; consumer < count; ++consumer) {
@@ -406,6 +409,10 @@ class PipelineRun {
       if (best == ready_.end()) return;  // only memory-intensive nodes wait
       const std::size_t index = *best;
       ready_.erase(best);
+      if (!running_nodes_.empty()) {
+        overlapped_[index] = 1;
+        for (std::size_t other : running_nodes_) overlapped_[other] = 1;
+      }
       running_nodes_.insert(index);
       if (memory_intensive(index)) ++running_memory_intensive_;
       group_->run([this, index] {
@@ -418,6 +425,7 @@ class PipelineRun {
   void node_finished(std::size_t index) {
     std::lock_guard<std::mutex> lock(schedule_mutex_);
     running_nodes_.erase(index);
+    result_.nodes[index].ran_alone = overlapped_[index] == 0;
     if (memory_intensive(index)) --running_memory_intensive_;
     for (std::size_t successor : successors_[index]) {
       if (--unfinished_producers_[successor] == 0) ready_.push_back(successor);
@@ -436,7 +444,10 @@ class PipelineRun {
     info.status = NodeStatus::Running;
     info.start_seconds = seconds_since_start();
     emit({ProgressEvent::Kind::Started, index, 0.0, NodeStatus::Running});
-    const double cpu_start = thread_cpu_seconds();
+    CpuClocks cpu_start;
+    // The process's interval encloses the thread's (read first, read last).
+    cpu_start.process = process_cpu_seconds();
+    cpu_start.thread = thread_cpu_seconds();
 
     std::map<std::string, Payload> outputs;
     std::optional<CacheKey> key;
@@ -512,7 +523,12 @@ class PipelineRun {
     finish_node_info(index, info, cpu_start, freed);
   }
 
-  void finish_node_info(std::size_t index, NodeRunInfo& info, double cpu_start, bool freed = false) {
+  struct CpuClocks {
+    double thread = 0;
+    double process = 0;
+  };
+
+  void finish_node_info(std::size_t index, NodeRunInfo& info, const CpuClocks& cpu_start, bool freed = false) {
 #if defined(__GLIBC__)
     // Hand the pages of freed values back to the system. glibc keeps freed
     // blocks below its (adaptive, up to 32 MiB) mmap threshold in its heaps,
@@ -524,7 +540,8 @@ class PipelineRun {
     (void)freed;
 #endif
 
-    info.cpu_seconds = thread_cpu_seconds() - cpu_start;
+    info.cpu_seconds = thread_cpu_seconds() - cpu_start.thread;
+    info.process_cpu_seconds = process_cpu_seconds() - cpu_start.process;
     info.end_seconds = seconds_since_start();
     info.wall_seconds = info.end_seconds - info.start_seconds;
     info.peak_memory_bytes = process_peak_memory_bytes();
@@ -547,6 +564,7 @@ class PipelineRun {
   std::vector<std::size_t> unfinished_producers_;
   std::vector<std::size_t> ready_;
   std::set<std::size_t> running_nodes_;
+  std::vector<char> overlapped_;  // per node: another node was running at some moment of its run
   int running_memory_intensive_ = 0;
   tbb::task_group* group_ = nullptr;
   std::mutex callback_mutex_;  // serialises user callbacks

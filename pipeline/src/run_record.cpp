@@ -126,6 +126,8 @@ std::string run_record_json(const Pipeline& pipeline, const RunResult& result,
       entry["end_seconds"] = info.end_seconds;
       entry["wall_seconds"] = info.wall_seconds;
       entry["cpu_seconds"] = info.cpu_seconds;
+      entry["process_cpu_seconds"] = info.process_cpu_seconds;
+      entry["ran_alone"] = info.ran_alone;
       entry["peak_memory_bytes"] = info.peak_memory_bytes;
     }
     if (!info.error.empty()) entry["error"] = info.error;

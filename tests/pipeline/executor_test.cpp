@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -118,6 +119,42 @@ TEST_F(Executor, IndependentBranchesOverlap) {
   EXPECT_LT(b.start_seconds, a.end_seconds);
   const double overlap = std::min(a.end_seconds, b.end_seconds) - std::max(a.start_seconds, b.start_seconds);
   EXPECT_GT(overlap, 0.2);
+  // The run record says whose process CPU is shared: the branches ran side by
+  // side, the join after both.
+  EXPECT_FALSE(a.ran_alone);
+  EXPECT_FALSE(b.ran_alone);
+  EXPECT_TRUE(result.nodes[index_of(pipeline, "join")].ran_alone);
+}
+
+// A node whose work runs on a thread it starts (as ITK's and Mesa's do): its
+// own thread's CPU misses the work, the all-thread CPU holds it.
+TEST_F(Executor, AllThreadCpuCountsTheThreadsANodeStarts) {
+  static double helper_cpu_seconds = 0;
+  NodeSpec spec("test.helper_thread", "1.0.0", "burns CPU on a thread it starts and waits for it");
+  registry_.add_node({spec, [](NodeContext&) {
+                        std::thread helper([] {
+                          timespec now{};
+                          volatile double sink = 0;
+                          do {
+                            for (int i = 0; i < 100000; ++i) sink = sink + 1e-9 * i;
+                            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+                          } while (now.tv_sec == 0 && now.tv_nsec < 200'000'000);
+                          helper_cpu_seconds = double(now.tv_sec) + double(now.tv_nsec) * 1e-9;
+                        });
+                        helper.join();
+                      }});
+  PipelineBuilder builder;
+  builder.add_node("work", "test.helper_thread");
+  Pipeline pipeline = load(builder);
+  RunOptions options;
+  options.threads = 2;
+  RunResult result = run_pipeline(pipeline, registry_, options);
+  ASSERT_TRUE(result.succeeded) << result.error;
+  const NodeRunInfo& work = result.nodes[index_of(pipeline, "work")];
+  ASSERT_GE(helper_cpu_seconds, 0.2);
+  EXPECT_TRUE(work.ran_alone);
+  EXPECT_GE(work.process_cpu_seconds, helper_cpu_seconds - 1e-3);
+  EXPECT_LT(work.cpu_seconds, helper_cpu_seconds / 2) << "the node's own thread only waited";
 }
 
 TEST_F(Executor, MemoryIntensiveNodesRunOneAtATimeBesideOtherNodes) {

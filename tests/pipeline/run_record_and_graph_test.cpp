@@ -50,6 +50,9 @@ TEST(RunRecord, ListsEveryNodeWithParametersVersionsAndTimings) {
   EXPECT_EQ(left["status"], "succeeded");
   EXPECT_GE(left["wall_seconds"].get<double>(), 0.0);
   EXPECT_GE(left["cpu_seconds"].get<double>(), 0.0);
+  // All the process's threads include the node's own.
+  EXPECT_GE(left["process_cpu_seconds"].get<double>(), left["cpu_seconds"].get<double>());
+  EXPECT_TRUE(left["ran_alone"].is_boolean());
   EXPECT_EQ(record["nodes"][2]["inputs"]["values"], (nlohmann::json{"left.value", "right.value"}));
 }
 

@@ -45,7 +45,14 @@ struct NodeRunInfo {
   double start_seconds = 0;  // since the run started
   double end_seconds = 0;
   double wall_seconds = 0;
-  double cpu_seconds = 0;             // CPU time of the thread that ran the node
+  double cpu_seconds = 0;  // CPU time of the thread that ran the node
+  // CPU time of all the process's threads while the node ran (TBB workers on
+  // its parallel loops, threads ITK or Mesa start, the kernel's time for it).
+  // When `ran_alone`, that is the node's whole CPU, and wall x threads minus it
+  // the time its threads waited (a lock, a serial phase, the display, memory);
+  // otherwise it also holds the nodes that ran beside it.
+  double process_cpu_seconds = 0;
+  bool ran_alone = false;             // no other node was running at any moment of its run
   std::size_t peak_memory_bytes = 0;  // process peak RSS when the node ended
   std::string error;
   // With a cache: "hit", "miss", "miss: <why the entry was not used>",
