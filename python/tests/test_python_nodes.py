@@ -95,10 +95,12 @@ def test_python_nodes_run_beside_the_rest_of_the_graph(private_registry, phantom
     nodes = {node["id"]: node for node in result.record["nodes"]}
     wait_node, reg_node = nodes["wait"], nodes["reg"]
     assert wait_node["wall_seconds"] >= 1.0
-    # register.rigid (C++) ran while the Python node was running.
+    # register.rigid (C++) ran while the Python node was running: all of it
+    # (on a fast machine it takes less than 0.2 s at 32^3) within the wait.
     overlap = min(wait_node["end_seconds"], reg_node["end_seconds"]) - max(wait_node["start_seconds"],
                                                                            reg_node["start_seconds"])
-    assert overlap > 0.2, (wait_node, reg_node)
+    assert overlap >= 0.9 * reg_node["wall_seconds"] > 0, (wait_node, reg_node)
+    assert not wait_node["ran_alone"] and not reg_node["ran_alone"]
 
 
 def test_a_python_node_in_the_default_pipeline(tmp_path, phantom, private_registry):
