@@ -33,6 +33,9 @@
 #include <vtkVolumeProperty.h>
 #include <vtkWindowToImageFilter.h>
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -567,12 +570,14 @@ std::array<double, 3> VolumeSampler::index(const std::array<double, 3>& p) const
           to_index_[6] * d0 + to_index_[7] * d1 + to_index_[8] * d2};
 }
 
-// Separable Gaussian smoothing on the volume's own grid (edges clamped).
+// Separable Gaussian smoothing on the volume's own grid (edges clamped). The
+// lines of each pass are independent: they are smoothed in parallel, each
+// voxel's taps added in the same order whatever the thread count (the same
+// bytes); taps inside the line skip the clamp.
 std::vector<float> gaussian_smooth(const Volume& volume, double sigma_mm) {
   const Geometry& g = volume.geometry;
   std::vector<float> data(volume.voxels.size());
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = std::isfinite(volume.voxels[i]) ? volume.voxels[i] : 0.0f;
-  std::vector<float> line;
   for (int axis = 0; axis < 3; ++axis) {
     const double sigma = sigma_mm / g.spacing[axis];
     if (sigma < 0.3 || g.size[axis] < 2) continue;
@@ -585,26 +590,34 @@ std::vector<float> gaussian_smooth(const Volume& volume, double sigma_mm) {
     const std::size_t n = g.size[axis];
     const std::size_t stride = axis == 0 ? 1 : axis == 1 ? g.size[0] : g.size[0] * g.size[1];
     const std::size_t lines = data.size() / n;
-    line.resize(n);
-    for (std::size_t l = 0; l < lines; ++l) {
-      // Start of line l: decompose into the other two axes.
-      std::size_t start = 0;
-      if (axis == 0)
-        start = l * n;
-      else if (axis == 1)
-        start = (l / g.size[0]) * g.size[0] * g.size[1] + l % g.size[0];
-      else
-        start = l;
-      for (std::size_t i = 0; i < n; ++i) line[i] = data[start + i * stride];
-      for (std::size_t i = 0; i < n; ++i) {
-        double value = 0;
-        for (int t = -radius; t <= radius; ++t) {
-          const auto s = std::clamp<long>(static_cast<long>(i) + t, 0, static_cast<long>(n) - 1);
-          value += kernel[static_cast<std::size_t>(t + radius)] * line[static_cast<std::size_t>(s)];
+    const auto r = static_cast<std::size_t>(radius);
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, lines), [&](const tbb::blocked_range<std::size_t>& range) {
+      std::vector<float> line(n);
+      for (std::size_t l = range.begin(); l != range.end(); ++l) {
+        // Start of line l: decompose into the other two axes.
+        std::size_t start = 0;
+        if (axis == 0)
+          start = l * n;
+        else if (axis == 1)
+          start = (l / g.size[0]) * g.size[0] * g.size[1] + l % g.size[0];
+        else
+          start = l;
+        for (std::size_t i = 0; i < n; ++i) line[i] = data[start + i * stride];
+        for (std::size_t i = 0; i < n; ++i) {
+          double value = 0;
+          if (i >= r && i + r < n) {
+            const float* taps = line.data() + (i - r);
+            for (std::size_t t = 0; t < kernel.size(); ++t) value += kernel[t] * taps[t];
+          } else {
+            for (int t = -radius; t <= radius; ++t) {
+              const auto s = std::clamp<long>(static_cast<long>(i) + t, 0, static_cast<long>(n) - 1);
+              value += kernel[static_cast<std::size_t>(t + radius)] * line[static_cast<std::size_t>(s)];
+            }
+          }
+          data[start + i * stride] = static_cast<float>(value);
         }
-        data[start + i * stride] = static_cast<float>(value);
       }
-    }
+    });
   }
   return data;
 }
