@@ -5,7 +5,12 @@
 // Rendering nodes start Xvfb themselves when there is no display (the tests
 // run the same with or without xvfb-run).
 #include <gtest/gtest.h>
+#include <tbb/task_arena.h>
 
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
 #include <regex>
 #include <set>
 
@@ -27,6 +32,53 @@ viz::RgbImage render(const Volume& volume, const Volume* functional, std::map<st
 }
 
 // --- viz.render3d -------------------------------------------------------------
+
+// gaussian_smooth (the 3D renderings' and the hottest-point search's smoothing)
+// against the clamped convolution written out voxel by voxel, on an
+// anisotropic grid whose lines are shorter than the kernel on one axis: the
+// same bytes on one thread and on two.
+TEST(GaussianSmooth, IsTheClampedSeparableConvolutionOnAnyThreadCount) {
+  Volume volume;
+  volume.geometry.size = {23, 7, 11};
+  volume.geometry.spacing = {1.0, 0.5, 2.0};
+  volume.voxels.resize(volume.geometry.voxel_count());
+  for (std::size_t v = 0; v < volume.voxels.size(); ++v) volume.voxels[v] = float((v * 7919) % 101) - 50.0f;
+  volume.voxels[5] = std::numeric_limits<float>::quiet_NaN();  // counts as 0
+  const double sigma_mm = 1.5;
+  std::vector<float> expected(volume.voxels.size());
+  for (std::size_t v = 0; v < expected.size(); ++v)
+    expected[v] = std::isfinite(volume.voxels[v]) ? volume.voxels[v] : 0;
+  const auto& size = volume.geometry.size;
+  for (int axis = 0; axis < 3; ++axis) {
+    const double sigma = sigma_mm / volume.geometry.spacing[axis];
+    const int radius = int(std::ceil(3 * sigma));
+    std::vector<double> kernel;
+    double sum = 0;
+    for (int t = -radius; t <= radius; ++t) sum += kernel.emplace_back(std::exp(-0.5 * t * t / (sigma * sigma)));
+    for (double& k : kernel) k /= sum;
+    const std::vector<float> before = expected;
+    for (std::size_t z = 0; z < size[2]; ++z)
+      for (std::size_t y = 0; y < size[1]; ++y)
+        for (std::size_t x = 0; x < size[0]; ++x) {
+          double value = 0;
+          for (int t = -radius; t <= radius; ++t) {
+            std::array<long, 3> at{long(x), long(y), long(z)};
+            at[axis] = std::clamp<long>(at[axis] + t, 0, long(size[axis]) - 1);
+            value += kernel[std::size_t(t + radius)] *
+                     before[(std::size_t(at[2]) * size[1] + std::size_t(at[1])) * size[0] + std::size_t(at[0])];
+          }
+          expected[(z * size[1] + y) * size[0] + x] = float(value);
+        }
+  }
+  for (int threads : {1, 2}) {
+    tbb::task_arena arena(threads);
+    const std::vector<float> smoothed = arena.execute([&] { return viz::gaussian_smooth(volume, sigma_mm); });
+    ASSERT_EQ(smoothed.size(), expected.size());
+    for (std::size_t v = 0; v < expected.size(); ++v) {
+      ASSERT_EQ(smoothed[v], expected[v]) << "voxel " << v << " on " << threads << " threads";
+    }
+  }
+}
 
 TEST(Render3d, WritesANonBlankPictureOfTheRequestedSize) {
   const fs::path dir = scratch_dir("render-size");
