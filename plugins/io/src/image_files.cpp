@@ -29,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <map>
@@ -131,8 +132,10 @@ struct InflateResult {
 // given, without keeping the output (zlib with automatic zlib/gzip header
 // detection; concatenated gzip members are followed). Reads everything so
 // that the trailer's checksum is verified.
+// `sink`, when given, sees every decompressed byte, in order.
+using InflateSink = std::function<void(const unsigned char* bytes, std::size_t size)>;
 InflateResult inflate_file(const fs::path& path, std::uint64_t offset, std::size_t head_bytes,
-                           std::optional<std::uint64_t> length = std::nullopt) {
+                           std::optional<std::uint64_t> length = std::nullopt, const InflateSink& sink = {}) {
   InflateResult result;
   std::ifstream in(path, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(offset));
@@ -176,6 +179,7 @@ InflateResult inflate_file(const fs::path& path, std::uint64_t offset, std::size
       result.head.append(reinterpret_cast<const char*>(output.data()), take);
     }
     result.bytes += produced;
+    if (sink && produced > 0) sink(output.data(), produced);
     if (status == Z_STREAM_END) {
       stream_ended = true;
       continue;
@@ -284,22 +288,113 @@ struct RawNiftiHeader {
   double pixdim(int n) const { return nifti1 ? f32(76 + 4 * std::size_t(n)) : f64(104 + 8 * std::size_t(n)); }
 };
 
-std::optional<RawNiftiHeader> read_raw_nifti_header(const fs::path& path) {
-  const std::string name = lower(path.filename().string());
-  if (!ends_with(name, ".nii") && !ends_with(name, ".nii.gz")) return std::nullopt;
-  gzFile file = gzopen(path.c_str(), "rb");
-  if (file == nullptr) return std::nullopt;
+// From the first (up to) 540 bytes of the file's uncompressed data.
+std::optional<RawNiftiHeader> parse_raw_nifti_header(std::string head) {
   RawNiftiHeader header;
-  header.head.assign(540, '\0');
-  const int got = gzread(file, header.head.data(), static_cast<unsigned>(header.head.size()));
-  gzclose(file);
-  header.head.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+  header.head = std::move(head);
   if (header.head.size() < 348) return std::nullopt;
   header.nifti1 = read_u32(header.head, 0, false) == 348 || read_u32(header.head, 0, true) == 348;
   header.swap = read_u32(header.head, 0, false) != 348 && read_u32(header.head, 0, false) != 540;
   if (!header.nifti1 && header.head.size() < 540) return std::nullopt;
   return header;
 }
+
+std::optional<RawNiftiHeader> read_raw_nifti_header(const fs::path& path) {
+  const std::string name = lower(path.filename().string());
+  if (!ends_with(name, ".nii") && !ends_with(name, ".nii.gz")) return std::nullopt;
+  gzFile file = gzopen(path.c_str(), "rb");
+  if (file == nullptr) return std::nullopt;
+  std::string head(540, '\0');
+  const int got = gzread(file, head.data(), static_cast<unsigned>(head.size()));
+  gzclose(file);
+  head.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+  return parse_raw_nifti_header(std::move(head));
+}
+
+// FLOAT32 (16) and FLOAT64 (64) voxels are the only ones that can be
+// non-finite: their size in bytes, else 0.
+std::size_t float_voxel_bytes(const RawNiftiHeader& header) {
+  const unsigned datatype = header.nifti1 ? header.u16(70) : header.u16(12);
+  return datatype == 16 ? 4 : datatype == 64 ? 8 : 0;
+}
+
+// Watches a .nii.gz file's uncompressed bytes go by (the truncation check
+// inflates them anyway) for a NaN or Inf among the float voxels, so that the
+// pass that puts them back after niftilib (restore_nifti_nonfinite, which
+// inflates the file once more) runs only for files that have one. Values
+// beyond the voxel data count too: a false alarm only costs that pass.
+class NonFiniteScan {
+ public:
+  explicit NonFiniteScan(const fs::path& path) : path_(path) {}
+
+  void consume(const unsigned char* bytes, std::size_t size) {
+    if (!parsed_) {
+      const std::size_t take = std::min(size, kHeadBytes - head_.size());
+      head_.append(reinterpret_cast<const char*>(bytes), take);
+      if (head_.size() < kHeadBytes) return;  // all of it was header
+      parse_and_scan_head();
+      scan(kHeadBytes, bytes + take, size - take);
+      return;
+    }
+    scan(position_, bytes, size);
+  }
+
+  // True unless every float voxel went by and none was NaN or Inf.
+  bool may_hold_nonfinite() {
+    if (!parsed_) parse_and_scan_head();  // a file shorter than 540 bytes
+    if (!header_) return true;            // not understood here: the restore pass decides
+    return value_bytes_ != 0 && found_;
+  }
+
+ private:
+  static constexpr std::size_t kHeadBytes = 540;
+
+  // The head may already hold voxels (NIfTI-1's data often starts at 352).
+  void parse_and_scan_head() {
+    parsed_ = true;
+    header_ = parse_raw_nifti_header(head_);
+    if (!header_) return;
+    value_bytes_ = float_voxel_bytes(*header_);
+    data_offset_ = nifti_data_offset(path_, header_->head);
+    scan(0, reinterpret_cast<const unsigned char*>(head_.data()), head_.size());
+  }
+
+  // `bytes` hold the uncompressed stream from `at` on.
+  void scan(std::uint64_t at, const unsigned char* bytes, std::size_t size) {
+    position_ = at + size;
+    if (!header_ || value_bytes_ == 0 || found_) return;
+    std::size_t i = 0;
+    if (at < data_offset_) i = static_cast<std::size_t>(std::min<std::uint64_t>(size, data_offset_ - at));
+    for (; i < size; ++i) {
+      partial_[partial_size_++] = bytes[i];
+      if (partial_size_ < value_bytes_) continue;
+      partial_size_ = 0;
+      if (value_bytes_ == 4) {
+        std::uint32_t raw = 0;
+        std::memcpy(&raw, partial_.data(), 4);
+        if (header_->swap) raw = __builtin_bswap32(raw);
+        found_ = (raw & 0x7f800000u) == 0x7f800000u;
+      } else {
+        std::uint64_t raw = 0;
+        std::memcpy(&raw, partial_.data(), 8);
+        if (header_->swap) raw = __builtin_bswap64(raw);
+        found_ = (raw & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+      }
+      if (found_) return;
+    }
+  }
+
+  fs::path path_;
+  std::string head_;
+  bool parsed_ = false;
+  std::optional<RawNiftiHeader> header_;
+  std::size_t value_bytes_ = 0;
+  std::uint64_t data_offset_ = 0;
+  std::uint64_t position_ = 0;
+  std::array<unsigned char, 8> partial_{};
+  std::size_t partial_size_ = 0;
+  bool found_ = false;
+};
 
 // What niftilib lets through and then misreads: a header size that is
 // neither NIfTI-1's nor NIfTI-2's, and a zero or non-finite pixdim, which it
@@ -338,13 +433,12 @@ void restore_nifti_nonfinite(const fs::path& path, Volume& volume, std::uint64_t
   const bool nifti1 = header->nifti1, swap = header->swap;
   gzFile file = gzopen(path.c_str(), "rb");
   if (file == nullptr) return;
-  const unsigned datatype = nifti1 ? header->u16(70) : header->u16(12);
   const std::uint64_t offset = nifti_data_offset(path, header->head);
   double slope = nifti1 ? header->f32(112) : header->f64(176);
   const double intercept_raw = nifti1 ? header->f32(116) : header->f64(184);
   if (slope == 0.0 || !std::isfinite(slope)) slope = 1.0;
   const double intercept = std::isfinite(intercept_raw) ? intercept_raw : 0.0;
-  const std::size_t bytes = datatype == 16 ? 4 : datatype == 64 ? 8 : 0;  // FLOAT32, FLOAT64
+  const std::size_t bytes = float_voxel_bytes(*header);
   if (bytes == 0 || gzseek(file, static_cast<z_off_t>(offset + first_voxel * bytes), SEEK_SET) < 0) {
     gzclose(file);
     return;
@@ -379,7 +473,9 @@ void restore_nifti_nonfinite(const fs::path& path, Volume& volume, std::uint64_t
   gzclose(file);
 }
 
-void check_nifti_container(const fs::path& path, std::uint64_t voxel_bytes, const std::string& grid) {
+// Returns false when the check saw every voxel and none was a non-finite
+// float (restore_nifti_nonfinite would change nothing), else true.
+bool check_nifti_container(const fs::path& path, std::uint64_t voxel_bytes, const std::string& grid) {
   const std::string name = lower(path.filename().string());
   if (ends_with(name, ".hdr")) {
     // Analyze/NIfTI pair: the voxels live in the .img next to it.
@@ -393,12 +489,12 @@ void check_nifti_container(const fs::path& path, std::uint64_t voxel_bytes, cons
       const auto size = size_of_file(image);
       if (size < voxel_bytes) throw_truncated(path, grid, voxel_bytes, size, quoted(image) + " holds only");
     }
-    return;
+    return true;
   }
   if (ends_with(name, ".img") || ends_with(name, ".img.gz")) {  // ITK reads the header next to it
     fs::path header = ends_with(name, ".gz") ? path.parent_path() / path.stem() : path;
     note_file_read(header.replace_extension(".hdr"));
-    return;
+    return true;
   }
   const std::uint64_t size = size_of_file(path);
   if (!is_gzip(path)) {
@@ -407,10 +503,12 @@ void check_nifti_container(const fs::path& path, std::uint64_t voxel_bytes, cons
       throw_truncated(path, grid, voxel_bytes, size > offset ? size - offset : 0,
                       "the data after its header (offset " + std::to_string(offset) + ") is only");
     }
-    return;
+    return true;  // the restore pass reads the plain file: no inflating to save
   }
   check_plausible_size(path, size, voxel_bytes, grid);
-  const InflateResult inflated = inflate_file(path, 0, 540);
+  NonFiniteScan scan(path);
+  const InflateResult inflated = inflate_file(
+      path, 0, 540, std::nullopt, [&](const unsigned char* bytes, std::size_t count) { scan.consume(bytes, count); });
   if (!inflated.error.empty()) {
     throw std::runtime_error("cannot read " + quoted(path) + ": the gzip data is corrupt (" + inflated.error +
                              "); re-export or re-copy the file");
@@ -422,6 +520,7 @@ void check_nifti_container(const fs::path& path, std::uint64_t voxel_bytes, cons
         path, grid, voxel_bytes, available,
         inflated.complete ? "the decompressed data after the header is only" : "the gzip stream ends after");
   }
+  return scan.may_hold_nonfinite();
 }
 
 // MetaImage header fields up to ElementDataFile, where the header ends, and
@@ -1144,8 +1243,9 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
   }
   if (!own_geometry) check_geometry(path, *io);
 
+  bool nifti_may_hold_nonfinite = true;
   switch (format) {
-    case FileFormat::Nifti: check_nifti_container(path, voxel_bytes, grid); break;
+    case FileFormat::Nifti: nifti_may_hold_nonfinite = check_nifti_container(path, voxel_bytes, grid); break;
     case FileFormat::MetaImage: check_meta_container(path, *meta_header, total_voxels, voxel_bytes, grid); break;
     case FileFormat::Nrrd:
       // teem reports truncated raw and compressed data itself; only refuse
@@ -1229,7 +1329,9 @@ LoadedImage read_image_file(const LoadRequest& request, NodeContext& ctx) {
     metadata.source = path.string();
     loaded.volume = from_itk(*reader->GetOutput(), std::move(metadata));
   }
-  if (format == FileFormat::Nifti) restore_nifti_nonfinite(path, loaded.volume, volume * volume_voxels);
+  if (format == FileFormat::Nifti && nifti_may_hold_nonfinite) {
+    restore_nifti_nonfinite(path, loaded.volume, volume * volume_voxels);
+  }
   if (volumes > 1) extra["io.volume_index"] = std::to_string(volume) + " of " + std::to_string(volumes);
   if (nifti) {
     if (!own_geometry) {
