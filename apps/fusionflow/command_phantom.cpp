@@ -32,6 +32,9 @@ int phantom_command(Session& session, const PhantomArguments& arguments) {
       .set_param("phantom", "lesion_count", ParamValue(std::int64_t(arguments.lesions)))
       .set_param("phantom", "pet_spacing_mm", ParamValue(double(arguments.pet_spacing_mm)))
       .set_param("phantom", "pet_fwhm_mm", ParamValue(double(arguments.pet_fwhm_mm)))
+      .set_param("phantom", "mri_deformation_mm", ParamValue(double(arguments.deformation_mm)))
+      .set_param("phantom", "pet_deformation_mm", ParamValue(double(arguments.deformation_mm)))
+      .set_param("phantom", "deformation_smoothness_mm", ParamValue(double(arguments.deformation_smoothness_mm)))
       .set_param("phantom", "size", ParamValue(size));
   if (arguments.spacing_mm > 0) {
     pipeline.set_param("phantom", "spacing", ParamValue(std::vector<double>(3, arguments.spacing_mm)));
@@ -55,8 +58,9 @@ int phantom_command(Session& session, const PhantomArguments& arguments) {
     spdlog::error("{}", result.error);
     return kRunFailed;
   }
-  std::cout << "wrote ct.nii.gz, t1.nii.gz, t2.nii.gz, pet.nii.gz, labels.nii.gz and truth.json to " << arguments.out
-            << " in " << result.wall_seconds << " s\n";
+  std::cout << "wrote ct.nii.gz, t1.nii.gz, t2.nii.gz, pet.nii.gz, labels.nii.gz"
+            << (arguments.deformation_mm > 0 ? ", mri_displacement.nrrd, pet_displacement.nrrd" : "")
+            << " and truth.json to " << arguments.out << " in " << result.wall_seconds << " s\n";
   return kSuccess;
 }
 

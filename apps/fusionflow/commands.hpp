@@ -37,6 +37,8 @@ struct PhantomArguments {
   int lesions = 1;
   double pet_spacing_mm = 3.0;
   double pet_fwhm_mm = 6.0;
+  double deformation_mm = 0.0;              // MRI and PET, each its own field
+  double deformation_smoothness_mm = 20.0;  // correlation length
   std::string out;
   int threads = 0;
 };

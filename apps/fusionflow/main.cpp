@@ -80,6 +80,15 @@ int main(int argc, char** argv) {
   phantom->add_option("--lesions", phantom_arguments.lesions, "Number of lesions")->check(CLI::Range(0, 20));
   phantom->add_option("--pet-spacing", phantom_arguments.pet_spacing_mm, "PET voxel spacing in mm");
   phantom->add_option("--pet-fwhm", phantom_arguments.pet_fwhm_mm, "PET resolution (FWHM) in mm");
+  phantom
+      ->add_option("--deform", phantom_arguments.deformation_mm,
+                   "Deform MRI and PET smoothly by at most this many mm before their rigid motion (0: none; "
+                   "each gets its own random field, written as mri/pet_displacement.nrrd)")
+      ->check(CLI::Range(0.0, 30.0));
+  phantom
+      ->add_option("--deform-smoothness", phantom_arguments.deformation_smoothness_mm,
+                   "Correlation length of the deformation in mm")
+      ->check(CLI::Range(5.0, 200.0));
   phantom->add_option("--out", phantom_arguments.out, "Output directory")->required();
   phantom->add_option("--threads", phantom_arguments.threads, "Threads (0: all cores)")->check(CLI::Range(0, 1024));
 

@@ -33,4 +33,15 @@ Geometry grid_with_spacing(const Geometry& geometry, const std::array<double, 3>
 void write_transform_file(const Transform& transform, const std::filesystem::path& path);
 Transform read_transform_file(const std::filesystem::path& path);
 
+// Displacement field files: a 3-component float image whose voxels are the
+// displacements in LPS mm (ITK's displacement field convention, which 3D
+// Slicer loads as a grid transform). NRRD (.nrrd, .nhdr) or MetaImage (.mha,
+// .mhd), gzip-compressed inside the format, written atomically. NIfTI is
+// refused: readers disagree on the frame of its vectors (ITK before 5.3 reads
+// them as LPS, Slicer and later ITK as RAS), so a NIfTI field would move the
+// anatomy the wrong way in one of them. Throws std::runtime_error naming the
+// path and what is wrong.
+void write_displacement_field_file(const DisplacementField& field, const std::filesystem::path& path);
+DisplacementField read_displacement_field_file(const std::filesystem::path& path);
+
 }  // namespace fusionflow

@@ -10,10 +10,12 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <string>
 #include <vector>
 
 #include "fusionflow/payload.hpp"
+#include "fusionflow/volume.hpp"
 
 namespace fusionflow {
 
@@ -34,6 +36,20 @@ struct Transform {
       moving[row] = value;
     }
     return moving;
+  }
+};
+
+// A dense displacement field sampled on a grid of the FIXED space: the moving
+// point of the fixed point x is x + d(x), d in LPS millimetres. This is
+// ITK's DisplacementFieldTransform and what 3D Slicer calls a grid transform
+// (its "resampling" direction, the one ITK files store).
+struct DisplacementField {
+  Geometry geometry;
+  std::vector<float> vectors;  // d_x, d_y, d_z per voxel, voxels x fastest (3 * voxel count)
+
+  std::array<double, 3> at(std::size_t i, std::size_t j, std::size_t k) const {
+    const std::size_t n = 3 * geometry.linear_index(i, j, k);
+    return {vectors[n], vectors[n + 1], vectors[n + 2]};
   }
 };
 

@@ -5,6 +5,9 @@
 #include <itkEuler3DTransform.h>
 #include <itkHDF5TransformIOFactory.h>
 #include <itkIdentityTransform.h>
+#include <itkImageFileReader.h>
+#include <itkImageFileWriter.h>
+#include <itkImageIOFactory.h>
 #include <itkLinearInterpolateImageFunction.h>
 #include <itkMatlabTransformIOFactory.h>
 #include <itkNearestNeighborInterpolateImageFunction.h>
@@ -14,6 +17,7 @@
 #include <itkTransformFileWriter.h>
 #include <itkTxtTransformIOFactory.h>
 
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <stdexcept>
@@ -52,6 +56,26 @@ void register_transform_io() {
     itk::HDF5TransformIOFactory::RegisterOneFactory();
     itk::MatlabTransformIOFactory::RegisterOneFactory();
   });
+}
+
+using DisplacementImage = itk::Image<itk::Vector<float, 3>, 3>;
+
+// The formats whose vectors are unambiguously LPS.
+void check_displacement_field_format(const std::filesystem::path& path) {
+  std::string name = path.filename().string();
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  const auto ends_with = [&](const std::string& suffix) {
+    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (ends_with(".nrrd") || ends_with(".nhdr") || ends_with(".mha") || ends_with(".mhd")) return;
+  if (ends_with(".nii") || ends_with(".nii.gz")) {
+    throw std::runtime_error("displacement field '" + path.string() +
+                             "': NIfTI is not used for displacement fields (readers disagree whether its vectors are "
+                             "RAS or LPS, so the field would move the anatomy the wrong way in some of them); use "
+                             ".nrrd or .mha");
+  }
+  throw std::runtime_error("displacement field '" + path.string() +
+                           "': unknown file type; use .nrrd, .nhdr, .mha or .mhd");
 }
 
 bool is_rotation(const std::array<double, 9>& m) {
@@ -199,6 +223,85 @@ Transform read_transform_file(const std::filesystem::path& path) {
   transform.kind = is_rotation(transform.matrix) ? "rigid" : "affine";
   transform.description = "read from " + path.string();
   return transform;
+}
+
+void write_displacement_field_file(const DisplacementField& field, const std::filesystem::path& path) {
+  check_displacement_field_format(path);
+  const Geometry& g = field.geometry;
+  if (field.vectors.size() != 3 * g.voxel_count()) {
+    throw std::runtime_error("displacement field '" + path.string() + "' has " + std::to_string(field.vectors.size()) +
+                             " values for " + std::to_string(g.voxel_count()) + " voxels (3 per voxel needed)");
+  }
+  register_itk_image_io();
+  auto image = DisplacementImage::New();
+  DisplacementImage::SizeType size;
+  DisplacementImage::SpacingType spacing;
+  DisplacementImage::PointType origin;
+  DisplacementImage::DirectionType direction;
+  for (unsigned axis = 0; axis < 3; ++axis) {
+    size[axis] = g.size[axis];
+    spacing[axis] = g.spacing[axis];
+    origin[axis] = g.origin[axis];
+    for (unsigned col = 0; col < 3; ++col) direction(axis, col) = g.direction[axis * 3 + col];
+  }
+  image->SetRegions(DisplacementImage::RegionType(size));
+  image->SetSpacing(spacing);
+  image->SetOrigin(origin);
+  image->SetDirection(direction);
+  image->Allocate();
+  std::copy(field.vectors.begin(), field.vectors.end(), image->GetBufferPointer()->GetDataPointer());
+  write_image_file_atomically(path, [&](const std::filesystem::path& file) {
+    auto writer = itk::ImageFileWriter<DisplacementImage>::New();
+    writer->SetFileName(file.string());
+    writer->SetInput(image);
+    writer->SetUseCompression(true);  // inside the format: NRRD and MetaImage readers inflate it themselves
+    try {
+      writer->Update();
+    } catch (const itk::ExceptionObject& error) {
+      throw std::runtime_error("cannot write displacement field '" + path.string() + "': " + error.GetDescription());
+    }
+  });
+}
+
+DisplacementField read_displacement_field_file(const std::filesystem::path& path) {
+  check_displacement_field_format(path);
+  if (!std::filesystem::exists(path)) {
+    throw std::runtime_error("displacement field '" + path.string() + "' does not exist");
+  }
+  register_itk_image_io();
+  auto io = itk::ImageIOFactory::CreateImageIO(path.string().c_str(), itk::IOFileModeEnum::ReadMode);
+  if (!io) throw std::runtime_error("displacement field '" + path.string() + "': ITK cannot read this file");
+  try {
+    io->SetFileName(path.string());
+    io->ReadImageInformation();
+  } catch (const itk::ExceptionObject& error) {
+    throw std::runtime_error("cannot read displacement field '" + path.string() + "': " + error.GetDescription());
+  }
+  if (io->GetNumberOfDimensions() != 3 || io->GetNumberOfComponents() != 3) {
+    throw std::runtime_error("displacement field '" + path.string() + "' is a " +
+                             std::to_string(io->GetNumberOfDimensions()) + "D image with " +
+                             std::to_string(io->GetNumberOfComponents()) +
+                             " components per voxel; a displacement field is 3D with 3 (x, y, z in LPS mm)");
+  }
+  auto reader = itk::ImageFileReader<DisplacementImage>::New();
+  reader->SetFileName(path.string());
+  try {
+    reader->Update();
+  } catch (const itk::ExceptionObject& error) {
+    throw std::runtime_error("cannot read displacement field '" + path.string() + "': " + error.GetDescription());
+  }
+  const DisplacementImage* image = reader->GetOutput();
+  DisplacementField field;
+  field.geometry = geometry_of(*image);
+  const std::size_t count = field.geometry.voxel_count();
+  const float* values = image->GetBufferPointer()->GetDataPointer();
+  field.vectors.assign(values, values + 3 * count);
+  for (float value : field.vectors) {
+    if (!std::isfinite(value)) {
+      throw std::runtime_error("displacement field '" + path.string() + "' contains NaN or infinite displacements");
+    }
+  }
+  return field;
 }
 
 }  // namespace fusionflow

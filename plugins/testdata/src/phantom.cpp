@@ -15,6 +15,7 @@
 
 #include "fusionflow/atomic_file.hpp"
 #include "fusionflow/itk_bridge.hpp"
+#include "fusionflow/itk_transform.hpp"
 
 namespace fusionflow::testdata {
 namespace {
@@ -130,6 +131,233 @@ Vec3 random_unit_vector(std::mt19937_64& engine) {
 }
 
 // ---------------------------------------------------------------------------
+// Smooth random deformation u(x) = sum_w a_w sin(k_w . x + phase_w): random
+// Fourier features (Rahimi and Recht 2007) of a Gaussian random field with
+// covariance exp(-|r|^2 / (2 l^2)), i.e. wave vectors k ~ N(0, I / l^2).
+// Analytic, so it is the same field at any grid resolution, and its
+// gradient is exact for the invertibility check.
+
+constexpr std::size_t kDeformationWaves = 32;
+constexpr double kDeformationRegionMm = 110.0;  // amplitude and invertibility are checked within this radius
+constexpr double kLargestDeformationGradient = 0.9;
+
+double determinant(const Mat3& a) {
+  const auto& m = a.m;
+  return m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) + m[2] * (m[3] * m[7] - m[4] * m[6]);
+}
+
+// Solves a x = b (Cramer's rule; a is I + a small gradient, well conditioned).
+Vec3 solve(const Mat3& a, Vec3 b) {
+  const double det = determinant(a);
+  auto replaced = [&](int col) {
+    Mat3 r = a;
+    const double v[3] = {b.x, b.y, b.z};
+    for (int row = 0; row < 3; ++row) r.m[row * 3 + col] = v[row];
+    return determinant(r) / det;
+  };
+  return {replaced(0), replaced(1), replaced(2)};
+}
+
+// Standard normal by Box-Muller from our own uniform (std::normal_distribution's
+// algorithm is the library's choice).
+double standard_normal(std::mt19937_64& engine) {
+  const double u1 = 1.0 - uniform01(engine);  // (0, 1]
+  const double u2 = uniform01(engine);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * kPi * u2);
+}
+
+class SmoothDeformation {
+ public:
+  struct Wave {
+    Vec3 amplitude;   // mm
+    Vec3 wavevector;  // rad / mm
+    double phase = 0.0;
+  };
+  struct Statistics {
+    double largest_displacement_mm = 0.0;
+    double largest_gradient_norm = 0.0;  // Frobenius norm of du/dx
+    double smallest_jacobian_determinant = 1.0;
+    double largest_inverse_table_error_mm = 0.0;
+  };
+
+  SmoothDeformation() = default;  // none
+  SmoothDeformation(const DeformationOptions& options, std::uint64_t seed, std::string_view stream)
+      : options_(options) {
+    if (options.amplitude_mm <= 0.0) return;
+    std::mt19937_64 engine(stream_seed(seed, stream, 0));
+    for (std::size_t n = 0; n < kDeformationWaves; ++n) {
+      Wave wave;
+      wave.amplitude = {standard_normal(engine), standard_normal(engine), standard_normal(engine)};
+      wave.wavevector = (1.0 / options.smoothness_mm) *
+                        Vec3{standard_normal(engine), standard_normal(engine), standard_normal(engine)};
+      wave.phase = uniform(engine, 0.0, 2.0 * kPi);
+      waves_.push_back(wave);
+    }
+    // Scale to the asked amplitude over a lattice of the region (a fifth of
+    // the correlation length, at most 4 mm), then check that x + u(x)
+    // cannot fold there.
+    double largest = 0.0;
+    for_each_region_point([&](Vec3 p) { largest = std::max(largest, norm(displacement(p))); });
+    for (Wave& wave : waves_) wave.amplitude = (options.amplitude_mm / largest) * wave.amplitude;
+    statistics_.largest_displacement_mm = options.amplitude_mm;
+    for_each_region_point([&](Vec3 p) {
+      const Mat3 g = gradient(p);
+      double squared = 0.0;
+      for (double v : g.m) squared += v * v;
+      statistics_.largest_gradient_norm = std::max(statistics_.largest_gradient_norm, std::sqrt(squared));
+      Mat3 jacobian = g;
+      for (int d = 0; d < 3; ++d) jacobian.m[d * 4] += 1.0;
+      statistics_.smallest_jacobian_determinant =
+          std::min(statistics_.smallest_jacobian_determinant, determinant(jacobian));
+    });
+    if (statistics_.largest_gradient_norm >= kLargestDeformationGradient) {
+      char text[320];
+      std::snprintf(text, sizeof text,
+                    "a deformation of amplitude %g mm and smoothness %g mm is too strong: its displacement gradient "
+                    "reaches %.2f (at most %.1f keeps it invertible); lower the amplitude or raise the smoothness",
+                    options.amplitude_mm, options.smoothness_mm, statistics_.largest_gradient_norm,
+                    kLargestDeformationGradient);
+      throw std::runtime_error(text);
+    }
+    build_inverse_table();
+  }
+
+  bool active() const { return !waves_.empty(); }
+  const DeformationOptions& options() const { return options_; }
+  const std::vector<Wave>& waves() const { return waves_; }
+  const Statistics& statistics() const { return statistics_; }
+
+  Vec3 displacement(Vec3 x) const {
+    Vec3 u;
+    for (const Wave& wave : waves_) u = u + std::sin(dot(wave.wavevector, x) + wave.phase) * wave.amplitude;
+    return u;
+  }
+  // du/dx (row: component of u, column: coordinate).
+  Mat3 gradient(Vec3 x) const {
+    Mat3 g;
+    g.m.fill(0.0);
+    for (const Wave& wave : waves_) {
+      const double c = std::cos(dot(wave.wavevector, x) + wave.phase);
+      const double a[3] = {wave.amplitude.x, wave.amplitude.y, wave.amplitude.z};
+      const double k[3] = {wave.wavevector.x, wave.wavevector.y, wave.wavevector.z};
+      for (int row = 0; row < 3; ++row)
+        for (int col = 0; col < 3; ++col) g.m[row * 3 + col] += c * a[row] * k[col];
+    }
+    return g;
+  }
+  Vec3 forward(Vec3 x) const { return active() ? x + displacement(x) : x; }
+
+  // u at start + i * step for i < count, into out[i]: each wave's sine is
+  // advanced by the angle-addition recurrence, one sincos per wave and row
+  // instead of per point (drift below 1e-12 mm over a row).
+  void displacement_along_row(Vec3 start, Vec3 step, std::size_t count, std::vector<Vec3>& out) const {
+    out.assign(count, Vec3{});
+    for (const Wave& wave : waves_) {
+      double s = std::sin(dot(wave.wavevector, start) + wave.phase);
+      double c = std::cos(dot(wave.wavevector, start) + wave.phase);
+      const double delta = dot(wave.wavevector, step);
+      const double ds = std::sin(delta), dc = std::cos(delta);
+      for (std::size_t i = 0; i < count; ++i) {
+        out[i] = out[i] + s * wave.amplitude;
+        const double next_s = s * dc + c * ds;
+        c = c * dc - s * ds;
+        s = next_s;
+      }
+    }
+  }
+
+  // u(x) and du/dx in one pass over the waves.
+  void displacement_and_gradient(Vec3 x, Vec3& u, Mat3& g) const {
+    u = Vec3{};
+    g.m.fill(0.0);
+    for (const Wave& wave : waves_) {
+      const double angle = dot(wave.wavevector, x) + wave.phase;
+      const double s = std::sin(angle), c = std::cos(angle);
+      u = u + s * wave.amplitude;
+      const double a[3] = {wave.amplitude.x, wave.amplitude.y, wave.amplitude.z};
+      const double k[3] = {wave.wavevector.x, wave.wavevector.y, wave.wavevector.z};
+      for (int row = 0; row < 3; ++row)
+        for (int col = 0; col < 3; ++col) g.m[row * 3 + col] += c * a[row] * k[col];
+    }
+  }
+
+  // The x with x + u(x) = z, by Newton's method from `start` (default
+  // z - u(z)); exact to 1e-9 mm.
+  Vec3 inverse(Vec3 z) const { return active() ? inverse_from(z, z - displacement(z)) : z; }
+  Vec3 inverse_from(Vec3 z, Vec3 start) const {
+    Vec3 x = start, u;
+    Mat3 jacobian;
+    for (int iteration = 0; iteration < 30; ++iteration) {
+      displacement_and_gradient(x, u, jacobian);
+      const Vec3 residual = x + u - z;
+      if (norm(residual) < 1e-9) break;
+      for (int d = 0; d < 3; ++d) jacobian.m[d * 4] += 1.0;
+      x = x - solve(jacobian, residual);
+    }
+    return x;
+  }
+
+  // The inverse for sampling images: trilinear in a table of exact inverses
+  // on a 4 mm lattice and one Newton step (the error, measured at random
+  // points, is in statistics); exact outside the table.
+  Vec3 fast_inverse(Vec3 z) const {
+    if (!active()) return z;
+    const double u[3] = {(z.x - table_origin_) / kTableSpacing, (z.y - table_origin_) / kTableSpacing,
+                         (z.z - table_origin_) / kTableSpacing};
+    std::size_t base[3];
+    double weight[3];
+    for (int axis = 0; axis < 3; ++axis) {
+      if (!(u[axis] >= 0.0) || u[axis] >= double(table_size_ - 1)) return inverse(z);
+      base[axis] = static_cast<std::size_t>(u[axis]);
+      weight[axis] = u[axis] - double(base[axis]);
+    }
+    Vec3 result;
+    for (int corner = 0; corner < 8; ++corner) {
+      double w = 1.0;
+      std::size_t at = 0, stride = 1;
+      for (int axis = 0; axis < 3; ++axis) {
+        const bool high = (corner >> axis) & 1;
+        w *= high ? weight[axis] : 1.0 - weight[axis];
+        at += (base[axis] + (high ? 1 : 0)) * stride;
+        stride *= table_size_;
+      }
+      result = result + w * table_[at];
+    }
+    // One Newton step from the interpolated guess: the table's error
+    // (about 0.1 mm at a 7 mm, 20 mm field) falls to that error squared.
+    Vec3 displaced;
+    Mat3 jacobian;
+    displacement_and_gradient(result, displaced, jacobian);
+    for (int d = 0; d < 3; ++d) jacobian.m[d * 4] += 1.0;
+    return result - solve(jacobian, result + displaced - z);
+  }
+
+ private:
+  static constexpr double kTableSpacing = 4.0;
+
+  template <class Body>
+  void for_each_region_point(Body&& body) const {
+    const double step = std::min(4.0, options_.smoothness_mm / 5.0);
+    const int steps = static_cast<int>(kDeformationRegionMm / step);
+    for (int a = -steps; a <= steps; ++a)
+      for (int b = -steps; b <= steps; ++b)
+        for (int c = -steps; c <= steps; ++c) {
+          const Vec3 p{step * a, step * b, step * c};
+          if (norm(p) <= kDeformationRegionMm) body(p);
+        }
+  }
+
+  void build_inverse_table();
+
+  DeformationOptions options_;
+  std::vector<Wave> waves_;
+  Statistics statistics_;
+  std::vector<Vec3> table_;
+  std::size_t table_size_ = 0;
+  double table_origin_ = 0.0;
+};
+
+// ---------------------------------------------------------------------------
 // Parallel loop on ITK's thread pool, so the framework's ITK thread budget
 // also bounds the phantom. Bodies only write to their own index range.
 
@@ -139,6 +367,44 @@ void parallel_for(std::size_t count, const std::function<void(std::size_t)>& bod
   threader->ParallelizeArray(
       0, static_cast<itk::SizeValueType>(count),
       [&body](itk::SizeValueType index) { body(static_cast<std::size_t>(index)); }, nullptr);
+}
+
+void SmoothDeformation::build_inverse_table() {
+  // Covers the region plus the largest displacement, so that every image
+  // point of the head is inside.
+  const double half_extent = kDeformationRegionMm + options_.amplitude_mm + 2.0 * kTableSpacing;
+  table_size_ = static_cast<std::size_t>(std::ceil(2.0 * half_extent / kTableSpacing)) + 1;
+  table_origin_ = -kTableSpacing * double(table_size_ - 1) / 2.0;
+  table_.assign(table_size_ * table_size_ * table_size_, Vec3{});
+  parallel_for(table_size_, [&](std::size_t k) {
+    for (std::size_t j = 0; j < table_size_; ++j) {
+      Vec3 previous;
+      for (std::size_t i = 0; i < table_size_; ++i) {
+        const Vec3 z{table_origin_ + kTableSpacing * double(i), table_origin_ + kTableSpacing * double(j),
+                     table_origin_ + kTableSpacing * double(k)};
+        if (norm(z) > half_extent + 2.0 * kTableSpacing) {
+          // The cube's corners, beyond any image point of the head: a first
+          // guess only (the Newton step of fast_inverse still applies).
+          previous = z - displacement(z);
+          table_[i + table_size_ * (j + table_size_ * k)] = previous;
+          continue;
+        }
+        // Newton from the neighbour's answer, shifted by the step: one or two
+        // iterations instead of four.
+        const Vec3 start = i == 0 ? z - displacement(z) : previous + Vec3{kTableSpacing, 0.0, 0.0};
+        previous = inverse_from(z, start);
+        table_[i + table_size_ * (j + table_size_ * k)] = previous;
+      }
+    }
+  });
+  // Interpolation error at fixed pseudo-random points of the region.
+  std::mt19937_64 engine(0x7ab1e);
+  for (int n = 0; n < 2000; ++n) {
+    const Vec3 x = uniform(engine, 0.0, kDeformationRegionMm) * random_unit_vector(engine);
+    const Vec3 z = forward(x);
+    statistics_.largest_inverse_table_error_mm =
+        std::max(statistics_.largest_inverse_table_error_mm, norm(fast_inverse(z) - x));
+  }
 }
 
 double smoothstep(double edge0, double edge1, double x) {
@@ -431,9 +697,10 @@ class HeadModel {
 std::size_t tissue_class_of(std::uint8_t label) { return std::min<std::size_t>(label, kTissueClassCount - 1); }
 
 // Labels of the anatomy as seen through `ct_to_space` on `grid`: the voxel at
-// physical point p shows the anatomy at CT point ct_to_space^-1(p).
-std::vector<std::uint8_t> sample_labels(const HeadModel& model, const RigidTransform& ct_to_space,
-                                        const Geometry& grid) {
+// physical point p shows the anatomy at CT point ct_to_space^-1(p) (with a
+// deformation u: at (id + u)^-1(ct_to_space^-1(p))).
+std::vector<std::uint8_t> sample_labels_rigid(const HeadModel& model, const RigidTransform& ct_to_space,
+                                              const Geometry& grid) {
   // Walk each row in CT space: start point plus i times the step of one
   // voxel along i, both pulled back through the transform once.
   const Mat3 to_ct = ct_to_space.matrix.transposed();
@@ -464,6 +731,32 @@ std::vector<std::uint8_t> sample_labels(const HeadModel& model, const RigidTrans
   return labels;
 }
 
+std::vector<std::uint8_t> sample_labels(const HeadModel& model, const RigidTransform& ct_to_space, const Geometry& grid,
+                                        const SmoothDeformation& deformation) {
+  if (!deformation.active()) return sample_labels_rigid(model, ct_to_space, grid);
+  const Mat3 to_ct = ct_to_space.matrix.transposed();
+  const Vec3 origin_in_ct = ct_to_space.apply_inverse(to_vec(grid.origin));
+  auto axis_step = [&](int axis) {
+    return grid.spacing[axis] *
+           (to_ct * Vec3{grid.direction[0 * 3 + axis], grid.direction[1 * 3 + axis], grid.direction[2 * 3 + axis]});
+  };
+  const Vec3 step_i = axis_step(0), step_j = axis_step(1), step_k = axis_step(2);
+  // Anatomy displaced by at most the amplitude: beyond this reach is air.
+  const double reach = model.bounding_radius() + deformation.options().amplitude_mm + 1.0;
+  std::vector<std::uint8_t> labels(grid.voxel_count(), kAir);
+  parallel_for(grid.size[2], [&](std::size_t k) {
+    for (std::size_t j = 0; j < grid.size[1]; ++j) {
+      const Vec3 row_start = origin_in_ct + double(j) * step_j + double(k) * step_k;
+      std::uint8_t* row = labels.data() + grid.linear_index(0, j, k);
+      for (std::size_t i = 0; i < grid.size[0]; ++i) {
+        const Vec3 z = row_start + double(i) * step_i;
+        if (norm(z) <= reach) row[i] = model.label_at(deformation.fast_inverse(z));
+      }
+    }
+  });
+  return labels;
+}
+
 RigidTransform transform_for(const PhantomOptions& options, PhantomSpace space) {
   switch (space) {
     case PhantomSpace::Ct: return RigidTransform{};
@@ -471,6 +764,41 @@ RigidTransform transform_for(const PhantomOptions& options, PhantomSpace space) 
     case PhantomSpace::Pet: return rigid_transform(options.pet_displacement, {0, 0, 0});
   }
   throw std::runtime_error("unknown phantom space");
+}
+
+SmoothDeformation deformation_for(const PhantomOptions& options, PhantomSpace space) {
+  switch (space) {
+    case PhantomSpace::Ct: return SmoothDeformation{};
+    case PhantomSpace::Mri: return SmoothDeformation(options.mri_deformation, options.seed, "mri-deformation");
+    case PhantomSpace::Pet: return SmoothDeformation(options.pet_deformation, options.seed, "pet-deformation");
+  }
+  throw std::runtime_error("unknown phantom space");
+}
+
+// The whole CT -> modality mapping as displacements on the CT grid.
+DisplacementField displacement_field(const SmoothDeformation& deformation, const RigidTransform& ct_to_space,
+                                     const Geometry& ct_grid) {
+  DisplacementField field;
+  field.geometry = ct_grid;
+  field.vectors.resize(3 * ct_grid.voxel_count());
+  const Vec3 origin = to_vec(ct_grid.origin);
+  const Vec3 step_i = to_vec(ct_grid.index_to_point({1, 0, 0})) - origin;
+  parallel_for(ct_grid.size[2], [&](std::size_t k) {
+    std::vector<Vec3> row;
+    for (std::size_t j = 0; j < ct_grid.size[1]; ++j) {
+      const Vec3 row_start = to_vec(ct_grid.index_to_point({0.0, double(j), double(k)}));
+      deformation.displacement_along_row(row_start, step_i, ct_grid.size[0], row);
+      for (std::size_t i = 0; i < ct_grid.size[0]; ++i) {
+        const Vec3 x = row_start + double(i) * step_i;
+        const Vec3 d = ct_to_space.apply(x + row[i]) - x;
+        float* out = field.vectors.data() + 3 * ct_grid.linear_index(i, j, k);
+        out[0] = static_cast<float>(d.x);
+        out[1] = static_cast<float>(d.y);
+        out[2] = static_cast<float>(d.z);
+      }
+    }
+  });
+  return field;
 }
 
 // ---------------------------------------------------------------------------
@@ -778,9 +1106,10 @@ std::vector<Landmark> make_landmarks(const HeadModel& model) {
 }
 
 json landmark_json(const Landmark& landmark, const Geometry& ct_grid, const Geometry& pet_grid,
-                   const RigidTransform& to_mri, const RigidTransform& to_pet) {
-  const Vec3 in_mri = to_mri.apply(landmark.point);
-  const Vec3 in_pet = to_pet.apply(landmark.point);
+                   const RigidTransform& to_mri, const RigidTransform& to_pet, const SmoothDeformation& mri_deformation,
+                   const SmoothDeformation& pet_deformation) {
+  const Vec3 in_mri = to_mri.apply(mri_deformation.forward(landmark.point));
+  const Vec3 in_pet = to_pet.apply(pet_deformation.forward(landmark.point));
   json entry{{"name", landmark.name},
              {"kind", landmark.kind},
              {"label", landmark.label},
@@ -846,6 +1175,24 @@ RigidDisplacement as_displacement(const json& value) {
 
 json displacement_json(const RigidDisplacement& displacement) {
   return {{"rotation_deg", displacement.rotation_deg}, {"translation_mm", displacement.translation_mm}};
+}
+
+DeformationOptions as_deformation(const json& value) {
+  if (!value.is_object()) throw std::runtime_error("expected an object with amplitude_mm and smoothness_mm");
+  DeformationOptions deformation;
+  for (const auto& [name, item] : value.items()) {
+    if (name == "amplitude_mm")
+      deformation.amplitude_mm = as_number(item);
+    else if (name == "smoothness_mm")
+      deformation.smoothness_mm = as_number(item);
+    else
+      throw std::runtime_error("unknown field '" + name + "' (amplitude_mm, smoothness_mm)");
+  }
+  return deformation;
+}
+
+json deformation_json(const DeformationOptions& deformation) {
+  return {{"amplitude_mm", deformation.amplitude_mm}, {"smoothness_mm", deformation.smoothness_mm}};
 }
 
 void check(bool condition, const std::string& message) {
@@ -919,6 +1266,11 @@ void validate(const PhantomOptions& o) {
     check(finite3(d->rotation_deg) && finite3(d->translation_mm), "displacements must be finite");
     for (double angle : d->rotation_deg) check(std::abs(angle) <= 45.0, "rotation angles must be within 45 degrees");
   }
+  for (const DeformationOptions* d : {&o.mri_deformation, &o.pet_deformation}) {
+    check(non_negative(d->amplitude_mm) && d->amplitude_mm <= 30.0, "deformation amplitude_mm must be in [0, 30]");
+    check(std::isfinite(d->smoothness_mm) && d->smoothness_mm >= 5.0 && d->smoothness_mm <= 200.0,
+          "deformation smoothness_mm must be in [5, 200]");
+  }
   check(o.lesion_count <= kMaxLesions, "lesion_count must be at most " + std::to_string(kMaxLesions));
   check(positive(o.lesion_radius_mm) && o.lesion_radius_mm <= 30.0, "lesion_radius_mm must be in (0, 30]");
   check(non_negative(o.lesion_irregularity) && o.lesion_irregularity < 0.5, "lesion_irregularity must be in [0, 0.5)");
@@ -969,7 +1321,8 @@ Geometry pet_geometry(const PhantomOptions& options) {
 Volume sample_phantom_labels(const PhantomOptions& options, PhantomSpace space, const Geometry& grid) {
   validate(options);
   const HeadModel model(options);
-  const std::vector<std::uint8_t> labels = sample_labels(model, transform_for(options, space), grid);
+  const std::vector<std::uint8_t> labels =
+      sample_labels(model, transform_for(options, space), grid, deformation_for(options, space));
   VolumeMetadata metadata{"LABELS", "label", "tissue class", "fusionflow phantom", "phantom labels", {}};
   return volume_from(grid, std::vector<float>(labels.begin(), labels.end()), metadata);
 }
@@ -981,11 +1334,13 @@ Phantom generate_phantom(const PhantomOptions& options) {
   const Geometry pet_grid = pet_geometry(options);
   const RigidTransform to_mri = transform_for(options, PhantomSpace::Mri);
   const RigidTransform to_pet = transform_for(options, PhantomSpace::Pet);
+  const SmoothDeformation mri_deformation = deformation_for(options, PhantomSpace::Mri);
+  const SmoothDeformation pet_deformation = deformation_for(options, PhantomSpace::Pet);
   const std::string source = "fusionflow phantom (seed " + std::to_string(options.seed) + ")";
   Phantom phantom;
 
   // --- Labels and CT (reference space) ---
-  const std::vector<std::uint8_t> ct_labels = sample_labels(model, RigidTransform{}, ct_grid);
+  const std::vector<std::uint8_t> ct_labels = sample_labels_rigid(model, RigidTransform{}, ct_grid);
   phantom.labels = volume_from(ct_grid, std::vector<float>(ct_labels.begin(), ct_labels.end()),
                                {"LABELS", "label", "tissue class", source, "phantom labels (CT space)", {}});
 
@@ -1009,7 +1364,7 @@ Phantom generate_phantom(const PhantomOptions& options) {
   }
 
   // --- MRI: same grid, displaced anatomy, coil bias, Rician noise ---
-  const std::vector<std::uint8_t> mri_labels = sample_labels(model, to_mri, ct_grid);
+  const std::vector<std::uint8_t> mri_labels = sample_labels(model, to_mri, ct_grid, mri_deformation);
   const BiasField bias = make_bias_field(options);
   auto make_mri = [&](double TissueValues::*weighting, const char* stream, const char* quantity) {
     Volume mri =
@@ -1045,7 +1400,7 @@ Phantom generate_phantom(const PhantomOptions& options) {
   {
     const Geometry fine_grid = pet_fine_geometry(options);
     const std::size_t factor = pet_oversampling(options);
-    const std::vector<std::uint8_t> fine_labels = sample_labels(model, to_pet, fine_grid);
+    const std::vector<std::uint8_t> fine_labels = sample_labels(model, to_pet, fine_grid, pet_deformation);
     const std::vector<float> fine_activity = tissue_image(
         fine_labels, [bq_per_suv](const TissueValues& t) { return t.pet_suvbw * bq_per_suv; }, options.tissues);
     std::vector<float> activity = blur_and_decimate(
@@ -1096,7 +1451,41 @@ Phantom generate_phantom(const PhantomOptions& options) {
   }
   json landmarks = json::array();
   for (const Landmark& landmark : make_landmarks(model))
-    landmarks.push_back(landmark_json(landmark, ct_grid, pet_grid, to_mri, to_pet));
+    landmarks.push_back(landmark_json(landmark, ct_grid, pet_grid, to_mri, to_pet, mri_deformation, pet_deformation));
+  json deformations = json::object();
+  auto add_deformation = [&](const char* modality, const SmoothDeformation& deformation,
+                             const RigidTransform& ct_to_space, std::optional<DisplacementField>& field) {
+    if (!deformation.active()) return;
+    field = displacement_field(deformation, ct_to_space, ct_grid);
+    json waves = json::array();
+    for (const auto& wave : deformation.waves()) {
+      waves.push_back({{"amplitude_mm", to_array(wave.amplitude)},
+                       {"wavevector_rad_per_mm", to_array(wave.wavevector)},
+                       {"phase_rad", wave.phase}});
+    }
+    const auto& statistics = deformation.statistics();
+    deformations[modality] = {
+        {"model",
+         "u(x) = sum_w amplitude_w * sin(wavevector_w . x + phase_w), x in CT physical LPS mm; CT point x is seen at "
+         "T(x + u(x)) in this modality's space, T = transforms[modality]"},
+        {"amplitude_mm", deformation.options().amplitude_mm},
+        {"smoothness_mm", deformation.options().smoothness_mm},
+        {"checked_within_mm_of_centre", kDeformationRegionMm},
+        {"largest_displacement_gradient_norm", statistics.largest_gradient_norm},
+        {"smallest_jacobian_determinant", statistics.smallest_jacobian_determinant},
+        {"image_sampling_inverse_error_mm", statistics.largest_inverse_table_error_mm},
+        {"displacement_field",
+         {{"file", std::string(modality) + "_displacement.nrrd"},
+          {"grid", "ct"},
+          {"direction", "fixed_to_moving"},
+          {"frame", "LPS"},
+          {"meaning",
+           "ITK displacement field: CT point x corresponds to the point x + d(x) of this modality's space, "
+           "d(x) = T(x + u(x)) - x (deformation and rigid displacement together)"}}},
+        {"waves", waves}};
+  };
+  add_deformation("mri", mri_deformation, to_mri, phantom.mri_displacement_field);
+  add_deformation("pet", pet_deformation, to_pet, phantom.pet_displacement_field);
 
   json bias_json{{"model",
                   "gain(p) = exp(strength * f(p)), f = sum c_n * b_n(p / length_scale), "
@@ -1134,7 +1523,9 @@ Phantom generate_phantom(const PhantomOptions& options) {
        "For modality M, transforms[M] is the rigid transform T_M in LPS mm that maps a point x in CT physical space "
        "to the same anatomical point in M's physical space: y = matrix * x + offset_mm = R (x - center) + center + "
        "translation (fixed = CT, moving = M, as ITK's registration output). M's voxel at physical point p shows "
-       "the anatomy of CT point T_M^-1(p). Landmark positions mri_lps_mm / pet_lps_mm are T_M(ct_lps_mm)."},
+       "the anatomy of CT point T_M^-1(p). Landmark positions mri_lps_mm / pet_lps_mm are T_M(ct_lps_mm). With a "
+       "deformation u_M (deformations[M]), CT point x is seen at T_M(x + u_M(x)) instead, and the landmark "
+       "positions include it."},
       {"transforms",
        {{"mri", transform_json("mri", options.mri_displacement, to_mri)},
         {"pet", transform_json("pet", options.pet_displacement, to_pet)}}},
@@ -1163,6 +1554,15 @@ Phantom generate_phantom(const PhantomOptions& options) {
       {"anatomy", model.describe()},
       {"landmarks", landmarks},
   };
+  if (!deformations.empty()) {
+    phantom.truth["deformations"] = deformations;
+    for (const auto& [modality, entry] : deformations.items()) {
+      phantom.truth["files"][modality + "_displacement"] = {{"file", modality + "_displacement.nrrd"},
+                                                            {"storage", "float32 x 3 (gzip inside NRRD)"},
+                                                            {"units", "mm"},
+                                                            {"space", "ct"}};
+    }
+  }
   return phantom;
 }
 
@@ -1172,6 +1572,10 @@ void write_phantom(const Phantom& phantom, const std::filesystem::path& dir) {
   write_volume(phantom.t2, dir / "t2.nii.gz", VoxelStorage::Float32);
   write_volume(phantom.pet, dir / "pet.nii.gz", VoxelStorage::Float32);
   write_volume(phantom.labels, dir / "labels.nii.gz", VoxelStorage::UInt8);
+  if (phantom.mri_displacement_field)
+    write_displacement_field_file(*phantom.mri_displacement_field, dir / "mri_displacement.nrrd");
+  if (phantom.pet_displacement_field)
+    write_displacement_field_file(*phantom.pet_displacement_field, dir / "pet_displacement.nrrd");
   write_file_atomically(dir / "truth.json", phantom.truth.dump(2) + "\n");
 }
 
@@ -1201,6 +1605,8 @@ nlohmann::json to_json(const PhantomOptions& o) {
           {"pet_decay_correction", o.pet_decay_correction},
           {"mri_displacement", displacement_json(o.mri_displacement)},
           {"pet_displacement", displacement_json(o.pet_displacement)},
+          {"mri_deformation", deformation_json(o.mri_deformation)},
+          {"pet_deformation", deformation_json(o.pet_deformation)},
           {"lesion_count", o.lesion_count},
           {"lesion_radius_mm", o.lesion_radius_mm},
           {"lesion_irregularity", o.lesion_irregularity},
@@ -1263,6 +1669,10 @@ PhantomOptions phantom_options_from_json(const nlohmann::json& j) {
         o.mri_displacement = as_displacement(value);
       } else if (key == "pet_displacement") {
         o.pet_displacement = as_displacement(value);
+      } else if (key == "mri_deformation") {
+        o.mri_deformation = as_deformation(value);
+      } else if (key == "pet_deformation") {
+        o.pet_deformation = as_deformation(value);
       } else if (key == "lesion_count") {
         o.lesion_count = static_cast<std::size_t>(as_unsigned(value));
       } else if (key == "lesion_radius_mm") {

@@ -2,8 +2,9 @@
 // folded cortex, white matter, deep grey nuclei, lateral ventricles, lesions)
 // sampled into CT, T1- and T2-weighted MRI and FDG PET volumes with the
 // physics each modality brings (HU, bias field and Rician noise, PSF blur and
-// count noise), each displaced by a known rigid transform, plus a truth.json
-// holding the transforms, landmarks, tissue values and the parameters used.
+// count noise), each displaced by a known rigid transform (and, if asked, a
+// known smooth deformation), plus a truth.json holding the transforms,
+// landmarks, tissue values and the parameters used.
 //
 // Everything is defined in physical LPS millimetres (ITK convention) centred
 // on the origin, so the anatomy has the same size at any grid resolution.
@@ -27,6 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fusionflow/transform.hpp"
 #include "fusionflow/volume.hpp"
 
 namespace fusionflow::testdata {
@@ -67,6 +69,18 @@ struct RigidDisplacement {
   std::array<double, 3> translation_mm{0.0, 0.0, 0.0};
 };
 
+// A smooth random deformation of a modality's anatomy relative to CT, applied
+// before its rigid displacement: CT point x is seen at T(x + u(x)) in the
+// modality's space, T the rigid displacement. u is a sum of random plane
+// waves (random Fourier features of a Gaussian-covariance field with
+// correlation length smoothness_mm), scaled so that its largest magnitude
+// within 110 mm of the centre is amplitude_mm. Generation refuses a field
+// that could fold (displacement gradient norm >= 0.9 anywhere there).
+struct DeformationOptions {
+  double amplitude_mm = 0.0;    // 0: no deformation
+  double smoothness_mm = 20.0;  // correlation length of the field
+};
+
 struct PhantomOptions {
   // CT and MRI grid.
   std::array<std::size_t, 3> size{64, 64, 64};
@@ -100,6 +114,9 @@ struct PhantomOptions {
 
   RigidDisplacement mri_displacement{{4.0, -2.5, 6.0}, {6.0, -4.0, 3.5}};
   RigidDisplacement pet_displacement{{-1.5, 2.0, -3.0}, {-3.0, 2.5, -3.0}};
+  // Drawn from `seed`, one field per modality (MRI: T1 and T2 share it).
+  DeformationOptions mri_deformation;
+  DeformationOptions pet_deformation;
 
   std::size_t lesion_count = 1;
   double lesion_radius_mm = 9.0;      // first lesion; later ones get smaller
@@ -114,6 +131,10 @@ struct Phantom {
   Volume t1;      // MRI grid (CT grid geometry, displaced anatomy)
   Volume t2;
   Volume pet;  // Bq/mL on the PET grid
+  // With a deformation: the whole CT -> modality mapping (deformation and
+  // rigid displacement) as displacements on the CT grid, x -> x + d(x).
+  std::optional<DisplacementField> mri_displacement_field;
+  std::optional<DisplacementField> pet_displacement_field;
   nlohmann::json truth;
 };
 
@@ -126,8 +147,9 @@ void validate(const PhantomOptions& options);
 Phantom generate_phantom(const PhantomOptions& options);
 
 // Writes ct.nii.gz (int16), t1.nii.gz, t2.nii.gz, pet.nii.gz (float32),
-// labels.nii.gz (uint8) and truth.json into `dir` (created if missing), each
-// atomically.
+// labels.nii.gz (uint8), truth.json and, with a deformation,
+// mri_displacement.nrrd / pet_displacement.nrrd (ITK displacement fields)
+// into `dir` (created if missing), each atomically.
 void write_phantom(const Phantom& phantom, const std::filesystem::path& dir);
 
 // Options <-> JSON. Missing keys keep their defaults; unknown keys and wrong

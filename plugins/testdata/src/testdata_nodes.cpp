@@ -15,6 +15,9 @@ struct PhantomParams : PhantomOptions {
   std::array<double, 3> mri_translation_mm = PhantomOptions{}.mri_displacement.translation_mm;
   std::array<double, 3> pet_rotation_deg = PhantomOptions{}.pet_displacement.rotation_deg;
   std::array<double, 3> pet_translation_mm = PhantomOptions{}.pet_displacement.translation_mm;
+  double mri_deformation_mm = 0.0;
+  double pet_deformation_mm = 0.0;
+  double deformation_smoothness_mm = DeformationOptions{}.smoothness_mm;
   std::filesystem::path out;  // testdata.write_phantom only
 };
 
@@ -34,7 +37,13 @@ void add_phantom_params(NodeType<PhantomParams>& node) {
              "MRI rotation relative to CT (Euler angles about x, y, z)")
       .param(&O::mri_translation_mm, "mri_translation_mm", Limits::range(-100, 100), "MRI translation relative to CT")
       .param(&O::pet_rotation_deg, "pet_rotation_deg", Limits::range(-45, 45), "PET rotation relative to CT")
-      .param(&O::pet_translation_mm, "pet_translation_mm", Limits::range(-100, 100), "PET translation relative to CT");
+      .param(&O::pet_translation_mm, "pet_translation_mm", Limits::range(-100, 100), "PET translation relative to CT")
+      .param(&O::mri_deformation_mm, "mri_deformation_mm", Limits::range(0, 30),
+             "largest displacement of the smooth random MRI deformation, before the rigid motion (0: none)")
+      .param(&O::pet_deformation_mm, "pet_deformation_mm", Limits::range(0, 30),
+             "largest displacement of the smooth random PET deformation, before the rigid motion (0: none)")
+      .param(&O::deformation_smoothness_mm, "deformation_smoothness_mm", Limits::range(5, 200),
+             "correlation length of the deformations");
 }
 
 PhantomOptions generator_options(const PhantomParams& params) {
@@ -45,6 +54,8 @@ PhantomOptions generator_options(const PhantomParams& params) {
   }
   options.mri_displacement = {params.mri_rotation_deg, params.mri_translation_mm};
   options.pet_displacement = {params.pet_rotation_deg, params.pet_translation_mm};
+  options.mri_deformation = {params.mri_deformation_mm, params.deformation_smoothness_mm};
+  options.pet_deformation = {params.pet_deformation_mm, params.deformation_smoothness_mm};
   validate(options);
   return options;
 }
@@ -59,6 +70,10 @@ Transform truth_transform(const nlohmann::json& truth, const std::string& modali
     transform.translation[row] = entry.at("translation_mm")[row].get<double>();
   }
   transform.description = "phantom ground truth: ct -> " + modality;
+  if (truth.contains("deformations") && truth["deformations"].contains(modality)) {
+    transform.description +=
+        " (rigid part only: the deformation is in truth.json and " + modality + "_displacement.nrrd)";
+  }
   return transform;
 }
 
@@ -118,8 +133,10 @@ void run_phantom(NodeContext& ctx, const PhantomParams& params) {
 }
 
 NodeType<PhantomParams> write_phantom_node() {
-  NodeType<PhantomParams> node("testdata.write_phantom", "1.0.0",
-                               "Writes the head phantom as ct/t1/t2/pet/labels.nii.gz and truth.json into a directory");
+  NodeType<PhantomParams> node(
+      "testdata.write_phantom", "1.0.0",
+      "Writes the head phantom as ct/t1/t2/pet/labels.nii.gz and truth.json (with a deformation also "
+      "mri/pet_displacement.nrrd) into a directory");
   node.output_path(&PhantomParams::out, "out", "output directory (created if missing)");
   add_phantom_params(node);
   return node;

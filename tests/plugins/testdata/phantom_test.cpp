@@ -19,6 +19,7 @@
 #include <itkMultiThreaderBase.h>
 
 #include "fusionflow/itk_bridge.hpp"
+#include "fusionflow/itk_transform.hpp"
 
 namespace fusionflow::testdata {
 namespace {
@@ -725,6 +726,241 @@ TEST(PhantomTruth, LesionIsWhereTheTransformsSayInMriAndPet) {
   // The mapped centre itself is lesion in MRI space.
   ASSERT_TRUE(nearest_voxel(phantom.t1.geometry, mri_point, n));
   EXPECT_EQ(mri_labels.voxels[n], kFirstLesion);
+}
+
+// --- deformation -----------------------------------------------------------
+
+// Trilinear value of a displacement field at a physical point (inside the grid).
+Point interpolate_field(const DisplacementField& field, const Point& point) {
+  const Geometry& g = field.geometry;
+  const Point index = g.point_to_index(point);
+  std::array<std::size_t, 3> base{};
+  Point weight{};
+  for (int axis = 0; axis < 3; ++axis) {
+    const double clamped = std::clamp(index[axis], 0.0, double(g.size[axis]) - 1.000001);
+    base[axis] = static_cast<std::size_t>(clamped);
+    weight[axis] = clamped - double(base[axis]);
+  }
+  Point result{0, 0, 0};
+  for (int corner = 0; corner < 8; ++corner) {
+    double w = 1.0;
+    std::array<std::size_t, 3> at = base;
+    for (int axis = 0; axis < 3; ++axis) {
+      const bool high = (corner >> axis) & 1;
+      w *= high ? weight[axis] : 1.0 - weight[axis];
+      at[axis] += high ? 1 : 0;
+    }
+    const auto d = field.at(at[0], at[1], at[2]);
+    for (int axis = 0; axis < 3; ++axis) result[axis] += w * d[axis];
+  }
+  return result;
+}
+
+Point rigid_only(const nlohmann::json& transform, const Point& x) {
+  Point y{};
+  for (int r = 0; r < 3; ++r) {
+    y[r] = transform["offset_mm"][r].get<double>();
+    for (int c = 0; c < 3; ++c) y[r] += transform["matrix"][r][c].get<double>() * x[c];
+  }
+  return y;
+}
+
+PhantomOptions deformed_options() {
+  PhantomOptions options;
+  options.size = {64, 64, 64};
+  options.mri_rician_sigma = 0.0;
+  options.mri_bias_strength = 0.0;
+  options.mri_blur_sigma_mm = 0.0;
+  options.mri_deformation = {8.0, 20.0};
+  options.pet_deformation = {8.0, 20.0};
+  return options;
+}
+
+TEST(PhantomDeformation, LandmarksFollowTheDeformationOnTopOfTheRigidMotion) {
+  const PhantomOptions options = deformed_options();
+  const Phantom phantom = generate_phantom(options);
+  ASSERT_TRUE(phantom.truth.contains("deformations"));
+  const Geometry& mri_grid = phantom.t2.geometry;
+  const double half_diagonal = half_voxel_diagonal(mri_grid);
+  int used = 0, mapped_ok = 0;
+  double largest_shift = 0.0;
+  for (const auto& landmark : phantom.truth["landmarks"]) {
+    const Point ct = json_point(landmark["ct_lps_mm"]);
+    for (const char* modality : {"mri", "pet"}) {
+      const Point recorded = json_point(landmark[std::string(modality) + "_lps_mm"]);
+      largest_shift =
+          std::max(largest_shift, distance(recorded, rigid_only(phantom.truth["transforms"][modality], ct)));
+    }
+    if (landmark["kind"] != "interior" || landmark["clearance_mm"].get<double>() < half_diagonal) continue;
+    const int label = landmark["label"];
+    const float expected_t2 = static_cast<float>(options.tissues[std::min(label, 6)].t2);
+    std::size_t mapped = 0;
+    ASSERT_TRUE(nearest_voxel(mri_grid, json_point(landmark["mri_lps_mm"]), mapped));
+    ++used;
+    mapped_ok += phantom.t2.voxels[mapped] == expected_t2;
+    // The analytic model agrees at the exact mapped points.
+    EXPECT_EQ(model_label_at(options, PhantomSpace::Mri, json_point(landmark["mri_lps_mm"])), label);
+    EXPECT_EQ(model_label_at(options, PhantomSpace::Pet, json_point(landmark["pet_lps_mm"])), label);
+  }
+  EXPECT_GE(used, 10);
+  EXPECT_EQ(mapped_ok, used) << "T2 at the recorded (deformed) landmark positions must be the recorded tissue";
+  // Largest displacement over the head is the amplitude asked (landmarks
+  // sample it, so they see at most that much and a good part of it).
+  EXPECT_LE(largest_shift, 8.0 + 1e-6);
+  EXPECT_GT(largest_shift, 3.0);
+  const auto& mri = phantom.truth["deformations"]["mri"];
+  EXPECT_GT(mri["smallest_jacobian_determinant"].get<double>(), 0.0);
+  EXPECT_LT(mri["largest_displacement_gradient_norm"].get<double>(), 0.9);
+  EXPECT_LT(mri["image_sampling_inverse_error_mm"].get<double>(), 0.02);
+  EXPECT_EQ(mri["waves"].size(), 32u);
+}
+
+TEST(PhantomDeformation, DisplacementFieldFilesHoldTheWholeMappingOnTheCtGrid) {
+  const PhantomOptions options = deformed_options();
+  const Phantom phantom = generate_phantom(options);
+  TempDir dir;
+  write_phantom(phantom, dir.path());
+  const nlohmann::json truth = nlohmann::json::parse(file_bytes(dir.path() / "truth.json"));
+  for (const char* modality : {"mri", "pet"}) {
+    SCOPED_TRACE(modality);
+    const std::string file = truth["deformations"][modality]["displacement_field"]["file"];
+    EXPECT_EQ(file, std::string(modality) + "_displacement.nrrd");
+    const DisplacementField field = read_displacement_field_file(dir.path() / file);
+    // Same grid as the CT, geometry included.
+    const Geometry& ct = phantom.ct.geometry;
+    EXPECT_EQ(field.geometry.size, ct.size);
+    for (int axis = 0; axis < 3; ++axis) {
+      EXPECT_NEAR(field.geometry.spacing[axis], ct.spacing[axis], 1e-9);
+      EXPECT_NEAR(field.geometry.origin[axis], ct.origin[axis], 1e-6);
+    }
+    // x + d(x) is the recorded landmark position (trilinear between 3.75 mm
+    // voxels of a 20 mm-smooth field: within 0.25 mm, 0.08 mm on average).
+    int checked = 0;
+    double total_error = 0.0;
+    for (const auto& landmark : truth["landmarks"]) {
+      const Point ct_point = json_point(landmark["ct_lps_mm"]);
+      const Point d = interpolate_field(field, ct_point);
+      const Point mapped{ct_point[0] + d[0], ct_point[1] + d[1], ct_point[2] + d[2]};
+      const double error = distance(mapped, json_point(landmark[std::string(modality) + "_lps_mm"]));
+      EXPECT_LT(error, 0.25) << landmark["name"];
+      total_error += error;
+      ++checked;
+    }
+    EXPECT_GE(checked, 20);
+    EXPECT_LT(total_error / checked, 0.08);
+    // Every head voxel x of the CT shows, at x + d(x) in the modality's own
+    // labels, the same tissue (up to voxel rounding at boundaries); the
+    // rigid part alone misses clearly more, so the field is not just the
+    // rigid motion.
+    const PhantomSpace space = std::string(modality) == "mri" ? PhantomSpace::Mri : PhantomSpace::Pet;
+    // The modality's labels on a grid twice as fine, so that rounding to
+    // the nearest voxel costs less agreement.
+    Geometry fine = ct;
+    for (int axis = 0; axis < 3; ++axis) {
+      fine.size[axis] = 2 * ct.size[axis];
+      fine.spacing[axis] = ct.spacing[axis] / 2;
+      fine.origin[axis] = ct.origin[axis] - ct.spacing[axis] / 4;  // identity direction
+    }
+    const Volume own_labels = sample_phantom_labels(options, space, fine);
+    std::size_t head = 0, agree = 0, agree_rigid = 0;
+    for (std::size_t k = 0; k < ct.size[2]; ++k)
+      for (std::size_t j = 0; j < ct.size[1]; ++j)
+        for (std::size_t i = 0; i < ct.size[0]; ++i) {
+          const float label = phantom.labels.voxels[ct.linear_index(i, j, k)];
+          if (label == kAir) continue;
+          const Point x = ct.index_to_point({double(i), double(j), double(k)});
+          const auto d = field.at(i, j, k);
+          std::size_t at = 0;
+          ++head;
+          if (nearest_voxel(fine, {x[0] + d[0], x[1] + d[1], x[2] + d[2]}, at)) agree += own_labels.voxels[at] == label;
+          if (nearest_voxel(fine, rigid_only(truth["transforms"][modality], x), at))
+            agree_rigid += own_labels.voxels[at] == label;
+        }
+    const double agreement = double(agree) / double(head), rigid_agreement = double(agree_rigid) / double(head);
+    EXPECT_GT(agreement, 0.85) << "rigid only: " << rigid_agreement;
+    EXPECT_LT(rigid_agreement, agreement - 0.1);
+  }
+}
+
+TEST(PhantomDeformation, OffByDefaultSameBytesForAnyThreadCountAndTooStrongIsRefused) {
+  PhantomOptions options;
+  options.size = {32, 32, 32};
+  const Phantom rigid = generate_phantom(options);
+  EXPECT_FALSE(rigid.mri_displacement_field.has_value());
+  EXPECT_FALSE(rigid.truth.contains("deformations"));
+
+  options.mri_deformation = {7.0, 20.0};
+  TempDir first, second;
+  write_phantom(generate_phantom(options), first.path());
+  const int threads = itk::MultiThreaderBase::GetGlobalDefaultNumberOfThreads();
+  itk::MultiThreaderBase::SetGlobalDefaultNumberOfThreads(1);
+  write_phantom(generate_phantom(options), second.path());
+  itk::MultiThreaderBase::SetGlobalDefaultNumberOfThreads(threads);
+  for (const char* name : {"t1.nii.gz", "labels.nii.gz", "mri_displacement.nrrd", "truth.json"}) {
+    SCOPED_TRACE(name);
+    const std::string bytes = file_bytes(first.path() / name);
+    ASSERT_FALSE(bytes.empty());
+    EXPECT_TRUE(bytes == file_bytes(second.path() / name));
+  }
+  EXPECT_FALSE(fs::exists(first.path() / "pet_displacement.nrrd")) << "PET was not deformed";
+  // The MRI differs from the undeformed one; CT does not.
+  TempDir undeformed;
+  write_phantom(rigid, undeformed.path());
+  EXPECT_TRUE(file_bytes(first.path() / "ct.nii.gz") == file_bytes(undeformed.path() / "ct.nii.gz"));
+  EXPECT_FALSE(file_bytes(first.path() / "t1.nii.gz") == file_bytes(undeformed.path() / "t1.nii.gz"));
+
+  options.mri_deformation = {30.0, 5.0};
+  try {
+    generate_phantom(options);
+    FAIL() << "a folding deformation was accepted";
+  } catch (const std::runtime_error& error) {
+    EXPECT_NE(std::string(error.what()).find("too strong"), std::string::npos) << error.what();
+  }
+  options.mri_deformation = {5.0, 2.0};
+  EXPECT_THROW(validate(options), std::runtime_error);
+  const PhantomOptions parsed = phantom_options_from_json(
+      nlohmann::json::parse(R"({"mri_deformation": {"amplitude_mm": 6, "smoothness_mm": 25}})"));
+  EXPECT_EQ(parsed.mri_deformation.amplitude_mm, 6.0);
+  EXPECT_EQ(parsed.mri_deformation.smoothness_mm, 25.0);
+  EXPECT_THROW(phantom_options_from_json(nlohmann::json::parse(R"({"pet_deformation": {"amplitude": 6}})")),
+               std::runtime_error);
+}
+
+TEST(DisplacementFieldFile, RefusesNiftiAndImagesThatAreNotVectorFields) {
+  DisplacementField field;
+  field.geometry.size = {4, 3, 2};
+  field.geometry.spacing = {1.5, 2.0, 2.5};
+  field.geometry.origin = {-3, 4, 5};
+  field.geometry.direction = {0, 1, 0, -1, 0, 0, 0, 0, 1};
+  for (std::size_t n = 0; n < 3 * field.geometry.voxel_count(); ++n) field.vectors.push_back(0.25f * float(n) - 3.0f);
+  TempDir dir;
+  for (const char* name : {"field.nrrd", "field.mha"}) {
+    SCOPED_TRACE(name);
+    write_displacement_field_file(field, dir.path() / name);
+    const DisplacementField back = read_displacement_field_file(dir.path() / name);
+    EXPECT_EQ(back.vectors, field.vectors);
+    EXPECT_EQ(back.geometry.size, field.geometry.size);
+    for (int n = 0; n < 9; ++n) EXPECT_NEAR(back.geometry.direction[n], field.geometry.direction[n], 1e-12);
+  }
+  try {
+    write_displacement_field_file(field, dir.path() / "field.nii.gz");
+    FAIL() << "NIfTI accepted";
+  } catch (const std::runtime_error& error) {
+    EXPECT_NE(std::string(error.what()).find("RAS or LPS"), std::string::npos) << error.what();
+  }
+  EXPECT_FALSE(fs::exists(dir.path() / "field.nii.gz"));
+  Volume scalar;
+  scalar.geometry = field.geometry;
+  scalar.voxels.assign(scalar.geometry.voxel_count(), 1.0f);
+  write_volume(scalar, dir.path() / "scalar.nrrd");
+  try {
+    read_displacement_field_file(dir.path() / "scalar.nrrd");
+    FAIL() << "a scalar image was read as a displacement field";
+  } catch (const std::runtime_error& error) {
+    EXPECT_NE(std::string(error.what()).find("1 components"), std::string::npos) << error.what();
+  }
+  field.vectors.pop_back();
+  EXPECT_THROW(write_displacement_field_file(field, dir.path() / "short.nrrd"), std::runtime_error);
 }
 
 // --- determinism ---------------------------------------------------------------
