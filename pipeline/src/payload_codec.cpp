@@ -328,13 +328,21 @@ PayloadCodec transform_codec() {
   PayloadCodec codec;
   codec.encode = [](const Payload& value, const ByteSink& out) {
     const Transform& transform = *value.get<Transform>();
-    write_header({{"type", "Transform"},
-                  {"kind", transform.kind},
-                  {"matrix", transform.matrix},
-                  {"center", transform.center},
-                  {"translation", transform.translation},
-                  {"description", transform.description}},
-                 out);
+    json header{{"type", "Transform"},
+                {"kind", transform.kind},
+                {"matrix", transform.matrix},
+                {"center", transform.center},
+                {"translation", transform.translation},
+                {"description", transform.description}};
+    if (transform.deformation) {
+      const Geometry& lattice = transform.deformation->lattice;
+      header["bspline"] = {{"size", lattice.size},
+                           {"spacing", lattice.spacing},
+                           {"origin", lattice.origin},
+                           {"direction", lattice.direction},
+                           {"coefficients", transform.deformation->coefficients}};
+    }
+    write_header(header, out);
   };
   codec.decode = [](ByteSource& in) {
     return decoding([&] {
@@ -346,6 +354,21 @@ PayloadCodec transform_codec() {
       transform.center = header.at("center").get<std::array<double, 3>>();
       transform.translation = header.at("translation").get<std::array<double, 3>>();
       transform.description = header.at("description").get<std::string>();
+      if (header.contains("bspline")) {
+        const json& bspline = header.at("bspline");
+        auto deformation = std::make_shared<BSplineDeformation>();
+        deformation->lattice.size = bspline.at("size").get<std::array<std::size_t, 3>>();
+        deformation->lattice.spacing = bspline.at("spacing").get<std::array<double, 3>>();
+        deformation->lattice.origin = bspline.at("origin").get<std::array<double, 3>>();
+        deformation->lattice.direction = bspline.at("direction").get<std::array<double, 9>>();
+        deformation->coefficients = bspline.at("coefficients").get<std::vector<double>>();
+        if (deformation->coefficients.size() != 3 * deformation->lattice.voxel_count()) {
+          throw std::runtime_error("B-spline transform with " + std::to_string(deformation->coefficients.size()) +
+                                   " coefficients for " + std::to_string(deformation->lattice.voxel_count()) +
+                                   " control points (3 each)");
+        }
+        transform.deformation = std::move(deformation);
+      }
       return Payload::of<Transform>(std::make_shared<const Transform>(std::move(transform)));
     });
   };

@@ -375,6 +375,22 @@ TEST(PayloadCodecs, EveryValueOfTheSdkTypesComesBackBitForBit) {
   const auto transform_back =
       decode(transforms, encode(transforms, Payload::of<Transform>(std::make_shared<const Transform>(transform))));
   EXPECT_EQ(transform_back.get<Transform>()->translation, transform.translation);
+
+  // A deformable transform keeps its lattice and every coefficient's bits.
+  auto deformation = std::make_shared<BSplineDeformation>();
+  deformation->lattice = Geometry{{4, 4, 5}, {16, 16, 12.5}, {-40, -41, 2e-17}, {0, 1, 0, -1, 0, 0, 0, 0, 1}};
+  for (std::size_t n = 0; n < 3 * deformation->lattice.voxel_count(); ++n)
+    deformation->coefficients.push_back(std::ldexp(double(n) / 7.0, -int(n % 5)));
+  transform.kind = "bspline";
+  transform.deformation = deformation;
+  const std::string bspline_bytes =
+      encode(transforms, Payload::of<Transform>(std::make_shared<const Transform>(transform)));
+  const auto bspline_back = decode(transforms, bspline_bytes).get<Transform>();
+  ASSERT_TRUE(bspline_back->deformation);
+  EXPECT_EQ(bspline_back->deformation->coefficients, deformation->coefficients);
+  EXPECT_TRUE(bspline_back->deformation->lattice.same_grid(deformation->lattice, 0.0));
+  EXPECT_EQ(bspline_back->deformation->lattice.origin, deformation->lattice.origin);
+  EXPECT_EQ(encode(transforms, Payload::of<Transform>(bspline_back)), bspline_bytes);
 }
 
 TEST(PayloadCodecs, BrokenBytesAreRefusedWithoutAllocatingWhatTheyAnnounce) {

@@ -29,7 +29,9 @@ Geometry grid_with_spacing(const Geometry& geometry, const std::array<double, 3>
 
 // ITK transform files (.tfm / .txt: ITK's text format; .h5: HDF5; .mat:
 // Matlab), written atomically. The transform is stored as ITK's
-// AffineTransform_double_3_3 (rigid ones as Euler3DTransform_double_3_3).
+// AffineTransform_double_3_3 (rigid ones as Euler3DTransform_double_3_3); a
+// deformable one as a CompositeTransform_double_3 of that affine and a
+// BSplineTransform_double_3_3 (applied first), which 3D Slicer reads.
 void write_transform_file(const Transform& transform, const std::filesystem::path& path);
 Transform read_transform_file(const std::filesystem::path& path);
 

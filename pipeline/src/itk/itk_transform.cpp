@@ -2,6 +2,8 @@
 
 #include <itkAffineTransform.h>
 #include <itkBSplineInterpolateImageFunction.h>
+#include <itkBSplineTransform.h>
+#include <itkCompositeTransform.h>
 #include <itkEuler3DTransform.h>
 #include <itkHDF5TransformIOFactory.h>
 #include <itkIdentityTransform.h>
@@ -46,6 +48,48 @@ AffineTransform::Pointer to_itk_affine(const Transform& transform) {
   affine->SetMatrix(matrix);
   affine->SetTranslation(translation);
   return affine;
+}
+
+using BSplineTransform = itk::BSplineTransform<double, 3, 3>;
+using CompositeTransform = itk::CompositeTransform<double, 3>;
+
+// ITK's fixed parameters of a B-spline lattice: size, origin, spacing,
+// direction (row-major).
+BSplineTransform::Pointer to_itk_bspline(const BSplineDeformation& deformation) {
+  const Geometry& lattice = deformation.lattice;
+  if (deformation.coefficients.size() != 3 * lattice.voxel_count()) {
+    throw std::runtime_error("B-spline deformation with " + std::to_string(deformation.coefficients.size()) +
+                             " coefficients for a lattice of " + lattice.size_string() + " control points (3 each)");
+  }
+  auto bspline = BSplineTransform::New();
+  BSplineTransform::FixedParametersType fixed(18);
+  for (unsigned axis = 0; axis < 3; ++axis) {
+    fixed[axis] = double(lattice.size[axis]);
+    fixed[3 + axis] = lattice.origin[axis];
+    fixed[6 + axis] = lattice.spacing[axis];
+  }
+  for (unsigned n = 0; n < 9; ++n) fixed[9 + n] = lattice.direction[n];
+  bspline->SetFixedParameters(fixed);
+  BSplineTransform::ParametersType parameters(static_cast<unsigned>(deformation.coefficients.size()));
+  for (std::size_t n = 0; n < deformation.coefficients.size(); ++n) {
+    parameters[static_cast<unsigned>(n)] = deformation.coefficients[n];
+  }
+  bspline->SetParametersByValue(parameters);
+  return bspline;
+}
+
+std::shared_ptr<const BSplineDeformation> from_itk_bspline(const BSplineTransform& bspline) {
+  auto deformation = std::make_shared<BSplineDeformation>();
+  const auto& fixed = bspline.GetFixedParameters();
+  for (unsigned axis = 0; axis < 3; ++axis) {
+    deformation->lattice.size[axis] = static_cast<std::size_t>(std::llround(fixed[axis]));
+    deformation->lattice.origin[axis] = fixed[3 + axis];
+    deformation->lattice.spacing[axis] = fixed[6 + axis];
+  }
+  for (unsigned n = 0; n < 9; ++n) deformation->lattice.direction[n] = fixed[9 + n];
+  const auto& parameters = bspline.GetParameters();
+  deformation->coefficients.assign(parameters.begin(), parameters.end());
+  return deformation;
 }
 
 void register_transform_io() {
@@ -93,6 +137,19 @@ bool is_rotation(const std::array<double, 9>& m) {
 
 }  // namespace
 
+namespace {
+
+itk::Transform<double, 3, 3>::Pointer to_itk_transform(const Transform& transform) {
+  if (!transform.deformation) return to_itk_affine(transform).GetPointer();
+  auto composite = CompositeTransform::New();
+  // ITK applies the transform added last first: the B-spline, then the linear part.
+  composite->AddTransform(to_itk_affine(transform));
+  composite->AddTransform(to_itk_bspline(*transform.deformation));
+  return composite.GetPointer();
+}
+
+}  // namespace
+
 Volume resample_volume(const Volume& moving, const Geometry& grid, const Transform* transform,
                        Interpolation interpolation, float default_value) {
   const auto input = to_itk_view(moving);
@@ -100,7 +157,7 @@ Volume resample_volume(const Volume& moving, const Geometry& grid, const Transfo
   auto filter = Filter::New();
   filter->SetInput(input);
   if (transform != nullptr) {
-    filter->SetTransform(to_itk_affine(*transform));
+    filter->SetTransform(to_itk_transform(*transform));
   } else {
     filter->SetTransform(itk::IdentityTransform<double, 3>::New());
   }
@@ -174,7 +231,10 @@ void write_transform_file(const Transform& transform, const std::filesystem::pat
   AtomicFileWriter output(path);
   auto writer = itk::TransformFileWriterTemplate<double>::New();
   writer->SetFileName(output.temp_path().string());
-  if (transform.kind == "rigid" && is_rotation(transform.matrix)) {
+  if (transform.deformation) {
+    // A composite of the linear part and the B-spline (3D Slicer reads it).
+    writer->SetInput(to_itk_transform(transform));
+  } else if (transform.kind == "rigid" && is_rotation(transform.matrix)) {
     auto euler = EulerTransform::New();
     euler->SetCenter(to_itk_affine(transform)->GetCenter());
     euler->SetMatrix(to_itk_affine(transform)->GetMatrix(), 1e-6);
@@ -209,10 +269,32 @@ Transform read_transform_file(const std::filesystem::path& path) {
                              " transforms; fusionflow reads files with exactly one");
   }
   using Matrix = itk::MatrixOffsetTransformBase<double, 3, 3>;
-  const auto* linear = dynamic_cast<const Matrix*>(list->front().GetPointer());
+  const itk::TransformBaseTemplate<double>* only = list->front().GetPointer();
+  std::shared_ptr<const BSplineDeformation> deformation;
+  // A composite of a linear transform and a B-spline (as written above), or
+  // a B-spline alone.
+  if (const auto* composite = dynamic_cast<const CompositeTransform*>(only)) {
+    const auto count = composite->GetNumberOfTransforms();
+    const auto* last =
+        count == 2 ? dynamic_cast<const BSplineTransform*>(composite->GetNthTransformConstPointer(1)) : nullptr;
+    if (last == nullptr) {
+      throw std::runtime_error("transform file '" + path.string() + "' holds a composite of " + std::to_string(count) +
+                               " transforms; fusionflow reads a linear transform followed by a BSplineTransform "
+                               "(applied first)");
+    }
+    deformation = from_itk_bspline(*last);
+    only = composite->GetNthTransformConstPointer(0);
+  } else if (const auto* bspline = dynamic_cast<const BSplineTransform*>(only)) {
+    Transform transform;
+    transform.kind = "bspline";
+    transform.deformation = from_itk_bspline(*bspline);
+    transform.description = "read from " + path.string();
+    return transform;
+  }
+  const auto* linear = dynamic_cast<const Matrix*>(only);
   if (linear == nullptr) {
-    throw std::runtime_error("transform file '" + path.string() + "' holds a " + list->front()->GetNameOfClass() +
-                             "; only linear (rigid/affine) transforms are supported");
+    throw std::runtime_error("transform file '" + path.string() + "' holds a " + only->GetNameOfClass() +
+                             "; fusionflow reads linear (rigid/affine) and B-spline transforms");
   }
   Transform transform;
   for (int row = 0; row < 3; ++row) {
@@ -220,7 +302,8 @@ Transform read_transform_file(const std::filesystem::path& path) {
     transform.center[row] = linear->GetCenter()[row];
     transform.translation[row] = linear->GetTranslation()[row];
   }
-  transform.kind = is_rotation(transform.matrix) ? "rigid" : "affine";
+  transform.kind = deformation ? "bspline" : is_rotation(transform.matrix) ? "rigid" : "affine";
+  transform.deformation = deformation;
   transform.description = "read from " + path.string();
   return transform;
 }
