@@ -46,6 +46,15 @@ struct BSplineDeformation {
   };
   bool support(const std::array<double, 3>& x, Support& out) const;
   std::array<double, 3> displacement(const std::array<double, 3>& x) const;
+  // d(x + D(x)) / dx (row-major 3 x 3; the identity where D is 0): its
+  // determinant <= 0 means the deformation folds there.
+  std::array<double, 9> jacobian(const std::array<double, 3>& x) const;
+
+  // The same displacement on a lattice of half the spacing (every cell split
+  // in two per axis), by the exact two-scale relation of the cubic B-spline:
+  // a new control point on an old one gets (c[i-1] + 6 c[i] + c[i+1]) / 8,
+  // one halfway between gets (c[i] + c[i+1]) / 2 (tensor product over axes).
+  BSplineDeformation refined() const;
 
   // The lattice for control spacing `spacing_mm` over `region`: its whole
   // extent (voxel edges included, so every voxel centre is inside the valid

@@ -97,14 +97,81 @@ std::pair<float, float> value_range(const ImageRef& image) {
 
 }  // namespace
 
+std::array<double, 3> LinearMetricTransform::map(const std::array<double, 3>& x) const {
+  const LinearTransformState& t = state_;
+  std::array<double, 3> y{};
+  for (int row = 0; row < 3; ++row) {
+    y[row] = t.offset[row] + t.matrix[row * 3] * x[0] + t.matrix[row * 3 + 1] * x[1] + t.matrix[row * 3 + 2] * x[2];
+  }
+  return y;
+}
+
+void LinearMetricTransform::slope(const std::array<double, 3>& x, const std::array<double, 3>& grad,
+                                  std::uint32_t* indices, double* values) const {
+  // d moving value / d mu = grad^T * (J_center + sum_k (x - c)_k J_slope[k]).
+  const LinearTransformState& t = state_;
+  const std::size_t P = t.parameters;
+  const double dx0 = x[0] - t.center[0], dx1 = x[1] - t.center[1], dx2 = x[2] - t.center[2];
+  for (std::size_t p = 0; p < P; ++p) {
+    double value = 0;
+    for (int row = 0; row < 3; ++row) {
+      const std::size_t at = std::size_t(row) * P + p;
+      value += grad[row] * (t.jacobian_at_center[at] + dx0 * t.jacobian_slope[0][at] + dx1 * t.jacobian_slope[1][at] +
+                            dx2 * t.jacobian_slope[2][at]);
+    }
+    indices[p] = static_cast<std::uint32_t>(p);
+    values[p] = value;
+  }
+}
+
+std::array<double, 3> BSplineMetricTransform::map(const std::array<double, 3>& x) const {
+  const std::array<double, 3> d = deformation_.displacement(x);
+  return linear_.apply_linear({x[0] + d[0], x[1] + d[1], x[2] + d[2]});
+}
+
+void BSplineMetricTransform::slope(const std::array<double, 3>& x, const std::array<double, 3>& grad,
+                                   std::uint32_t* indices, double* values) const {
+  // dy / dc(j, a) = B_j(x) * matrix column a, so d moving / d c(j, a) =
+  // B_j(x) * (matrix^T grad)_a.
+  std::array<double, 3> pulled{};
+  for (int col = 0; col < 3; ++col) {
+    pulled[col] = linear_.matrix[0 * 3 + col] * grad[0] + linear_.matrix[1 * 3 + col] * grad[1] +
+                  linear_.matrix[2 * 3 + col] * grad[2];
+  }
+  BSplineDeformation::Support support;
+  if (!deformation_.support(x, support)) {
+    std::fill(indices, indices + touched(), 0u);
+    std::fill(values, values + touched(), 0.0);
+    return;
+  }
+  const Geometry& lattice = deformation_.lattice;
+  const std::size_t count = lattice.voxel_count();
+  std::size_t n = 0;
+  for (std::size_t c = 0; c < 4; ++c) {
+    for (std::size_t b = 0; b < 4; ++b) {
+      const double wbc = support.weights[1][b] * support.weights[2][c];
+      const std::size_t row = lattice.linear_index(support.start[0], support.start[1] + b, support.start[2] + c);
+      for (std::size_t a = 0; a < 4; ++a) {
+        const double w = support.weights[0][a] * wbc;
+        for (std::size_t axis = 0; axis < 3; ++axis) {
+          indices[n * 3 + axis] = static_cast<std::uint32_t>(axis * count + row + a);
+          values[n * 3 + axis] = w * pulled[axis];
+        }
+        ++n;
+      }
+    }
+  }
+}
+
 // Per-chunk results: partial histogram and the per-sample terms the
 // derivative pass needs.
 struct MattesMutualInformation::Chunk {
-  std::vector<double> joint;         // bins x bins, fixed bin major
-  std::vector<int> fixed_bin;        // per valid sample
-  std::vector<double> moving_term;   // per valid sample: continuous moving bin position
-  std::vector<double> moving_slope;  // per valid sample x parameters: d moving value / d mu
-  std::vector<double> derivative;    // parameters
+  std::vector<double> joint;                 // bins x bins, fixed bin major
+  std::vector<int> fixed_bin;                // per valid sample
+  std::vector<double> moving_term;           // per valid sample: continuous moving bin position
+  std::vector<double> moving_slope;          // per valid sample x touched: d moving value / d mu
+  std::vector<std::uint32_t> slope_indices;  // per valid sample x touched: which mu
+  std::vector<double> derivative;            // parameters
   std::size_t valid = 0;
 };
 
@@ -153,19 +220,21 @@ std::array<std::array<double, 3>, 8> MattesMutualInformation::lattice_corners() 
   return corners;
 }
 
-void MattesMutualInformation::sample_chunk(const LinearTransformState& t, std::uint64_t key, std::size_t chunk,
+void MattesMutualInformation::sample_chunk(const MetricTransform& t, std::uint64_t key, std::size_t chunk,
                                            std::size_t count, Chunk& out) const {
-  const std::size_t P = t.parameters;
+  const std::size_t touched = t.touched();
   out.joint.assign(std::size_t(bins_) * std::size_t(bins_), 0.0);
   out.fixed_bin.clear();
   out.moving_term.clear();
   out.moving_slope.clear();
+  out.slope_indices.clear();
   out.valid = 0;
   SplitMix64 rng{mix(key ^ mix(chunk + 0x5bd1e995ull))};
   const Geometry& fg = fixed_.geometry;
   const Geometry& mg = moving_.geometry;
   const std::array<double, 3> fixed_origin = fg.origin;
-  std::vector<double> slope(P);
+  std::vector<double> slope(touched);
+  std::vector<std::uint32_t> slope_index(touched);
   for (std::size_t s = 0; s < count; ++s) {
     // A fixed voxel on the lattice.
     std::array<std::size_t, 3> index{};
@@ -180,10 +249,8 @@ void MattesMutualInformation::sample_chunk(const LinearTransformState& t, std::u
                fixed_index_to_point_[row * 3 + 2] * double(index[2]);
     }
     // Its image in the moving volume, as a continuous index.
-    std::array<double, 3> y{}, u{};
-    for (int row = 0; row < 3; ++row) {
-      y[row] = t.offset[row] + t.matrix[row * 3] * x[0] + t.matrix[row * 3 + 1] * x[1] + t.matrix[row * 3 + 2] * x[2];
-    }
+    const std::array<double, 3> y = t.map(x);
+    std::array<double, 3> u{};
     for (int row = 0; row < 3; ++row) {
       u[row] = moving_point_to_index_[row * 3] * (y[0] - mg.origin[0]) +
                moving_point_to_index_[row * 3 + 1] * (y[1] - mg.origin[1]) +
@@ -201,17 +268,7 @@ void MattesMutualInformation::sample_chunk(const LinearTransformState& t, std::u
                   moving_point_to_index_[1 * 3 + col] * grad_index[1] +
                   moving_point_to_index_[2 * 3 + col] * grad_index[2];
     }
-    // d moving value / d mu = grad^T * (J_center + sum_k (x - c)_k J_slope[k]).
-    const double dx0 = x[0] - t.center[0], dx1 = x[1] - t.center[1], dx2 = x[2] - t.center[2];
-    for (std::size_t p = 0; p < P; ++p) {
-      double value = 0;
-      for (int row = 0; row < 3; ++row) {
-        const std::size_t at = std::size_t(row) * P + p;
-        value += grad[row] * (t.jacobian_at_center[at] + dx0 * t.jacobian_slope[0][at] + dx1 * t.jacobian_slope[1][at] +
-                              dx2 * t.jacobian_slope[2][at]);
-      }
-      slope[p] = value;
-    }
+    t.slope(x, grad, slope_index.data(), slope.data());
     // Histogram bins.
     const double fixed_term = double(fixed_value) / fixed_bin_size_ - fixed_norm_min_;
     const int fixed_bin = std::clamp(static_cast<int>(fixed_term), padding, bins_ - padding - 1);
@@ -222,13 +279,20 @@ void MattesMutualInformation::sample_chunk(const LinearTransformState& t, std::u
     out.fixed_bin.push_back(fixed_bin);
     out.moving_term.push_back(moving_term);
     out.moving_slope.insert(out.moving_slope.end(), slope.begin(), slope.end());
+    out.slope_indices.insert(out.slope_indices.end(), slope_index.begin(), slope_index.end());
     ++out.valid;
   }
 }
 
 MetricValue MattesMutualInformation::evaluate(const LinearTransformState& transform, std::uint64_t key,
                                               std::size_t samples, int threads) const {
-  const std::size_t P = transform.parameters;
+  return evaluate(LinearMetricTransform(transform), key, samples, threads);
+}
+
+MetricValue MattesMutualInformation::evaluate(const MetricTransform& transform, std::uint64_t key, std::size_t samples,
+                                              int threads) const {
+  const std::size_t P = transform.parameters();
+  const std::size_t touched = transform.touched();
   const std::size_t bins = std::size_t(bins_);
   const std::size_t chunks = (samples + chunk_size - 1) / chunk_size;
   std::vector<Chunk> parts(chunks);
@@ -302,8 +366,9 @@ MetricValue MattesMutualInformation::evaluate(const LinearTransformState& transf
       const double* row = log_ratio.data() + std::size_t(part.fixed_bin[s]) * bins;
       double coef = 0;
       for (int k = moving_bin - 1; k <= moving_bin + 2; ++k) coef += row[k] * bspline3_derivative(double(k) - term);
-      const double* slope = part.moving_slope.data() + s * P;
-      for (std::size_t p = 0; p < P; ++p) part.derivative[p] += coef * slope[p];
+      const double* slope = part.moving_slope.data() + s * touched;
+      const std::uint32_t* index = part.slope_indices.data() + s * touched;
+      for (std::size_t m = 0; m < touched; ++m) part.derivative[index[m]] += coef * slope[m];
     }
   });
   const double scale = 1.0 / (n * moving_bin_size_);

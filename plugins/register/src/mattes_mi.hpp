@@ -1,6 +1,6 @@
 // Mattes mutual information of a fixed and a moving image under a linear
-// (rigid or affine) transform, with its derivative with respect to the
-// transform parameters: deterministic for any number of threads.
+// (rigid or affine) or B-spline transform, with its derivative with respect
+// to the transform parameters: deterministic for any number of threads.
 //
 // Why our own and not ITK's MattesMutualInformationImageToImageMetricv4: ITK
 // adds each work unit's histogram-derivative buffer into a shared array in the
@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "fusionflow/transform.hpp"
 #include "fusionflow/volume.hpp"
 
 namespace fusionflow::registration {
@@ -56,6 +57,52 @@ struct LinearTransformState {
   std::array<std::vector<double>, 3> jacobian_slope;  // 3 x parameters each
 };
 
+// How the metric sees a transform: where a fixed point goes, and how the
+// moving value there changes with the parameters. A sample's derivative
+// touches at most touched() parameters (all of a linear transform's; the
+// 3 x 64 coefficients around the point of a B-spline).
+class MetricTransform {
+ public:
+  virtual ~MetricTransform() = default;
+  virtual std::size_t parameters() const = 0;
+  virtual std::size_t touched() const = 0;
+  virtual std::array<double, 3> map(const std::array<double, 3>& x) const = 0;
+  // d moving(T(x)) / d mu, given the moving image's physical gradient at
+  // T(x): touched() parameter indices and values (value 0 where unused).
+  virtual void slope(const std::array<double, 3>& x, const std::array<double, 3>& moving_gradient,
+                     std::uint32_t* indices, double* values) const = 0;
+};
+
+class LinearMetricTransform final : public MetricTransform {
+ public:
+  explicit LinearMetricTransform(const LinearTransformState& state) : state_(state) {}
+  std::size_t parameters() const override { return state_.parameters; }
+  std::size_t touched() const override { return state_.parameters; }
+  std::array<double, 3> map(const std::array<double, 3>& x) const override;
+  void slope(const std::array<double, 3>& x, const std::array<double, 3>& moving_gradient, std::uint32_t* indices,
+             double* values) const override;
+
+ private:
+  const LinearTransformState& state_;
+};
+
+// y = matrix * (x + D(x) - center) + center + translation: the parameters
+// are D's coefficients (ITK's order), the linear part stays fixed.
+class BSplineMetricTransform final : public MetricTransform {
+ public:
+  BSplineMetricTransform(const BSplineDeformation& deformation, const Transform& linear)
+      : deformation_(deformation), linear_(linear) {}
+  std::size_t parameters() const override { return deformation_.coefficients.size(); }
+  std::size_t touched() const override { return 3 * 64; }
+  std::array<double, 3> map(const std::array<double, 3>& x) const override;
+  void slope(const std::array<double, 3>& x, const std::array<double, 3>& moving_gradient, std::uint32_t* indices,
+             double* values) const override;
+
+ private:
+  const BSplineDeformation& deformation_;
+  const Transform& linear_;
+};
+
 struct MetricValue {
   double value = 0;                // -MI in nats (lower is better)
   std::vector<double> derivative;  // d value / d parameters
@@ -76,6 +123,7 @@ class MattesMutualInformation {
   // that is no larger). Bit-identical for any `threads`.
   MetricValue evaluate(const LinearTransformState& transform, std::uint64_t key, std::size_t samples,
                        int threads) const;
+  MetricValue evaluate(const MetricTransform& transform, std::uint64_t key, std::size_t samples, int threads) const;
 
   // The key of the sample stream of (seed, resolution level, iteration).
   static std::uint64_t stream_key(std::uint64_t seed, std::size_t level, std::size_t iteration);
@@ -89,7 +137,7 @@ class MattesMutualInformation {
 
  private:
   struct Chunk;
-  void sample_chunk(const LinearTransformState& transform, std::uint64_t key, std::size_t chunk, std::size_t count,
+  void sample_chunk(const MetricTransform& transform, std::uint64_t key, std::size_t chunk, std::size_t count,
                     Chunk& out) const;
 
   ImageRef fixed_, moving_;

@@ -15,27 +15,13 @@
 #include "fusionflow/itk_bridge.hpp"
 #include "fusionflow/node.hpp"
 #include "mattes_mi.hpp"
+#include "registration_support.hpp"
 
 namespace fusionflow::registration {
 
 namespace {
 
 using Image = ItkFloatImage;
-
-void check_not_constant(const Volume& volume, const char* role) {
-  const auto [low, high] = std::minmax_element(volume.voxels.begin(), volume.voxels.end());
-  if (volume.voxels.empty() || *low == *high) {
-    throw std::runtime_error(std::string("the ") + role + " volume (" + volume.metadata.source + ") is constant" +
-                             (volume.voxels.empty() ? "" : " (every voxel is " + std::to_string(*low) + ")") +
-                             ": mutual information has nothing to align; check the input");
-  }
-  for (float value : volume.voxels) {
-    if (!std::isfinite(value)) {
-      throw std::runtime_error(std::string("the ") + role + " volume (" + volume.metadata.source +
-                               ") contains NaN or infinite voxels; replace them when loading");
-    }
-  }
-}
 
 // Physical axis-aligned bounding box of a grid's voxel centres.
 struct Box {
@@ -184,33 +170,6 @@ double largest_motion(const LinearTransformState& t, const std::array<std::array
   }
   return largest;
 }
-
-ItkFloatImage::ConstPointer smoothed(const ItkFloatImage::ConstPointer& image, double sigma_mm) {
-  if (sigma_mm <= 0) return image;
-  using Filter = itk::SmoothingRecursiveGaussianImageFilter<Image, Image>;
-  auto filter = Filter::New();
-  filter->SetInput(image);
-  filter->SetSigma(sigma_mm);  // physical units
-  filter->Update();
-  return filter->GetOutput();
-}
-
-ImageRef image_ref(const ItkFloatImage& image) { return {image.GetBufferPointer(), geometry_of(image)}; }
-
-// The adaptive stochastic gradient descent of Klein, Pluim, Staring and
-// Viergever (IJCV 81(3), 2009), as elastix's optimiser: gain
-// a0 * (A / (A + t))^alpha, where the "time" t grows when consecutive
-// gradients point against each other (the optimum is near, noise dominates)
-// and shrinks when they agree. The sigmoid's bounds (1, -0.8) are elastix's
-// defaults; its width omega applies here to the cosine of the two gradients
-// (our normalisation, so it needs no noise estimate). A = 20 as elastix;
-// alpha = 1 (a 1/t decay) gave lower TRE on the phantom than 0.602.
-struct GainSchedule {
-  double A = 20;
-  double alpha = 1.0;
-  double f_max = 1.0, f_min = -0.8, omega = 0.1;
-  double sigmoid(double x) const { return f_min + (f_max - f_min) / (1.0 - (f_max / f_min) * std::exp(-x / omega)); }
-};
 
 template <class ItkTransform>
 Result run(const Volume& fixed, const Volume& moving, const Settings& settings, const RunControl& control,
@@ -386,10 +345,37 @@ Result run(const Volume& fixed, const Volume& moving, const Settings& settings, 
 
 }  // namespace
 
+void check_registrable(const Volume& volume, const char* role) {
+  const auto [low, high] = std::minmax_element(volume.voxels.begin(), volume.voxels.end());
+  if (volume.voxels.empty() || *low == *high) {
+    throw std::runtime_error(std::string("the ") + role + " volume (" + volume.metadata.source + ") is constant" +
+                             (volume.voxels.empty() ? "" : " (every voxel is " + std::to_string(*low) + ")") +
+                             ": mutual information has nothing to align; check the input");
+  }
+  for (float value : volume.voxels) {
+    if (!std::isfinite(value)) {
+      throw std::runtime_error(std::string("the ") + role + " volume (" + volume.metadata.source +
+                               ") contains NaN or infinite voxels; replace them when loading");
+    }
+  }
+}
+
+ItkFloatImage::ConstPointer smoothed(const ItkFloatImage::ConstPointer& image, double sigma_mm) {
+  if (sigma_mm <= 0) return image;
+  using Filter = itk::SmoothingRecursiveGaussianImageFilter<Image, Image>;
+  auto filter = Filter::New();
+  filter->SetInput(image);
+  filter->SetSigma(sigma_mm);  // physical units
+  filter->Update();
+  return filter->GetOutput();
+}
+
+ImageRef image_ref(const ItkFloatImage& image) { return {image.GetBufferPointer(), geometry_of(image)}; }
+
 Result register_volumes(const Volume& fixed, const Volume& moving, const Settings& settings,
                         const RunControl& control) {
-  check_not_constant(fixed, "fixed");
-  check_not_constant(moving, "moving");
+  check_registrable(fixed, "fixed");
+  check_registrable(moving, "moving");
   const std::size_t levels = settings.shrink_factors.size();
   if (levels == 0 || settings.smoothing_sigmas_mm.size() != levels || settings.iterations.size() != levels) {
     throw std::invalid_argument("shrink_factors, smoothing_sigmas_mm and iterations need one entry per level (got " +

@@ -132,6 +132,45 @@ TEST(BSplineTransform, MapsEveryPointAsItkDoesThroughItsOwnTransformFile) {
   }
 }
 
+TEST(BSplineTransform, RefiningHalvesTheSpacingAndKeepsTheDisplacement) {
+  Geometry region;
+  const Transform transform = example_transform(region);
+  const BSplineDeformation& coarse = *transform.deformation;
+  const BSplineDeformation fine = coarse.refined();
+  EXPECT_EQ(fine.lattice.size, (std::array<std::size_t, 3>{13, 11, 9}));
+  for (int axis = 0; axis < 3; ++axis) EXPECT_NEAR(fine.lattice.spacing[axis], coarse.lattice.spacing[axis] / 2, 1e-12);
+  std::mt19937_64 engine(3);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  for (int n = 0; n < 2000; ++n) {
+    const std::array<double, 3> x = region.index_to_point({unit(engine) * 23, unit(engine) * 19, unit(engine) * 9});
+    const auto a = coarse.displacement(x), b = fine.displacement(x);
+    for (int axis = 0; axis < 3; ++axis) ASSERT_NEAR(a[axis], b[axis], 1e-10) << n;
+  }
+}
+
+TEST(BSplineTransform, JacobianIsTheDerivativeOfTheMapping) {
+  Geometry region;
+  const Transform transform = example_transform(region);
+  const BSplineDeformation& deformation = *transform.deformation;
+  std::mt19937_64 engine(4);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  const double h = 1e-5;
+  for (int n = 0; n < 200; ++n) {
+    const std::array<double, 3> x = region.index_to_point({unit(engine) * 23, unit(engine) * 19, unit(engine) * 9});
+    const auto jacobian = deformation.jacobian(x);
+    for (int col = 0; col < 3; ++col) {
+      std::array<double, 3> plus = x, minus = x;
+      plus[col] += h;
+      minus[col] -= h;
+      const auto dp = deformation.displacement(plus), dm = deformation.displacement(minus);
+      for (int row = 0; row < 3; ++row) {
+        const double numeric = (row == col ? 1.0 : 0.0) + (dp[row] - dm[row]) / (2 * h);
+        ASSERT_NEAR(jacobian[row * 3 + col], numeric, 1e-6) << n;
+      }
+    }
+  }
+}
+
 TEST(BSplineTransform, ResamplingFollowsTheDeformation) {
   Geometry region;
   Transform transform = example_transform(region);

@@ -109,5 +109,49 @@ TEST(MattesMutualInformation, DerivativeMatchesFiniteDifferences) {
   }
 }
 
+TEST(MattesMutualInformation, BSplineCoefficientDerivativeMatchesFiniteDifferencesAndThreads) {
+  const Pair pair = small_phantom();
+  const MattesMutualInformation metric({pair.phantom.ct.voxels.data(), pair.phantom.ct.geometry},
+                                       {pair.phantom.t1.voxels.data(), pair.phantom.t1.geometry}, 32, 1);
+  BSplineDeformation deformation = BSplineDeformation::covering(pair.phantom.ct.geometry, 40.0);
+  const std::size_t count = deformation.lattice.voxel_count();
+  for (std::size_t n = 0; n < deformation.coefficients.size(); ++n)
+    deformation.coefficients[n] = 1.5 * std::sin(0.7 * double(n));
+  Transform linear;
+  linear.kind = "rigid";
+  const double c = std::cos(0.05), s = std::sin(0.05);
+  linear.matrix = {c, -s, 0, s, c, 0, 0, 0, 1};
+  linear.center = pair.center;
+  linear.translation = {2.3, -1.1, 0.7};
+  const MetricValue at = metric.evaluate(BSplineMetricTransform(deformation, linear), 7, 20000, 2);
+  EXPECT_GT(at.valid_samples, 15000u);
+  ASSERT_EQ(at.derivative.size(), 3 * count);
+  // Control points in the middle of the head, each axis.
+  const std::size_t middle = deformation.lattice.linear_index(
+      deformation.lattice.size[0] / 2, deformation.lattice.size[1] / 2, deformation.lattice.size[2] / 2);
+  int compared = 0;
+  for (std::size_t point : {middle, middle + 1, middle + deformation.lattice.size[0]}) {
+    for (std::size_t axis = 0; axis < 3; ++axis) {
+      const std::size_t parameter = axis * count + point;
+      const double h = 1e-3;
+      BSplineDeformation changed = deformation;
+      changed.coefficients[parameter] += h;
+      const double plus = metric.evaluate(BSplineMetricTransform(changed, linear), 7, 20000, 2).value;
+      changed.coefficients[parameter] -= 2 * h;
+      const double minus = metric.evaluate(BSplineMetricTransform(changed, linear), 7, 20000, 2).value;
+      const double numeric = (plus - minus) / (2 * h);
+      EXPECT_NEAR(at.derivative[parameter], numeric, 2e-3 * std::abs(numeric) + 1e-6)
+          << "control point " << point << " axis " << axis;
+      compared += std::abs(numeric) > 1e-5;
+    }
+  }
+  EXPECT_GE(compared, 6) << "the derivatives compared are all near zero";
+  for (int threads : {1, 3}) {
+    const MetricValue other = metric.evaluate(BSplineMetricTransform(deformation, linear), 7, 20000, threads);
+    EXPECT_EQ(other.value, at.value);
+    EXPECT_EQ(other.derivative, at.derivative);
+  }
+}
+
 }  // namespace
 }  // namespace fusionflow::registration

@@ -1,0 +1,37 @@
+// Pieces the rigid/affine and the B-spline registration share (internal to
+// the register plugin).
+#pragma once
+
+#include <cmath>
+
+#include "fusionflow/itk_bridge.hpp"
+#include "fusionflow/volume.hpp"
+#include "mattes_mi.hpp"
+
+namespace fusionflow::registration {
+
+// Throws std::runtime_error for an empty or constant volume, or one with
+// NaN or infinite voxels, naming `role` ("fixed", "moving") and its source.
+void check_registrable(const Volume& volume, const char* role);
+
+// Gaussian smoothing with sigma in mm (the image itself for sigma <= 0).
+ItkFloatImage::ConstPointer smoothed(const ItkFloatImage::ConstPointer& image, double sigma_mm);
+
+ImageRef image_ref(const ItkFloatImage& image);
+
+// The adaptive stochastic gradient descent of Klein, Pluim, Staring and
+// Viergever (IJCV 81(3), 2009), as elastix's optimiser: gain
+// a0 * (A / (A + t))^alpha, where the "time" t grows when consecutive
+// gradients point against each other (the optimum is near, noise dominates)
+// and shrinks when they agree. The sigmoid's bounds (1, -0.8) are elastix's
+// defaults; its width omega applies here to the cosine of the two gradients
+// (our normalisation, so it needs no noise estimate). A = 20 as elastix;
+// alpha = 1 (a 1/t decay) gave lower TRE on the phantom than 0.602.
+struct GainSchedule {
+  double A = 20;
+  double alpha = 1.0;
+  double f_max = 1.0, f_min = -0.8, omega = 0.1;
+  double sigmoid(double x) const { return f_min + (f_max - f_min) / (1.0 - (f_max / f_min) * std::exp(-x / omega)); }
+};
+
+}  // namespace fusionflow::registration
