@@ -5,6 +5,10 @@
 #include <fusionflow/sdk.hpp>
 
 #include <itkMultiThreaderBase.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include <algorithm>
 
 #include <cmath>
 #include <sstream>
@@ -216,7 +220,7 @@ void run_write_transform(NodeContext& ctx, const TransformFileOptions& options) 
 
 NodeType<TransformFileOptions> load_transform_node() {
   NodeType<TransformFileOptions> node("register.load_transform", "1.0.0",
-                                      "Reads a linear transform from an ITK transform file");
+                                      "Reads a linear or B-spline transform from an ITK transform file");
   node.output(kTransformOut, "the transform")
       .input_path(&TransformFileOptions::path, "path", "ITK transform file (.tfm, .txt, .h5, .mat)");
   return node;
@@ -224,6 +228,46 @@ NodeType<TransformFileOptions> load_transform_node() {
 
 void run_load_transform(NodeContext& ctx, const TransformFileOptions& options) {
   ctx.output(kTransformOut, read_transform_file(options.path));
+}
+
+// --- register.write_displacement_field -----------------------------------------
+
+constexpr InputPort<Volume> kGridIn{"grid"};
+
+NodeType<TransformFileOptions> write_displacement_field_node() {
+  NodeType<TransformFileOptions> node(
+      "register.write_displacement_field", "1.0.0",
+      "Writes any transform as a dense ITK displacement field on a grid (d(x) = T(x) - x, LPS mm), the form 3D "
+      "Slicer and ANTs read as a grid transform");
+  node.input(kTransformIn, "the transform (fixed -> moving)")
+      .input(kGridIn, "a volume on the grid to sample the field on (usually the fixed one)")
+      .output_path(&TransformFileOptions::path, "path",
+                   "output file: .nrrd or .mha (NIfTI is refused: its vector "
+                   "frame is ambiguous between readers)");
+  return node;
+}
+
+void run_write_displacement_field(NodeContext& ctx, const TransformFileOptions& options) {
+  const Transform& transform = ctx.input(kTransformIn);
+  const Geometry& grid = ctx.input(kGridIn).geometry;
+  DisplacementField field;
+  field.geometry = grid;
+  field.vectors.resize(3 * grid.voxel_count());
+  // Every voxel on its own: the same bytes for any thread count.
+  tbb::task_arena arena(std::max(1, ctx.thread_budget()));
+  arena.execute([&] {
+    tbb::parallel_for(std::size_t(0), grid.size[2], [&](std::size_t k) {
+      for (std::size_t j = 0; j < grid.size[1]; ++j)
+        for (std::size_t i = 0; i < grid.size[0]; ++i) {
+          const std::array<double, 3> x = grid.index_to_point({double(i), double(j), double(k)});
+          const std::array<double, 3> y = transform.apply(x);
+          float* out = field.vectors.data() + 3 * grid.linear_index(i, j, k);
+          for (int axis = 0; axis < 3; ++axis) out[axis] = static_cast<float>(y[axis] - x[axis]);
+        }
+    });
+  });
+  ctx.throw_if_cancelled();
+  write_displacement_field_file(field, options.path);
 }
 
 struct TargetErrorOptions {
@@ -322,6 +366,7 @@ FUSIONFLOW_PLUGIN("register", "2.1.0",
   registrar.add_node(write_transform_node(), run_write_transform);
   registrar.add_node(target_error_node(), run_target_error);
   registrar.add_node(load_transform_node(), run_load_transform);
+  registrar.add_node(write_displacement_field_node(), run_write_displacement_field);
   // ITK filters inside nodes share ITK's own pool: cap it to the run's threads.
   registrar.add_thread_budget_hook([](int threads) {
     itk::MultiThreaderBase::SetGlobalDefaultNumberOfThreads(static_cast<itk::ThreadIdType>(threads));
