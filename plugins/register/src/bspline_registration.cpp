@@ -193,12 +193,7 @@ BSplineResult register_bspline(const Volume& fixed, const Volume& moving, const 
       const MetricValue metric_value =
           metric.evaluate(transform, MattesMutualInformation::stream_key(settings.seed, level, std::size_t(iteration)),
                           samples, control.threads);
-      if (metric_value.valid_samples * 20 < samples) {
-        throw std::runtime_error("the volumes barely overlap during optimisation: only " +
-                                 std::to_string(metric_value.valid_samples) + " of " + std::to_string(samples) +
-                                 " samples of the fixed volume map inside the moving volume at level " +
-                                 std::to_string(level) + "; check the initial transform");
-      }
+      check_overlap_during_optimisation(metric_value, samples, level, "the initial transform");
       gradient = metric_value.derivative;
       energy = bending_energy(deformation, settings.bending_energy_weight, &gradient);
       value = metric_value.value;

@@ -31,6 +31,22 @@ constexpr OutputPort<Transform> kTransformOut{"transform"};
 constexpr OutputPort<Volume> kRegisteredOut{"registered"};
 constexpr OutputPort<Table> kReportOut{"report"};
 
+// The pyramid and sampling parameters both engines take (their settings
+// structs name them alike).
+template <class Options>
+void add_pyramid_and_sampling_params(NodeType<Options>& node) {
+  using O = Options;
+  node.param(&O::shrink_factors, "shrink_factors", Limits::range(1, 64),
+             "per level, coarse to fine: samples are drawn from every n-th fixed voxel per axis")
+      .param(&O::smoothing_sigmas_mm, "smoothing_sigmas_mm", Limits::range(0.0, 50.0),
+             "Gaussian smoothing of both volumes per level, in mm")
+      .param(&O::iterations, "iterations", Limits::range(1, 100000), "iterations per level")
+      .param(&O::histogram_bins, "histogram_bins", Limits::range(8, 256), "Mattes mutual information histogram bins")
+      .param(&O::samples_per_iteration, "samples_per_iteration", Limits::range(64, 10000000),
+             "fixed voxels drawn at random, afresh at every iteration, for the metric and its gradient")
+      .param(&O::seed, "seed", Limits::range(0, 2147483646), "seed of the random sampling");
+}
+
 NodeType<RegistrationOptions> registration_node(registration::TransformKind kind) {
   const bool rigid = kind == registration::TransformKind::Rigid;
   RegistrationOptions defaults;
@@ -49,15 +65,6 @@ NodeType<RegistrationOptions> registration_node(registration::TransformKind kind
       .choice(&O::initialization, "initialization", registration::kInitializationNames,
               "initial alignment: grid centres (geometry), intensity centres of mass (moments; not for CT, whose "
               "air is negative), or none")
-      .param(&O::shrink_factors, "shrink_factors", Limits::range(1, 64),
-             "per level, coarse to fine: samples are drawn from every n-th fixed voxel per axis")
-      .param(&O::smoothing_sigmas_mm, "smoothing_sigmas_mm", Limits::range(0.0, 50.0),
-             "Gaussian smoothing of both volumes per level, in mm")
-      .param(&O::iterations, "iterations", Limits::range(1, 100000), "maximum iterations per level")
-      .param(&O::histogram_bins, "histogram_bins", Limits::range(8, 256), "Mattes mutual information histogram bins")
-      .param(&O::samples_per_iteration, "samples_per_iteration", Limits::range(64, 10000000),
-             "fixed voxels drawn at random, afresh at every iteration, for the metric and its gradient")
-      .param(&O::seed, "seed", Limits::range(0, 2147483646), "seed of the random sampling")
       .param(&O::max_step_mm, "max_step_mm", Limits::range(1e-4, 100.0),
              "largest voxel motion of a step at the coarsest level (finer levels: times the square of their shrink "
              "factor over the coarsest one's)")
@@ -70,6 +77,7 @@ NodeType<RegistrationOptions> registration_node(registration::TransformKind kind
              "fail if the finest level stops at its iteration limit instead of converging")
       .choice(&O::interpolation, "interpolation", kInterpolationNames, "interpolation of the registered output")
       .param(&O::default_value, "default_value", "value of registered voxels outside the moving volume");
+  add_pyramid_and_sampling_params(node);
   return node;
 }
 
@@ -128,17 +136,8 @@ NodeType<BSplineOptions> bspline_node() {
       .output(kReportOut,
               "per level: grid spacing, iterations, metric, bending energy, stop condition; a last row "
               "with the Jacobian determinant range and folded voxels")
-      .param(&O::shrink_factors, "shrink_factors", Limits::range(1, 64),
-             "per level, coarse to fine: samples are drawn from every n-th fixed voxel per axis")
-      .param(&O::smoothing_sigmas_mm, "smoothing_sigmas_mm", Limits::range(0.0, 50.0),
-             "Gaussian smoothing of both volumes per level, in mm")
       .param(&O::grid_spacing_mm, "grid_spacing_mm", Limits::range(1.0, 1000.0),
              "control-point spacing per level in mm; each level keeps the previous spacing or halves it")
-      .param(&O::iterations, "iterations", Limits::range(1, 100000), "iterations per level")
-      .param(&O::histogram_bins, "histogram_bins", Limits::range(8, 256), "Mattes mutual information histogram bins")
-      .param(&O::samples_per_iteration, "samples_per_iteration", Limits::range(64, 10000000),
-             "fixed voxels drawn at random, afresh at every iteration")
-      .param(&O::seed, "seed", Limits::range(0, 2147483646), "seed of the random sampling")
       .param(&O::max_step_mm, "max_step_mm", Limits::range(1e-4, 100.0),
              "largest control-point move of a step at the first level (later levels: scaled with their spacing)")
       .param(&O::bending_energy_weight, "bending_energy_weight", Limits::range(0.0, 1e9),
@@ -151,6 +150,7 @@ NodeType<BSplineOptions> bspline_node() {
              "accept a result whose Jacobian determinant is <= 0 somewhere (folding); otherwise the node fails")
       .choice(&O::interpolation, "interpolation", kInterpolationNames, "interpolation of the registered output")
       .param(&O::default_value, "default_value", "value of registered voxels outside the moving volume");
+  add_pyramid_and_sampling_params(node);
   return node;
 }
 

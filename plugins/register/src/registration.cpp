@@ -259,12 +259,7 @@ Result run(const Volume& fixed, const Volume& moving, const Settings& settings, 
       const MetricValue metric_value =
           metric.evaluate(state, MattesMutualInformation::stream_key(settings.seed, level, std::size_t(iteration)),
                           samples, control.threads);
-      if (metric_value.valid_samples * 20 < samples) {
-        throw std::runtime_error("the volumes barely overlap during optimisation: only " +
-                                 std::to_string(metric_value.valid_samples) + " of " + std::to_string(samples) +
-                                 " samples of the fixed volume map inside the moving volume at level " +
-                                 std::to_string(level) + "; check the initial alignment");
-      }
+      check_overlap_during_optimisation(metric_value, samples, level, "the initial alignment");
       value = metric_value.value;
       const std::vector<double>& gradient = metric_value.derivative;
       for (std::size_t p = 0; p < P; ++p) direction[p] = gradient[p] / scales[p];
@@ -371,6 +366,15 @@ ItkFloatImage::ConstPointer smoothed(const ItkFloatImage::ConstPointer& image, d
 }
 
 ImageRef image_ref(const ItkFloatImage& image) { return {image.GetBufferPointer(), geometry_of(image)}; }
+
+void check_overlap_during_optimisation(const MetricValue& value, std::size_t samples, std::size_t level,
+                                       const char* check) {
+  if (value.valid_samples * 20 >= samples) return;
+  throw std::runtime_error("the volumes barely overlap during optimisation: only " +
+                           std::to_string(value.valid_samples) + " of " + std::to_string(samples) +
+                           " samples of the fixed volume map inside the moving volume at level " +
+                           std::to_string(level) + "; check " + check);
+}
 
 Result register_volumes(const Volume& fixed, const Volume& moving, const Settings& settings,
                         const RunControl& control) {

@@ -19,6 +19,11 @@ ItkFloatImage::ConstPointer smoothed(const ItkFloatImage::ConstPointer& image, d
 
 ImageRef image_ref(const ItkFloatImage& image);
 
+// Throws std::runtime_error when fewer than one in 20 of an iteration's
+// samples map inside the moving volume; `check` says what to look at.
+void check_overlap_during_optimisation(const MetricValue& value, std::size_t samples, std::size_t level,
+                                       const char* check);
+
 // The adaptive stochastic gradient descent of Klein, Pluim, Staring and
 // Viergever (IJCV 81(3), 2009), as elastix's optimiser: gain
 // a0 * (A / (A + t))^alpha, where the "time" t grows when consecutive
