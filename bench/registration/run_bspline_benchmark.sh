@@ -6,7 +6,9 @@
 # the defaults, MRI and PET in one pipeline on 2 threads) against elastix
 # (elastix_rigid.txt then elastix_bspline.txt, 2 threads, one pair after the
 # other), both scored on the phantom's deformed landmarks (transformix maps
-# them through elastix's result) and for folding (transformix -jac).
+# them through elastix's result), by the RMS error of the displacement over
+# the head against the phantom's true field, and for folding (transformix
+# -jac).
 # Needs a built tree and Debian's elastix; prints a Markdown table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,7 +44,7 @@ PY
     awk -v ns=$((end - start)) 'BEGIN {printf "%.3f\n", ns / 1e9}' > "$out/seconds"
     transformix -def "$base/points.txt" -tp "$out/TransformParameters.1.txt" -out "$out/points" >/dev/null
     cp "$out/points/outputpoints.txt" "$out/outputpoints.txt"
-    transformix -jac all -tp "$out/TransformParameters.1.txt" -out "$out/jacobian" -threads 2 >/dev/null
+    transformix -jac all -def all -tp "$out/TransformParameters.1.txt" -out "$out/jacobian" -threads 2 >/dev/null
     /usr/bin/python3 - "$out/jacobian/spatialJacobian.nii.gz" "$out/jacobian.json" <<'PY'
 import json, sys
 import nibabel, numpy
