@@ -696,6 +696,24 @@ class HeadModel {
 
 std::size_t tissue_class_of(std::uint8_t label) { return std::min<std::size_t>(label, kTissueClassCount - 1); }
 
+// A grid's voxel centres pulled back into CT space through a rigid
+// transform: the first voxel's point and the step of one voxel along each
+// axis, so rows are walked by additions.
+struct GridInCt {
+  Vec3 origin, step_i, step_j, step_k;
+  GridInCt(const RigidTransform& ct_to_space, const Geometry& grid) {
+    const Mat3 to_ct = ct_to_space.matrix.transposed();
+    origin = ct_to_space.apply_inverse(to_vec(grid.origin));
+    auto axis_step = [&](int axis) {
+      return grid.spacing[axis] *
+             (to_ct * Vec3{grid.direction[0 * 3 + axis], grid.direction[1 * 3 + axis], grid.direction[2 * 3 + axis]});
+    };
+    step_i = axis_step(0);
+    step_j = axis_step(1);
+    step_k = axis_step(2);
+  }
+};
+
 // Labels of the anatomy as seen through `ct_to_space` on `grid`: the voxel at
 // physical point p shows the anatomy at CT point ct_to_space^-1(p) (with a
 // deformation u: at (id + u)^-1(ct_to_space^-1(p))).
@@ -703,13 +721,8 @@ std::vector<std::uint8_t> sample_labels_rigid(const HeadModel& model, const Rigi
                                               const Geometry& grid) {
   // Walk each row in CT space: start point plus i times the step of one
   // voxel along i, both pulled back through the transform once.
-  const Mat3 to_ct = ct_to_space.matrix.transposed();
-  const Vec3 origin_in_ct = ct_to_space.apply_inverse(to_vec(grid.origin));
-  auto axis_step = [&](int axis) {
-    return grid.spacing[axis] *
-           (to_ct * Vec3{grid.direction[0 * 3 + axis], grid.direction[1 * 3 + axis], grid.direction[2 * 3 + axis]});
-  };
-  const Vec3 step_i = axis_step(0), step_j = axis_step(1), step_k = axis_step(2);
+  const GridInCt walk(ct_to_space, grid);
+  const Vec3 origin_in_ct = walk.origin, step_i = walk.step_i, step_j = walk.step_j, step_k = walk.step_k;
   const double head_radius = model.bounding_radius();
   std::vector<std::uint8_t> labels(grid.voxel_count(), kAir);
   parallel_for(grid.size[2], [&](std::size_t k) {
@@ -734,13 +747,8 @@ std::vector<std::uint8_t> sample_labels_rigid(const HeadModel& model, const Rigi
 std::vector<std::uint8_t> sample_labels(const HeadModel& model, const RigidTransform& ct_to_space, const Geometry& grid,
                                         const SmoothDeformation& deformation) {
   if (!deformation.active()) return sample_labels_rigid(model, ct_to_space, grid);
-  const Mat3 to_ct = ct_to_space.matrix.transposed();
-  const Vec3 origin_in_ct = ct_to_space.apply_inverse(to_vec(grid.origin));
-  auto axis_step = [&](int axis) {
-    return grid.spacing[axis] *
-           (to_ct * Vec3{grid.direction[0 * 3 + axis], grid.direction[1 * 3 + axis], grid.direction[2 * 3 + axis]});
-  };
-  const Vec3 step_i = axis_step(0), step_j = axis_step(1), step_k = axis_step(2);
+  const GridInCt walk(ct_to_space, grid);
+  const Vec3 origin_in_ct = walk.origin, step_i = walk.step_i, step_j = walk.step_j, step_k = walk.step_k;
   // Anatomy displaced by at most the amplitude: beyond this reach is air.
   const double reach = model.bounding_radius() + deformation.options().amplitude_mm + 1.0;
   std::vector<std::uint8_t> labels(grid.voxel_count(), kAir);
