@@ -62,9 +62,14 @@ double determinant(const std::array<double, 9>& m) {
   return m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) + m[2] * (m[3] * m[7] - m[4] * m[6]);
 }
 
-// Histogram equalisation: every voxel replaced by the fraction of voxels
-// below it (the empirical distribution function, from a 4096-bin histogram
-// over the image's range, linear within a bin). Mutual information is
+// The clip limit of the equalisation (in mean bin counts): 8 gave lower TRE
+// than 4, 16 or none on the deformed benchmark phantoms (seeds 7 and 8).
+constexpr double kEqualisationClip = 8.0;
+
+// Contrast-limited histogram equalisation (the clip limit of Pizer et al.'s
+// CLAHE, applied globally): every voxel replaced by the clipped fraction of
+// voxels below it (from a 4096-bin histogram over the image's range, linear
+// within a bin). Mutual information is
 // unchanged by such a monotone map in theory, but its 32-bin histogram is
 // not: on a CT, the brain's 10-45 HU fall into one bin of a linear layout
 // from air to bone, and the metric then sees no anatomy inside the skull to
@@ -79,8 +84,14 @@ std::vector<float> equalized(const ItkFloatImage& image) {
   const double scale = high > low ? double(bins) / (high - low) : 0.0;
   auto position = [&](float v) { return std::min(double(bins) - 1e-9, (double(v) - low) * scale); };
   for (std::size_t i = 0; i < n; ++i) cdf[static_cast<std::size_t>(position(voxels[i])) + 1] += 1.0;
+  // Contrast-limited: no bin counts more than kEqualisationClip times the
+  // mean, so the air around the head (half of a CT's voxels, in a few HU of
+  // noise) does not spend half the range on noise.
+  const double cap = kEqualisationClip * double(n) / double(bins);
+  for (std::size_t b = 1; b <= bins; ++b) cdf[b] = std::min(cdf[b], cap);
   for (std::size_t b = 1; b <= bins; ++b) cdf[b] += cdf[b - 1];
-  for (double& c : cdf) c /= double(n);
+  const double total = cdf[bins];
+  for (double& c : cdf) c /= total;
   std::vector<float> out(n);
   for (std::size_t i = 0; i < n; ++i) {
     const double p = position(voxels[i]);

@@ -130,7 +130,7 @@ TEST(RegisterBSpline, RecoversMostOfAKnownDeformationOfMriAndPetWithoutFolding) 
     const double after = interior_target_error(result, c.phantom.truth, modality);
     std::printf("%s: interior landmarks' mean TRE rigid %.3f mm, B-spline %.3f mm\n", modality, before, after);
     EXPECT_GT(before, 1.5) << "the deformation is too small for this test to mean anything";
-    // Seed 3 measured 0.53 (MRI) and 0.69 (PET) of the rigid error.
+    // Seed 3 measured 0.57 (MRI) and 0.68 (PET) of the rigid error.
     EXPECT_LT(after, (std::string(modality) == "mri" ? 0.65 : 0.8) * before);
     const Table& report = node.output<Table>("report");
     const auto& last = report.rows.back();
