@@ -44,16 +44,9 @@ std::array<double, 3> BSplineDeformation::displacement(const std::array<double, 
   std::array<double, 3> d{0.0, 0.0, 0.0};
   if (!support(x, at)) return d;
   const std::size_t count = lattice.voxel_count();
-  for (std::size_t c = 0; c < 4; ++c) {
-    for (std::size_t b = 0; b < 4; ++b) {
-      const double wbc = at.weights[1][b] * at.weights[2][c];
-      const std::size_t row = lattice.linear_index(at.start[0], at.start[1] + b, at.start[2] + c);
-      for (std::size_t a = 0; a < 4; ++a) {
-        const double w = at.weights[0][a] * wbc;
-        for (int axis = 0; axis < 3; ++axis) d[axis] += w * coefficients[axis * count + row + a];
-      }
-    }
-  }
+  for_each_control_point(at, [&](std::size_t, std::size_t point, double w) {
+    for (int axis = 0; axis < 3; ++axis) d[axis] += w * coefficients[axis * count + point];
+  });
   return d;
 }
 

@@ -45,6 +45,19 @@ struct BSplineDeformation {
     std::array<std::array<double, 4>, 3> weights{};
   };
   bool support(const std::array<double, 3>& x, Support& out) const;
+  // Calls visit(n, control point's linear lattice index, weight) for the 64
+  // control points of `at`, n = 0..63 in lattice order (x fastest).
+  template <class Visit>
+  void for_each_control_point(const Support& at, Visit&& visit) const {
+    std::size_t n = 0;
+    for (std::size_t c = 0; c < 4; ++c) {
+      for (std::size_t b = 0; b < 4; ++b) {
+        const double wbc = at.weights[1][b] * at.weights[2][c];
+        const std::size_t row = lattice.linear_index(at.start[0], at.start[1] + b, at.start[2] + c);
+        for (std::size_t a = 0; a < 4; ++a) visit(n++, row + a, at.weights[0][a] * wbc);
+      }
+    }
+  }
   std::array<double, 3> displacement(const std::array<double, 3>& x) const;
   // d(x + D(x)) / dx (row-major 3 x 3; the identity where D is 0): its
   // determinant <= 0 means the deformation folds there.

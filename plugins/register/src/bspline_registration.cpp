@@ -196,7 +196,7 @@ BSplineResult register_bspline(const Volume& fixed, const Volume& moving, const 
     const double step_mm = settings.max_step_mm * settings.grid_spacing_mm[level] / settings.grid_spacing_mm[0];
     const int max_iterations = std::max(1, settings.iterations[level]);
     double a0 = 0, time = 0, value = 0, energy = 0;
-    std::vector<double> gradient(P), previous_gradient;
+    std::vector<double> gradient, previous_gradient;
     std::deque<std::vector<double>> recent;  // the last two windows of iterates
     for (int iteration = 0; iteration < max_iterations; ++iteration) {
       control.cancel_point();
@@ -212,17 +212,10 @@ BSplineResult register_bspline(const Volume& fixed, const Volume& moving, const 
         const double motion = largest_control_motion(gradient);
         a0 = motion > 0 ? step_mm / motion : 0.0;
       } else {
-        double dot = 0, norm_now = 0, norm_before = 0;
-        for (std::size_t p = 0; p < P; ++p) {
-          dot += gradient[p] * previous_gradient[p];
-          norm_now += gradient[p] * gradient[p];
-          norm_before += previous_gradient[p] * previous_gradient[p];
-        }
-        const double cosine = norm_now > 0 && norm_before > 0 ? dot / std::sqrt(norm_now * norm_before) : 0.0;
-        time = std::max(0.0, time + gain_schedule.sigmoid(-cosine));
+        time = gain_schedule.next_time(time, gradient_cosine(gradient, previous_gradient));
       }
       previous_gradient = gradient;
-      double gain = a0 * std::pow(gain_schedule.A / (gain_schedule.A + time), gain_schedule.alpha);
+      double gain = gain_schedule.gain(a0, time);
       const double motion = gain * largest_control_motion(gradient);
       if (motion > step_mm) gain *= step_mm / motion;
       for (std::size_t p = 0; p < P; ++p) deformation.coefficients[p] -= gain * gradient[p];

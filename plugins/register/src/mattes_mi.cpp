@@ -144,23 +144,13 @@ void BSplineMetricTransform::slope(const std::array<double, 3>& x, const std::ar
     std::fill(values, values + touched(), 0.0);
     return;
   }
-  const Geometry& lattice = deformation_.lattice;
-  const std::size_t count = lattice.voxel_count();
-  std::size_t n = 0;
-  for (std::size_t c = 0; c < 4; ++c) {
-    for (std::size_t b = 0; b < 4; ++b) {
-      const double wbc = support.weights[1][b] * support.weights[2][c];
-      const std::size_t row = lattice.linear_index(support.start[0], support.start[1] + b, support.start[2] + c);
-      for (std::size_t a = 0; a < 4; ++a) {
-        const double w = support.weights[0][a] * wbc;
-        for (std::size_t axis = 0; axis < 3; ++axis) {
-          indices[n * 3 + axis] = static_cast<std::uint32_t>(axis * count + row + a);
-          values[n * 3 + axis] = w * pulled[axis];
-        }
-        ++n;
-      }
+  const std::size_t count = deformation_.lattice.voxel_count();
+  deformation_.for_each_control_point(support, [&](std::size_t n, std::size_t point, double w) {
+    for (std::size_t axis = 0; axis < 3; ++axis) {
+      indices[n * 3 + axis] = static_cast<std::uint32_t>(axis * count + point);
+      values[n * 3 + axis] = w * pulled[axis];
     }
-  }
+  });
 }
 
 // Per-chunk results: partial histogram and the per-sample terms the

@@ -271,17 +271,10 @@ Result run(const Volume& fixed, const Volume& moving, const Settings& settings, 
         // Adaptive time from the angle between this and the previous gradient
         // (in the scaled metric): Klein et al.'s sigmoid of their inner
         // product, normalised here so that it needs no noise estimate.
-        double dot = 0, norm_now = 0, norm_before = 0;
-        for (std::size_t p = 0; p < P; ++p) {
-          dot += gradient[p] * previous_gradient[p] / scales[p];
-          norm_now += gradient[p] * gradient[p] / scales[p];
-          norm_before += previous_gradient[p] * previous_gradient[p] / scales[p];
-        }
-        const double cosine = norm_now > 0 && norm_before > 0 ? dot / std::sqrt(norm_now * norm_before) : 0.0;
-        time = std::max(0.0, time + gain_schedule.sigmoid(-cosine));
+        time = gain_schedule.next_time(time, gradient_cosine(gradient, previous_gradient, &scales));
       }
       previous_gradient = gradient;
-      double gain = a0 * std::pow(gain_schedule.A / (gain_schedule.A + time), gain_schedule.alpha);
+      double gain = gain_schedule.gain(a0, time);
       // Never a step larger than step_mm (a gradient spike from an unlucky sample set).
       const double motion = gain * largest_motion(state, corners, direction);
       if (motion > step_mm) gain *= step_mm / motion;

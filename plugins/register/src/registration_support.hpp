@@ -2,7 +2,10 @@
 // the register plugin).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <vector>
 
 #include "fusionflow/itk_bridge.hpp"
 #include "fusionflow/volume.hpp"
@@ -37,6 +40,23 @@ struct GainSchedule {
   double alpha = 1.0;
   double f_max = 1.0, f_min = -0.8, omega = 0.1;
   double sigmoid(double x) const { return f_min + (f_max - f_min) / (1.0 - (f_max / f_min) * std::exp(-x / omega)); }
+  // The time after a step whose gradient made `cosine` with the previous one.
+  double next_time(double time, double cosine) const { return std::max(0.0, time + sigmoid(-cosine)); }
+  double gain(double a0, double time) const { return a0 * std::pow(A / (A + time), alpha); }
 };
+
+// Cosine of two gradients in the metric that divides parameter p by
+// scales[p] (no scales: the plain one); 0 if either is zero.
+inline double gradient_cosine(const std::vector<double>& now, const std::vector<double>& before,
+                              const std::vector<double>* scales = nullptr) {
+  double dot = 0, norm_now = 0, norm_before = 0;
+  for (std::size_t p = 0; p < now.size(); ++p) {
+    const double scale = scales != nullptr ? (*scales)[p] : 1.0;
+    dot += now[p] * before[p] / scale;
+    norm_now += now[p] * now[p] / scale;
+    norm_before += before[p] * before[p] / scale;
+  }
+  return norm_now > 0 && norm_before > 0 ? dot / std::sqrt(norm_now * norm_before) : 0.0;
+}
 
 }  // namespace fusionflow::registration

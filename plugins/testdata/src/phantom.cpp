@@ -201,7 +201,9 @@ class SmoothDeformation {
     for (Wave& wave : waves_) wave.amplitude = (options.amplitude_mm / largest) * wave.amplitude;
     statistics_.largest_displacement_mm = options.amplitude_mm;
     for_each_region_point([&](Vec3 p) {
-      const Mat3 g = gradient(p);
+      Vec3 u;
+      Mat3 g;
+      displacement_and_gradient(p, u, g);
       double squared = 0.0;
       for (double v : g.m) squared += v * v;
       statistics_.largest_gradient_norm = std::max(statistics_.largest_gradient_norm, std::sqrt(squared));
@@ -232,19 +234,6 @@ class SmoothDeformation {
     for (const Wave& wave : waves_) u = u + std::sin(dot(wave.wavevector, x) + wave.phase) * wave.amplitude;
     return u;
   }
-  // du/dx (row: component of u, column: coordinate).
-  Mat3 gradient(Vec3 x) const {
-    Mat3 g;
-    g.m.fill(0.0);
-    for (const Wave& wave : waves_) {
-      const double c = std::cos(dot(wave.wavevector, x) + wave.phase);
-      const double a[3] = {wave.amplitude.x, wave.amplitude.y, wave.amplitude.z};
-      const double k[3] = {wave.wavevector.x, wave.wavevector.y, wave.wavevector.z};
-      for (int row = 0; row < 3; ++row)
-        for (int col = 0; col < 3; ++col) g.m[row * 3 + col] += c * a[row] * k[col];
-    }
-    return g;
-  }
   Vec3 forward(Vec3 x) const { return active() ? x + displacement(x) : x; }
 
   // u at start + i * step for i < count, into out[i]: each wave's sine is
@@ -266,7 +255,8 @@ class SmoothDeformation {
     }
   }
 
-  // u(x) and du/dx in one pass over the waves.
+  // u(x) and du/dx (row: component of u, column: coordinate) in one pass
+  // over the waves.
   void displacement_and_gradient(Vec3 x, Vec3& u, Mat3& g) const {
     u = Vec3{};
     g.m.fill(0.0);
