@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <deque>
+#include <limits>
 #include <stdexcept>
 
 #include "fusionflow/itk_bridge.hpp"
@@ -265,7 +266,8 @@ BSplineResult register_bspline(const Volume& fixed, const Volume& moving, const 
   // Folding: the Jacobian determinant of x + D(x) at every fixed voxel,
   // slice by slice (min, max and counts do not depend on the order).
   const Geometry& grid = fixed.geometry;
-  std::vector<double> lowest(grid.size[2], 1.0), highest(grid.size[2], 1.0);
+  std::vector<double> lowest(grid.size[2], std::numeric_limits<double>::max());
+  std::vector<double> highest(grid.size[2], std::numeric_limits<double>::lowest());
   std::vector<std::size_t> folded(grid.size[2], 0);
   in_arena(control.threads, [&] {
     tbb::parallel_for(std::size_t(0), grid.size[2], [&](std::size_t k) {
