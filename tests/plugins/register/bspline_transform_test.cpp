@@ -8,7 +8,6 @@
 #include <itkTransformFileReader.h>
 #include <itkTransformFactoryBase.h>
 #include <itkTxtTransformIOFactory.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -18,24 +17,20 @@
 #include <fusionflow/itk_transform.hpp>
 #include <fusionflow/transform.hpp>
 
+#include "test_support.hpp"
+
 namespace fusionflow {
 namespace {
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() : path_(fs::temp_directory_path() / ("bspline-transform-test-" + std::to_string(::getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
+// A fresh folder for the test (test_support's), removed when it ends.
+struct TempDir {
+  fs::path folder = testing::fresh_temp_directory("bspline-transform");
   ~TempDir() {
     std::error_code ignored;
-    fs::remove_all(path_, ignored);
+    fs::remove_all(folder, ignored);
   }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+  const fs::path& path() const { return folder; }
 };
 
 // A rotated, anisotropic 48 x 40 x 30 mm region, a lattice of about 10 mm
